@@ -1,0 +1,5 @@
+//! The Sluice server: the only place that performs I/O.
+
+fn main() {
+    println!("sluice: not built yet");
+}
