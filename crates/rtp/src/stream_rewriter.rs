@@ -26,7 +26,8 @@ struct Source {
 #[derive(Debug, Clone, Copy)]
 struct PendingSwitch {
     ssrc: u32,
-    ts_gap: u32,
+    /// Explicit gap, or `None` to use the frame interval observed when the switch happens.
+    ts_gap: Option<u32>,
 }
 
 /// Per (subscriber, track) output state; see the module documentation.
@@ -83,12 +84,14 @@ impl StreamRewriter {
             .or(self.source.as_ref().map(|s| s.ssrc))
     }
 
-    /// Starts forwarding `ssrc`, with a timestamp gap estimated from the last observed
-    /// frame interval (or 20 ms before any was seen). Packets of the previous source, and
-    /// packets of the new one older than its first forwarded packet, are dropped.
+    /// Starts forwarding `ssrc` from its next packet on, with a timestamp gap estimated from
+    /// the last observed frame interval (or 20 ms before any was seen). Until that packet
+    /// arrives the previous source keeps being forwarded, so a subscriber never starves
+    /// while waiting for e.g. a keyframe on a new simulcast layer. Afterwards packets of
+    /// the previous source, and packets of the new one older than its first forwarded
+    /// packet, are dropped.
     pub fn switch_source(&mut self, ssrc: u32) {
-        let gap = self.frame_interval_ts.unwrap_or(self.default_ts_gap);
-        self.switch_source_with_gap(ssrc, gap);
+        self.pending = Some(PendingSwitch { ssrc, ts_gap: None });
     }
 
     /// Like [`switch_source`](Self::switch_source) with an explicit timestamp gap, for a
@@ -97,7 +100,7 @@ impl StreamRewriter {
     pub fn switch_source_with_gap(&mut self, ssrc: u32, ts_gap: u32) {
         self.pending = Some(PendingSwitch {
             ssrc,
-            ts_gap: ts_gap.max(1),
+            ts_gap: Some(ts_gap.max(1)),
         });
     }
 
@@ -163,7 +166,13 @@ impl StreamRewriter {
         let mut unwrapper = SeqUnwrapper::new();
         let in_ext = unwrapper.unwrap(in_seq);
         let (next_out_seq, out_ts) = match (self.highest_out_seq, self.newest_out_ts) {
-            (Some(seq), Some(ts)) => (seq + 1, ts.wrapping_add(p.ts_gap)),
+            (Some(seq), Some(ts)) => {
+                let gap = p
+                    .ts_gap
+                    .or(self.frame_interval_ts)
+                    .unwrap_or(self.default_ts_gap);
+                (seq + 1, ts.wrapping_add(gap))
+            }
             // The very first source keeps its own numbering (shifted into extended space).
             _ => ((1u64 << 16) + u64::from(in_seq), in_ts),
         };

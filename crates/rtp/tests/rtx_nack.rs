@@ -1,0 +1,131 @@
+//! RetransmissionCache, RFC 4588 RTX packets and NackGenerator.
+
+use std::time::{Duration, Instant};
+
+use sluice_rtp::nack::NackConfig;
+use sluice_rtp::{write_rtx, NackGenerator, RetransmissionCache, RtpHeader};
+
+fn pkt(seq: u16, len: usize) -> Vec<u8> {
+    let mut p = vec![0x80, 96];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 1]);
+    p.resize(len, seq as u8);
+    p
+}
+
+#[test]
+fn cache_returns_packets_by_sequence_number_across_wrap() {
+    let mut c = RetransmissionCache::new(16, 1 << 20);
+    for i in 0..20u16 {
+        let seq = 65_530u16.wrapping_add(i);
+        assert!(c.insert(seq, &pkt(seq, 100)));
+    }
+    // the newest 16 are kept, the 4 oldest evicted
+    for i in 0..4u16 {
+        assert_eq!(c.get(65_530u16.wrapping_add(i)), None);
+    }
+    for i in 4..20u16 {
+        let seq = 65_530u16.wrapping_add(i);
+        assert_eq!(c.get(seq), Some(&pkt(seq, 100)[..]));
+    }
+    assert_eq!(c.get(100), None);
+    assert_eq!(c.total_bytes(), 1600);
+}
+
+#[test]
+fn cache_respects_its_byte_budget_by_evicting_oldest() {
+    let mut c = RetransmissionCache::new(64, 1000);
+    for seq in 0..10u16 {
+        assert!(c.insert(seq, &pkt(seq, 300)));
+        assert!(c.total_bytes() <= 1000);
+    }
+    assert_eq!(c.get(6), None);
+    for seq in 7..10u16 {
+        assert!(c.get(seq).is_some());
+    }
+    assert!(!c.insert(10, &vec![0x80; 1001]));
+    assert!(!c.insert(11, &vec![0x80; 1501]));
+}
+
+#[test]
+fn cache_rejects_packets_older_than_its_window_and_handles_big_jumps() {
+    let mut c = RetransmissionCache::new(8, 1 << 20);
+    assert!(c.insert(100, &pkt(100, 50)));
+    assert!(c.insert(200, &pkt(200, 50)));
+    assert_eq!(c.get(100), None);
+    assert_eq!(c.total_bytes(), 50);
+    assert!(!c.insert(150, &pkt(150, 50)));
+    assert!(c.insert(195, &pkt(195, 50)));
+    assert_eq!(c.get(195).map(<[u8]>::len), Some(50));
+}
+
+#[test]
+fn rtx_packet_prefixes_original_sequence_number_and_drops_padding() {
+    let mut orig = vec![0xA0, 0x80 | 96, 0x12, 0x34, 0, 0, 0, 5, 0, 0, 0, 9];
+    orig.extend_from_slice(&[1, 2, 3, 0, 0, 2]);
+    let mut out = Vec::new();
+    write_rtx(&orig, 0x7777, 97, 500, &mut out).unwrap();
+    let h = RtpHeader::parse(&out).unwrap();
+    assert_eq!((h.ssrc(), h.payload_type(), h.sequence_number()), (0x7777, 97, 500));
+    assert!(h.marker());
+    assert_eq!(h.timestamp(), 5);
+    assert_eq!(h.padding_len(), 0);
+    assert_eq!(h.payload(), &[0x12, 0x34, 1, 2, 3, 0]);
+    assert!(write_rtx(&orig[..5], 1, 1, 1, &mut out).is_err());
+}
+
+fn cfg() -> NackConfig {
+    NackConfig {
+        reorder_delay: Duration::from_millis(10),
+        retry_interval: Duration::from_millis(50),
+        max_retries: 3,
+        max_age: Duration::from_millis(1000),
+        max_missing: 100,
+    }
+}
+
+#[test]
+fn gap_is_nacked_after_the_reorder_delay_then_retried() {
+    let t0 = Instant::now();
+    let mut g = NackGenerator::new(cfg());
+    g.on_packet(10, t0);
+    g.on_packet(14, t0);
+    assert!(g.poll_nacks(t0).is_empty(), "reordering grace");
+    assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_millis(10)));
+    let t1 = t0 + Duration::from_millis(10);
+    assert_eq!(g.poll_nacks(t1), vec![11, 12, 13]);
+    assert!(g.poll_nacks(t1 + Duration::from_millis(49)).is_empty());
+    g.on_packet(12, t1);
+    assert_eq!(g.poll_nacks(t1 + Duration::from_millis(50)), vec![11, 13]);
+    assert_eq!(g.poll_nacks(t1 + Duration::from_millis(100)), vec![11, 13]);
+    // max_retries = 3 reached: given up
+    assert!(g.poll_nacks(t1 + Duration::from_millis(150)).is_empty());
+    assert_eq!(g.missing_count(), 0);
+    assert_eq!(g.abandoned_count(), 2);
+    assert_eq!(g.poll_timeout(), None);
+}
+
+#[test]
+fn nacks_work_across_the_wrap_and_expire_by_age() {
+    let t0 = Instant::now();
+    let mut g = NackGenerator::new(NackConfig {
+        max_retries: 100,
+        ..cfg()
+    });
+    g.on_packet(65_534, t0);
+    g.on_packet(1, t0);
+    assert_eq!(g.poll_nacks(t0 + Duration::from_millis(10)), vec![65_535, 0]);
+    assert!(g.poll_nacks(t0 + Duration::from_millis(1000)).is_empty());
+    assert_eq!(g.missing_count(), 0);
+}
+
+#[test]
+fn a_gap_larger_than_the_limit_resets_instead_of_growing() {
+    let t0 = Instant::now();
+    let mut g = NackGenerator::new(cfg());
+    g.on_packet(0, t0);
+    g.on_packet(5000, t0);
+    assert_eq!(g.missing_count(), 0);
+    g.on_packet(5003, t0);
+    assert_eq!(g.poll_nacks(t0 + Duration::from_secs(1) / 10), vec![5001, 5002]);
+}
