@@ -97,14 +97,17 @@ impl IceLite {
     pub fn new(config: IceConfig, local: Credentials) -> Result<IceLite, IceError> {
         local.validate_local()?;
         if config.max_candidate_pairs == 0 {
-            return Err(IceError::InvalidConfig("max_candidate_pairs must be at least 1"));
+            return Err(IceError::InvalidConfig(
+                "max_candidate_pairs must be at least 1",
+            ));
         }
         let responder = Responder::new(&local.pwd, config.software.as_deref())?;
-        let integrity_key = hmac::Key::new(
-            hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            local.pwd.as_bytes(),
-        );
-        let max_pending_events = config.max_candidate_pairs.saturating_mul(3).saturating_add(4);
+        let integrity_key =
+            hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, local.pwd.as_bytes());
+        let max_pending_events = config
+            .max_candidate_pairs
+            .saturating_mul(3)
+            .saturating_add(4);
         Ok(IceLite {
             paths: Paths::new(config.max_candidate_pairs),
             config,
@@ -159,7 +162,11 @@ impl IceLite {
         let header = Header::parse(datagram).ok_or(IceError::Malformed)?;
         match header.class() {
             Class::Request => {}
-            Class::Indication => return Err(IceError::UnexpectedClass { class: "indication" }),
+            Class::Indication => {
+                return Err(IceError::UnexpectedClass {
+                    class: "indication",
+                })
+            }
             Class::SuccessResponse => {
                 return Err(IceError::UnexpectedClass {
                     class: "success response",
@@ -339,7 +346,12 @@ impl IceLite {
         self.queue_transmit(local, from, contents);
     }
 
-    fn queue_transmit(&mut self, source: SocketAddr, destination: SocketAddr, contents: Option<Vec<u8>>) {
+    fn queue_transmit(
+        &mut self,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: Option<Vec<u8>>,
+    ) {
         if let Some(contents) = contents {
             if self.transmits.len() < MAX_PENDING_TRANSMITS {
                 self.transmits.push_back(Transmit {

@@ -64,7 +64,11 @@ impl Credentials {
     /// Checks the RFC 8839 rules for credentials we issue: ufrag 4..=256 and pwd 22..=256
     /// ice-chars.
     pub fn validate_local(&self) -> Result<(), IceError> {
-        check_ice_string(&self.ufrag, MIN_UFRAG_CHARS, "ufrag must be 4..=256 ice-chars")?;
+        check_ice_string(
+            &self.ufrag,
+            MIN_UFRAG_CHARS,
+            "ufrag must be 4..=256 ice-chars",
+        )?;
         check_ice_string(&self.pwd, MIN_PWD_CHARS, "pwd must be 22..=256 ice-chars")
     }
 
@@ -81,8 +85,8 @@ impl Credentials {
 }
 
 fn check_ice_string(value: &str, min_chars: usize, why: &'static str) -> Result<(), IceError> {
-    let ok = (min_chars..=MAX_CREDENTIAL_CHARS).contains(&value.len())
-        && value.bytes().all(is_ice_char);
+    let ok =
+        (min_chars..=MAX_CREDENTIAL_CHARS).contains(&value.len()) && value.bytes().all(is_ice_char);
     if ok {
         Ok(())
     } else {

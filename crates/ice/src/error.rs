@@ -66,7 +66,9 @@ pub enum IceError {
     #[error("binding request rejected with 487: peer also claims the controlled role")]
     RoleConflict,
     /// Answered with 420 Unknown Attribute: comprehension-required attributes we do not know.
-    #[error("binding request rejected with 420: {count} unknown comprehension-required attributes")]
+    #[error(
+        "binding request rejected with 420: {count} unknown comprehension-required attributes"
+    )]
     UnknownAttributes {
         /// How many unknown comprehension-required attributes the request carried.
         count: usize,

@@ -110,3 +110,67 @@ impl Paths {
         self.entries.iter().map(|p| p.consent_expires_at).min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    #[test]
+    fn full_table_evicts_earliest_expiry_unless_protected() {
+        let t0 = Instant::now();
+        let mut paths = Paths::new(2);
+        let at = |s| t0 + Duration::from_secs(s);
+        assert_eq!(
+            paths.refresh(addr(0), addr(1), at(1), None),
+            Refresh::Added { evicted: None }
+        );
+        assert_eq!(
+            paths.refresh(addr(0), addr(2), at(2), None),
+            Refresh::Added { evicted: None }
+        );
+        assert_eq!(
+            paths.refresh(addr(0), addr(3), at(3), Some(addr(1))),
+            Refresh::Added {
+                evicted: Some(addr(2))
+            }
+        );
+        assert_eq!(
+            paths.refresh(addr(0), addr(4), at(4), None),
+            Refresh::Added {
+                evicted: Some(addr(1))
+            }
+        );
+        assert_eq!(paths.len(), 2);
+    }
+
+    #[test]
+    fn single_slot_table_replaces_even_the_protected_path() {
+        let t0 = Instant::now();
+        let mut paths = Paths::new(1);
+        paths.refresh(addr(0), addr(1), t0, Some(addr(1)));
+        assert_eq!(
+            paths.refresh(addr(0), addr(2), t0, Some(addr(1))),
+            Refresh::Added {
+                evicted: Some(addr(1))
+            }
+        );
+        assert!(paths.get(addr(2)).is_some());
+    }
+
+    #[test]
+    fn expire_removes_exactly_the_paths_due() {
+        let t0 = Instant::now();
+        let mut paths = Paths::new(4);
+        paths.refresh(addr(0), addr(1), t0 + Duration::from_secs(1), None);
+        paths.refresh(addr(0), addr(2), t0 + Duration::from_secs(2), None);
+        let mut expired = Vec::new();
+        paths.expire(t0 + Duration::from_secs(1), |a| expired.push(a));
+        assert_eq!(expired, vec![addr(1)]);
+        assert_eq!(paths.next_expiry(), Some(t0 + Duration::from_secs(2)));
+    }
+}

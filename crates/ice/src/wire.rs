@@ -229,3 +229,99 @@ pub(crate) fn split_username(username: &[u8]) -> Option<(&str, &str)> {
     }
     Some((local, remote))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(attributes: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0x00, 0x01];
+        bytes.extend_from_slice(&u16::try_from(attributes.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
+        bytes.extend_from_slice(&[1; 12]);
+        bytes.extend_from_slice(attributes);
+        bytes
+    }
+
+    #[test]
+    fn header_requires_exact_length_cookie_and_zero_top_bits() {
+        let good = message(&[]);
+        assert!(Header::parse(&good).is_some());
+        let mut top_bits = good.clone();
+        top_bits[0] = 0x40;
+        assert!(Header::parse(&top_bits).is_none());
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(Header::parse(&longer).is_none());
+        let mut unaligned = message(&[0, 0]);
+        unaligned[3] = 2;
+        assert!(Header::parse(&unaligned).is_none());
+    }
+
+    #[test]
+    fn class_and_method_decode_from_message_type() {
+        let header = |message_type| Header {
+            message_type,
+            transaction_id: [0; 12],
+        };
+        assert_eq!(header(0x0001).class(), Class::Request);
+        assert_eq!(header(0x0011).class(), Class::Indication);
+        assert_eq!(header(0x0101).class(), Class::SuccessResponse);
+        assert_eq!(header(0x0111).class(), Class::ErrorResponse);
+        assert_eq!(header(0x0101).method(), METHOD_BINDING);
+        assert_eq!(header(0x0003).method(), 0x003);
+        assert_eq!(header(0x3EEF).method(), 0xFFF);
+    }
+
+    #[test]
+    fn attributes_skip_padding_and_report_offsets() {
+        let bytes = message(&[
+            0x00, 0x06, 0x00, 0x03, b'a', b':', b'b', 0, // USERNAME, 1 byte of padding
+            0x80, 0x28, 0x00, 0x04, 1, 2, 3, 4, // FINGERPRINT
+        ]);
+        let attributes: Vec<_> = Attributes::new(&bytes).collect();
+        assert_eq!(attributes.len(), 2);
+        assert_eq!(attributes[0].value, b"a:b");
+        assert_eq!(attributes[1].offset, 28);
+        assert_eq!(attributes[1].value, &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn attribute_walk_stops_at_truncation_and_at_the_count_bound() {
+        let truncated = message(&[0x00, 0x06, 0x00, 0x09, b'a', b':', b'b', 0]);
+        let mut walk = Attributes::new(&truncated);
+        assert!(walk.next().is_none());
+        assert!(walk.malformed());
+        assert!(CheckLayout::scan(&truncated).is_none());
+
+        let many = [0x80u8, 0x22, 0x00, 0x00].repeat(MAX_ATTRIBUTES + 1);
+        let bytes = message(&many);
+        let mut walk = Attributes::new(&bytes);
+        assert_eq!(walk.by_ref().count(), MAX_ATTRIBUTES);
+        assert!(walk.malformed());
+    }
+
+    #[test]
+    fn layout_ignores_attributes_after_integrity_but_sees_fingerprint() {
+        let mut attributes = vec![0x00, 0x08, 0x00, 0x14];
+        attributes.extend_from_slice(&[0xAA; 20]);
+        attributes.extend_from_slice(&[0x00, 0x06, 0x00, 0x04, b'x', b':', b'y', b'z']);
+        attributes.extend_from_slice(&[0x80, 0x28, 0x00, 0x04, 1, 2, 3, 4]);
+        let bytes = message(&attributes);
+        let layout = CheckLayout::scan(&bytes).unwrap();
+        assert!(layout.username.is_none(), "USERNAME after MI is ignored");
+        assert_eq!(layout.integrity.map(|(offset, _)| offset), Some(20));
+        assert_eq!(layout.fingerprint, Some(&[1u8, 2, 3, 4][..]));
+        assert!(layout.fingerprint_is_last);
+    }
+
+    #[test]
+    fn split_username_needs_a_colon_and_a_local_part() {
+        assert_eq!(split_username(b"ab:cd"), Some(("ab", "cd")));
+        assert_eq!(split_username(b"ab:"), Some(("ab", "")));
+        assert_eq!(split_username(b"ab:c:d"), Some(("ab", "c:d")));
+        assert_eq!(split_username(b":cd"), None);
+        assert_eq!(split_username(b"abcd"), None);
+        assert_eq!(split_username(&[0xFF, b':']), None);
+    }
+}

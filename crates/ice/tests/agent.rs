@@ -88,7 +88,12 @@ fn valid_check_gets_authenticated_success_with_sender_as_mapped_address() {
 #[test]
 fn success_response_maps_ipv6_sender() {
     let mut agent = agent();
-    let (result, response) = exchange(&mut agent, Instant::now(), other_browser_address(), &Check::default());
+    let (result, response) = exchange(
+        &mut agent,
+        Instant::now(),
+        other_browser_address(),
+        &Check::default(),
+    );
     assert_eq!(result, Ok(()));
     let message = decode_response(&response, Some(SERVER_PWD));
     assert_eq!(mapped_address(&message), other_browser_address());
@@ -102,7 +107,9 @@ fn success_response_integrity_fails_with_another_password() {
         .with_key(stun_rs::HMACKey::new_short_term("someOtherPassword0123456").unwrap())
         .with_validation()
         .build();
-    let decoder = stun_rs::MessageDecoderBuilder::default().with_context(ctx).build();
+    let decoder = stun_rs::MessageDecoderBuilder::default()
+        .with_context(ctx)
+        .build();
     assert!(decoder.decode(&response).is_err());
 }
 
@@ -110,7 +117,9 @@ fn success_response_integrity_fails_with_another_password() {
 fn valid_check_validates_address_without_nominating_it() {
     let mut agent = agent();
     assert!(!agent.is_permitted(browser()));
-    exchange(&mut agent, Instant::now(), browser(), &Check::default()).0.unwrap();
+    exchange(&mut agent, Instant::now(), browser(), &Check::default())
+        .0
+        .unwrap();
     assert!(agent.is_permitted(browser()));
     assert!(!agent.is_permitted(other_browser_address()));
     assert_eq!(agent.nominated(), None);
@@ -120,15 +129,22 @@ fn valid_check_validates_address_without_nominating_it() {
 #[test]
 fn use_candidate_nominates_the_sender() {
     let mut agent = agent();
-    exchange(&mut agent, Instant::now(), browser(), &Check::nominating()).0.unwrap();
+    exchange(&mut agent, Instant::now(), browser(), &Check::nominating())
+        .0
+        .unwrap();
     assert_eq!(agent.nominated(), Some(browser()));
     assert_eq!(agent.nominated_pair(), Some((local(), browser())));
     assert_eq!(
         events(&mut agent),
-        vec![IceEvent::Validated(browser()), IceEvent::Nominated(browser())]
+        vec![
+            IceEvent::Validated(browser()),
+            IceEvent::Nominated(browser())
+        ]
     );
     // A repeated nomination of the same address is not a new event.
-    exchange(&mut agent, Instant::now(), browser(), &Check::nominating()).0.unwrap();
+    exchange(&mut agent, Instant::now(), browser(), &Check::nominating())
+        .0
+        .unwrap();
     assert_eq!(events(&mut agent), vec![]);
 }
 
@@ -136,10 +152,22 @@ fn use_candidate_nominates_the_sender() {
 fn latest_nomination_wins() {
     let mut agent = agent();
     let now = Instant::now();
-    exchange(&mut agent, now, browser(), &Check::nominating()).0.unwrap();
-    exchange(&mut agent, now, other_browser_address(), &Check::nominating()).0.unwrap();
+    exchange(&mut agent, now, browser(), &Check::nominating())
+        .0
+        .unwrap();
+    exchange(
+        &mut agent,
+        now,
+        other_browser_address(),
+        &Check::nominating(),
+    )
+    .0
+    .unwrap();
     assert_eq!(agent.nominated(), Some(other_browser_address()));
-    assert!(agent.is_permitted(browser()), "the old path keeps its consent");
+    assert!(
+        agent.is_permitted(browser()),
+        "the old path keeps its consent"
+    );
     assert_eq!(
         events(&mut agent),
         vec![
@@ -161,7 +189,10 @@ fn assert_rejected(check: Check, expected: IceError, code: u16) {
     assert_eq!(message.transaction_id().as_bytes(), &check.transaction_id);
     assert_eq!(error_code(&message), code);
     assert!(has_fingerprint(&message));
-    assert!(!has_integrity(&message), "400/401 must not carry MESSAGE-INTEGRITY");
+    assert!(
+        !has_integrity(&message),
+        "400/401 must not carry MESSAGE-INTEGRITY"
+    );
     assert!(!agent.is_permitted(browser()));
     assert_eq!(agent.poll_timeout(), None);
     assert_eq!(events(&mut agent), vec![]);
@@ -291,7 +322,10 @@ fn peer_claiming_controlled_role_gets_authenticated_role_conflict() {
     assert_eq!(result, Err(IceError::RoleConflict));
     let message = decode_response(&response, Some(SERVER_PWD));
     assert_eq!(error_code(&message), 487);
-    assert!(has_integrity(&message), "487 answers an authenticated request");
+    assert!(
+        has_integrity(&message),
+        "487 answers an authenticated request"
+    );
     assert!(!agent.is_permitted(browser()));
     assert_eq!(agent.nominated(), None);
 }
@@ -336,7 +370,10 @@ fn unknown_comprehension_optional_attribute_is_ignored() {
     // GOOG-NETWORK-INFO, as Chrome sends it.
     raw.extend_from_slice(&[0xC0, 0x57, 0x00, 0x04, 0, 1, 0, 10]);
     let bytes = seal(raw, SERVER_PWD);
-    assert_eq!(agent.handle_stun(Instant::now(), local(), browser(), &bytes), Ok(()));
+    assert_eq!(
+        agent.handle_stun(Instant::now(), local(), browser(), &bytes),
+        Ok(())
+    );
 }
 
 #[test]
@@ -350,7 +387,10 @@ fn hand_sealed_check_is_accepted() {
     }
     .encode();
     let bytes = seal(raw, SERVER_PWD);
-    assert_eq!(agent.handle_stun(Instant::now(), local(), browser(), &bytes), Ok(()));
+    assert_eq!(
+        agent.handle_stun(Instant::now(), local(), browser(), &bytes),
+        Ok(())
+    );
 }
 
 #[test]
@@ -378,7 +418,10 @@ fn responses_and_indications_are_dropped_unanswered() {
         bytes[0..2].copy_from_slice(&type_bytes);
         let result = agent.handle_stun(Instant::now(), local(), browser(), &bytes);
         assert_eq!(result, Err(IceError::UnexpectedClass { class }));
-        assert_eq!(result.unwrap_err().drop_reason(), DropReason::UnexpectedClass);
+        assert_eq!(
+            result.unwrap_err().drop_reason(),
+            DropReason::UnexpectedClass
+        );
         assert!(agent.poll_transmit().is_none());
     }
     assert!(!agent.is_permitted(browser()));
@@ -419,7 +462,9 @@ fn garbage_is_malformed_and_unanswered() {
 fn consent_expires_after_thirty_seconds_without_checks() {
     let mut agent = agent();
     let t0 = Instant::now();
-    exchange(&mut agent, t0, browser(), &Check::nominating()).0.unwrap();
+    exchange(&mut agent, t0, browser(), &Check::nominating())
+        .0
+        .unwrap();
     events(&mut agent);
     assert_eq!(agent.poll_timeout(), Some(t0 + Duration::from_secs(30)));
 
@@ -444,8 +489,14 @@ fn checks_refresh_consent() {
     for step in 0..=6u64 {
         let now = t0 + Duration::from_secs(10 * step);
         agent.handle_timeout(now);
-        exchange(&mut agent, now, browser(), &Check::nominating()).0.unwrap();
-        assert!(agent.is_permitted(browser()), "permitted at {} s", 10 * step);
+        exchange(&mut agent, now, browser(), &Check::nominating())
+            .0
+            .unwrap();
+        assert!(
+            agent.is_permitted(browser()),
+            "permitted at {} s",
+            10 * step
+        );
     }
     let last = t0 + Duration::from_secs(60);
     assert_eq!(agent.poll_timeout(), Some(last + Duration::from_secs(30)));
@@ -460,12 +511,16 @@ fn checks_refresh_consent() {
 fn rejected_checks_do_not_refresh_consent() {
     let mut agent = agent();
     let t0 = Instant::now();
-    exchange(&mut agent, t0, browser(), &Check::default()).0.unwrap();
+    exchange(&mut agent, t0, browser(), &Check::default())
+        .0
+        .unwrap();
     let bad = Check {
         integrity_pwd: Some("notTheServerPassword1234".into()),
         ..Check::default()
     };
-    exchange(&mut agent, t0 + Duration::from_secs(20), browser(), &bad).0.unwrap_err();
+    exchange(&mut agent, t0 + Duration::from_secs(20), browser(), &bad)
+        .0
+        .unwrap_err();
     agent.handle_timeout(t0 + Duration::from_secs(30));
     assert!(!agent.is_permitted(browser()));
 }
@@ -474,11 +529,23 @@ fn rejected_checks_do_not_refresh_consent() {
 fn one_expiring_path_does_not_disconnect_while_another_is_fresh() {
     let mut agent = agent();
     let t0 = Instant::now();
-    exchange(&mut agent, t0, browser(), &Check::nominating()).0.unwrap();
-    exchange(&mut agent, t0 + Duration::from_secs(10), other_browser_address(), &Check::default()).0.unwrap();
+    exchange(&mut agent, t0, browser(), &Check::nominating())
+        .0
+        .unwrap();
+    exchange(
+        &mut agent,
+        t0 + Duration::from_secs(10),
+        other_browser_address(),
+        &Check::default(),
+    )
+    .0
+    .unwrap();
     events(&mut agent);
     agent.handle_timeout(t0 + Duration::from_secs(30));
-    assert_eq!(events(&mut agent), vec![IceEvent::ConsentExpired(browser())]);
+    assert_eq!(
+        events(&mut agent),
+        vec![IceEvent::ConsentExpired(browser())]
+    );
     assert_eq!(agent.nominated(), None);
     assert!(agent.is_permitted(other_browser_address()));
     assert_eq!(agent.poll_timeout(), Some(t0 + Duration::from_secs(40)));
@@ -488,7 +555,9 @@ fn one_expiring_path_does_not_disconnect_while_another_is_fresh() {
 fn is_permitted_at_judges_expiry_without_waiting_for_handle_timeout() {
     let mut agent = agent();
     let t0 = Instant::now();
-    exchange(&mut agent, t0, browser(), &Check::default()).0.unwrap();
+    exchange(&mut agent, t0, browser(), &Check::default())
+        .0
+        .unwrap();
     assert!(agent.is_permitted_at(t0 + Duration::from_secs(29), browser()));
     assert!(!agent.is_permitted_at(t0 + Duration::from_secs(30), browser()));
 }
@@ -501,21 +570,47 @@ fn remembered_addresses_are_bounded_and_nominated_one_is_spared() {
     });
     let t0 = Instant::now();
     let addr = |port: u16| SocketAddr::from(([198, 51, 100, 7], port));
-    exchange(&mut agent, t0, addr(1), &Check::nominating()).0.unwrap();
-    exchange(&mut agent, t0 + Duration::from_secs(1), addr(2), &Check::default()).0.unwrap();
+    exchange(&mut agent, t0, addr(1), &Check::nominating())
+        .0
+        .unwrap();
+    exchange(
+        &mut agent,
+        t0 + Duration::from_secs(1),
+        addr(2),
+        &Check::default(),
+    )
+    .0
+    .unwrap();
     events(&mut agent);
     // Full: addr(1) expires first but is nominated, so addr(2) makes room.
-    exchange(&mut agent, t0 + Duration::from_secs(2), addr(3), &Check::default()).0.unwrap();
+    exchange(
+        &mut agent,
+        t0 + Duration::from_secs(2),
+        addr(3),
+        &Check::default(),
+    )
+    .0
+    .unwrap();
     assert_eq!(agent.validated_count(), 2);
     assert!(agent.is_permitted(addr(1)));
     assert!(!agent.is_permitted(addr(2)));
     assert!(agent.is_permitted(addr(3)));
     assert_eq!(
         events(&mut agent),
-        vec![IceEvent::ConsentExpired(addr(2)), IceEvent::Validated(addr(3))]
+        vec![
+            IceEvent::ConsentExpired(addr(2)),
+            IceEvent::Validated(addr(3))
+        ]
     );
     for port in 10..100 {
-        exchange(&mut agent, t0 + Duration::from_secs(3), addr(port), &Check::default()).0.unwrap();
+        exchange(
+            &mut agent,
+            t0 + Duration::from_secs(3),
+            addr(port),
+            &Check::default(),
+        )
+        .0
+        .unwrap();
         assert!(agent.validated_count() <= 2);
     }
     assert_eq!(agent.nominated(), Some(addr(1)));
@@ -529,7 +624,14 @@ fn pending_events_are_bounded() {
     });
     let now = Instant::now();
     for port in 1..1000u16 {
-        exchange(&mut agent, now, SocketAddr::from(([198, 51, 100, 7], port)), &Check::nominating()).0.unwrap();
+        exchange(
+            &mut agent,
+            now,
+            SocketAddr::from(([198, 51, 100, 7], port)),
+            &Check::nominating(),
+        )
+        .0
+        .unwrap();
     }
     assert!(events(&mut agent).len() <= 7);
 }
@@ -576,7 +678,10 @@ fn generated_credentials_follow_rfc_8839() {
     assert!(a.ufrag.chars().chain(a.pwd.chars()).all(ice_char));
     assert!(a.validate_local().is_ok());
     assert_ne!(a, b);
-    assert!(!format!("{a:?}").contains(&a.pwd), "Debug must not print the password");
+    assert!(
+        !format!("{a:?}").contains(&a.pwd),
+        "Debug must not print the password"
+    );
 }
 
 /// RFC 5769 section 2.1: a request with USERNAME "evtj:h6vY", password

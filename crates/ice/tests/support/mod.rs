@@ -68,9 +68,8 @@ impl Check {
             builder = builder.with_attribute(UseCandidate::default());
         }
         if let Some(pwd) = &self.integrity_pwd {
-            builder = builder.with_attribute(MessageIntegrity::new(
-                HMACKey::new_short_term(pwd).unwrap(),
-            ));
+            builder = builder
+                .with_attribute(MessageIntegrity::new(HMACKey::new_short_term(pwd).unwrap()));
         }
         if self.fingerprint {
             builder = builder.with_attribute(Fingerprint::default());
@@ -95,7 +94,9 @@ pub fn decode_response(bytes: &[u8], pwd: Option<&str>) -> StunMessage {
     let decoder = MessageDecoderBuilder::default()
         .with_context(ctx.build())
         .build();
-    let (message, size) = decoder.decode(bytes).expect("response must decode and validate");
+    let (message, size) = decoder
+        .decode(bytes)
+        .expect("response must decode and validate");
     assert_eq!(size, bytes.len());
     message
 }
