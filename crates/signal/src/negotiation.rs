@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use thiserror::Error;
 
 use crate::sdp::{
-    parse_answer, write_offer, Answer, Direction, Kind, MediaSection, OfferParams, SdpError,
-    SendStream, Setup, MAX_MEDIA_SECTIONS,
+    parse_answer_with_limits, write_offer, Answer, Direction, Kind, MediaSection, OfferParams,
+    ParseLimits, SdpError, SendStream, Setup, MAX_MEDIA_SECTIONS,
 };
 
 /// The mid of the browser's microphone m-line.
@@ -48,12 +48,17 @@ pub struct NegotiatorConfig {
     /// Most m-lines in the session, the two local ones included; each other
     /// participant needs two (audio + video), so this caps the visible room size.
     pub max_media_sections: usize,
+    /// Limits applied when parsing answers. The default 64 KiB answer holds
+    /// roughly 25 participants' m-lines from Chrome; raise `max_sdp_len` (and the
+    /// WebSocket message limit) for larger rooms.
+    pub answer_limits: ParseLimits,
 }
 
 impl Default for NegotiatorConfig {
     fn default() -> Self {
         Self {
             max_media_sections: MAX_MEDIA_SECTIONS,
+            answer_limits: ParseLimits::default(),
         }
     }
 }
@@ -225,6 +230,7 @@ impl Negotiator {
             transport,
             config: NegotiatorConfig {
                 max_media_sections: config.max_media_sections.clamp(2, MAX_MEDIA_SECTIONS),
+                ..config
             },
             slots: vec![
                 local(LOCAL_AUDIO_MID, Kind::Audio),
@@ -395,7 +401,7 @@ impl Negotiator {
                 got: revision,
             });
         }
-        let answer = parse_answer(sdp)?;
+        let answer = parse_answer_with_limits(sdp, &self.config.answer_limits)?;
         check_answer(&outstanding.media, &answer, self.transport.setup)?;
         if self
             .remote_fingerprint

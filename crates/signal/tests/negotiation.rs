@@ -388,6 +388,7 @@ fn media_section_limit_caps_the_number_of_forwarded_tracks() {
         transport(Setup::ActPass),
         NegotiatorConfig {
             max_media_sections: 4,
+            ..NegotiatorConfig::default()
         },
     );
     add_participant(&mut n, "alice", 100);

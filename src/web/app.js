@@ -1,0 +1,382 @@
+// Sluice demo page: join a room with camera and microphone, see everyone else.
+//
+// Signalling (docs/signaling.md): one WebSocket at /ws, JSON messages with a `type`.
+// The server always offers and this page always answers. On the first offer the
+// page attaches its microphone and camera to the transceivers of mid "0" and "1".
+// Every other m-line carries one track of another participant; its msid stream id
+// is that participant's id, which is how tiles are keyed.
+//
+// For browser tests: window.sluice = { state, participantId, pc, events, stats() }.
+'use strict';
+
+(() => {
+  const LOCAL_AUDIO_MID = '0';
+  const LOCAL_VIDEO_MID = '1';
+  const PING_INTERVAL_MS = 20000;
+  const MAX_EVENTS = 2000;
+
+  const $ = (id) => document.getElementById(id);
+  const grid = $('grid');
+  const statusEl = $('status');
+  const errorEl = $('error');
+  const form = $('join-form');
+  const leaveButton = $('leave');
+  const joinButton = $('join');
+
+  const params = new URLSearchParams(location.search);
+
+  const sluice = {
+    state: 'idle',
+    participantId: null,
+    room: null,
+    pc: null,
+    events: [],
+    /** id -> display name of everyone else in the room. */
+    participants: new Map(),
+    stats,
+    join,
+    leave,
+  };
+  window.sluice = sluice;
+
+  let ws = null;
+  let localStream = null;
+  let firstOfferDone = false;
+  let pingTimer = null;
+  // Offers are handled strictly one after another.
+  let offerChain = Promise.resolve();
+  /** participant id -> { el, video, stream } */
+  const tiles = new Map();
+  /** MediaStreamTrack.id -> participant id, for stats(). */
+  const trackOwners = new Map();
+
+  function log(type, fields = {}) {
+    sluice.events.push({ t: Date.now(), type, ...fields });
+    if (sluice.events.length > MAX_EVENTS) sluice.events.splice(0, sluice.events.length - MAX_EVENTS);
+  }
+
+  function setState(state) {
+    sluice.state = state;
+    statusEl.textContent = sluice.participantId ? `${state} as ${sluice.participantId}` : state;
+    const active = state === 'connecting' || state === 'joined';
+    joinButton.disabled = active;
+    leaveButton.disabled = !active;
+    log('state', { state });
+  }
+
+  function showError(text) {
+    errorEl.textContent = text;
+  }
+
+  function send(message) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+  }
+
+  // ---- tiles -------------------------------------------------------------
+
+  function makeTile(key, label, stream, isSelf) {
+    const el = document.createElement('div');
+    el.className = isSelf ? 'tile self' : 'tile';
+    el.dataset.participant = key;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = isSelf; // never play our own microphone back
+    video.srcObject = stream;
+    const name = document.createElement('span');
+    name.className = 'label';
+    name.textContent = label; // textContent: names are user input
+    el.append(video, name);
+    grid.append(el);
+    const tile = { el, video, stream, name };
+    play(tile);
+    return tile;
+  }
+
+  function play(tile) {
+    const attempt = tile.video.play();
+    if (!attempt || !attempt.catch) return;
+    attempt.catch(() => {
+      // Autoplay with sound was refused: play muted and offer a button.
+      tile.video.muted = true;
+      tile.video.play().catch(() => {});
+      if (tile.el.querySelector('.unmute') || tile.el.classList.contains('self')) return;
+      const button = document.createElement('button');
+      button.className = 'unmute';
+      button.textContent = 'Unmute';
+      button.onclick = () => {
+        tile.video.muted = false;
+        tile.video.play().catch(() => {});
+        button.remove();
+      };
+      tile.el.append(button);
+    });
+  }
+
+  function nameOf(id) {
+    return sluice.participants.get(id) || id;
+  }
+
+  function removeTile(id, reason) {
+    const tile = tiles.get(id);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.el.remove();
+    tiles.delete(id);
+    log('tile_removed', { participantId: id, reason });
+  }
+
+  function onTrack(event) {
+    const stream = event.streams && event.streams[0];
+    if (!stream) return; // every m-line we receive on carries an msid
+    const id = stream.id;
+    const track = event.track;
+    trackOwners.set(track.id, id);
+    log('track', { participantId: id, kind: track.kind, trackId: track.id, mid: event.transceiver && event.transceiver.mid });
+
+    let tile = tiles.get(id);
+    if (tile && tile.stream !== stream) {
+      removeTile(id, 'replaced');
+      tile = null;
+    }
+    if (!tile) {
+      tile = makeTile(id, nameOf(id), stream, false);
+      tiles.set(id, tile);
+      // An m-line turned inactive removes its track from the stream; a tile with
+      // nothing left to show goes away.
+      stream.addEventListener('removetrack', () => {
+        if (stream.getTracks().length === 0 && tiles.get(id) === tile) removeTile(id, 'tracks_removed');
+      });
+    }
+    track.addEventListener('ended', () => {
+      const live = stream.getTracks().filter((t) => t.readyState === 'live');
+      if (live.length === 0 && tiles.get(id) === tile) removeTile(id, 'tracks_ended');
+    });
+  }
+
+  // ---- peer connection -----------------------------------------------------
+
+  function createPeerConnection() {
+    // The server is ICE-lite with host candidates in its offer: no STUN/TURN needed.
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require', iceServers: [] });
+    pc.ontrack = onTrack;
+    pc.onconnectionstatechange = () => {
+      log('connectionstatechange', { state: pc.connectionState });
+      if (pc.connectionState === 'failed') showError('Media connection failed.');
+    };
+    pc.oniceconnectionstatechange = () => log('iceconnectionstatechange', { state: pc.iceConnectionState });
+    sluice.pc = pc;
+    return pc;
+  }
+
+  function attachLocalTrack(pc, mid, track) {
+    const transceiver = pc.getTransceivers().find((t) => t.mid === mid);
+    if (!transceiver) return Promise.resolve();
+    if (!track) {
+      transceiver.direction = 'inactive';
+      return Promise.resolve();
+    }
+    transceiver.direction = 'sendonly';
+    if (localStream && transceiver.sender.setStreams) transceiver.sender.setStreams(localStream);
+    return transceiver.sender.replaceTrack(track);
+  }
+
+  async function handleOffer(revision, sdp) {
+    log('offer', { revision });
+    const pc = sluice.pc || createPeerConnection();
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    if (!firstOfferDone) {
+      firstOfferDone = true;
+      const audio = localStream ? localStream.getAudioTracks()[0] : null;
+      const video = localStream ? localStream.getVideoTracks()[0] : null;
+      await attachLocalTrack(pc, LOCAL_AUDIO_MID, audio);
+      await attachLocalTrack(pc, LOCAL_VIDEO_MID, video);
+    }
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    send({ type: 'answer', revision, sdp: pc.localDescription.sdp });
+    log('answer', { revision });
+  }
+
+  // ---- signalling ----------------------------------------------------------
+
+  function onMessage(event) {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch (e) {
+      log('bad_message', {});
+      return;
+    }
+    switch (message.type) {
+      case 'joined':
+        sluice.participantId = message.participant_id;
+        sluice.room = message.room;
+        for (const p of message.participants || []) sluice.participants.set(p.id, p.name);
+        setState('joined');
+        showError('');
+        log('joined', { participantId: message.participant_id, room: message.room, participants: message.participants || [] });
+        break;
+      case 'offer': {
+        const { revision, sdp } = message;
+        offerChain = offerChain
+          .then(() => handleOffer(revision, sdp))
+          .catch((e) => {
+            log('offer_failed', { revision, error: String(e) });
+            showError(`Could not apply offer ${revision}: ${e}`);
+          });
+        break;
+      }
+      case 'participant_joined':
+        sluice.participants.set(message.id, message.name);
+        log('participant_joined', { id: message.id, name: message.name });
+        if (tiles.has(message.id)) tiles.get(message.id).name.textContent = message.name;
+        break;
+      case 'participant_left':
+        sluice.participants.delete(message.id);
+        log('participant_left', { id: message.id });
+        removeTile(message.id, 'left');
+        break;
+      case 'error':
+        log('error', { code: message.code, message: message.message });
+        showError(`Server error (${message.code}): ${message.message}`);
+        break;
+      case 'bye':
+        log('bye', { reason: message.reason });
+        showError(message.reason ? `Disconnected: ${message.reason}` : 'Disconnected.');
+        teardown('left');
+        break;
+      case 'pong':
+        break;
+      default:
+        log('unknown_message', { messageType: String(message.type) });
+    }
+  }
+
+  async function join(room, name, token) {
+    if (sluice.state === 'connecting' || sluice.state === 'joined') return;
+    showError('');
+    sluice.events.length = 0;
+    sluice.participantId = null;
+    firstOfferDone = false;
+    offerChain = Promise.resolve();
+    setState('connecting');
+
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+    } catch (e) {
+      log('getusermedia_failed', { error: String(e) });
+      // Try whatever is available; joining to watch only is still useful.
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true }).catch(() => null);
+      if (!localStream) localStream = await navigator.mediaDevices.getUserMedia({ video: true }).catch(() => null);
+      showError('Camera or microphone unavailable: joining with what is available.');
+    }
+    if (localStream) {
+      const self = makeTile('self', `${name} (you)`, localStream, true);
+      tiles.set('self', self);
+    }
+
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    ws.onopen = () => {
+      log('ws_open', {});
+      const message = { type: 'join', room, name };
+      if (token) message.token = token;
+      send(message);
+      pingTimer = setInterval(() => send({ type: 'ping' }), PING_INTERVAL_MS);
+    };
+    ws.onmessage = onMessage;
+    ws.onerror = () => log('ws_error', {});
+    ws.onclose = (event) => {
+      log('ws_close', { code: event.code, reason: event.reason });
+      if (sluice.state === 'connecting' || sluice.state === 'joined') {
+        if (!errorEl.textContent) showError(`Connection closed (${event.code}).`);
+        teardown('closed');
+      }
+    };
+  }
+
+  function teardown(state) {
+    if (pingTimer) clearInterval(pingTimer);
+    pingTimer = null;
+    if (ws) {
+      ws.onclose = null;
+      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000);
+    }
+    ws = null;
+    if (sluice.pc) sluice.pc.close();
+    if (localStream) for (const track of localStream.getTracks()) track.stop();
+    localStream = null;
+    for (const id of [...tiles.keys()]) removeTile(id, state);
+    trackOwners.clear();
+    sluice.participants.clear();
+    setState(state);
+  }
+
+  function leave() {
+    send({ type: 'leave' });
+    log('leave', {});
+    teardown('left');
+  }
+
+  // ---- stats for tests and curious users -----------------------------------
+
+  async function stats() {
+    const pc = sluice.pc;
+    const result = { state: sluice.state, connectionState: pc ? pc.connectionState : 'none', inbound: [], outbound: [], transport: null };
+    if (!pc) return result;
+    const report = await pc.getStats();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp') {
+        result.inbound.push({
+          kind: s.kind,
+          mid: s.mid,
+          ssrc: s.ssrc,
+          trackIdentifier: s.trackIdentifier,
+          participantId: trackOwners.get(s.trackIdentifier) || null,
+          framesDecoded: s.framesDecoded,
+          bytesReceived: s.bytesReceived,
+          packetsReceived: s.packetsReceived,
+          packetsLost: s.packetsLost,
+          jitter: s.jitter,
+          totalSamplesReceived: s.totalSamplesReceived,
+        });
+      } else if (s.type === 'outbound-rtp') {
+        result.outbound.push({
+          kind: s.kind,
+          mid: s.mid,
+          ssrc: s.ssrc,
+          bytesSent: s.bytesSent,
+          packetsSent: s.packetsSent,
+          framesEncoded: s.framesEncoded,
+          framesSent: s.framesSent,
+        });
+      } else if (s.type === 'transport') {
+        result.transport = {
+          dtlsState: s.dtlsState,
+          dtlsRole: s.dtlsRole,
+          iceState: s.iceState,
+          tlsVersion: s.tlsVersion,
+          srtpCipher: s.srtpCipher,
+          selectedCandidatePairId: s.selectedCandidatePairId,
+        };
+      }
+    });
+    return result;
+  }
+
+  // ---- page wiring ---------------------------------------------------------
+
+  $('room').value = params.get('room') || '';
+  $('name').value = params.get('name') || '';
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    join($('room').value.trim(), $('name').value.trim(), params.get('token'));
+  });
+  leaveButton.addEventListener('click', leave);
+  window.addEventListener('pagehide', () => send({ type: 'leave' }));
+
+  if (params.get('autojoin') === '1' && params.get('room') && params.get('name')) {
+    join(params.get('room'), params.get('name'), params.get('token'));
+  }
+})();
