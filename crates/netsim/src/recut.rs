@@ -378,6 +378,16 @@ mod tests {
     }
 
     #[test]
+    fn limit_below_header_size_still_makes_progress_one_byte_per_record() {
+        let d = encode_handshake_record(DTLS12, 0, 1, 1, 5, 0, 0, b"abcde");
+        let mut rng = SimRng::new(3);
+        let out = recut_datagram(&d, Some(10), &mut rng).unwrap();
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|d| d.len() == PIECE_OVERHEAD + 1));
+        assert_eq!(reassemble(&out), reassemble(&[d]));
+    }
+
+    #[test]
     fn oversized_opaque_record_goes_out_alone() {
         let mut d = encode_handshake_record(DTLS12, 0, 1, 1, 4, 0, 0, b"abcd");
         d.extend(encode_record(23, DTLS12, 1, 1, &[0; 300]));

@@ -15,6 +15,10 @@ use crate::{GilbertElliott, Link, LinkConfig, LinkStats, NetsimError, SimRng};
 /// Default bound on distinct client addresses.
 pub const DEFAULT_MAX_CLIENTS: usize = 256;
 
+/// Default bound on bytes inside one relay link (256 clients x 2 links x 1 MiB
+/// bounds the relay's queues at 512 MiB in the worst case).
+pub const DEFAULT_RELAY_MAX_IN_FLIGHT_BYTES: usize = 1024 * 1024;
+
 /// Default hold-back of a reordered datagram when `--reorder` is given alone.
 pub const DEFAULT_REORDER_DELAY: Duration = Duration::from_millis(10);
 
@@ -244,6 +248,7 @@ server->client (direction-specific options win over --X):
   --X-mtu BYTES            drop datagrams larger than this
   --X-recut-dtls           re-fragment DTLS handshake records (no value)
   --X-recut-size BYTES     datagram size for re-cutting (default: original)
+  --X-max-in-flight-bytes N  bytes held per client link (default 1 MiB)
 (For both directions write the option without X-, e.g. --loss 0.1.)
 ";
 
@@ -323,6 +328,7 @@ fn apply(config: &mut LinkConfig, key: &str, option: &str, value: &str) -> Resul
         "mtu" => config.max_datagram_size = Some(number(option, value)?),
         "recut-dtls" => config.recut_dtls = true,
         "recut-size" => config.recut_datagram_size = Some(number(option, value)?),
+        "max-in-flight-bytes" => config.max_in_flight_bytes = number(option, value)?,
         _ => return Err(invalid(option, "unknown option (see --help)")),
     }
     Ok(())
@@ -375,8 +381,12 @@ impl RelayConfig {
             }
         }
 
-        let mut up = LinkConfig::default();
-        let mut down = LinkConfig::default();
+        let relay_default = LinkConfig {
+            max_in_flight_bytes: DEFAULT_RELAY_MAX_IN_FLIGHT_BYTES,
+            ..LinkConfig::default()
+        };
+        let mut up = relay_default.clone();
+        let mut down = relay_default;
         // Shorthand first, so direction-specific options override it in any order.
         link_options.sort_by_key(|(scope, ..)| *scope != Scope::Both);
         for (scope, key, name, value) in &link_options {
@@ -429,6 +439,7 @@ mod tests {
         assert_eq!(c.seed, 9);
         assert_eq!(c.duration, Some(Duration::from_millis(1500)));
         assert_eq!(c.max_clients, DEFAULT_MAX_CLIENTS);
+        assert_eq!(c.up.max_in_flight_bytes, DEFAULT_RELAY_MAX_IN_FLIGHT_BYTES);
     }
 
     #[test]
