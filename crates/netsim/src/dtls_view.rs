@@ -235,6 +235,25 @@ impl<'a> Iterator for HandshakeFragments<'a> {
     }
 }
 
+/// True when the datagram holds a record of `content_type` (e.g. 20 for
+/// ChangeCipherSpec). Records after a malformed one are not seen.
+pub fn carries_content_type(datagram: &[u8], content_type: u8) -> bool {
+    records(datagram)
+        .map_while(Result::ok)
+        .any(|r| r.content_type == content_type)
+}
+
+/// True when the datagram holds a plaintext (epoch 0) fragment of a handshake
+/// message of `msg_type` (e.g. 11 for Certificate). Encrypted messages such as
+/// Finished are invisible here: match their epoch-1 record instead.
+pub fn carries_handshake(datagram: &[u8], msg_type: u8) -> bool {
+    records(datagram)
+        .map_while(Result::ok)
+        .filter_map(|r| r.handshake_fragments())
+        .flat_map(|fragments| fragments.map_while(Result::ok))
+        .any(|f| f.msg_type == msg_type)
+}
+
 /// Appends a record header for a body of `body_len` bytes. Lengths above 65535 are
 /// not representable and are written modulo 2^16: callers keep bodies small.
 pub fn write_record_header(
@@ -409,6 +428,19 @@ mod tests {
         let rec = records(&d).next().unwrap().unwrap();
         let frag = rec.handshake_fragments().unwrap().next().unwrap().unwrap();
         assert!(!frag.is_consistent());
+    }
+
+    #[test]
+    fn carries_helpers_find_types_anywhere_in_the_datagram() {
+        let mut d = encode_handshake_record(DTLS12, 0, 1, 2, 4, 1, 0, b"abcd");
+        d.extend(encode_handshake_record(DTLS12, 0, 2, 11, 9, 2, 0, b"cert"));
+        d.extend(encode_record(20, DTLS12, 0, 3, &[1]));
+        assert!(carries_handshake(&d, 11));
+        assert!(carries_handshake(&d, 2));
+        assert!(!carries_handshake(&d, 20));
+        assert!(carries_content_type(&d, 20));
+        assert!(!carries_content_type(&d, 21));
+        assert!(!carries_handshake(&d[..5], 2));
     }
 
     #[test]

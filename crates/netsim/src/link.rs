@@ -15,6 +15,24 @@ use crate::{LinkConfig, SimRng};
 /// A test hook deciding, per datagram, whether to drop it on purpose.
 pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
+/// A drop filter that drops the first `count` datagrams matching `predicate` and
+/// lets everything else through: "lose the server's ChangeCipherSpec flight once" is
+/// `drop_first(1, |d| dtls_view::carries_content_type(d, 20))`.
+pub fn drop_first(
+    count: u32,
+    mut predicate: impl FnMut(&[u8]) -> bool + Send + 'static,
+) -> DropFilter {
+    let mut remaining = count;
+    Box::new(move |datagram: &[u8]| {
+        if remaining > 0 && predicate(datagram) {
+            remaining -= 1;
+            true
+        } else {
+            false
+        }
+    })
+}
+
 /// Longest delay a link applies; larger configured values are clamped so virtual
 /// time arithmetic can never overflow.
 const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
