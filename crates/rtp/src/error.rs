@@ -17,7 +17,9 @@ pub enum RtpError {
     #[error("RTP version {0} is not 2")]
     BadVersion(u8),
     /// The padding count is zero or larger than the payload it pads.
-    #[error("RTP padding of {padding_len} bytes does not fit in {available} bytes after the header")]
+    #[error(
+        "RTP padding of {padding_len} bytes does not fit in {available} bytes after the header"
+    )]
     BadPadding {
         /// The padding count from the last byte.
         padding_len: usize,

@@ -83,7 +83,8 @@ impl<'a> RtpHeader<'a> {
             extension_profile = r.u16().ok_or(truncated(offset + 4))?;
             let words = usize::from(r.u16().ok_or(truncated(offset + 4))?);
             let data_offset = r.position();
-            r.skip(words * 4).ok_or(truncated(data_offset + words * 4))?;
+            r.skip(words * 4)
+                .ok_or(truncated(data_offset + words * 4))?;
             extension_offset = Some(offset);
             extension_data = (data_offset, words * 4);
         }

@@ -70,7 +70,7 @@ impl NackGenerator {
     /// between the previous highest and it as missing.
     pub fn on_packet(&mut self, seq: u16, now: Instant) {
         let prev_highest = self.unwrapper.highest();
-        let ext = self.unwrapper.unwrap(seq);
+        let ext = self.unwrapper.extend(seq);
         let Some(prev) = prev_highest else {
             return;
         };
@@ -106,7 +106,8 @@ impl NackGenerator {
         let cfg = self.config;
         let before = self.missing.len();
         self.missing.retain(|_, m| {
-            m.retries < cfg.max_retries && now.saturating_duration_since(m.detected_at) < cfg.max_age
+            m.retries < cfg.max_retries
+                && now.saturating_duration_since(m.detected_at) < cfg.max_age
         });
         self.abandoned += (before - self.missing.len()) as u64;
         for (&ext, m) in self.missing.iter_mut() {
@@ -135,7 +136,9 @@ impl NackGenerator {
             .values()
             .map(|m| match m.last_sent {
                 None => m.detected_at + self.config.reorder_delay,
-                Some(t) => (t + self.config.retry_interval).min(m.detected_at + self.config.max_age),
+                Some(t) => {
+                    (t + self.config.retry_interval).min(m.detected_at + self.config.max_age)
+                }
             })
             .min()
     }

@@ -81,7 +81,11 @@ impl RetransmissionCache {
         } else {
             for s in self.low..new_low {
                 let i = self.index(s);
-                if self.slots.get(i).is_some_and(|slot| slot.ext_seq == Some(s)) {
+                if self
+                    .slots
+                    .get(i)
+                    .is_some_and(|slot| slot.ext_seq == Some(s))
+                {
                     self.evict(i);
                 }
             }
@@ -101,7 +105,7 @@ impl RetransmissionCache {
         if ext + cap <= highest {
             return false;
         }
-        self.unwrapper.unwrap(seq);
+        self.unwrapper.extend(seq);
         let highest = self.unwrapper.highest().unwrap_or(ext);
         self.advance_low((highest + 1).saturating_sub(cap));
         let idx = self.index(ext);
@@ -109,7 +113,11 @@ impl RetransmissionCache {
         // Make room in the byte budget by evicting the oldest packets.
         while self.total_bytes + packet.len() > self.max_bytes && self.low < ext {
             let i = self.index(self.low);
-            if self.slots.get(i).is_some_and(|s| s.ext_seq == Some(self.low)) {
+            if self
+                .slots
+                .get(i)
+                .is_some_and(|s| s.ext_seq == Some(self.low))
+            {
                 self.evict(i);
             }
             self.low += 1;

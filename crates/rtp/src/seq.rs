@@ -43,7 +43,7 @@ impl SeqUnwrapper {
     }
 
     /// Extended form of `seq`, advancing the highest seen if it is newer.
-    pub fn unwrap(&mut self, seq: u16) -> u64 {
+    pub fn extend(&mut self, seq: u16) -> u64 {
         let ext = self.peek(seq);
         if self.highest.is_none_or(|h| ext > h) {
             self.highest = Some(ext);
@@ -64,13 +64,13 @@ mod tests {
     #[test]
     fn unwrapper_counts_cycles_across_wrap() {
         let mut u = SeqUnwrapper::new();
-        let a = u.unwrap(65534);
-        let b = u.unwrap(65535);
-        let c = u.unwrap(0);
-        let d = u.unwrap(1);
+        let a = u.extend(65534);
+        let b = u.extend(65535);
+        let c = u.extend(0);
+        let d = u.extend(1);
         assert_eq!([b - a, c - b, d - c], [1, 1, 1]);
         // a late packet from before the wrap maps behind, not a cycle ahead
-        assert_eq!(u.unwrap(65535), b);
+        assert_eq!(u.extend(65535), b);
         assert_eq!(u.highest(), Some(d));
     }
 

@@ -88,7 +88,13 @@ impl ReceiveStats {
 
     /// Records one packet. Returns false if it was not counted: a large sequence jump is
     /// only believed (and the statistics restarted) when the next packet continues it.
-    pub fn on_packet(&mut self, seq: u16, rtp_ts: u32, arrival: Instant, clock_rate_hz: u32) -> bool {
+    pub fn on_packet(
+        &mut self,
+        seq: u16,
+        rtp_ts: u32,
+        arrival: Instant,
+        clock_rate_hz: u32,
+    ) -> bool {
         if !self.initialized {
             self.init_seq(seq);
         } else {
@@ -98,7 +104,7 @@ impl ReceiveStats {
                     self.cycles += 1 << 16;
                 }
                 self.max_seq = seq;
-            } else if udelta <= u16::MAX - MAX_MISORDER {
+            } else if u32::from(udelta) <= (1 << 16) - u32::from(MAX_MISORDER) {
                 if self.bad_seq == Some(seq) {
                     // Two sequential packets after a jump: the source restarted.
                     self.init_seq(seq);
@@ -118,7 +124,8 @@ impl ReceiveStats {
     fn update_jitter(&mut self, rtp_ts: u32, arrival: Instant, clock_rate_hz: u32) {
         let epoch = *self.epoch.get_or_insert(arrival);
         let elapsed = arrival.saturating_duration_since(epoch);
-        let arrival_ticks = elapsed.as_nanos().saturating_mul(u128::from(clock_rate_hz)) / 1_000_000_000;
+        let arrival_ticks =
+            elapsed.as_nanos().saturating_mul(u128::from(clock_rate_hz)) / 1_000_000_000;
         let transit = (arrival_ticks as u32).wrapping_sub(rtp_ts);
         if let Some(last) = self.last_transit {
             let d = u64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
@@ -240,7 +247,10 @@ impl SenderStats {
     pub fn rtp_timestamp_at(&self, now: Instant) -> Option<u32> {
         let (ts, at) = self.last_sent?;
         let elapsed = now.saturating_duration_since(at);
-        let ticks = elapsed.as_nanos().saturating_mul(u128::from(self.clock_rate_hz)) / 1_000_000_000;
+        let ticks = elapsed
+            .as_nanos()
+            .saturating_mul(u128::from(self.clock_rate_hz))
+            / 1_000_000_000;
         Some(ts.wrapping_add(ticks as u32))
     }
 

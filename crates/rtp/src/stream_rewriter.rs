@@ -129,7 +129,7 @@ impl StreamRewriter {
             self.pending = None;
         }
         let src = self.source.as_mut().filter(|s| s.ssrc == ssrc)?;
-        let in_ext = src.unwrapper.unwrap(in_seq);
+        let in_ext = src.unwrapper.extend(in_seq);
         if in_ext < src.first_in_seq {
             return None;
         }
@@ -164,7 +164,7 @@ impl StreamRewriter {
 
     fn start_source(&mut self, p: PendingSwitch, in_seq: u16, in_ts: u32) {
         let mut unwrapper = SeqUnwrapper::new();
-        let in_ext = unwrapper.unwrap(in_seq);
+        let in_ext = unwrapper.extend(in_seq);
         let (next_out_seq, out_ts) = match (self.highest_out_seq, self.newest_out_ts) {
             (Some(seq), Some(ts)) => {
                 let gap = p

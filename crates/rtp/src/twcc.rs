@@ -105,7 +105,7 @@ impl TwccRecorder {
         let epoch = *self.epoch.get_or_insert(arrival);
         let arrival_us = u64::try_from(arrival.saturating_duration_since(epoch).as_micros())
             .unwrap_or(u64::MAX / 2);
-        let ext = self.unwrapper.unwrap(transport_seq);
+        let ext = self.unwrapper.extend(transport_seq);
         let window = self.window();
         match self.next_base {
             None => self.next_base = Some(ext),
@@ -183,7 +183,8 @@ impl TwccRecorder {
                     } else {
                         (LARGE_DELTA, 2)
                     };
-                    if HEADER_LEN + worst_chunk_bytes + delta_bytes + size > MAX_TWCC_FEEDBACK_BYTES {
+                    if HEADER_LEN + worst_chunk_bytes + delta_bytes + size > MAX_TWCC_FEEDBACK_BYTES
+                    {
                         break;
                     }
                     delta_bytes += size;
@@ -234,7 +235,11 @@ fn write_chunks(symbols: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while let Some(rest) = symbols.get(i..).filter(|r| !r.is_empty()) {
         let first = rest.first().copied().unwrap_or(NOT_RECEIVED);
-        let run = rest.iter().take(MAX_RUN).take_while(|&&s| s == first).count();
+        let run = rest
+            .iter()
+            .take(MAX_RUN)
+            .take_while(|&&s| s == first)
+            .count();
         let one_bit_span = rest.len().min(14);
         let one_bit_ok = rest.iter().take(one_bit_span).all(|&s| s != LARGE_DELTA);
         let chunk: u16;

@@ -28,7 +28,13 @@ fn exercise_rtp(buf: &mut [u8]) {
         for e in h.extensions() {
             let _ = h.extension(e.id);
         }
-        for codec in [Codec::Vp8, Codec::Vp9, Codec::H264, Codec::Opus, Codec::Other] {
+        for codec in [
+            Codec::Vp8,
+            Codec::Vp9,
+            Codec::H264,
+            Codec::Opus,
+            Codec::Other,
+        ] {
             let _ = is_keyframe(codec, h.payload());
         }
     }
@@ -133,7 +139,10 @@ fn random_transport_sequence_numbers_keep_feedback_valid_and_bounded() {
                     break;
                 }
                 assert!(out.len() <= sluice_rtp::twcc::MAX_TWCC_FEEDBACK_BYTES);
-                assert!(matches!(RtcpIter::new(&out).next(), Some(Ok(RtcpPacket::TransportCc(_)))));
+                assert!(matches!(
+                    RtcpIter::new(&out).next(),
+                    Some(Ok(RtcpPacket::TransportCc(_)))
+                ));
                 n += 1;
                 assert!(n < 1000);
             }

@@ -47,8 +47,14 @@ fn parses_hand_built_sender_report_with_one_block() {
     assert_eq!(s.sender_ssrc, 0x1122_3344);
     assert_eq!(s.ntp_timestamp, 0xE500_0001_8000_0000);
     assert_eq!(s.ntp_middle_32(), 0x0001_8000);
-    assert_eq!((s.rtp_timestamp, s.packet_count, s.octet_count), (0x10000, 10, 4096));
-    assert_eq!(s.blocks.iter().collect::<Vec<_>>(), vec![block(0xAABB_CCDD)]);
+    assert_eq!(
+        (s.rtp_timestamp, s.packet_count, s.octet_count),
+        (0x10000, 10, 4096)
+    );
+    assert_eq!(
+        s.blocks.iter().collect::<Vec<_>>(),
+        vec![block(0xAABB_CCDD)]
+    );
 }
 
 #[test]
@@ -78,10 +84,17 @@ fn compound_rr_sdes_bye_round_trip() {
     assert_eq!(out.len() % 4, 0);
     let p = packets(&out);
     assert_eq!(p.len(), 3);
-    let RtcpPacket::ReceiverReport(rr) = p[0] else { panic!() };
+    let RtcpPacket::ReceiverReport(rr) = p[0] else {
+        panic!()
+    };
     assert_eq!(rr.sender_ssrc, 7);
-    assert_eq!(rr.blocks.iter().map(|b| b.ssrc).collect::<Vec<_>>(), vec![1, 2]);
-    let RtcpPacket::Sdes(sdes) = p[1] else { panic!() };
+    assert_eq!(
+        rr.blocks.iter().map(|b| b.ssrc).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let RtcpPacket::Sdes(sdes) = p[1] else {
+        panic!()
+    };
     let chunks: Vec<_> = sdes.chunks().collect();
     assert_eq!(chunks.len(), 1);
     assert_eq!(chunks[0].ssrc, 7);
@@ -110,7 +123,9 @@ fn report_blocks_beyond_31_are_not_written() {
     let mut out = Vec::new();
     assert_eq!(write_receiver_report(1, &blocks, &mut out), 31);
     let p = packets(&out);
-    let RtcpPacket::ReceiverReport(rr) = p[0] else { panic!() };
+    let RtcpPacket::ReceiverReport(rr) = p[0] else {
+        panic!()
+    };
     assert_eq!(rr.blocks.len(), 31);
 }
 
@@ -118,10 +133,7 @@ fn report_blocks_beyond_31_are_not_written() {
 fn pli_and_fir_golden_bytes_and_round_trip() {
     let mut out = Vec::new();
     write_pli(0x0102_0304, 0x0A0B_0C0D, &mut out);
-    assert_eq!(
-        out,
-        [0x81, 206, 0, 2, 1, 2, 3, 4, 0x0A, 0x0B, 0x0C, 0x0D]
-    );
+    assert_eq!(out, [0x81, 206, 0, 2, 1, 2, 3, 4, 0x0A, 0x0B, 0x0C, 0x0D]);
     write_fir(5, 0xCAFE, 9, &mut out);
     assert_eq!(
         &out[12..],
@@ -130,10 +142,19 @@ fn pli_and_fir_golden_bytes_and_round_trip() {
     let p = packets(&out);
     assert!(matches!(
         p[0],
-        RtcpPacket::Pli { sender_ssrc: 0x0102_0304, media_ssrc: 0x0A0B_0C0D }
+        RtcpPacket::Pli {
+            sender_ssrc: 0x0102_0304,
+            media_ssrc: 0x0A0B_0C0D
+        }
     ));
     let RtcpPacket::Fir(fir) = p[1] else { panic!() };
-    assert_eq!(fir.entries().collect::<Vec<_>>(), vec![FirEntry { ssrc: 0xCAFE, seq: 9 }]);
+    assert_eq!(
+        fir.entries().collect::<Vec<_>>(),
+        vec![FirEntry {
+            ssrc: 0xCAFE,
+            seq: 9
+        }]
+    );
 }
 
 #[test]
@@ -183,7 +204,9 @@ fn remb_round_trips_bitrate_with_mantissa_rounding() {
     let mut out = Vec::new();
     write_remb(3, 1_500_000, &[10, 11], &mut out);
     let p = packets(&out);
-    let RtcpPacket::Remb(r) = p[0] else { panic!("{p:?}") };
+    let RtcpPacket::Remb(r) = p[0] else {
+        panic!("{p:?}")
+    };
     assert_eq!(r.sender_ssrc, 3);
     // 1_500_000 = 0b1_0110_1110_0011_0110_0000 needs 21 bits -> exponent 3, exact here
     assert_eq!(r.bitrate_bps, 1_500_000);
@@ -204,7 +227,9 @@ fn transport_cc_header_fields_are_exposed_for_routing() {
         0x20, 0x02, 0x00, 0x00,
     ];
     let p = packets(&fb);
-    let RtcpPacket::TransportCc(t) = p[0] else { panic!() };
+    let RtcpPacket::TransportCc(t) = p[0] else {
+        panic!()
+    };
     assert_eq!((t.sender_ssrc, t.media_ssrc), (1, 2));
     assert_eq!((t.base_sequence_number, t.packet_status_count), (256, 2));
     assert_eq!((t.reference_time_64ms, t.feedback_packet_count), (16, 7));
@@ -221,10 +246,17 @@ fn unknown_types_and_app_are_reported() {
     ];
     let p = packets(&buf);
     let RtcpPacket::App(a) = p[0] else { panic!() };
-    assert_eq!((a.subtype, a.ssrc, &a.name, a.data), (3, 9, b"abcd", &[1u8, 2, 3, 4][..]));
+    assert_eq!(
+        (a.subtype, a.ssrc, &a.name, a.data),
+        (3, 9, b"abcd", &[1u8, 2, 3, 4][..])
+    );
     assert!(matches!(
         p[1],
-        RtcpPacket::Other { packet_type: 207, count_or_fmt: 5, body: &[9, 9, 9, 9] }
+        RtcpPacket::Other {
+            packet_type: 207,
+            count_or_fmt: 5,
+            body: &[9, 9, 9, 9]
+        }
     ));
     let RtcpPacket::Nack(n) = p[2] else { panic!() };
     assert_eq!(n.lost().count(), 0);
@@ -259,9 +291,17 @@ fn malformed_packet_yields_one_error_then_stops() {
     assert!(matches!(r[..], [Err(RtcpError::BadVersion(1))]));
 
     // SR with RC=2 but no room for the blocks
-    let short_sr = [0x82, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let short_sr = [
+        0x82, 200, 0, 6, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     let r: Vec<_> = RtcpIter::new(&short_sr).collect();
-    assert!(matches!(r[..], [Err(RtcpError::Malformed { packet_type: 200, .. })]));
+    assert!(matches!(
+        r[..],
+        [Err(RtcpError::Malformed {
+            packet_type: 200,
+            ..
+        })]
+    ));
 }
 
 #[test]
@@ -275,9 +315,17 @@ fn rewrite_media_ssrc_translates_feedback_but_not_reports() {
     let map = |s: u32| (s == 100).then_some(0xBEEF);
     assert_eq!(rewrite_media_ssrc(&mut out, map), Ok(4));
     let p = packets(&out);
-    let RtcpPacket::ReceiverReport(rr) = p[0] else { panic!() };
+    let RtcpPacket::ReceiverReport(rr) = p[0] else {
+        panic!()
+    };
     assert_eq!(rr.blocks.iter().next().unwrap().ssrc, 100);
-    assert!(matches!(p[1], RtcpPacket::Pli { sender_ssrc: 50, media_ssrc: 0xBEEF }));
+    assert!(matches!(
+        p[1],
+        RtcpPacket::Pli {
+            sender_ssrc: 50,
+            media_ssrc: 0xBEEF
+        }
+    ));
     let RtcpPacket::Nack(n) = p[2] else { panic!() };
     assert_eq!(n.media_ssrc, 0xBEEF);
     let RtcpPacket::Fir(f) = p[3] else { panic!() };

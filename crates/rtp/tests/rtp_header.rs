@@ -29,7 +29,10 @@ fn parses_fixed_fields_csrcs_extension_and_padding() {
     assert_eq!(h.sequence_number(), 0xFFFE);
     assert_eq!(h.timestamp(), 0xDEAD_BEEF);
     assert_eq!(h.ssrc(), 0x0102_0304);
-    assert_eq!(h.csrcs().collect::<Vec<_>>(), vec![0xAAAA_AAAA, 0xBBBB_BBBB]);
+    assert_eq!(
+        h.csrcs().collect::<Vec<_>>(),
+        vec![0xAAAA_AAAA, 0xBBBB_BBBB]
+    );
     assert_eq!(h.header_len(), 32);
     assert_eq!(h.padding_len(), 3);
     assert_eq!(h.payload(), b"hello");
@@ -44,7 +47,9 @@ fn parses_fixed_fields_csrcs_extension_and_padding() {
 #[test]
 fn parses_two_byte_extensions_including_empty_and_long_elements() {
     // X=1, profile 0x1000, 3 words: id 7 len 0, id 200 len 5, padding
-    let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0x10, 0x00, 0x00, 0x03];
+    let mut p = vec![
+        0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0x10, 0x00, 0x00, 0x03,
+    ];
     p.extend_from_slice(&[7, 0, 200, 5, 1, 2, 3, 4, 5, 0, 0, 0]);
     p.extend_from_slice(&[0xEE]);
     let h = RtpHeader::parse(&p).unwrap();
@@ -55,7 +60,9 @@ fn parses_two_byte_extensions_including_empty_and_long_elements() {
 
 #[test]
 fn one_byte_id_15_stops_extension_parsing() {
-    let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0xBE, 0xDE, 0x00, 0x01];
+    let mut p = vec![
+        0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0xBE, 0xDE, 0x00, 0x01,
+    ];
     p.extend_from_slice(&[0xF0, 0x21, 0xAB, 0x00]);
     let h = RtpHeader::parse(&p).unwrap();
     assert_eq!(h.extension(2), None);
@@ -64,7 +71,9 @@ fn one_byte_id_15_stops_extension_parsing() {
 
 #[test]
 fn unknown_extension_profile_yields_no_elements() {
-    let mut p = vec![0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0x12, 0x34, 0x00, 0x01];
+    let mut p = vec![
+        0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0x12, 0x34, 0x00, 0x01,
+    ];
     p.extend_from_slice(&[0x10, 0x01, 0, 0]);
     let h = RtpHeader::parse(&p).unwrap();
     assert_eq!(h.extension_profile(), Some(0x1234));
@@ -74,16 +83,31 @@ fn unknown_extension_profile_yields_no_elements() {
 #[test]
 fn rejects_bad_version_truncation_and_bad_padding() {
     let mut p = golden_one_byte();
-    assert!(matches!(RtpHeader::parse(&p[..11]), Err(RtpError::Truncated { .. })));
+    assert!(matches!(
+        RtpHeader::parse(&p[..11]),
+        Err(RtpError::Truncated { .. })
+    ));
     // CSRC list cut short
-    assert!(matches!(RtpHeader::parse(&p[..16]), Err(RtpError::Truncated { .. })));
+    assert!(matches!(
+        RtpHeader::parse(&p[..16]),
+        Err(RtpError::Truncated { .. })
+    ));
     // extension announced longer than the packet
-    assert!(matches!(RtpHeader::parse(&p[..30]), Err(RtpError::Truncated { .. })));
+    assert!(matches!(
+        RtpHeader::parse(&p[..30]),
+        Err(RtpError::Truncated { .. })
+    ));
     let last = p.len() - 1;
     p[last] = 0;
-    assert!(matches!(RtpHeader::parse(&p), Err(RtpError::BadPadding { .. })));
+    assert!(matches!(
+        RtpHeader::parse(&p),
+        Err(RtpError::BadPadding { .. })
+    ));
     p[last] = 200;
-    assert!(matches!(RtpHeader::parse(&p), Err(RtpError::BadPadding { .. })));
+    assert!(matches!(
+        RtpHeader::parse(&p),
+        Err(RtpError::BadPadding { .. })
+    ));
     p[0] = 0x40;
     assert_eq!(RtpHeader::parse(&p).unwrap_err(), RtpError::BadVersion(1));
 }
@@ -99,7 +123,13 @@ fn in_place_setters_rewrite_only_their_fields() {
     assert!(set_marker(&mut p, false));
     let h = RtpHeader::parse(&p).unwrap();
     assert_eq!(
-        (h.ssrc(), h.sequence_number(), h.timestamp(), h.payload_type(), h.marker()),
+        (
+            h.ssrc(),
+            h.sequence_number(),
+            h.timestamp(),
+            h.payload_type(),
+            h.marker()
+        ),
         (0x1122_3344, 1, 0x0A0B_0C0D, 96, false)
     );
     assert_eq!(&p[12..], &orig[12..]);
@@ -120,9 +150,15 @@ fn setters_refuse_buffers_shorter_than_a_header() {
 fn set_extension_overwrites_same_length_element_only() {
     let mut p = golden_one_byte();
     assert!(set_extension(&mut p, 5, &[9, 8, 7]));
-    assert_eq!(RtpHeader::parse(&p).unwrap().extension(5), Some(&[9, 8, 7][..]));
+    assert_eq!(
+        RtpHeader::parse(&p).unwrap().extension(5),
+        Some(&[9, 8, 7][..])
+    );
     assert!(!set_extension(&mut p, 5, &[1, 2]));
     assert!(!set_extension(&mut p, 3, &[1]));
-    assert_eq!(RtpHeader::parse(&p).unwrap().extension(5), Some(&[9, 8, 7][..]));
+    assert_eq!(
+        RtpHeader::parse(&p).unwrap().extension(5),
+        Some(&[9, 8, 7][..])
+    );
     assert_eq!(RtpHeader::parse(&p).unwrap().payload(), b"hello");
 }

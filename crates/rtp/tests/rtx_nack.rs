@@ -66,7 +66,10 @@ fn rtx_packet_prefixes_original_sequence_number_and_drops_padding() {
     let mut out = Vec::new();
     write_rtx(&orig, 0x7777, 97, 500, &mut out).unwrap();
     let h = RtpHeader::parse(&out).unwrap();
-    assert_eq!((h.ssrc(), h.payload_type(), h.sequence_number()), (0x7777, 97, 500));
+    assert_eq!(
+        (h.ssrc(), h.payload_type(), h.sequence_number()),
+        (0x7777, 97, 500)
+    );
     assert!(h.marker());
     assert_eq!(h.timestamp(), 5);
     assert_eq!(h.padding_len(), 0);
@@ -114,7 +117,10 @@ fn nacks_work_across_the_wrap_and_expire_by_age() {
     });
     g.on_packet(65_534, t0);
     g.on_packet(1, t0);
-    assert_eq!(g.poll_nacks(t0 + Duration::from_millis(10)), vec![65_535, 0]);
+    assert_eq!(
+        g.poll_nacks(t0 + Duration::from_millis(10)),
+        vec![65_535, 0]
+    );
     assert!(g.poll_nacks(t0 + Duration::from_millis(1000)).is_empty());
     assert_eq!(g.missing_count(), 0);
 }
@@ -127,5 +133,8 @@ fn a_gap_larger_than_the_limit_resets_instead_of_growing() {
     g.on_packet(5000, t0);
     assert_eq!(g.missing_count(), 0);
     g.on_packet(5003, t0);
-    assert_eq!(g.poll_nacks(t0 + Duration::from_secs(1) / 10), vec![5001, 5002]);
+    assert_eq!(
+        g.poll_nacks(t0 + Duration::from_secs(1) / 10),
+        vec![5001, 5002]
+    );
 }

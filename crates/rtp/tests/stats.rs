@@ -12,7 +12,12 @@ fn fraction_lost_covers_only_the_last_interval_and_cumulative_all() {
     let mut s = ReceiveStats::new(42);
     for seq in 0..100u16 {
         if seq % 10 != 5 {
-            s.on_packet(seq, u32::from(seq) * 3000, t0 + Duration::from_millis(u64::from(seq) * 33), CLOCK);
+            s.on_packet(
+                seq,
+                u32::from(seq) * 3000,
+                t0 + Duration::from_millis(u64::from(seq) * 33),
+                CLOCK,
+            );
         }
     }
     let b = s.report_block(t0);
@@ -21,7 +26,12 @@ fn fraction_lost_covers_only_the_last_interval_and_cumulative_all() {
     assert_eq!(b.fraction_lost, (10 * 256 / 100) as u8);
     assert_eq!(b.extended_highest_seq, 99);
     for seq in 100..200u16 {
-        s.on_packet(seq, u32::from(seq) * 3000, t0 + Duration::from_millis(u64::from(seq) * 33), CLOCK);
+        s.on_packet(
+            seq,
+            u32::from(seq) * 3000,
+            t0 + Duration::from_millis(u64::from(seq) * 33),
+            CLOCK,
+        );
     }
     let b = s.report_block(t0);
     assert_eq!(b.fraction_lost, 0);
@@ -75,7 +85,12 @@ fn constant_delay_has_zero_jitter() {
     let mut s = ReceiveStats::new(1);
     for i in 0..200u32 {
         let ts = 1_000_000 + i * 1800; // 20 ms at 90 kHz
-        s.on_packet(i as u16, ts, t0 + Duration::from_millis(u64::from(i) * 20 + 37), CLOCK);
+        s.on_packet(
+            i as u16,
+            ts,
+            t0 + Duration::from_millis(u64::from(i) * 20 + 37),
+            CLOCK,
+        );
     }
     assert_eq!(s.jitter(), 0);
 }
@@ -88,7 +103,12 @@ fn alternating_delay_converges_to_the_delay_swing() {
         let ts = i * 1800;
         // every other packet is 5 ms late: |D| = 5 ms = 450 ticks each time
         let extra = if i % 2 == 1 { 5 } else { 0 };
-        s.on_packet(i as u16, ts, t0 + Duration::from_millis(u64::from(i) * 20 + extra), CLOCK);
+        s.on_packet(
+            i as u16,
+            ts,
+            t0 + Duration::from_millis(u64::from(i) * 20 + extra),
+            CLOCK,
+        );
     }
     let j = s.jitter();
     assert!((445..=450).contains(&j), "jitter {j}");
@@ -113,7 +133,10 @@ fn ntp_conversion_matches_the_1900_epoch() {
     assert_eq!(ntp_from_unix(Duration::ZERO), 2_208_988_800u64 << 32);
     let half = ntp_from_unix(Duration::from_millis(1500));
     assert_eq!(half, ((2_208_988_801u64) << 32) | 0x8000_0000);
-    assert_eq!(ntp_middle_32(half), ((2_208_988_801u64 & 0xFFFF) << 16) as u32 | 0x8000);
+    assert_eq!(
+        ntp_middle_32(half),
+        ((2_208_988_801u64 & 0xFFFF) << 16) as u32 | 0x8000
+    );
 }
 
 #[test]
@@ -127,5 +150,13 @@ fn sender_stats_count_and_extrapolate_the_rtp_clock() {
     let ts = s.rtp_timestamp_at(t0 + Duration::from_millis(133)).unwrap();
     assert_eq!(ts, 4000 + 9000);
     let info = s.sender_report(0x1234_5678_9ABC_DEF0, ts);
-    assert_eq!((info.ntp, info.rtp_timestamp, info.packet_count, info.octet_count), (0x1234_5678_9ABC_DEF0, 13_000, 2, 2000));
+    assert_eq!(
+        (
+            info.ntp,
+            info.rtp_timestamp,
+            info.packet_count,
+            info.octet_count
+        ),
+        (0x1234_5678_9ABC_DEF0, 13_000, 2, 2000)
+    );
 }

@@ -16,7 +16,10 @@ fn rw(r: &mut StreamRewriter, ssrc: u32, seq: u16, ts: u32) -> Option<(u16, u32)
     let out = r.rewrite(&mut p);
     if let Some((s, t)) = out {
         let h = RtpHeader::parse(&p).unwrap();
-        assert_eq!((h.ssrc(), h.sequence_number(), h.timestamp()), (0x5151, s, t));
+        assert_eq!(
+            (h.ssrc(), h.sequence_number(), h.timestamp()),
+            (0x5151, s, t)
+        );
         assert_eq!(h.payload(), &[0xAB; 20]);
     }
     out

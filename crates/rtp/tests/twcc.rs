@@ -62,7 +62,10 @@ fn decode(buf: &[u8]) -> Decoded {
             }
         }
     }
-    assert!(symbols[count..].iter().all(|&s| s == 0), "non-zero unused symbols");
+    assert!(
+        symbols[count..].iter().all(|&s| s == 0),
+        "non-zero unused symbols"
+    );
     symbols.truncate(count);
     let mut t = i64::from(ref_time) * 256;
     let mut packets = Vec::new();
@@ -85,7 +88,10 @@ fn decode(buf: &[u8]) -> Decoded {
         packets.push((seq, arrival));
     }
     assert!(pos <= end, "deltas overrun");
-    assert!(end - pos < 4 && buf[pos..end].iter().all(|&b| b == 0), "bad padding");
+    assert!(
+        end - pos < 4 && buf[pos..end].iter().all(|&b| b == 0),
+        "bad padding"
+    );
     Decoded {
         base,
         fb_count,
@@ -185,7 +191,18 @@ fn losses_reordering_and_large_deltas_decode_to_the_recorded_arrivals() {
     // Reorder: some packets arrive up to 30 ms later than their send order implies.
     let mut arrivals: Vec<(u16, u64)> = sent
         .iter()
-        .filter_map(|&(s, a)| a.map(|a| (s, a + if rng.next() % 7 == 0 { rng.next() % 30_000 } else { 0 })))
+        .filter_map(|&(s, a)| {
+            a.map(|a| {
+                (
+                    s,
+                    a + if rng.next() % 7 == 0 {
+                        rng.next() % 30_000
+                    } else {
+                        0
+                    },
+                )
+            })
+        })
         .collect();
     arrivals.sort_by_key(|&(_, a)| a);
     let expected: std::collections::HashMap<u16, u64> = arrivals.iter().copied().collect();
@@ -222,10 +239,16 @@ fn losses_reordering_and_large_deltas_decode_to_the_recorded_arrivals() {
             if arr.is_some() {
                 prev = arr;
             }
-            assert!(reported.insert(seq, arr).is_none(), "seq {seq} reported twice");
+            assert!(
+                reported.insert(seq, arr).is_none(),
+                "seq {seq} reported twice"
+            );
         }
     }
-    assert!(saw_large && saw_negative, "pattern must exercise both delta sizes");
+    assert!(
+        saw_large && saw_negative,
+        "pattern must exercise both delta sizes"
+    );
     let mut late_ignored = 0;
     for &(seq, _) in &sent {
         let Some(&got) = reported.get(&seq) else {
@@ -241,7 +264,10 @@ fn losses_reordering_and_large_deltas_decode_to_the_recorded_arrivals() {
     }
     assert!(late_ignored < 60, "{late_ignored}");
     // every sequence number from the first to the last received was reported
-    assert_eq!(reported.len(), usize::from(sent.last().unwrap().0.wrapping_sub(first_seq)) + 1 - trailing_lost(&sent));
+    assert_eq!(
+        reported.len(),
+        usize::from(sent.last().unwrap().0.wrapping_sub(first_seq)) + 1 - trailing_lost(&sent)
+    );
 }
 
 fn trailing_lost(sent: &[(u16, Option<u64>)]) -> usize {
@@ -315,7 +341,10 @@ fn duplicates_and_packets_older_than_the_last_feedback_are_ignored() {
     assert!(rec.record(7, t0 + Duration::from_millis(2)));
     let mut out = Vec::new();
     assert!(rec.build_feedback(1, 2, &mut out));
-    assert_eq!(decode(&out).packets, vec![(5, Some(0)), (6, None), (7, Some(8))]);
+    assert_eq!(
+        decode(&out).packets,
+        vec![(5, Some(0)), (6, None), (7, Some(8))]
+    );
     assert!(!rec.record(6, t0 + Duration::from_millis(3)));
     assert!(!rec.has_pending());
 }
@@ -341,6 +370,10 @@ fn window_bounds_unreported_history() {
         rec.record(i, t0 + Duration::from_millis(u64::from(i)));
     }
     let packets = drain(&mut rec);
-    let seqs: Vec<u16> = packets.iter().flat_map(|p| decode(p).packets).map(|(s, _)| s).collect();
+    let seqs: Vec<u16> = packets
+        .iter()
+        .flat_map(|p| decode(p).packets)
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(seqs, (936..1000).collect::<Vec<_>>());
 }

@@ -6,9 +6,8 @@ mod rewrite;
 pub(crate) mod write;
 
 pub use packets::{
-    App, Bye, Fir, FirEntry, Nack, NackLost, Remb, ReportBlock, ReportBlocks, RtcpIter,
-    RtcpPacket, Sdes, SdesChunk, SdesChunks, SdesItems, SenderReport, ReceiverReport,
-    TransportCc,
+    App, Bye, Fir, FirEntry, Nack, NackLost, ReceiverReport, Remb, ReportBlock, ReportBlocks,
+    RtcpIter, RtcpPacket, Sdes, SdesChunk, SdesChunks, SdesItems, SenderReport, TransportCc,
 };
 pub use rewrite::rewrite_media_ssrc;
 pub use write::{

@@ -262,7 +262,9 @@ fn parse_body(h: CommonHeader, body: &[u8]) -> Result<RtcpPacket<'_>, RtcpError>
             let exponent = exp_mantissa >> 18;
             let mantissa = u64::from(exp_mantissa & 0x3_FFFF);
             // A 6-bit exponent can shift an 18-bit mantissa past 64 bits; saturate.
-            let bitrate_bps = mantissa.checked_shl(exponent).filter(|v| v >> exponent == mantissa);
+            let bitrate_bps = mantissa
+                .checked_shl(exponent)
+                .filter(|v| v >> exponent == mantissa);
             let ssrcs = r.take(num_ssrc * 4).ok_or(malformed)?;
             RtcpPacket::Remb(Remb {
                 sender_ssrc,

@@ -6,8 +6,8 @@
 //! reduced-size packet (RFC 5506) is a single feedback packet written alone.
 
 use super::packets::ReportBlock;
-use super::{FMT_AFB, FMT_FIR, FMT_NACK, FMT_PLI, PT_BYE, PT_PSFB, PT_RR, PT_RTPFB, PT_SDES};
 use super::PT_SR;
+use super::{FMT_AFB, FMT_FIR, FMT_NACK, FMT_PLI, PT_BYE, PT_PSFB, PT_RR, PT_RTPFB, PT_SDES};
 
 /// Most report blocks one SR or RR can carry (5-bit count field).
 pub const MAX_REPORT_BLOCKS: usize = 31;
