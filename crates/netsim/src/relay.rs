@@ -232,24 +232,24 @@ General:
   --duration-s SECS        exit after SECS seconds (fractions allowed)
   --max-clients N          distinct client addresses (default 256)
 
-Impairments: --X sets both directions, --up-X client->server, --down-X
-server->client (direction-specific options win over --X):
-  --X-loss P               Bernoulli loss probability 0..1
-  --X-burst P_GB,P_BG      Gilbert burst loss (replaces --loss)
-  --X-loss-window-s FROM,TO  loss applies only in this interval (seconds after
+Impairments, each as --NAME (both directions), --up-NAME (client->server)
+or --down-NAME (server->client); direction-specific options win:
+  loss P                   Bernoulli loss probability 0..1
+  burst P_GB,P_BG          Gilbert burst loss (replaces loss)
+  loss-window-s FROM,TO    loss applies only in this interval (seconds after
                            the client's first datagram)
-  --X-delay-ms MS          one-way delay
-  --X-jitter-ms MS         uniform +-jitter (keeps order)
-  --X-duplicate P          duplication probability
-  --X-reorder P            probability a datagram is held back ...
-  --X-reorder-delay-ms MS  ... by this much (default 10)
-  --X-rate-kbps KBPS       bottleneck rate
-  --X-queue-bytes N        bottleneck queue (default 65536)
-  --X-mtu BYTES            drop datagrams larger than this
-  --X-recut-dtls           re-fragment DTLS handshake records (no value)
-  --X-recut-size BYTES     datagram size for re-cutting (default: original)
-  --X-max-in-flight-bytes N  bytes held per client link (default 1 MiB)
-(For both directions write the option without X-, e.g. --loss 0.1.)
+  delay-ms MS              one-way delay
+  jitter-ms MS             uniform +-jitter (keeps order)
+  duplicate P              duplication probability
+  reorder P                probability a datagram is held back ...
+  reorder-delay-ms MS      ... by this much (default 10)
+  rate-kbps KBPS           bottleneck rate
+  queue-bytes N            bottleneck queue (default 65536)
+  mtu BYTES                drop datagrams larger than this
+  recut-dtls               re-fragment DTLS handshake records (no value)
+  recut-size BYTES         datagram size for re-cutting (default: original)
+  max-in-flight-bytes N    bytes held per client link (default 1 MiB)
+Example: --loss 0.1 --delay-ms 40 --down-rate-kbps 225 --up-burst 0.05,0.5
 ";
 
 /// Which directions an option applies to.
