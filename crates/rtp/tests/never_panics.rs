@@ -69,6 +69,9 @@ fn exercise_rtcp(buf: &mut [u8]) {
             RtcpPacket::Fir(f) => {
                 let _ = f.entries().count();
             }
+            RtcpPacket::TransportCc(t) => {
+                let _ = t.statuses().count();
+            }
             RtcpPacket::Remb(r) => {
                 let _ = r.ssrcs().count();
             }

@@ -377,3 +377,54 @@ fn window_bounds_unreported_history() {
         .collect();
     assert_eq!(seqs, (936..1000).collect::<Vec<_>>());
 }
+
+#[test]
+fn crate_decoder_agrees_with_the_independent_decoder() {
+    let t0 = Instant::now();
+    let mut rng = Rng(99);
+    let mut rec = TwccRecorder::default();
+    let mut t_us = 0;
+    for i in 0..400u16 {
+        t_us += rng.next() % 90_000;
+        if rng.next() % 5 != 0 {
+            rec.record(i.wrapping_add(65_400), t0 + Duration::from_micros(t_us));
+        }
+    }
+    for p in drain(&mut rec) {
+        let theirs = decode(&p);
+        let Some(Ok(RtcpPacket::TransportCc(t))) = RtcpIter::new(&p).next() else {
+            panic!()
+        };
+        let ours: Vec<(u16, Option<i64>)> = t
+            .statuses()
+            .map(|s| (s.sequence_number, s.arrival_us.map(|us| us / 250)))
+            .collect();
+        assert_eq!(ours, theirs.packets);
+    }
+}
+
+#[test]
+fn crate_decoder_reads_the_hand_built_vector() {
+    #[rustfmt::skip]
+    let p = [
+        0xAF, 205, 0x00, 0x06, 1, 2, 3, 4, 5, 6, 7, 8,
+        0x00, 0x0A, 0x00, 0x04, 0x00, 0x00, 0x02, 0x00,
+        0xB4, 0x00, 0x00, 0x04, 0x02, 0x00, 0x00, 0x03,
+    ];
+    let Some(Ok(RtcpPacket::TransportCc(t))) = RtcpIter::new(&p).next() else {
+        panic!()
+    };
+    let s: Vec<_> = t
+        .statuses()
+        .map(|s| (s.sequence_number, s.arrival_us))
+        .collect();
+    assert_eq!(
+        s,
+        vec![
+            (10, Some(128_000)),
+            (11, Some(129_000)),
+            (12, None),
+            (13, Some(129_500))
+        ]
+    );
+}

@@ -8,6 +8,7 @@ pub(crate) mod write;
 pub use packets::{
     App, Bye, Fir, FirEntry, Nack, NackLost, ReceiverReport, Remb, ReportBlock, ReportBlocks,
     RtcpIter, RtcpPacket, Sdes, SdesChunk, SdesChunks, SdesItems, SenderReport, TransportCc,
+    TwccStatus, TwccStatuses,
 };
 pub use rewrite::rewrite_media_ssrc;
 pub use write::{

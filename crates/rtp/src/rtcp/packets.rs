@@ -601,6 +601,115 @@ pub struct TransportCc<'a> {
     pub chunks_and_deltas: &'a [u8],
 }
 
+impl<'a> TransportCc<'a> {
+    /// Decodes the status of every reported packet, in sequence order, with its arrival
+    /// time on the feedback sender's clock (what a sender-side estimator needs). Stops
+    /// early, without panicking, on chunks or deltas cut short.
+    pub fn statuses(&self) -> TwccStatuses<'a> {
+        let count = usize::from(self.packet_status_count);
+        // Walk the chunks once to find where the receive deltas start.
+        let mut r = Reader::new(self.chunks_and_deltas);
+        let mut covered = 0usize;
+        while covered < count {
+            match r.u16() {
+                Some(chunk) => covered += chunk_symbol_count(chunk),
+                None => break,
+            }
+        }
+        let chunk_bytes = r.position();
+        let (chunks, deltas) = (
+            self.chunks_and_deltas.get(..chunk_bytes).unwrap_or(&[]),
+            self.chunks_and_deltas.get(chunk_bytes..).unwrap_or(&[]),
+        );
+        // 24-bit signed reference time in 64 ms units
+        let reference = ((self.reference_time_64ms << 8) as i32 >> 8) as i64;
+        TwccStatuses {
+            chunks: Reader::new(chunks),
+            deltas: Reader::new(deltas),
+            current_chunk: 0,
+            left_in_chunk: 0,
+            index_in_chunk: 0,
+            left: count,
+            next_seq: self.base_sequence_number,
+            time_us: reference * 64_000,
+        }
+    }
+}
+
+fn chunk_symbol_count(chunk: u16) -> usize {
+    match chunk >> 14 {
+        0 | 1 => usize::from(chunk & 0x1FFF),
+        2 => 14,
+        _ => 7,
+    }
+}
+
+/// One packet reported in transport-cc feedback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwccStatus {
+    /// Transport-wide sequence number.
+    pub sequence_number: u16,
+    /// Arrival time in microseconds on the feedback sender's clock (reference time plus
+    /// the running sum of receive deltas), or `None` if the packet was not received.
+    pub arrival_us: Option<i64>,
+}
+
+/// Iterator over the packet statuses of a transport-cc feedback packet.
+#[derive(Debug, Clone)]
+pub struct TwccStatuses<'a> {
+    chunks: Reader<'a>,
+    deltas: Reader<'a>,
+    current_chunk: u16,
+    left_in_chunk: usize,
+    index_in_chunk: usize,
+    left: usize,
+    next_seq: u16,
+    time_us: i64,
+}
+
+impl Iterator for TwccStatuses<'_> {
+    type Item = TwccStatus;
+
+    fn next(&mut self) -> Option<TwccStatus> {
+        if self.left == 0 {
+            return None;
+        }
+        while self.left_in_chunk == 0 {
+            self.current_chunk = self.chunks.u16()?;
+            self.left_in_chunk = chunk_symbol_count(self.current_chunk);
+            self.index_in_chunk = 0;
+        }
+        let c = self.current_chunk;
+        let i = self.index_in_chunk;
+        let symbol = match c >> 14 {
+            0 | 1 => (c >> 13) & 0x3,
+            2 => (c >> (13 - i)) & 0x1,
+            _ => (c >> (12 - 2 * i)) & 0x3,
+        };
+        self.index_in_chunk += 1;
+        self.left_in_chunk -= 1;
+        self.left -= 1;
+        let arrival_us = match symbol {
+            0 => None,
+            1 => {
+                self.time_us += i64::from(self.deltas.u8()?) * 250;
+                Some(self.time_us)
+            }
+            2 => {
+                self.time_us += i64::from(self.deltas.u16()? as i16) * 250;
+                Some(self.time_us)
+            }
+            _ => return None,
+        };
+        let sequence_number = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        Some(TwccStatus {
+            sequence_number,
+            arrival_us,
+        })
+    }
+}
+
 /// A full intra request (RFC 5104 section 4.3.1).
 #[derive(Debug, Clone, Copy)]
 pub struct Fir<'a> {
