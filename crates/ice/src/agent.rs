@@ -198,6 +198,7 @@ impl IceLite {
                     IceError::RoleConflict => Some(StunErrorCode::RoleConflict),
                     _ => None,
                 };
+                tracing::trace!(%from, reason = error.drop_reason().as_str(), "check rejected");
                 if let Some(code) = code {
                     let contents = self.responder.error(txid, code, &unknown);
                     self.queue_transmit(local, from, contents);
@@ -218,7 +219,7 @@ impl IceLite {
         let bad = |r: BadRequestReason| reject(IceError::BadRequest(r));
         let unauthorized = |r: UnauthorizedReason| reject(IceError::Unauthorized(r));
 
-        // FINGERPRINT: mandatory in ICE (RFC 8445 section 7.2.2), last, and correct.
+        // FINGERPRINT: mandatory in ICE (RFC 8445 section 7), last, and correct.
         let fingerprint = layout
             .fingerprint
             .ok_or_else(|| bad(BadRequestReason::MissingFingerprint))?;
@@ -333,13 +334,16 @@ impl IceLite {
                     if self.nominated == Some(evicted) {
                         self.nominated = None;
                     }
+                    tracing::debug!(%evicted, "path forgotten to make room");
                     self.push_event(IceEvent::ConsentExpired(evicted));
                 }
+                tracing::debug!(%from, %local, "path validated");
                 self.push_event(IceEvent::Validated(from));
             }
         }
         if outcome.use_candidate && self.nominated != Some(from) {
             self.nominated = Some(from);
+            tracing::debug!(%from, "path nominated");
             self.push_event(IceEvent::Nominated(from));
         }
         let contents = self.responder.success(txid, from);
@@ -379,9 +383,11 @@ impl IceLite {
             if self.nominated == Some(remote) {
                 self.nominated = None;
             }
+            tracing::debug!(%remote, "consent expired");
             self.push_event(IceEvent::ConsentExpired(remote));
         }
         if had_paths && self.paths.is_empty() {
+            tracing::debug!("no permitted path left");
             self.push_event(IceEvent::Disconnected);
         }
     }

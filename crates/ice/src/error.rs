@@ -9,7 +9,9 @@ pub enum BadRequestReason {
     MissingUsername,
     /// The request carries no MESSAGE-INTEGRITY attribute.
     MissingMessageIntegrity,
-    /// The request carries no FINGERPRINT attribute (ICE requires it, RFC 8445 section 7.2.2).
+    /// The request carries no FINGERPRINT attribute. ICE checks always carry one (RFC 8445
+    /// section 7); RFC 8489 would allow a silent drop, Sluice answers 400 so a broken
+    /// client sees why it fails.
     MissingFingerprint,
     /// The FINGERPRINT does not match the message, or is not the last attribute.
     BadFingerprint,
