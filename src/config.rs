@@ -1,0 +1,1183 @@
+//! Server configuration: the YAML schema, its documented defaults, and validation.
+//!
+//! The YAML keys map one to one onto these structs (`#[serde(deny_unknown_fields)]`,
+//! so a misspelt key is an error rather than a silently ignored setting). Every
+//! section is optional: a missing key takes the value of `Default`, which equals the
+//! embedded `config/sluice.yaml` (a test pins this down).
+//!
+//! Loading has two stages. Parsing (serde) checks the shape and the scalar formats and
+//! reports the key path of the first problem; [`Config::validate`] then checks ranges
+//! and relations between keys and reports every violation, each naming its key path.
+//!
+//! YAML is read with `serde_norway`, a maintained fork of `serde_yaml` (which is
+//! deprecated and unmaintained since 2024).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// The default configuration file, embedded so that `sluice` runs with no file at all.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../config/sluice.yaml");
+
+/// Smallest `dtls.max_datagram_size`: below it a handshake record header plus a
+/// useful fragment no longer fit, and the certificate flight would need hundreds of
+/// datagrams.
+pub const MIN_DTLS_DATAGRAM_BYTES: usize = 200;
+/// Largest `dtls.max_datagram_size`: the largest UDP payload over IPv4.
+pub const MAX_DTLS_DATAGRAM_BYTES: usize = 65_507;
+/// Smallest `dtls.max_handshake_buffer_bytes`: a certificate flight of a few KB must fit.
+pub const MIN_HANDSHAKE_BUFFER_BYTES: usize = 16_384;
+/// Largest `dtls.max_handshake_buffer_bytes`, so one peer cannot be granted unbounded memory.
+pub const MAX_HANDSHAKE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+/// Bounds of `dtls.initial_rto_ms`.
+pub const MIN_INITIAL_RTO_MS: u64 = 10;
+pub const MAX_INITIAL_RTO_MS: u64 = 60_000;
+/// Largest `dtls.max_rto_ms`.
+pub const MAX_MAX_RTO_MS: u64 = 600_000;
+/// Smallest `dtls.handshake_timeout_ms`.
+pub const MIN_HANDSHAKE_TIMEOUT_MS: u64 = 1_000;
+/// Smallest `ice.consent_timeout_ms` (RFC 7675 recommends 30 s; less than a second
+/// would expire sessions between two consent checks).
+pub const MIN_CONSENT_TIMEOUT_MS: u64 = 1_000;
+/// Largest `media.workers`.
+pub const MAX_WORKERS: usize = 1024;
+/// Largest number of `media.announce` entries (each becomes an SDP candidate line).
+pub const MAX_ANNOUNCE_ADDRESSES: usize = 32;
+/// Smallest `auth.keys[].secret` length: an HMAC key shorter than this is guessable.
+pub const MIN_AUTH_SECRET_BYTES: usize = 16;
+/// Longest `auth.keys[].id`.
+pub const MAX_AUTH_KEY_ID_BYTES: usize = 64;
+/// Bounds of `limits.signaling_message_bytes`: an SDP offer with simulcast is a few KB.
+pub const MIN_SIGNALING_MESSAGE_BYTES: usize = 1_024;
+pub const MAX_SIGNALING_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest `shutdown.grace_period_ms` (one hour).
+pub const MAX_GRACE_PERIOD_MS: u64 = 3_600_000;
+
+/// The whole server configuration (the YAML document's root).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub dtls: DtlsConfig,
+    pub ice: IceConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+/// `http`: the HTTP listener that serves the demo page, health, metrics and `/ws`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP server binds.
+    #[serde(deserialize_with = "deserialize_socket_addr")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+        }
+    }
+}
+
+/// `media`: the UDP workers that carry ICE, DTLS and SRTP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Address of worker 0's UDP socket; worker `k` binds port `PORT + k`.
+    /// Port 0 lets every worker take an ephemeral port (tests).
+    #[serde(deserialize_with = "deserialize_socket_addr")]
+    pub listen: SocketAddr,
+    /// Number of workers; 0 means one per available core.
+    pub workers: usize,
+    /// Addresses announced to peers as host candidates. Empty means the host's
+    /// interface addresses (see [`default_announce_addresses`]).
+    pub announce: Vec<AnnounceAddress>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 40000)),
+            workers: 0,
+            announce: Vec::new(),
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The number of workers to start: `workers`, or the number of available cores when 0.
+    pub fn resolved_workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// The UDP address of each of `worker_count` workers: `listen` with port `PORT + k`
+    /// (all port 0 when `listen`'s port is 0).
+    pub fn worker_listen_addrs(&self, worker_count: usize) -> Result<Vec<SocketAddr>, ConfigError> {
+        let base_port = self.listen.port();
+        (0..worker_count)
+            .map(|k| {
+                if base_port == 0 {
+                    return Ok(SocketAddr::new(self.listen.ip(), 0));
+                }
+                u16::try_from(k)
+                    .ok()
+                    .and_then(|k| base_port.checked_add(k))
+                    .map(|port| SocketAddr::new(self.listen.ip(), port))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "media.workers",
+                            format!(
+                                "{worker_count} workers from port {base_port} exceed port 65535"
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The addresses to announce: the configured ones, or the host's interface
+    /// addresses when none are configured.
+    pub fn announce_addresses(&self) -> Vec<AnnounceAddress> {
+        if self.announce.is_empty() {
+            default_announce_addresses()
+                .into_iter()
+                .map(|ip| AnnounceAddress { ip, port: None })
+                .collect()
+        } else {
+            self.announce.clone()
+        }
+    }
+}
+
+/// One `media.announce` entry: an IP, optionally with a port that replaces the
+/// worker's local port (for a NAT or load balancer that maps ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnnounceAddress {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl AnnounceAddress {
+    /// The candidate address for a worker whose socket is bound to `local_port`.
+    pub fn candidate_addr(&self, local_port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(local_port))
+    }
+}
+
+impl fmt::Display for AnnounceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => SocketAddr::new(self.ip, port).fmt(f),
+            None => self.ip.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for AnnounceAddress {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Ok(Self { ip, port: None });
+        }
+        let addr = text.parse::<SocketAddr>().map_err(|_| ())?;
+        Ok(Self {
+            ip: addr.ip(),
+            port: Some(addr.port()),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AnnounceAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|()| de::Error::custom(format!("{text:?} is not IP or IP:PORT")))
+    }
+}
+
+/// The host's interface addresses to announce when `media.announce` is empty:
+/// every address of an interface that is up, except loopback and link-local ones
+/// (which peers cannot reach), unless nothing else exists, in which case loopback
+/// addresses are returned so that a laptop without network still works locally.
+pub fn default_announce_addresses() -> Vec<IpAddr> {
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let mut usable = Vec::new();
+    let mut loopback = Vec::new();
+    for interface in &interfaces {
+        let ip = interface.ip();
+        if interface.is_loopback() {
+            loopback.push(ip);
+        } else if !interface.is_link_local() && !ip.is_unspecified() && !usable.contains(&ip) {
+            usable.push(ip);
+        }
+    }
+    if usable.is_empty() {
+        if loopback.is_empty() {
+            loopback.push(IpAddr::from([127, 0, 0, 1]));
+        }
+        loopback.sort();
+        loopback.dedup();
+        return loopback;
+    }
+    usable
+}
+
+/// `dtls.role`: which DTLS role Sluice takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtlsRole {
+    /// Let the SDP offer/answer decide (`a=setup`, RFC 8842).
+    #[default]
+    Auto,
+    /// Always act as the DTLS client (`a=setup:active`).
+    Client,
+    /// Always act as the DTLS server (`a=setup:passive`).
+    Server,
+}
+
+impl DtlsRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Client => "client",
+            Self::Server => "server",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DtlsRole {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "auto" => Ok(Self::Auto),
+            "client" => Ok(Self::Client),
+            "server" => Ok(Self::Server),
+            _ => Err(de::Error::custom(format!(
+                "expected auto, client or server, got {text:?}"
+            ))),
+        }
+    }
+}
+
+/// `dtls`: the DTLS handshake engine's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DtlsConfig {
+    pub role: DtlsRole,
+    /// PEM certificate; `None` generates a fresh self-signed certificate at start-up.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key matching `certificate`.
+    pub private_key: Option<PathBuf>,
+    /// Largest UDP payload a flight is fragmented into.
+    pub max_datagram_size: usize,
+    /// First retransmission timeout, before any RTT sample.
+    pub initial_rto_ms: u64,
+    /// Cap of the exponential retransmission backoff.
+    pub max_rto_ms: u64,
+    /// A handshake not complete after this long fails.
+    pub handshake_timeout_ms: u64,
+    /// Answer ClientHellos with a HelloVerifyRequest cookie exchange (costs one round trip).
+    pub hello_verify: bool,
+    /// Bytes of handshake messages buffered per connection for reassembly.
+    pub max_handshake_buffer_bytes: usize,
+    /// Loss recovery: RTT-adaptive timer, immediate re-send when the peer repeats its
+    /// flight, final-flight retention. `false` switches all three off (fixed 1 s
+    /// timer), for comparisons.
+    pub recovery: bool,
+}
+
+impl Default for DtlsConfig {
+    fn default() -> Self {
+        Self {
+            role: DtlsRole::Auto,
+            certificate: None,
+            private_key: None,
+            max_datagram_size: 1200,
+            initial_rto_ms: 400,
+            max_rto_ms: 3000,
+            handshake_timeout_ms: 30_000,
+            hello_verify: false,
+            max_handshake_buffer_bytes: 65_536,
+            recovery: true,
+        }
+    }
+}
+
+impl DtlsConfig {
+    pub fn initial_rto(&self) -> Duration {
+        Duration::from_millis(self.initial_rto_ms)
+    }
+
+    pub fn max_rto(&self) -> Duration {
+        Duration::from_millis(self.max_rto_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+/// `ice`: the ICE-lite agent's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceConfig {
+    /// A session whose peer answers no consent check for this long is closed (RFC 7675).
+    pub consent_timeout_ms: u64,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self {
+            consent_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl IceConfig {
+    pub fn consent_timeout(&self) -> Duration {
+        Duration::from_millis(self.consent_timeout_ms)
+    }
+}
+
+/// `auth`: keys that sign join tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Empty means development mode: unsigned joins are accepted.
+    pub keys: Vec<AuthKey>,
+}
+
+impl AuthConfig {
+    /// True when no key is configured and anyone may join any room.
+    pub fn is_development_mode(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// One join-token signing key. Several keys allow rotation: tokens name their key id.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Redacts the secret, so that logging a configuration never leaks it.
+impl fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `limits`: bounds that keep one client, source address or room from exhausting the server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub rooms: usize,
+    pub participants_per_room: usize,
+    pub sessions_per_source_ip: usize,
+    pub handshakes_in_flight: usize,
+    pub signaling_message_bytes: usize,
+    pub signaling_messages_per_second: u32,
+    pub ssrcs_per_session: usize,
+    pub bitrate_bps_per_session: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            rooms: 1000,
+            participants_per_room: 25,
+            sessions_per_source_ip: 50,
+            handshakes_in_flight: 2000,
+            signaling_message_bytes: 65_536,
+            signaling_messages_per_second: 50,
+            ssrcs_per_session: 32,
+            bitrate_bps_per_session: 20_000_000,
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(de::Error::custom(format!(
+                "expected text or json, got {text:?}"
+            ))),
+        }
+    }
+}
+
+/// `log`: where and how much to log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `sluice=debug,warn`, ...); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `shutdown`: graceful stop on SIGTERM or SIGINT.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight connections may take to finish before the process exits.
+    pub grace_period_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_ms: 10_000,
+        }
+    }
+}
+
+impl ShutdownConfig {
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_millis(self.grace_period_ms)
+    }
+}
+
+/// One broken rule of [`Config::validate`]: the key path and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or a value has the wrong shape; the message starts with
+    /// the key path and ends with the line and column.
+    #[error("{message}")]
+    Parse { message: String },
+    /// The YAML parsed but breaks one or more rules; one violation per line.
+    #[error("{}", join_lines(.0))]
+    Invalid(Vec<Violation>),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, reason: String) -> Self {
+        Self::Invalid(vec![Violation {
+            key: key.to_owned(),
+            reason,
+        }])
+    }
+}
+
+fn join_lines(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(Violation::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Prefixes a YAML error with the exact key path. `serde_norway` prefixes some
+/// errors with an ancestor of the failing key (the enclosing mapping), so that
+/// prefix is replaced rather than repeated.
+fn parse_error_message(key_path: &str, yaml_message: &str) -> String {
+    let without_ancestor = yaml_message
+        .split_once(": ")
+        .filter(|(head, _)| {
+            !head.contains(' ')
+                && (key_path == *head
+                    || key_path.starts_with(&format!("{head}."))
+                    || key_path.starts_with(&format!("{head}[")))
+        })
+        .map_or(yaml_message, |(_, rest)| rest);
+    if key_path == "." {
+        without_ancestor.to_owned()
+    } else {
+        format!("{key_path}: {without_ancestor}")
+    }
+}
+
+fn deserialize_socket_addr<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse()
+        .map_err(|_| de::Error::custom(format!("{text:?} is not IP:PORT")))
+}
+
+impl Config {
+    /// Parses YAML text (without validating it). An empty document, or one holding
+    /// only comments, is the default configuration.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let has_content = text.lines().any(|line| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with('#') && line != "---"
+        });
+        if !has_content {
+            return Ok(Self::default());
+        }
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|err| ConfigError::Parse {
+            message: parse_error_message(&err.path().to_string(), &err.into_inner().to_string()),
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn load_str(text: &str) -> Result<Self, ConfigError> {
+        let config = Self::from_yaml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file; `None` uses the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::load_str(DEFAULT_CONFIG_YAML),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::load_str(&text)
+            }
+        }
+    }
+
+    /// Checks ranges and relations between keys; reports every violation.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut rules = Rules::default();
+        self.validate_media(&mut rules);
+        self.validate_dtls(&mut rules);
+        rules.at_least(
+            "ice.consent_timeout_ms",
+            self.ice.consent_timeout_ms,
+            MIN_CONSENT_TIMEOUT_MS,
+        );
+        self.validate_auth(&mut rules);
+        self.validate_limits(&mut rules);
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            rules.fail(
+                "log.level",
+                format!("{:?} is not a valid log filter: {err}", self.log.level),
+            );
+        }
+        rules.at_most(
+            "shutdown.grace_period_ms",
+            self.shutdown.grace_period_ms,
+            MAX_GRACE_PERIOD_MS,
+        );
+        rules.finish()
+    }
+
+    fn validate_media(&self, rules: &mut Rules) {
+        let media = &self.media;
+        rules.at_most("media.workers", media.workers, MAX_WORKERS);
+        if media.workers > 0 {
+            if let Err(ConfigError::Invalid(violations)) = media.worker_listen_addrs(media.workers)
+            {
+                rules.violations.extend(violations);
+            }
+        }
+        rules.at_most(
+            "media.announce",
+            media.announce.len(),
+            MAX_ANNOUNCE_ADDRESSES,
+        );
+        for (index, address) in media.announce.iter().enumerate() {
+            let key = format!("media.announce[{index}]");
+            if address.ip.is_unspecified() {
+                rules.fail(
+                    &key,
+                    format!("{address} is unspecified: announce an address peers can reach"),
+                );
+            }
+            if address.port == Some(0) {
+                rules.fail(&key, format!("{address} has port 0"));
+            }
+        }
+    }
+
+    fn validate_dtls(&self, rules: &mut Rules) {
+        let dtls = &self.dtls;
+        rules.between(
+            "dtls.max_datagram_size",
+            dtls.max_datagram_size,
+            MIN_DTLS_DATAGRAM_BYTES,
+            MAX_DTLS_DATAGRAM_BYTES,
+        );
+        rules.between(
+            "dtls.initial_rto_ms",
+            dtls.initial_rto_ms,
+            MIN_INITIAL_RTO_MS,
+            MAX_INITIAL_RTO_MS,
+        );
+        if dtls.max_rto_ms < dtls.initial_rto_ms {
+            rules.fail(
+                "dtls.max_rto_ms",
+                format!(
+                    "{} is below dtls.initial_rto_ms ({})",
+                    dtls.max_rto_ms, dtls.initial_rto_ms
+                ),
+            );
+        }
+        rules.at_most("dtls.max_rto_ms", dtls.max_rto_ms, MAX_MAX_RTO_MS);
+        rules.at_least(
+            "dtls.handshake_timeout_ms",
+            dtls.handshake_timeout_ms,
+            MIN_HANDSHAKE_TIMEOUT_MS,
+        );
+        rules.between(
+            "dtls.max_handshake_buffer_bytes",
+            dtls.max_handshake_buffer_bytes,
+            MIN_HANDSHAKE_BUFFER_BYTES,
+            MAX_HANDSHAKE_BUFFER_BYTES,
+        );
+        match (&dtls.certificate, &dtls.private_key) {
+            (Some(_), None) => rules.fail(
+                "dtls.private_key",
+                "is required when dtls.certificate is set".to_owned(),
+            ),
+            (None, Some(_)) => rules.fail(
+                "dtls.certificate",
+                "is required when dtls.private_key is set".to_owned(),
+            ),
+            _ => {}
+        }
+        for (key, path) in [
+            ("dtls.certificate", &dtls.certificate),
+            ("dtls.private_key", &dtls.private_key),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    rules.fail(key, format!("{} is not a readable file", path.display()));
+                }
+            }
+        }
+    }
+
+    fn validate_auth(&self, rules: &mut Rules) {
+        let mut seen_ids = HashSet::new();
+        for (index, key) in self.auth.keys.iter().enumerate() {
+            let id_key = format!("auth.keys[{index}].id");
+            if key.id.is_empty() {
+                rules.fail(&id_key, "is empty".to_owned());
+            } else if key.id.len() > MAX_AUTH_KEY_ID_BYTES {
+                rules.fail(
+                    &id_key,
+                    format!(
+                        "{} bytes is above the maximum {MAX_AUTH_KEY_ID_BYTES}",
+                        key.id.len()
+                    ),
+                );
+            } else if !seen_ids.insert(key.id.as_str()) {
+                rules.fail(&id_key, format!("{:?} is used by an earlier key", key.id));
+            }
+            if key.secret.len() < MIN_AUTH_SECRET_BYTES {
+                rules.fail(
+                    &format!("auth.keys[{index}].secret"),
+                    format!(
+                        "{} bytes is below the minimum {MIN_AUTH_SECRET_BYTES}",
+                        key.secret.len()
+                    ),
+                );
+            }
+        }
+    }
+
+    fn validate_limits(&self, rules: &mut Rules) {
+        let limits = &self.limits;
+        rules.at_least("limits.rooms", limits.rooms, 1);
+        rules.at_least(
+            "limits.participants_per_room",
+            limits.participants_per_room,
+            1,
+        );
+        rules.at_least(
+            "limits.sessions_per_source_ip",
+            limits.sessions_per_source_ip,
+            1,
+        );
+        rules.at_least(
+            "limits.handshakes_in_flight",
+            limits.handshakes_in_flight,
+            1,
+        );
+        rules.between(
+            "limits.signaling_message_bytes",
+            limits.signaling_message_bytes,
+            MIN_SIGNALING_MESSAGE_BYTES,
+            MAX_SIGNALING_MESSAGE_BYTES,
+        );
+        rules.at_least(
+            "limits.signaling_messages_per_second",
+            limits.signaling_messages_per_second,
+            1,
+        );
+        rules.at_least("limits.ssrcs_per_session", limits.ssrcs_per_session, 1);
+        rules.at_least(
+            "limits.bitrate_bps_per_session",
+            limits.bitrate_bps_per_session,
+            1,
+        );
+    }
+}
+
+/// Collects violations with uniform wording.
+#[derive(Default)]
+struct Rules {
+    violations: Vec<Violation>,
+}
+
+impl Rules {
+    fn fail(&mut self, key: &str, reason: String) {
+        self.violations.push(Violation {
+            key: key.to_owned(),
+            reason,
+        });
+    }
+
+    fn at_least<T: PartialOrd + fmt::Display>(&mut self, key: &str, value: T, min: T) {
+        if value < min {
+            self.fail(key, format!("{value} is below the minimum {min}"));
+        }
+    }
+
+    fn at_most<T: PartialOrd + fmt::Display>(&mut self, key: &str, value: T, max: T) {
+        if value > max {
+            self.fail(key, format!("{value} is above the maximum {max}"));
+        }
+    }
+
+    fn between<T: PartialOrd + fmt::Display + Copy>(
+        &mut self,
+        key: &str,
+        value: T,
+        min: T,
+        max: T,
+    ) {
+        self.at_least(key, value, min);
+        self.at_most(key, value, max);
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(self.violations))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses and validates, returning the error text (panics if the config is valid).
+    fn error_of(yaml: &str) -> String {
+        match Config::load_str(yaml) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    fn assert_error(yaml: &str, expected: &str) {
+        let message = error_of(yaml);
+        assert!(
+            message.contains(expected),
+            "error {message:?} does not contain {expected:?}"
+        );
+    }
+
+    #[test]
+    fn embedded_default_file_equals_default_struct() {
+        let parsed = Config::load_str(DEFAULT_CONFIG_YAML).expect("default file is valid");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn default_values_match_documented_ones() {
+        let config = Config::default();
+        assert_eq!(config.http.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.media.listen, "0.0.0.0:40000".parse().unwrap());
+        assert_eq!(config.media.workers, 0);
+        assert!(config.media.announce.is_empty());
+        assert_eq!(config.dtls.role, DtlsRole::Auto);
+        assert_eq!(config.dtls.certificate, None);
+        assert_eq!(config.dtls.max_datagram_size, 1200);
+        assert_eq!(config.dtls.initial_rto(), Duration::from_millis(400));
+        assert_eq!(config.dtls.max_rto(), Duration::from_secs(3));
+        assert_eq!(config.dtls.handshake_timeout(), Duration::from_secs(30));
+        assert!(!config.dtls.hello_verify);
+        assert_eq!(config.dtls.max_handshake_buffer_bytes, 65_536);
+        assert!(config.dtls.recovery);
+        assert_eq!(config.ice.consent_timeout(), Duration::from_secs(30));
+        assert!(config.auth.is_development_mode());
+        assert_eq!(config.limits.rooms, 1000);
+        assert_eq!(config.limits.participants_per_room, 25);
+        assert_eq!(config.limits.sessions_per_source_ip, 50);
+        assert_eq!(config.limits.handshakes_in_flight, 2000);
+        assert_eq!(config.limits.signaling_message_bytes, 65_536);
+        assert_eq!(config.limits.signaling_messages_per_second, 50);
+        assert_eq!(config.limits.ssrcs_per_session, 32);
+        assert_eq!(config.limits.bitrate_bps_per_session, 20_000_000);
+        assert_eq!(config.log.format, LogFormat::Text);
+        assert_eq!(config.log.level, "info");
+        assert_eq!(config.shutdown.grace_period(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn empty_or_comment_only_file_is_the_default() {
+        assert_eq!(Config::load_str("").unwrap(), Config::default());
+        assert_eq!(
+            Config::load_str("# nothing\n\n---\n").unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn missing_keys_take_their_defaults() {
+        let config = Config::load_str("dtls:\n  max_datagram_size: 1400\n").unwrap();
+        assert_eq!(config.dtls.max_datagram_size, 1400);
+        assert_eq!(config.dtls.initial_rto_ms, 400);
+        assert_eq!(config.http, HttpConfig::default());
+    }
+
+    #[test]
+    fn example_production_file_is_valid() {
+        let text = include_str!("../config/examples/production.yaml");
+        let config = Config::load_str(text).expect("production example is valid");
+        assert!(!config.auth.keys.is_empty());
+        assert!(!config.media.announce.is_empty());
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn media_listen_that_is_not_ip_port_is_rejected() {
+        assert_error(
+            "media:\n  listen: \"x\"\n",
+            "media.listen: \"x\" is not IP:PORT",
+        );
+    }
+
+    #[test]
+    fn http_listen_without_port_is_rejected() {
+        assert_error(
+            "http:\n  listen: \"127.0.0.1\"\n",
+            "http.listen: \"127.0.0.1\" is not IP:PORT",
+        );
+    }
+
+    #[test]
+    fn unknown_dtls_role_is_rejected() {
+        assert_error(
+            "dtls:\n  role: both\n",
+            "dtls.role: expected auto, client or server",
+        );
+    }
+
+    #[test]
+    fn known_dtls_roles_parse() {
+        for (text, role) in [
+            ("auto", DtlsRole::Auto),
+            ("client", DtlsRole::Client),
+            ("server", DtlsRole::Server),
+        ] {
+            let config = Config::load_str(&format!("dtls:\n  role: {text}\n")).unwrap();
+            assert_eq!(config.dtls.role, role);
+            assert_eq!(role.as_str(), text);
+        }
+    }
+
+    #[test]
+    fn datagram_size_below_minimum_is_rejected() {
+        assert_error(
+            "dtls:\n  max_datagram_size: 100\n",
+            "dtls.max_datagram_size: 100 is below the minimum 200",
+        );
+    }
+
+    #[test]
+    fn datagram_size_above_udp_maximum_is_rejected() {
+        assert_error(
+            "dtls:\n  max_datagram_size: 70000\n",
+            "dtls.max_datagram_size: 70000 is above the maximum 65507",
+        );
+    }
+
+    #[test]
+    fn max_rto_below_initial_rto_is_rejected() {
+        assert_error(
+            "dtls:\n  initial_rto_ms: 1000\n  max_rto_ms: 500\n",
+            "dtls.max_rto_ms: 500 is below dtls.initial_rto_ms (1000)",
+        );
+    }
+
+    #[test]
+    fn zero_initial_rto_is_rejected() {
+        assert_error(
+            "dtls:\n  initial_rto_ms: 0\n",
+            "dtls.initial_rto_ms: 0 is below the minimum 10",
+        );
+    }
+
+    #[test]
+    fn short_handshake_timeout_is_rejected() {
+        assert_error(
+            "dtls:\n  handshake_timeout_ms: 10\n",
+            "dtls.handshake_timeout_ms: 10 is below the minimum 1000",
+        );
+    }
+
+    #[test]
+    fn tiny_handshake_buffer_is_rejected() {
+        assert_error(
+            "dtls:\n  max_handshake_buffer_bytes: 1000\n",
+            "dtls.max_handshake_buffer_bytes: 1000 is below the minimum 16384",
+        );
+    }
+
+    #[test]
+    fn certificate_without_private_key_is_rejected() {
+        assert_error(
+            "dtls:\n  certificate: /nonexistent/cert.pem\n",
+            "dtls.private_key: is required when dtls.certificate is set",
+        );
+    }
+
+    #[test]
+    fn missing_certificate_file_is_rejected() {
+        assert_error(
+            "dtls:\n  certificate: /nonexistent/cert.pem\n  private_key: /nonexistent/key.pem\n",
+            "dtls.certificate: /nonexistent/cert.pem is not a readable file",
+        );
+    }
+
+    #[test]
+    fn short_consent_timeout_is_rejected() {
+        assert_error(
+            "ice:\n  consent_timeout_ms: 10\n",
+            "ice.consent_timeout_ms: 10 is below the minimum 1000",
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_path() {
+        assert_error(
+            "dtls:\n  max_datagram_sise: 1200\n",
+            "dtls.max_datagram_sise: unknown field `max_datagram_sise`",
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_section_is_rejected() {
+        assert_error("medai:\n  workers: 2\n", "medai: unknown field `medai`");
+    }
+
+    #[test]
+    fn wrong_value_type_names_its_key() {
+        assert_error("limits:\n  rooms: many\n", "limits.rooms: invalid type");
+    }
+
+    #[test]
+    fn parse_errors_carry_the_line() {
+        assert_error("\nlimits:\n  rooms: many\n", "line 3");
+    }
+
+    #[test]
+    fn announce_entry_that_is_not_an_address_is_rejected_with_its_index() {
+        assert_error(
+            "media:\n  announce: [\"203.0.113.7\", \"example.com\"]\n",
+            "media.announce[1]: \"example.com\" is not IP or IP:PORT",
+        );
+    }
+
+    #[test]
+    fn announce_accepts_ip_and_ip_port() {
+        let config =
+            Config::load_str("media:\n  announce: [\"203.0.113.7\", \"[2001:db8::1]:3478\"]\n")
+                .unwrap();
+        let announce = &config.media.announce;
+        assert_eq!(announce.len(), 2);
+        assert_eq!(announce[0].port, None);
+        assert_eq!(
+            announce[0].candidate_addr(40001),
+            "203.0.113.7:40001".parse().unwrap()
+        );
+        assert_eq!(
+            announce[1].candidate_addr(40001),
+            "[2001:db8::1]:3478".parse().unwrap()
+        );
+        assert_eq!(announce[1].to_string(), "[2001:db8::1]:3478");
+    }
+
+    #[test]
+    fn unspecified_announce_address_is_rejected() {
+        assert_error(
+            "media:\n  announce: [\"0.0.0.0\"]\n",
+            "media.announce[0]: 0.0.0.0 is unspecified",
+        );
+    }
+
+    #[test]
+    fn workers_whose_ports_pass_65535_are_rejected() {
+        assert_error(
+            "media:\n  listen: \"0.0.0.0:65530\"\n  workers: 10\n",
+            "media.workers: 10 workers from port 65530 exceed port 65535",
+        );
+    }
+
+    #[test]
+    fn worker_k_listens_on_port_plus_k() {
+        let media = MediaConfig::default();
+        let addrs = media.worker_listen_addrs(3).unwrap();
+        let ports: Vec<u16> = addrs.iter().map(SocketAddr::port).collect();
+        assert_eq!(ports, vec![40000, 40001, 40002]);
+    }
+
+    #[test]
+    fn zero_workers_resolve_to_at_least_one() {
+        assert!(MediaConfig::default().resolved_workers() >= 1);
+        let two = MediaConfig {
+            workers: 2,
+            ..MediaConfig::default()
+        };
+        assert_eq!(two.resolved_workers(), 2);
+    }
+
+    #[test]
+    fn short_auth_secret_is_rejected() {
+        assert_error(
+            "auth:\n  keys:\n    - id: k1\n      secret: short\n",
+            "auth.keys[0].secret: 5 bytes is below the minimum 16",
+        );
+    }
+
+    #[test]
+    fn duplicate_auth_key_ids_are_rejected() {
+        let secret = "0123456789abcdef0123";
+        assert_error(
+            &format!(
+                "auth:\n  keys:\n    - {{id: k1, secret: {secret}}}\n    - {{id: k1, secret: {secret}}}\n"
+            ),
+            "auth.keys[1].id: \"k1\" is used by an earlier key",
+        );
+    }
+
+    #[test]
+    fn auth_key_with_unknown_field_is_rejected() {
+        assert_error(
+            "auth:\n  keys:\n    - {id: k1, secret: 0123456789abcdef, algo: x}\n",
+            "auth.keys[0].algo: unknown field `algo`",
+        );
+    }
+
+    #[test]
+    fn auth_key_debug_output_hides_the_secret() {
+        let key = AuthKey {
+            id: "k1".to_owned(),
+            secret: "super-secret-value".to_owned(),
+        };
+        let debug = format!("{key:?}");
+        assert!(debug.contains("k1"));
+        assert!(!debug.contains("super-secret-value"));
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        assert_error(
+            "limits:\n  participants_per_room: 0\n",
+            "limits.participants_per_room: 0 is below the minimum 1",
+        );
+        assert_error(
+            "limits:\n  signaling_message_bytes: 10\n",
+            "limits.signaling_message_bytes: 10 is below the minimum 1024",
+        );
+    }
+
+    #[test]
+    fn unknown_log_format_is_rejected() {
+        assert_error("log:\n  format: xml\n", "log.format: expected text or json");
+    }
+
+    #[test]
+    fn invalid_log_filter_is_rejected() {
+        assert_error(
+            "log:\n  level: \"=[\"\n",
+            "log.level: \"=[\" is not a valid log filter",
+        );
+    }
+
+    #[test]
+    fn every_violation_is_reported() {
+        let message = error_of("dtls:\n  max_datagram_size: 100\nlimits:\n  rooms: 0\n");
+        assert!(message.contains("dtls.max_datagram_size"), "{message}");
+        assert!(message.contains("limits.rooms"), "{message}");
+        assert_eq!(message.lines().count(), 2, "{message}");
+    }
+
+    #[test]
+    fn default_announce_addresses_is_never_empty() {
+        let addresses = default_announce_addresses();
+        assert!(!addresses.is_empty());
+        let has_non_loopback = addresses.iter().any(|ip| !ip.is_loopback());
+        if has_non_loopback {
+            assert!(addresses.iter().all(|ip| !ip.is_loopback()));
+        }
+        assert!(addresses.iter().all(|ip| !ip.is_unspecified()));
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/sluice.yaml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

@@ -1,0 +1,303 @@
+//! The HTTP server: demo page, health and readiness probes, metrics, and the
+//! signalling WebSocket.
+//!
+//! | route      | what                                                        |
+//! |------------|-------------------------------------------------------------|
+//! | `GET /`    | the demo page (`src/web/index.html`), `/app.js` its script   |
+//! | `/healthz` | 200 `ok` while the process runs (liveness)                   |
+//! | `/readyz`  | 200 while accepting sessions, 503 once shutdown began        |
+//! | `/metrics` | OpenMetrics text exposition of [`Metrics`]                  |
+//! | `/ws`      | WebSocket upgrade, handed to [`signaling::handle_socket`]    |
+//!
+//! The router needs `ConnectInfo<SocketAddr>` for `/ws` (the peer address feeds
+//! per-source limits): serve it with
+//! `router(state).into_make_service_with_connect_info::<SocketAddr>()`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use crate::shutdown::Shutdown;
+use crate::signaling;
+
+/// The demo page, embedded so the binary is self-contained.
+pub const INDEX_HTML: &str = include_str!("web/index.html");
+/// The demo page's script.
+pub const APP_JS: &str = include_str!("web/app.js");
+
+/// State shared by every HTTP handler and signalling connection; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// True while the server accepts new sessions; `/readyz` reports it.
+    pub ready: Arc<AtomicBool>,
+    /// Shutdown signal and open-connection count (signalling sockets hold a guard).
+    pub shutdown: Shutdown,
+}
+
+impl AppState {
+    /// A state that is not ready yet: `main` sets `ready` once it is listening.
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
+        Self {
+            config,
+            metrics,
+            ready: Arc::new(AtomicBool::new(false)),
+            shutdown,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.shutdown.is_begun()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route("/app.js", get(app_js))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(websocket))
+        .with_state(state)
+}
+
+async fn index() -> Response {
+    static_file("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> Response {
+    static_file("text/javascript; charset=utf-8", APP_JS)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn websocket(
+    upgrade: WebSocketUpgrade,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
+    if !state.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+    }
+    let max_message_bytes = state.config.limits.signaling_message_bytes;
+    upgrade
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            let _open = state.shutdown.track();
+            signaling::handle_socket(socket, peer_addr, state).await;
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use axum::body::{to_bytes, Body};
+    use axum::http::Request;
+    use futures_util::StreamExt;
+    use tower::ServiceExt;
+
+    fn state() -> AppState {
+        let state = AppState::new(
+            Arc::new(Config::default()),
+            Arc::new(Metrics::new()),
+            Shutdown::new(),
+        );
+        state.set_ready(true);
+        state
+    }
+
+    async fn get(state: &AppState, path: &str) -> (StatusCode, Option<String>, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            content_type,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn healthz_answers_ok() {
+        let (status, _, body) = get(&state(), "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ok");
+    }
+
+    #[tokio::test]
+    async fn healthz_stays_ok_during_shutdown() {
+        let state = state();
+        state.shutdown.begin();
+        let (status, _, _) = get(&state, "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_ok_while_ready() {
+        let (status, _, _) = get(&state(), "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_unavailable_before_ready() {
+        let state = state();
+        state.set_ready(false);
+        let (status, _, _) = get(&state, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_unavailable_once_shutdown_began() {
+        let state = state();
+        state.shutdown.begin();
+        let (status, _, _) = get(&state, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn metrics_exposes_the_families() {
+        let state = state();
+        state.metrics.session_opened();
+        let (status, content_type, body) = get(&state, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some(OPENMETRICS_CONTENT_TYPE));
+        assert!(body.contains("sluice_sessions 1"), "{body}");
+        for family in [
+            "sluice_dtls_handshakes_started_total",
+            "sluice_dtls_handshake_duration_seconds_bucket",
+            "sluice_packets_dropped_total",
+            "sluice_signaling_messages_total",
+        ] {
+            assert!(body.contains(family), "missing {family}");
+        }
+    }
+
+    #[tokio::test]
+    async fn root_serves_the_demo_page_as_html() {
+        let (status, content_type, body) = get(&state(), "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some("text/html; charset=utf-8"));
+        assert_eq!(body, INDEX_HTML);
+        assert!(body.to_ascii_lowercase().contains("<html"));
+    }
+
+    #[tokio::test]
+    async fn app_js_is_served_as_javascript() {
+        let (status, content_type, body) = get(&state(), "/app.js").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            content_type.as_deref(),
+            Some("text/javascript; charset=utf-8")
+        );
+        assert_eq!(body, APP_JS);
+    }
+
+    #[tokio::test]
+    async fn unknown_path_is_not_found() {
+        let (status, _, _) = get(&state(), "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    /// Serves the router on 127.0.0.1:0 the way `main` does; returns its address.
+    async fn serve(state: AppState) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn websocket_reaches_the_signalling_stub() {
+        use tokio_tungstenite::tungstenite::Message;
+
+        let state = state();
+        let addr = serve(state.clone()).await;
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("upgrade");
+        let first = socket.next().await.expect("a message").expect("no error");
+        let Message::Text(text) = first else {
+            panic!("expected text, got {first:?}");
+        };
+        let reply: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(reply["type"], "error");
+        assert_eq!(reply["code"], "internal");
+        assert_eq!(reply["message"], "media workers not running");
+        // Then the server closes the socket.
+        match socket.next().await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {}
+            Some(Ok(other)) => panic!("expected the socket to close, got {other:?}"),
+        }
+        state.shutdown.idle().await;
+    }
+
+    #[tokio::test]
+    async fn websocket_is_refused_once_shutdown_began() {
+        let state = state();
+        let addr = serve(state.clone()).await;
+        state.shutdown.begin();
+        let result = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await;
+        match result {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            }
+            other => panic!("expected HTTP 503, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Process-wide logging: `tracing` events formatted as text or JSON lines on stderr.
+//!
+//! The filter comes from `log.level`; a `RUST_LOG` environment variable, when set
+//! and valid, overrides it, so an operator can turn on `debug` for one module
+//! without editing the file.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("log.level: {level:?} is not a valid log filter: {source}")]
+    InvalidFilter {
+        level: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    #[error("a global logger is already installed")]
+    AlreadyInstalled,
+}
+
+/// The filter to use: `RUST_LOG` if set to a valid filter, else `config.level`.
+pub fn filter_for(config: &LogConfig, rust_log: Option<&str>) -> Result<EnvFilter, LoggingError> {
+    if let Some(directives) = rust_log.filter(|text| !text.trim().is_empty()) {
+        if let Ok(filter) = EnvFilter::try_new(directives) {
+            return Ok(filter);
+        }
+        // An invalid RUST_LOG falls back to the file's level; init() warns about it.
+    }
+    EnvFilter::try_new(&config.level).map_err(|source| LoggingError::InvalidFilter {
+        level: config.level.clone(),
+        source,
+    })
+}
+
+/// Installs the global subscriber. Call once, early in `main`.
+pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = filter_for(config, rust_log.as_deref())?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    installed.map_err(|_| LoggingError::AlreadyInstalled)?;
+    if let Some(text) = rust_log.filter(|text| EnvFilter::try_new(text).is_err()) {
+        tracing::warn!(rust_log = %text, level = %config.level, "RUST_LOG is not a valid filter; using log.level");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(level: &str) -> LogConfig {
+        LogConfig {
+            format: LogFormat::Text,
+            level: level.to_owned(),
+        }
+    }
+
+    #[test]
+    fn config_level_is_used_without_rust_log() {
+        let filter = filter_for(&config("warn"), None).unwrap();
+        assert_eq!(filter.to_string(), "warn");
+    }
+
+    #[test]
+    fn rust_log_overrides_config_level() {
+        let filter = filter_for(&config("warn"), Some("sluice=trace")).unwrap();
+        assert_eq!(filter.to_string(), "sluice=trace");
+    }
+
+    #[test]
+    fn invalid_rust_log_falls_back_to_config_level() {
+        let filter = filter_for(&config("error"), Some("=[")).unwrap();
+        assert_eq!(filter.to_string(), "error");
+    }
+
+    #[test]
+    fn blank_rust_log_is_ignored() {
+        let filter = filter_for(&config("debug"), Some("  ")).unwrap();
+        assert_eq!(filter.to_string(), "debug");
+    }
+
+    #[test]
+    fn invalid_config_level_is_an_error() {
+        let err = filter_for(&config("=["), None).unwrap_err();
+        assert!(err.to_string().starts_with("log.level: \"=[\""), "{err}");
+    }
+}

@@ -1,0 +1,694 @@
+//! The metrics registry shared by the HTTP server (which exposes it at `/metrics`)
+//! and the media workers (which increment it).
+//!
+//! Workers hold an `Arc<Metrics>` and call the recording methods from their hot
+//! path. Every recording method is one or two relaxed atomic operations: labelled
+//! counters are created for every label value up front (the labels are small
+//! enums, never free text), so no lock or map lookup happens per packet. The only
+//! methods that take a lock are [`Metrics::dtls_handshake_completed`] (histogram,
+//! once per handshake) and [`Metrics::worker_busy_gauge`] (call once per worker and
+//! keep the returned gauge).
+//!
+//! Exposition uses `prometheus-client`, the official Rust client, in the
+//! OpenMetrics text format (which Prometheus scrapes natively).
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the DTLS handshake duration histogram: from a LAN
+/// handshake (50 ms) to the default handshake timeout (30 s).
+pub const HANDSHAKE_DURATION_BUCKETS_SECONDS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0,
+];
+
+type ReasonLabel = [(&'static str, &'static str); 1];
+type WorkerLabel = [(&'static str, usize); 1];
+/// A gauge holding an `f64` (stored as its bit pattern in an `AtomicU64`).
+pub type RatioGauge = Gauge<f64, AtomicU64>;
+
+/// Why a received packet was dropped (`sluice_packets_dropped_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// First byte matches none of STUN, DTLS, RTP/RTCP (RFC 7983 demux).
+    UnknownProtocol,
+    /// Not a well-formed packet of the protocol its first byte announced.
+    Malformed,
+    /// No session for the source address and no valid STUN binding to create one.
+    UnknownSource,
+    /// STUN check with wrong credentials, integrity or fingerprint.
+    StunAuthFailed,
+    /// DTLS or media from an address that ICE has not nominated.
+    NotNominated,
+    /// RTP or RTCP before the DTLS handshake produced SRTP keys.
+    BeforeKeys,
+    /// SRTP or SRTCP authentication failed.
+    SrtpAuthFailed,
+    /// Replayed SRTP packet.
+    Replay,
+    /// The session exceeded `limits.ssrcs_per_session`.
+    SsrcLimit,
+    /// The session exceeded `limits.bitrate_bps_per_session`.
+    BitrateLimit,
+    /// A limit on sessions or handshakes refused a new peer.
+    AdmissionLimit,
+    /// An outgoing queue or socket buffer was full.
+    QueueFull,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 12] = [
+        Self::UnknownProtocol,
+        Self::Malformed,
+        Self::UnknownSource,
+        Self::StunAuthFailed,
+        Self::NotNominated,
+        Self::BeforeKeys,
+        Self::SrtpAuthFailed,
+        Self::Replay,
+        Self::SsrcLimit,
+        Self::BitrateLimit,
+        Self::AdmissionLimit,
+        Self::QueueFull,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownProtocol => "unknown_protocol",
+            Self::Malformed => "malformed",
+            Self::UnknownSource => "unknown_source",
+            Self::StunAuthFailed => "stun_auth_failed",
+            Self::NotNominated => "not_nominated",
+            Self::BeforeKeys => "before_keys",
+            Self::SrtpAuthFailed => "srtp_auth_failed",
+            Self::Replay => "replay",
+            Self::SsrcLimit => "ssrc_limit",
+            Self::BitrateLimit => "bitrate_limit",
+            Self::AdmissionLimit => "admission_limit",
+            Self::QueueFull => "queue_full",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a DTLS handshake failed (`sluice_dtls_handshakes_failed_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandshakeFailure {
+    /// `dtls.handshake_timeout_ms` passed before completion.
+    Timeout,
+    /// The peer's certificate does not match the SDP fingerprint, or is unusable.
+    BadCertificate,
+    /// The peer sent a fatal alert.
+    PeerAlert,
+    /// A message was malformed, unexpected in the current state, or failed verification.
+    ProtocolError,
+    /// No common cipher suite, curve or SRTP profile.
+    NoCommonParameters,
+    /// The peer's messages exceeded `dtls.max_handshake_buffer_bytes`.
+    BufferLimit,
+    /// The session ended (ICE consent lost, peer left, shutdown) mid-handshake.
+    Aborted,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [Self; 7] = [
+        Self::Timeout,
+        Self::BadCertificate,
+        Self::PeerAlert,
+        Self::ProtocolError,
+        Self::NoCommonParameters,
+        Self::BufferLimit,
+        Self::Aborted,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::BadCertificate => "bad_certificate",
+            Self::PeerAlert => "peer_alert",
+            Self::ProtocolError => "protocol_error",
+            Self::NoCommonParameters => "no_common_parameters",
+            Self::BufferLimit => "buffer_limit",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Direction of a signalling message (`sluice_signaling_messages_total{direction}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the client to the server.
+    Received,
+    /// From the server to the client.
+    Sent,
+}
+
+impl Direction {
+    pub const ALL: [Self; 2] = [Self::Received, Self::Sent];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Sent => "sent",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// All of Sluice's metrics. Create one per process, wrap it in an `Arc`, and hand
+/// clones to the HTTP server and every worker.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    sessions: Gauge,
+    rooms: Gauge,
+    participants: Gauge,
+    handshakes_started: Counter,
+    handshakes_completed: Counter,
+    handshakes_failed: [Counter; HandshakeFailure::ALL.len()],
+    handshake_duration: Histogram,
+    dtls_retransmissions: Counter,
+    packets_received: Counter,
+    packets_sent: Counter,
+    bytes_received: Counter,
+    bytes_sent: Counter,
+    packets_dropped: [Counter; DropReason::ALL.len()],
+    ice_consent_expired: Counter,
+    worker_busy_ratio: Family<WorkerLabel, RatioGauge>,
+    signaling_messages: [Counter; Direction::ALL.len()],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Registers a labelled counter family and returns one counter per label value,
+/// in the order of `values`.
+fn labelled_counters<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<ReasonLabel, Counter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|value| family.get_or_create_owned(&[(label, value)]))
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
+}
+
+impl Metrics {
+    /// Creates and registers every metric family, with every labelled series at 0
+    /// (`sluice_worker_busy_ratio` has no series until a worker reports).
+    pub fn new() -> Self {
+        Self::with_workers(0)
+    }
+
+    /// Like [`Metrics::new`], with `sluice_worker_busy_ratio{worker}` at 0 for
+    /// workers `0..worker_count`, so the family is visible before the first report.
+    pub fn with_workers(worker_count: usize) -> Self {
+        // Counter names are registered without `_total`: the encoder appends it.
+        let mut registry = Registry::with_prefix("sluice");
+        let r = &mut registry;
+        let sessions = gauge(r, "sessions", "Peer sessions (ICE+DTLS+SRTP) open now");
+        let rooms = gauge(r, "rooms", "Rooms open now");
+        let participants = gauge(r, "participants", "Participants in all rooms now");
+        let handshakes_started = counter(r, "dtls_handshakes_started", "DTLS handshakes started");
+        let handshakes_completed = counter(
+            r,
+            "dtls_handshakes_completed",
+            "DTLS handshakes completed with SRTP keys",
+        );
+        let handshakes_failed = labelled_counters(
+            r,
+            "dtls_handshakes_failed",
+            "DTLS handshakes failed, by reason",
+            "reason",
+            HandshakeFailure::ALL.map(HandshakeFailure::as_str),
+        );
+        let handshake_duration = Histogram::new(HANDSHAKE_DURATION_BUCKETS_SECONDS);
+        r.register(
+            "dtls_handshake_duration_seconds",
+            "Time from the first to the last handshake message of completed DTLS handshakes",
+            handshake_duration.clone(),
+        );
+        let dtls_retransmissions = counter(
+            r,
+            "dtls_retransmissions",
+            "DTLS flights retransmitted (timer or peer repeat)",
+        );
+        let packets_received = counter(r, "packets_received", "UDP datagrams received");
+        let packets_sent = counter(r, "packets_sent", "UDP datagrams sent");
+        let bytes_received = counter(r, "bytes_received", "UDP payload bytes received");
+        let bytes_sent = counter(r, "bytes_sent", "UDP payload bytes sent");
+        let packets_dropped = labelled_counters(
+            r,
+            "packets_dropped",
+            "Received packets dropped, by reason",
+            "reason",
+            DropReason::ALL.map(DropReason::as_str),
+        );
+        let ice_consent_expired = counter(
+            r,
+            "ice_consent_expired",
+            "Sessions closed because ICE consent expired",
+        );
+        let worker_busy_ratio = Family::<WorkerLabel, RatioGauge>::default();
+        r.register(
+            "worker_busy_ratio",
+            "Fraction of the last interval a media worker spent processing (0..1)",
+            worker_busy_ratio.clone(),
+        );
+        for worker in 0..worker_count {
+            worker_busy_ratio.get_or_create_owned(&[("worker", worker)]);
+        }
+        let signaling_messages = labelled_counters(
+            r,
+            "signaling_messages",
+            "Signalling WebSocket messages, by direction",
+            "direction",
+            Direction::ALL.map(Direction::as_str),
+        );
+        Self {
+            registry,
+            sessions,
+            rooms,
+            participants,
+            handshakes_started,
+            handshakes_completed,
+            handshakes_failed,
+            handshake_duration,
+            dtls_retransmissions,
+            packets_received,
+            packets_sent,
+            bytes_received,
+            bytes_sent,
+            packets_dropped,
+            ice_consent_expired,
+            worker_busy_ratio,
+            signaling_messages,
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric ([`OPENMETRICS_CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail; an encoder error would leave a partial
+        // exposition, which is still better than none.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn session_opened(&self) {
+        self.sessions.inc();
+    }
+
+    pub fn session_closed(&self) {
+        self.sessions.dec();
+    }
+
+    pub fn room_opened(&self) {
+        self.rooms.inc();
+    }
+
+    pub fn room_closed(&self) {
+        self.rooms.dec();
+    }
+
+    pub fn participant_joined(&self) {
+        self.participants.inc();
+    }
+
+    pub fn participant_left(&self) {
+        self.participants.dec();
+    }
+
+    pub fn dtls_handshake_started(&self) {
+        self.handshakes_started.inc();
+    }
+
+    /// Counts a completed handshake and records how long it took.
+    pub fn dtls_handshake_completed(&self, duration: Duration) {
+        self.handshakes_completed.inc();
+        self.handshake_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn dtls_handshake_failed(&self, reason: HandshakeFailure) {
+        if let Some(counter) = self.handshakes_failed.get(reason.index()) {
+            counter.inc();
+        }
+    }
+
+    /// Counts `flights` retransmitted flights.
+    pub fn dtls_retransmissions(&self, flights: u64) {
+        self.dtls_retransmissions.inc_by(flights);
+    }
+
+    /// Counts one received datagram of `bytes` bytes.
+    pub fn packet_received(&self, bytes: usize) {
+        self.packets_received(1, bytes);
+    }
+
+    /// Counts a batch of `packets` received datagrams totalling `bytes` bytes
+    /// (one call per `recvmmsg` batch keeps atomics off the per-packet path).
+    pub fn packets_received(&self, packets: u64, bytes: usize) {
+        self.packets_received.inc_by(packets);
+        self.bytes_received.inc_by(bytes as u64);
+    }
+
+    /// Counts one sent datagram of `bytes` bytes.
+    pub fn packet_sent(&self, bytes: usize) {
+        self.packets_sent(1, bytes);
+    }
+
+    /// Counts a batch of `packets` sent datagrams totalling `bytes` bytes.
+    pub fn packets_sent(&self, packets: u64, bytes: usize) {
+        self.packets_sent.inc_by(packets);
+        self.bytes_sent.inc_by(bytes as u64);
+    }
+
+    pub fn packet_dropped(&self, reason: DropReason) {
+        if let Some(counter) = self.packets_dropped.get(reason.index()) {
+            counter.inc();
+        }
+    }
+
+    pub fn ice_consent_expired(&self) {
+        self.ice_consent_expired.inc();
+    }
+
+    pub fn signaling_message(&self, direction: Direction) {
+        if let Some(counter) = self.signaling_messages.get(direction.index()) {
+            counter.inc();
+        }
+    }
+
+    /// The busy-ratio gauge of worker `worker`. Takes a lock: call it once when the
+    /// worker starts and keep the gauge, then `set(ratio)` it each interval.
+    pub fn worker_busy_gauge(&self, worker: usize) -> RatioGauge {
+        self.worker_busy_ratio
+            .get_or_create_owned(&[("worker", worker)])
+    }
+
+    /// Sets worker `worker`'s busy ratio (clamped to 0..=1). Takes a lock; prefer
+    /// [`Metrics::worker_busy_gauge`] in a loop.
+    pub fn set_worker_busy_ratio(&self, worker: usize, ratio: f64) {
+        self.worker_busy_gauge(worker).set(ratio.clamp(0.0, 1.0));
+    }
+
+    /// Current value of `sluice_sessions` (for logs and tests).
+    pub fn sessions(&self) -> i64 {
+        self.sessions.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line `name` (with labels, exactly as exposed).
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+            value.trim().parse().ok()
+        })
+    }
+
+    #[test]
+    fn exposition_contains_every_family() {
+        let text = Metrics::with_workers(2).encode();
+        for family in [
+            "sluice_sessions",
+            "sluice_rooms",
+            "sluice_participants",
+            "sluice_dtls_handshakes_started",
+            "sluice_dtls_handshakes_completed",
+            "sluice_dtls_handshakes_failed",
+            "sluice_dtls_handshake_duration_seconds",
+            "sluice_dtls_retransmissions",
+            "sluice_packets_received",
+            "sluice_packets_sent",
+            "sluice_bytes_received",
+            "sluice_bytes_sent",
+            "sluice_packets_dropped",
+            "sluice_ice_consent_expired",
+            "sluice_worker_busy_ratio",
+            "sluice_signaling_messages",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "missing {family} in\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn label_enums_list_every_variant_in_declaration_order() {
+        for (position, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position);
+        }
+        for (position, reason) in HandshakeFailure::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position);
+        }
+        for (position, direction) in Direction::ALL.iter().enumerate() {
+            assert_eq!(direction.index(), position);
+        }
+    }
+
+    #[test]
+    fn worker_gauges_start_at_zero_for_each_configured_worker() {
+        let text = Metrics::with_workers(2).encode();
+        assert_eq!(
+            sample(&text, "sluice_worker_busy_ratio{worker=\"0\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "sluice_worker_busy_ratio{worker=\"1\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "sluice_worker_busy_ratio{worker=\"2\"}"),
+            None
+        );
+    }
+
+    #[test]
+    fn counters_are_exposed_with_total_suffix() {
+        let metrics = Metrics::new();
+        metrics.dtls_handshake_started();
+        metrics.dtls_handshake_started();
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "sluice_dtls_handshakes_started_total"),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn every_drop_reason_is_exposed_at_zero_before_use() {
+        let text = Metrics::new().encode();
+        for reason in DropReason::ALL {
+            let name = format!(
+                "sluice_packets_dropped_total{{reason=\"{}\"}}",
+                reason.as_str()
+            );
+            assert_eq!(sample(&text, &name), Some(0.0), "{name}");
+        }
+        for reason in HandshakeFailure::ALL {
+            let name = format!(
+                "sluice_dtls_handshakes_failed_total{{reason=\"{}\"}}",
+                reason.as_str()
+            );
+            assert_eq!(sample(&text, &name), Some(0.0), "{name}");
+        }
+    }
+
+    #[test]
+    fn dropped_packet_increments_only_its_reason() {
+        let metrics = Metrics::new();
+        metrics.packet_dropped(DropReason::Replay);
+        metrics.packet_dropped(DropReason::Replay);
+        metrics.packet_dropped(DropReason::QueueFull);
+        let text = metrics.encode();
+        let value = |reason: &str| {
+            sample(
+                &text,
+                &format!("sluice_packets_dropped_total{{reason=\"{reason}\"}}"),
+            )
+        };
+        assert_eq!(value("replay"), Some(2.0));
+        assert_eq!(value("queue_full"), Some(1.0));
+        assert_eq!(value("malformed"), Some(0.0));
+    }
+
+    #[test]
+    fn handshake_failure_increments_only_its_reason() {
+        let metrics = Metrics::new();
+        metrics.dtls_handshake_failed(HandshakeFailure::Timeout);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_dtls_handshakes_failed_total{reason=\"timeout\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_dtls_handshakes_failed_total{reason=\"peer_alert\"}"
+            ),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn completed_handshake_is_counted_and_timed() {
+        let metrics = Metrics::new();
+        metrics.dtls_handshake_completed(Duration::from_millis(700));
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "sluice_dtls_handshakes_completed_total"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "sluice_dtls_handshake_duration_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_dtls_handshake_duration_seconds_bucket{le=\"0.5\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_dtls_handshake_duration_seconds_bucket{le=\"1.0\"}"
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn packet_batches_count_packets_and_bytes() {
+        let metrics = Metrics::new();
+        metrics.packets_received(3, 3000);
+        metrics.packet_received(100);
+        metrics.packet_sent(50);
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "sluice_packets_received_total"), Some(4.0));
+        assert_eq!(sample(&text, "sluice_bytes_received_total"), Some(3100.0));
+        assert_eq!(sample(&text, "sluice_packets_sent_total"), Some(1.0));
+        assert_eq!(sample(&text, "sluice_bytes_sent_total"), Some(50.0));
+    }
+
+    #[test]
+    fn gauges_go_up_and_down() {
+        let metrics = Metrics::new();
+        metrics.session_opened();
+        metrics.session_opened();
+        metrics.session_closed();
+        metrics.room_opened();
+        metrics.participant_joined();
+        metrics.participant_joined();
+        metrics.participant_left();
+        assert_eq!(metrics.sessions(), 1);
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "sluice_sessions"), Some(1.0));
+        assert_eq!(sample(&text, "sluice_rooms"), Some(1.0));
+        assert_eq!(sample(&text, "sluice_participants"), Some(1.0));
+    }
+
+    #[test]
+    fn worker_busy_ratio_is_labelled_by_worker_and_clamped() {
+        let metrics = Metrics::new();
+        metrics.set_worker_busy_ratio(0, 0.25);
+        metrics.set_worker_busy_ratio(1, 7.0);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "sluice_worker_busy_ratio{worker=\"0\"}"),
+            Some(0.25)
+        );
+        assert_eq!(
+            sample(&text, "sluice_worker_busy_ratio{worker=\"1\"}"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn signaling_messages_are_counted_by_direction() {
+        let metrics = Metrics::new();
+        metrics.signaling_message(Direction::Received);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_signaling_messages_total{direction=\"received\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "sluice_signaling_messages_total{direction=\"sent\"}"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn clones_of_shared_metrics_increment_the_same_counter() {
+        let metrics = std::sync::Arc::new(Metrics::new());
+        let worker_handles: Vec<_> = (0..2)
+            .map(|_| {
+                let metrics = std::sync::Arc::clone(&metrics);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        metrics.packet_received(10);
+                    }
+                })
+            })
+            .collect();
+        for handle in worker_handles {
+            handle.join().expect("worker thread");
+        }
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "sluice_packets_received_total"), Some(2000.0));
+    }
+}
