@@ -163,8 +163,9 @@ impl MediaConfig {
     }
 }
 
-/// One `media.announce` entry: an IP, optionally with a port that replaces the
-/// worker's local port (for a NAT or load balancer that maps ports).
+/// One `media.announce` entry: an IP, optionally with the port that a NAT or load
+/// balancer forwards to worker 0 (worker `k` is then reached on `PORT + k`,
+/// mirroring `media.listen`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AnnounceAddress {
     pub ip: IpAddr,
@@ -172,9 +173,15 @@ pub struct AnnounceAddress {
 }
 
 impl AnnounceAddress {
-    /// The candidate address for a worker whose socket is bound to `local_port`.
-    pub fn candidate_addr(&self, local_port: u16) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port.unwrap_or(local_port))
+    /// The host candidate address of worker `worker`, whose socket is bound to
+    /// `local_port`: the announced port plus `worker`, or `local_port` when no port
+    /// is announced. `None` if the announced port plus `worker` passes 65535.
+    pub fn candidate_addr(&self, worker: usize, local_port: u16) -> Option<SocketAddr> {
+        let port = match self.port {
+            None => local_port,
+            Some(base_port) => base_port.checked_add(u16::try_from(worker).ok()?)?,
+        };
+        Some(SocketAddr::new(self.ip, port))
     }
 }
 
@@ -640,8 +647,21 @@ impl Config {
                     format!("{address} is unspecified: announce an address peers can reach"),
                 );
             }
-            if address.port == Some(0) {
-                rules.fail(&key, format!("{address} has port 0"));
+            match address.port {
+                Some(0) => rules.fail(&key, format!("{address} has port 0")),
+                Some(port) if media.workers > 0 => {
+                    let last_worker = media.workers - 1;
+                    if address.candidate_addr(last_worker, 0).is_none() {
+                        rules.fail(
+                            &key,
+                            format!(
+                                "{} workers from port {port} exceed port 65535",
+                                media.workers
+                            ),
+                        );
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -1048,13 +1068,19 @@ mod tests {
         let announce = &config.media.announce;
         assert_eq!(announce.len(), 2);
         assert_eq!(announce[0].port, None);
+        // No announced port: the worker's own port.
         assert_eq!(
-            announce[0].candidate_addr(40001),
-            "203.0.113.7:40001".parse().unwrap()
+            announce[0].candidate_addr(1, 40001),
+            Some("203.0.113.7:40001".parse().unwrap())
+        );
+        // Announced port: worker k is reached on PORT + k.
+        assert_eq!(
+            announce[1].candidate_addr(0, 40000),
+            Some("[2001:db8::1]:3478".parse().unwrap())
         );
         assert_eq!(
-            announce[1].candidate_addr(40001),
-            "[2001:db8::1]:3478".parse().unwrap()
+            announce[1].candidate_addr(2, 40002),
+            Some("[2001:db8::1]:3480".parse().unwrap())
         );
         assert_eq!(announce[1].to_string(), "[2001:db8::1]:3478");
     }
@@ -1064,6 +1090,14 @@ mod tests {
         assert_error(
             "media:\n  announce: [\"0.0.0.0\"]\n",
             "media.announce[0]: 0.0.0.0 is unspecified",
+        );
+    }
+
+    #[test]
+    fn announced_port_that_workers_push_past_65535_is_rejected() {
+        assert_error(
+            "media:\n  workers: 4\n  announce: [\"203.0.113.7:65534\"]\n",
+            "media.announce[0]: 4 workers from port 65534 exceed port 65535",
         );
     }
 
