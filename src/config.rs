@@ -48,8 +48,9 @@ pub const MIN_CONSENT_TIMEOUT_MS: u64 = 1_000;
 pub const MAX_WORKERS: usize = 1024;
 /// Largest number of `media.announce` entries (each becomes an SDP candidate line).
 pub const MAX_ANNOUNCE_ADDRESSES: usize = 32;
-/// Smallest `auth.keys[].secret` length: an HMAC key shorter than this is guessable.
-pub const MIN_AUTH_SECRET_BYTES: usize = 16;
+/// Smallest `auth.keys[].secret` length: join tokens are HS256 JWTs, and RFC 7518
+/// (section 3.2) requires an HMAC key at least as long as the hash output.
+pub const MIN_AUTH_SECRET_BYTES: usize = 32;
 /// Longest `auth.keys[].id`.
 pub const MAX_AUTH_KEY_ID_BYTES: usize = 64;
 /// Bounds of `limits.signaling_message_bytes`: an SDP offer with simulcast is a few KB.
@@ -1131,13 +1132,13 @@ mod tests {
     fn short_auth_secret_is_rejected() {
         assert_error(
             "auth:\n  keys:\n    - id: k1\n      secret: short\n",
-            "auth.keys[0].secret: 5 bytes is below the minimum 16",
+            "auth.keys[0].secret: 5 bytes is below the minimum 32",
         );
     }
 
     #[test]
     fn duplicate_auth_key_ids_are_rejected() {
-        let secret = "0123456789abcdef0123";
+        let secret = "0123456789abcdef0123456789abcdef";
         assert_error(
             &format!(
                 "auth:\n  keys:\n    - {{id: k1, secret: {secret}}}\n    - {{id: k1, secret: {secret}}}\n"

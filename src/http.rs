@@ -279,12 +279,22 @@ mod tests {
         assert_eq!(reply["type"], "error");
         assert_eq!(reply["code"], "internal");
         assert_eq!(reply["message"], "media workers not running");
+        let second = socket.next().await.expect("a message").expect("no error");
+        let Message::Text(text) = second else {
+            panic!("expected text, got {second:?}");
+        };
+        let bye: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(bye["type"], "bye");
         // Then the server closes the socket.
         match socket.next().await {
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {}
             Some(Ok(other)) => panic!("expected the socket to close, got {other:?}"),
         }
         state.shutdown.idle().await;
+        assert!(state
+            .metrics
+            .encode()
+            .contains("sluice_signaling_messages_total{direction=\"sent\"} 2"));
     }
 
     #[tokio::test]
