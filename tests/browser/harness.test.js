@@ -1,0 +1,218 @@
+'use strict';
+// Self-tests of the browser harness, independent of whether the server routes media yet:
+// the stats analysis (synthetic snapshots), server start/stop, Chromium launch with the
+// flags that WebRTC on loopback needs, page load and snapshot, and cleanup on SIGINT.
+
+const { test, describe, after } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+
+const cleanup = require('./lib/cleanup');
+const analysis = require('./lib/analysis');
+const { startServer, httpGet } = require('./lib/server');
+const { launchParticipant, pageSnapshot } = require('./lib/browser');
+
+after(() => cleanup.runAll());
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  // A zombie (exited, not yet reaped by its parent) is not running.
+  try {
+    return !/^\S+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(predicate, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const snap = (now, inbound, extra = {}) => ({ now, stats: { inbound }, events: [], tiles: [], mlines: [], ...extra });
+const video = (participantId, ssrc, framesDecoded) => ({ kind: 'video', participantId, ssrc, framesDecoded });
+const audio = (participantId, ssrc, totalSamplesReceived, bytesReceived) => ({
+  kind: 'audio',
+  participantId,
+  ssrc,
+  totalSamplesReceived,
+  bytesReceived,
+});
+
+describe('analysis', () => {
+  test('rising peers are those whose counter advanced on some ssrc', () => {
+    const a = snap(0, [video('p1', 1, 10), video('p2', 2, 10), audio('p1', 3, 100, 50)]);
+    const b = snap(1000, [video('p1', 1, 30), video('p2', 2, 10), audio('p1', 3, 100, 80)]);
+    assert.deepEqual([...analysis.risingPeers(a, b, 'video')], ['p1']);
+    assert.deepEqual([...analysis.risingPeers(a, b, 'audio')], ['p1']);
+  });
+
+  test('a new ssrc with progress counts as rising, an unowned track never does', () => {
+    const a = snap(0, []);
+    const b = snap(1000, [video('p1', 7, 3), video(null, 8, 50)]);
+    assert.deepEqual([...analysis.risingPeers(a, b, 'video')], ['p1']);
+  });
+
+  test('missing media names the peer and the kind that stalled', () => {
+    const a = snap(0, [video('p1', 1, 10), audio('p1', 2, 100, 100), video('p2', 3, 5), audio('p2', 4, 0, 0)]);
+    const b = snap(1000, [video('p1', 1, 20), audio('p1', 2, 100, 100), video('p2', 3, 9), audio('p2', 4, 0, 10)]);
+    assert.deepEqual(analysis.missingMedia(a, b, ['p1', 'p2', 'p3']), [
+      { peer: 'p3', kind: 'video' },
+      { peer: 'p1', kind: 'audio' },
+      { peer: 'p3', kind: 'audio' },
+    ]);
+  });
+
+  test('a stall in one window of the steady phase is reported with its window', () => {
+    const snaps = [];
+    for (let s = 0; s <= 15; s += 1) {
+      const frames = s <= 5 ? s * 20 : s <= 10 ? 100 : 100 + (s - 10) * 20; // frozen from 5 to 10 s
+      snaps.push(snap(s * 1000, [video('p1', 1, frames), audio('p1', 2, s * 480, s * 100)]));
+    }
+    const failures = analysis.checkWindows(snaps, 0, 15000, 5000, ['p1']);
+    assert.equal(failures.length, 1);
+    assert.equal(failures[0].from, 5000);
+    assert.deepEqual(failures[0].missing, [{ peer: 'p1', kind: 'video' }]);
+    assert.deepEqual(analysis.checkWindows(snaps.slice(0, 6), 0, 5000, 5000, ['p1']), []);
+  });
+
+  test('time to first frame is per peer, from the first snapshot that decoded one', () => {
+    const snaps = [
+      snap(1000, [video('p1', 1, 0)]),
+      snap(2000, [video('p1', 1, 4), video('p2', 2, 0)]),
+      snap(3000, [video('p1', 1, 9), video('p2', 2, 1)]),
+    ];
+    const first = analysis.timeToFirstFrame(snaps, 500);
+    assert.equal(first.get('p1'), 1500);
+    assert.equal(first.get('p2'), 2500);
+  });
+
+  test('a leaver is gone only with the event, without its tile and with its m-lines inactive', () => {
+    const base = {
+      events: [{ type: 'participant_left', id: 'p9' }],
+      tiles: ['self', 'p1'],
+      mlines: [
+        { mid: '2', direction: 'inactive', msid: null },
+        { mid: '4', direction: 'sendonly', msid: 'p1' },
+      ],
+    };
+    assert.equal(analysis.peerGone(base, 'p9').gone, true);
+    assert.match(analysis.peerGone({ ...base, events: [] }, 'p9').reasons.join(), /no participant_left/);
+    assert.match(analysis.peerGone({ ...base, tiles: ['p9'] }, 'p9').reasons.join(), /tile/);
+    const live = { ...base, mlines: [{ mid: '2', direction: 'sendonly', msid: 'p9' }] };
+    assert.match(analysis.peerGone(live, 'p9').reasons.join(), /m-line/);
+  });
+
+  test('time to connected comes from the page event log', () => {
+    const events = [
+      { t: 1200, type: 'connectionstatechange', state: 'connecting' },
+      { t: 1900, type: 'connectionstatechange', state: 'connected' },
+    ];
+    assert.equal(analysis.timeToConnected(events, 1000), 900);
+    assert.equal(analysis.timeToConnected(events.slice(0, 1), 1000), null);
+  });
+});
+
+describe('server and browser', () => {
+  test('the server starts on free ports with the scenario config and stops cleanly', { timeout: 30000 }, async () => {
+    const server = await startServer({ dtlsRole: 'client' });
+    const dir = path.dirname(server.configPath);
+    const config = fs.readFileSync(server.configPath, 'utf8');
+    assert.match(config, /role: client/);
+    assert.match(config, new RegExp(`listen: "127.0.0.1:${server.mediaPort}"`));
+    const health = await httpGet(`${server.url}/healthz`, 2000);
+    assert.equal(health.status, 200);
+    const page = await httpGet(`${server.url}/`, 2000);
+    assert.match(page.body, /app\.js/);
+    assert.ok(alive(server.pid));
+    await server.stop();
+    assert.equal(alive(server.pid), false);
+    assert.equal(fs.existsSync(dir), false);
+  });
+
+  test('chromium loads the demo page, has fake media and gathers a loopback candidate', { timeout: 60000 }, async () => {
+    const server = await startServer({ dtlsRole: 'auto' });
+    const browser = await launchParticipant('selftest');
+    try {
+      assert.ok(browser.pids.length >= 1, 'browser process found by its profile dir');
+      await browser.open(`${server.url}/?room=selftest&name=selftest`);
+      const first = await browser.page.evaluate(pageSnapshot);
+      assert.equal(first.state, 'idle');
+      assert.equal(first.stats.connectionState, 'none');
+
+      const media = await browser.page.evaluate(async () => {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+        const tracks = stream.getTracks().map((t) => `${t.kind}:${t.readyState}`);
+        stream.getTracks().forEach((t) => t.stop());
+        return tracks.sort();
+      });
+      assert.deepEqual(media, ['audio:live', 'video:live']);
+
+      const candidates = await browser.page.evaluate(async () => {
+        const pc = new RTCPeerConnection({ iceServers: [] });
+        pc.createDataChannel('probe');
+        const found = [];
+        const done = new Promise((resolve) => {
+          pc.onicecandidate = (e) => (e.candidate ? found.push(e.candidate.candidate) : resolve());
+          setTimeout(resolve, 5000);
+        });
+        await pc.setLocalDescription(await pc.createOffer());
+        await done;
+        pc.close();
+        return found;
+      });
+      assert.ok(
+        candidates.some((c) => / 127\.0\.0\.1 \d+ typ host/.test(c)),
+        `a 127.0.0.1 host candidate (needs --allow-loopback-in-peer-connection); got ${JSON.stringify(candidates)}`,
+      );
+
+      // The page's join reaches the server's signalling endpoint and the page logs the answer.
+      await browser.page.click('#join');
+      const deadline = Date.now() + 10000;
+      let snapshot;
+      do {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        snapshot = await browser.page.evaluate(pageSnapshot);
+      } while (!snapshot.events.some((e) => e.type === 'ws_open') && Date.now() < deadline);
+      assert.ok(snapshot.events.some((e) => e.type === 'ws_open'), `ws_open in ${JSON.stringify(snapshot.events)}`);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+    assert.equal(browser.pids.some(alive), false, 'browser process gone after close');
+    assert.equal(fs.existsSync(browser.userDataDir), false, 'profile dir removed after close');
+  });
+
+  test('SIGINT tears down the server, the browsers and their temp dirs', { timeout: 60000 }, async () => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'hold.js')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanup.trackPid(child.pid);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (err += chunk));
+    const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    await waitUntil(() => out.includes('\n') || child.exitCode !== null, 45000, `fixture start (stderr: ${err})`);
+    const started = JSON.parse(out.split('\n')[0]);
+    assert.ok(alive(started.serverPid));
+    assert.ok(started.browserPids.length >= 1 && started.browserPids.every(alive));
+
+    child.kill('SIGINT');
+    const exit = await exited;
+    cleanup.untrackPid(child.pid);
+    assert.equal(exit.code, 130, `fixture exit ${JSON.stringify(exit)}; stderr: ${err}`);
+    await waitUntil(() => !alive(started.serverPid) && !started.browserPids.some(alive), 5000, 'processes to go');
+    assert.equal(fs.existsSync(started.serverDir), false, 'server temp dir removed');
+    assert.equal(fs.existsSync(started.browserDir), false, 'browser profile dir removed');
+  });
+});

@@ -1,0 +1,355 @@
+'use strict';
+// The group-call scenario: N browsers join one room, every one must receive audio and decode
+// video from every other one, keep doing so, and see a leaver go. Returns a result object
+// (never throws for a failed check: failures are listed) and always cleans up.
+
+const fs = require('node:fs');
+const path = require('node:path');
+const crypto = require('node:crypto');
+
+const cleanup = require('./cleanup');
+const { startServer, pickMetrics } = require('./server');
+const { launchParticipant, pageSnapshot } = require('./browser');
+const analysis = require('./analysis');
+
+const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'];
+const RESULTS_DIR = path.resolve(__dirname, '..', 'results');
+
+const DEFAULT_TIMINGS = {
+  /** Media from every peer must flow this soon after the pages were opened. */
+  mediaDeadlineMs: 20000,
+  /** Then keep flowing this long ... */
+  steadyMs: 30000,
+  /** ... advancing in every window of this length. */
+  windowMs: 5000,
+  /** The others must see a leaver go this soon. */
+  leaveDeadlineMs: 10000,
+  /** After a leave, the rest must still receive from each other for one window. */
+  afterLeaveMs: 5000,
+  pollIntervalMs: 1000,
+  /** One snapshot round trip may take this long before the page counts as hung. */
+  snapshotTimeoutMs: 5000,
+};
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+class ScenarioFailure extends Error {}
+
+/**
+ * Runs one call. Options: { dtlsRole, participants, leaveBy: 'click' | 'close', label, timings }.
+ * Returns { ok, failures, table, summary, resultsDir }.
+ */
+async function runCall(options) {
+  const {
+    dtlsRole = 'auto',
+    participants: count = 4,
+    leaveBy = 'click',
+    label = `call-${dtlsRole}`,
+    log = (line) => process.stdout.write(`${line}\n`),
+  } = options;
+  const timings = { ...DEFAULT_TIMINGS, ...(options.timings || {}) };
+  const room = `${label}-${crypto.randomBytes(3).toString('hex')}`;
+  const startedAt = Date.now();
+  const elapsed = () => `${((Date.now() - startedAt) / 1000).toFixed(1)}s`;
+  const say = (line) => log(`[${label} ${elapsed()}] ${line}`);
+
+  const state = {
+    server: null,
+    peers: [], // { name, browser, snapshots: [], left: false }
+    failures: [],
+    phases: {},
+  };
+
+  const fail = (message) => {
+    state.failures.push(message);
+    throw new ScenarioFailure(message);
+  };
+
+  const snapshot = async (peer) => {
+    try {
+      const snap = await cleanup.withTimeout(
+        peer.browser.page.evaluate(pageSnapshot),
+        timings.snapshotTimeoutMs,
+        `snapshot of ${peer.name}`,
+      );
+      if (snap && !snap.missing) {
+        // Events are cumulative: keep only the newest copy to bound memory.
+        peer.events = snap.events;
+        peer.snapshots.push({ ...snap, events: undefined });
+        peer.latest = snap;
+      }
+      return snap;
+    } catch (error) {
+      return { harnessError: error.message };
+    }
+  };
+
+  const pollAll = async (peers) => {
+    const snaps = await Promise.all(peers.map(snapshot));
+    const problems = [];
+    snaps.forEach((snap, i) => {
+      const peer = peers[i];
+      if (!snap || snap.missing) problems.push(`${peer.name}: window.sluice missing (page did not load app.js)`);
+      else if (snap.harnessError) problems.push(`${peer.name}: ${snap.harnessError}`);
+      else if (snap.state === 'closed' || snap.state === 'left') {
+        problems.push(`${peer.name}: page state '${snap.state}' (${JSON.stringify(snap.error || '')})`);
+      } else if (snap.stats && snap.stats.connectionState === 'failed') {
+        problems.push(`${peer.name}: RTCPeerConnection failed`);
+      }
+    });
+    if (problems.length > 0) fail(problems.join('; '));
+    return snaps;
+  };
+
+  const idsOf = (peers) => peers.map((p) => p.latest && p.latest.participantId);
+
+  try {
+    state.server = await startServer({ dtlsRole });
+    say(`server pid ${state.server.pid} on ${state.server.url}, media 127.0.0.1:${state.server.mediaPort}, dtls.role ${dtlsRole}`);
+
+    for (let i = 0; i < count; i += 1) {
+      const name = NAMES[i] || `peer${i}`;
+      const launchStart = Date.now();
+      const browser = await launchParticipant(name);
+      state.peers.push({ name, browser, snapshots: [], events: [], latest: null, left: false });
+      say(`launched ${name} in ${Date.now() - launchStart} ms`);
+    }
+
+    // All pages open at (nearly) the same moment: a real meeting start.
+    await Promise.all(
+      state.peers.map((peer) =>
+        peer.browser.open(
+          `${state.server.url}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(peer.name)}&autojoin=1`,
+        ),
+      ),
+    );
+    const openedAt = Math.min(...state.peers.map((p) => p.browser.openedAt));
+    say(`${count} pages open in room ${room}`);
+
+    // Phase 1: media from everyone to everyone within the deadline.
+    const mediaDeadline = openedAt + timings.mediaDeadlineMs;
+    let previous = null;
+    let mediaUpAt = null;
+    let lastMissing = [];
+    while (mediaUpAt === null) {
+      if (state.server.exitInfo) fail(`server exited: ${JSON.stringify(state.server.exitInfo)}`);
+      const snaps = await pollAll(state.peers);
+      const ids = idsOf(state.peers);
+      if (previous && ids.every(Boolean)) {
+        lastMissing = [];
+        state.peers.forEach((peer, i) => {
+          const others = ids.filter((_, j) => j !== i);
+          for (const m of analysis.missingMedia(previous[i], snaps[i], others)) {
+            lastMissing.push(`${peer.name} <- ${nameOf(state.peers, m.peer)} ${m.kind}`);
+          }
+        });
+        if (lastMissing.length === 0) mediaUpAt = Date.now();
+      }
+      if (mediaUpAt === null) {
+        if (Date.now() > mediaDeadline) {
+          const joined = state.peers.map((p, i) => `${p.name}=${ids[i] || 'not joined'}`).join(' ');
+          fail(
+            `media not flowing between all ${count} participants within ${timings.mediaDeadlineMs} ms ` +
+              `(${joined}); missing: ${lastMissing.join('; ') || 'participants did not all join'}`,
+          );
+        }
+        previous = snaps;
+        await sleep(timings.pollIntervalMs);
+      }
+    }
+    state.phases.mediaUpMs = mediaUpAt - openedAt;
+    say(`media flowing everywhere after ${state.phases.mediaUpMs} ms`);
+
+    // Phase 2: steady state, checked per window.
+    const steadyStart = Date.now();
+    const steadyEnd = steadyStart + timings.steadyMs;
+    while (Date.now() < steadyEnd + timings.pollIntervalMs / 2) {
+      if (state.server.exitInfo) fail(`server exited: ${JSON.stringify(state.server.exitInfo)}`);
+      await pollAll(state.peers);
+      await sleep(Math.min(timings.pollIntervalMs, Math.max(0, steadyEnd + timings.pollIntervalMs - Date.now())));
+    }
+    {
+      const ids = idsOf(state.peers);
+      const problems = [];
+      state.peers.forEach((peer, i) => {
+        const others = ids.filter((_, j) => j !== i);
+        for (const w of analysis.checkWindows(peer.snapshots, steadyStart, steadyEnd, timings.windowMs, others)) {
+          problems.push(
+            `${peer.name} ${((w.from - steadyStart) / 1000).toFixed(0)}-${((w.to - steadyStart) / 1000).toFixed(0)}s: ` +
+              w.missing.map((m) => `${nameOf(state.peers, m.peer)} ${m.kind}`).join(', '),
+          );
+        }
+      });
+      if (problems.length > 0) fail(`media stalled during the ${timings.steadyMs} ms steady phase: ${problems.join('; ')}`);
+    }
+    say(`steady for ${timings.steadyMs} ms: every ${timings.windowMs} ms window advanced for every peer`);
+
+    // Phase 3: the last participant leaves; the others must see it go.
+    const leaver = state.peers[state.peers.length - 1];
+    const leaverId = leaver.latest.participantId;
+    const stayers = state.peers.slice(0, -1);
+    const leaveAt = Date.now();
+    if (leaveBy === 'click') {
+      await leaver.browser.page.click('#leave');
+    } else {
+      await leaver.browser.page.close({ runBeforeUnload: true });
+    }
+    leaver.left = true;
+    say(`${leaver.name} (${leaverId}) left by ${leaveBy}`);
+    let goneAt = null;
+    let reasons = [];
+    while (goneAt === null) {
+      const snaps = await pollAll(stayers);
+      reasons = [];
+      snaps.forEach((snap, i) => {
+        const verdict = analysis.peerGone({ ...snap, events: stayers[i].events }, leaverId);
+        if (!verdict.gone) reasons.push(`${stayers[i].name}: ${verdict.reasons.join(', ')}`);
+      });
+      if (reasons.length === 0) goneAt = Date.now();
+      else if (Date.now() - leaveAt > timings.leaveDeadlineMs) {
+        fail(`${leaver.name} not gone for the others within ${timings.leaveDeadlineMs} ms: ${reasons.join('; ')}`);
+      } else await sleep(Math.min(timings.pollIntervalMs, 250 + Math.max(0, leaveAt + timings.leaveDeadlineMs - Date.now())));
+    }
+    state.phases.leaveSeenMs = goneAt - leaveAt;
+    say(`${leaver.name} gone for everyone after ${state.phases.leaveSeenMs} ms`);
+
+    // Phase 4: the rest keep receiving from each other after the re-offer.
+    const afterStart = Date.now();
+    while (Date.now() < afterStart + timings.afterLeaveMs + timings.pollIntervalMs / 2) {
+      await pollAll(stayers);
+      await sleep(timings.pollIntervalMs);
+    }
+    {
+      const ids = idsOf(stayers);
+      const problems = [];
+      stayers.forEach((peer, i) => {
+        const others = ids.filter((_, j) => j !== i);
+        const windows = analysis.checkWindows(peer.snapshots, afterStart, afterStart + timings.afterLeaveMs, timings.afterLeaveMs, others);
+        for (const w of windows) {
+          problems.push(`${peer.name}: ${w.missing.map((m) => `${nameOf(state.peers, m.peer)} ${m.kind}`).join(', ')}`);
+        }
+      });
+      if (problems.length > 0) fail(`media stopped between the remaining participants after the leave: ${problems.join('; ')}`);
+    }
+    say(`remaining ${stayers.length} still exchange media`);
+  } catch (error) {
+    if (!(error instanceof ScenarioFailure)) state.failures.push(`harness error: ${error.stack || error.message}`);
+  }
+
+  // Evidence and report, then teardown (always).
+  const result = await finish(state, { label, room, dtlsRole, leaveBy, say });
+  await Promise.all(state.peers.map((p) => p.browser.close()));
+  if (state.server) {
+    const exit = await state.server.stop();
+    say(`server stopped: ${JSON.stringify(exit)}`);
+  }
+  result.durationMs = Date.now() - startedAt;
+  return result;
+}
+
+function nameOf(peers, id) {
+  const peer = peers.find((p) => p.latest && p.latest.participantId === id);
+  return peer ? peer.name : id;
+}
+
+async function finish(state, { label, room, dtlsRole, leaveBy, say }) {
+  const { peers } = state;
+  const opened = (p) => p.browser.openedAt || 0;
+  const header = ['participant', 'id', 'connected', 'dtls', ...peers.map((p) => `1st frame ${p.name}`), 'frames', 'pkts lost', 'audio samples'];
+  const rows = peers.map((peer) => {
+    const last = peer.latest;
+    const firstFrames = analysis.timeToFirstFrame(peer.snapshots, opened(peer));
+    const connected = analysis.timeToConnected(peer.events, opened(peer));
+    return [
+      peer.name,
+      (last && last.participantId) || '-',
+      connected === null ? '-' : `${connected} ms`,
+      (last && last.stats && last.stats.transport && `${last.stats.transport.dtlsRole || '?'}/${last.stats.transport.dtlsState}`) || '-',
+      ...peers.map((other) => {
+        if (other === peer) return '(self)';
+        const id = other.latest && other.latest.participantId;
+        const t = id ? firstFrames.get(id) : undefined;
+        return t === undefined ? '-' : `${t} ms`;
+      }),
+      last ? analysis.sumInbound(last, 'framesDecoded', 'video') : '-',
+      last ? analysis.sumInbound(last, 'packetsLost') : '-',
+      last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : '-',
+    ];
+  });
+  const table = analysis.formatTable(header, rows);
+  const ok = state.failures.length === 0;
+  say(`${ok ? 'PASS' : 'FAIL'} (dtls.role ${dtlsRole}, leave by ${leaveBy})\n${table}`);
+
+  let metrics = null;
+  if (state.server && !state.server.exitInfo) metrics = await state.server.metrics();
+  const keyMetrics = pickMetrics(metrics, [
+    'sluice_sessions',
+    'sluice_participants',
+    'sluice_rooms',
+    'sluice_dtls_handshakes',
+    'sluice_dtls_retransmissions',
+    'sluice_packets_',
+    'sluice_ice_consent',
+  ]).filter((line) => !/ 0(\.0)?$/.test(line));
+
+  if (!ok) {
+    const evidence = [];
+    for (const peer of peers) {
+      const last = peer.latest;
+      evidence.push(`--- ${peer.name}${peer.left ? ' (left)' : ''}`);
+      if (!last) {
+        evidence.push('  no snapshot (page never answered)');
+      } else {
+        evidence.push(`  state=${last.state} id=${last.participantId} pc=${last.stats.connectionState} error=${JSON.stringify(last.error)}`);
+        evidence.push(`  transport=${JSON.stringify(last.stats.transport)}`);
+        evidence.push(`  tiles=${JSON.stringify(last.tiles)} mlines=${JSON.stringify(last.mlines)}`);
+        for (const entry of last.stats.inbound) evidence.push(`  in  ${JSON.stringify(entry)}`);
+        for (const entry of last.stats.outbound) evidence.push(`  out ${JSON.stringify(entry)}`);
+      }
+      const events = peer.events.slice(-25).map((e) => JSON.stringify(e));
+      evidence.push(`  last events:\n    ${events.join('\n    ') || '(none)'}`);
+      if (peer.browser.console.length) evidence.push(`  console:\n    ${peer.browser.console.slice(-15).join('\n    ')}`);
+    }
+    say(
+      `FAILURES:\n  ${state.failures.join('\n  ')}\nEVIDENCE:\n${evidence.join('\n')}\n` +
+        `SERVER METRICS (non-zero):\n  ${keyMetrics.join('\n  ') || '(none)'}\n` +
+        `SERVER LOG (last 60 lines):\n${state.server ? state.server.log.tail(60) : '(no server)'}`,
+    );
+  }
+
+  // Full artefacts for later reading: tests/browser/results/<label>/.
+  const resultsDir = path.join(process.env.SLUICE_BROWSER_RESULTS || RESULTS_DIR, label);
+  try {
+    fs.mkdirSync(resultsDir, { recursive: true });
+    fs.writeFileSync(path.join(resultsDir, 'server.log'), state.server ? state.server.log.text() : '');
+    fs.writeFileSync(path.join(resultsDir, 'metrics.txt'), metrics || '');
+    fs.writeFileSync(path.join(resultsDir, 'table.txt'), `${table}\n`);
+    fs.writeFileSync(
+      path.join(resultsDir, 'participants.json'),
+      JSON.stringify(
+        {
+          room,
+          dtlsRole,
+          leaveBy,
+          ok,
+          failures: state.failures,
+          phases: state.phases,
+          participants: peers.map((p) => ({
+            name: p.name,
+            openedAt: p.browser.openedAt,
+            console: p.browser.console,
+            events: p.events,
+            snapshots: p.snapshots,
+          })),
+        },
+        null,
+        1,
+      ),
+    );
+  } catch (error) {
+    say(`could not write results to ${resultsDir}: ${error.message}`);
+  }
+  return { ok, failures: state.failures, table, phases: state.phases, resultsDir };
+}
+
+module.exports = { runCall, DEFAULT_TIMINGS };

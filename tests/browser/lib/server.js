@@ -1,0 +1,222 @@
+'use strict';
+// Starts the `sluice` binary on free loopback ports with a generated config, waits for
+// /healthz, keeps its log in memory (bounded) and stops it (SIGTERM, then SIGKILL).
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const http = require('node:http');
+const { spawn } = require('node:child_process');
+
+const cleanup = require('./cleanup');
+const { freeTcpPort, freeUdpPort } = require('./ports');
+
+const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+/** Time the server gets to answer /healthz after spawning. */
+const HEALTH_TIMEOUT_MS = 15000;
+const HEALTH_POLL_INTERVAL_MS = 100;
+/** Time between SIGTERM and SIGKILL when stopping. */
+const STOP_GRACE_MS = 5000;
+/** Log lines kept in memory; older ones are dropped (and counted). */
+const MAX_LOG_LINES = 20000;
+
+function serverBinary() {
+  const fromEnv = process.env.SLUICE_BIN;
+  const bin = fromEnv ? path.resolve(fromEnv) : path.join(REPO_ROOT, 'target', 'release', 'sluice');
+  if (!fs.existsSync(bin)) {
+    throw new Error(
+      `server binary ${bin} not found: build it with \`cargo build --release -p sluice\` or set SLUICE_BIN`,
+    );
+  }
+  return bin;
+}
+
+/** YAML for one run. Only keys documented in docs/configuration.md. */
+function configYaml({ httpPort, mediaPort, dtlsRole, logLevel }) {
+  return [
+    'http:',
+    `  listen: "127.0.0.1:${httpPort}"`,
+    'media:',
+    `  listen: "127.0.0.1:${mediaPort}"`,
+    '  workers: 1',
+    '  announce: ["127.0.0.1"]',
+    'dtls:',
+    `  role: ${dtlsRole}`,
+    'log:',
+    `  level: "${logLevel}"`,
+    'shutdown:',
+    '  grace_period_ms: 2000',
+    '',
+  ].join('\n');
+}
+
+function httpGet(url, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { timeout: timeoutMs }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk) => {
+        if (body.length < 1 << 20) body += chunk;
+      });
+      response.on('end', () => resolve({ status: response.statusCode, body }));
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${url} timed out`)));
+    request.on('error', reject);
+  });
+}
+
+class LogBuffer {
+  constructor(maxLines) {
+    this.maxLines = maxLines;
+    this.lines = [];
+    this.dropped = 0;
+    this.partial = '';
+  }
+
+  push(chunk) {
+    const text = this.partial + chunk;
+    const parts = text.split('\n');
+    this.partial = parts.pop();
+    for (const line of parts) this.pushLine(line);
+  }
+
+  pushLine(line) {
+    this.lines.push(line);
+    if (this.lines.length > this.maxLines) {
+      this.lines.shift();
+      this.dropped += 1;
+    }
+  }
+
+  text() {
+    const head = this.dropped > 0 ? `[${this.dropped} earlier lines dropped]\n` : '';
+    const tail = this.partial ? `${this.partial}\n` : '';
+    return head + this.lines.join('\n') + (this.lines.length ? '\n' : '') + tail;
+  }
+
+  tail(count) {
+    const all = this.partial ? [...this.lines, this.partial] : this.lines;
+    return all.slice(-count).join('\n');
+  }
+}
+
+/**
+ * Starts a server. Returns { url, httpPort, mediaPort, log, exited, stop(), metrics() }.
+ * Registered with the cleanup registry: it is stopped even if the caller forgets.
+ */
+async function startServer({ dtlsRole = 'auto', logLevel } = {}) {
+  const bin = serverBinary();
+  const httpPort = await freeTcpPort();
+  const mediaPort = await freeUdpPort();
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-browser-server-'));
+  cleanup.trackDir(tmpDir);
+  const configPath = path.join(tmpDir, 'sluice.yaml');
+  const level = logLevel || process.env.SLUICE_LOG_LEVEL || 'sluice=debug,info';
+  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level }));
+
+  const log = new LogBuffer(MAX_LOG_LINES);
+  const child = spawn(bin, ['--config', configPath], {
+    cwd: tmpDir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: '', NO_COLOR: '1' },
+  });
+  cleanup.trackPid(child.pid);
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => log.push(chunk));
+  child.stderr.on('data', (chunk) => log.push(chunk));
+
+  let exitInfo = null;
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      exitInfo = { code, signal };
+      cleanup.untrackPid(child.pid);
+      resolve(exitInfo);
+    });
+    child.on('error', (error) => {
+      exitInfo = { code: null, signal: null, error: error.message };
+      resolve(exitInfo);
+    });
+  });
+
+  let stopped = null;
+  const stop = () => {
+    if (stopped) return stopped;
+    stopped = (async () => {
+      if (!exitInfo) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+          if (!exitInfo) child.kill('SIGKILL');
+        }, STOP_GRACE_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      cleanup.removeDir(tmpDir);
+      unregister();
+      return exitInfo;
+    })();
+    return stopped;
+  };
+  const unregister = cleanup.register(`server ${child.pid}`, stop);
+
+  const url = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + HEALTH_TIMEOUT_MS;
+  let lastError = 'no answer yet';
+  for (;;) {
+    if (exitInfo) {
+      await stop();
+      throw new Error(
+        `server exited before /healthz answered (${JSON.stringify(exitInfo)}); log tail:\n${log.tail(40)}`,
+      );
+    }
+    try {
+      const { status, body } = await httpGet(`${url}/healthz`, 1000);
+      if (status === 200) break;
+      lastError = `status ${status}: ${body.slice(0, 200)}`;
+    } catch (error) {
+      lastError = error.message;
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(
+        `server did not answer /healthz within ${HEALTH_TIMEOUT_MS} ms (${lastError}); log tail:\n${log.tail(40)}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, HEALTH_POLL_INTERVAL_MS));
+  }
+
+  return {
+    url,
+    httpPort,
+    mediaPort,
+    dtlsRole,
+    pid: child.pid,
+    configPath,
+    log,
+    exited,
+    get exitInfo() {
+      return exitInfo;
+    },
+    stop,
+    /** The /metrics text, or null when the server does not answer. */
+    async metrics() {
+      try {
+        const { status, body } = await httpGet(`${url}/metrics`, 2000);
+        return status === 200 ? body : null;
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+/** Lines of an OpenMetrics text whose family starts with one of `prefixes`, without comments. */
+function pickMetrics(text, prefixes) {
+  if (!text) return [];
+  return text
+    .split('\n')
+    .filter((line) => line && !line.startsWith('#') && prefixes.some((p) => line.startsWith(p)))
+    .filter((line) => !/_bucket\{/.test(line));
+}
+
+module.exports = { startServer, serverBinary, configYaml, pickMetrics, httpGet, REPO_ROOT };
