@@ -21,6 +21,8 @@ const CLEANUP_STEP_TIMEOUT_MS = 10000;
 
 let signalHandlersInstalled = false;
 let shuttingDown = false;
+/** The signal that started a shutdown, or null. */
+let interruptedBy = null;
 
 function installSignalHandlers() {
   if (signalHandlersInstalled) return;
@@ -33,6 +35,7 @@ function installSignalHandlers() {
         process.exit(130);
       }
       shuttingDown = true;
+      interruptedBy = signal;
       process.stderr.write(`\n[browser-tests] ${signal}: cleaning up\n`);
       runAll().finally(() => process.exit(130));
     });
@@ -108,4 +111,9 @@ function lastResort() {
   for (const dir of [...dirsToRemove]) removeDir(dir);
 }
 
-module.exports = { register, runAll, trackPid, untrackPid, trackDir, removeDir, withTimeout };
+/** The signal (e.g. 'SIGINT') that interrupted the run, or null. */
+function interrupted() {
+  return interruptedBy;
+}
+
+module.exports = { interrupted, register, runAll, trackPid, untrackPid, trackDir, removeDir, withTimeout };

@@ -36,7 +36,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 class ScenarioFailure extends Error {}
 
 /**
- * Runs one call. Options: { dtlsRole, participants, leaveBy: 'click' | 'close', label, timings }.
+ * Runs one call. Options: { dtlsRole, participants, leaveBy: 'click' | 'close', label, timings,
+ * startServer }.
  * Returns { ok, failures, table, summary, resultsDir }.
  */
 async function runCall(options) {
@@ -46,6 +47,8 @@ async function runCall(options) {
     leaveBy = 'click',
     label = `call-${dtlsRole}`,
     log = (line) => process.stdout.write(`${line}\n`),
+    // Injectable for the mock SFU (mock/server.js); same interface as lib/server.js.
+    startServer: start = startServer,
   } = options;
   const timings = { ...DEFAULT_TIMINGS, ...(options.timings || {}) };
   const room = `${label}-${crypto.randomBytes(3).toString('hex')}`;
@@ -104,7 +107,7 @@ async function runCall(options) {
   const idsOf = (peers) => peers.map((p) => p.latest && p.latest.participantId);
 
   try {
-    state.server = await startServer({ dtlsRole });
+    state.server = await start({ dtlsRole });
     say(`server pid ${state.server.pid} on ${state.server.url}, media 127.0.0.1:${state.server.mediaPort}, dtls.role ${dtlsRole}`);
 
     for (let i = 0; i < count; i += 1) {
@@ -235,6 +238,7 @@ async function runCall(options) {
   } catch (error) {
     if (!(error instanceof ScenarioFailure)) state.failures.push(`harness error: ${error.stack || error.message}`);
   }
+  if (cleanup.interrupted()) state.failures.unshift(`interrupted by ${cleanup.interrupted()}: browsers and server were stopped`);
 
   // Evidence and report, then teardown (always).
   const result = await finish(state, { label, room, dtlsRole, leaveBy, say });
