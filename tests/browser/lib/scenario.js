@@ -163,6 +163,21 @@ async function runCall(options) {
     state.phases.mediaUpMs = mediaUpAt - openedAt;
     say(`media flowing everywhere after ${state.phases.mediaUpMs} ms`);
 
+    // A forced server role must show up as the complementary role in every browser, or the
+    // run did not test what its name says.
+    const expectedBrowserRole = { client: 'server', server: 'client' }[dtlsRole];
+    if (expectedBrowserRole) {
+      const wrong = state.peers
+        .map((p) => [p.name, p.latest.stats.transport && p.latest.stats.transport.dtlsRole])
+        .filter(([, role]) => role !== expectedBrowserRole);
+      if (wrong.length > 0) {
+        fail(
+          `dtls.role ${dtlsRole} should make every browser the DTLS ${expectedBrowserRole}; got ` +
+            wrong.map(([name, role]) => `${name}=${role}`).join(', '),
+        );
+      }
+    }
+
     // Phase 2: steady state, checked per window.
     const steadyStart = Date.now();
     const steadyEnd = steadyStart + timings.steadyMs;
