@@ -1,0 +1,107 @@
+//! Router configuration: every limit and interval the router uses, with documented defaults.
+
+use std::time::Duration;
+
+use sluice_rtp::NackConfig;
+
+/// Loss recovery towards publishers (we NACK what they lost on the way to us).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NackSettings {
+    /// Send NACKs to publishers for lost video packets. Subscribers' NACKs are answered
+    /// from the retransmission cache either way.
+    pub enabled: bool,
+    /// Timing and bounds of the per-track NACK generator.
+    pub generator: NackConfig,
+}
+
+impl Default for NackSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            generator: NackConfig::default(),
+        }
+    }
+}
+
+/// Limits and intervals of one [`Router`](crate::Router).
+///
+/// Every table the router keeps is bounded by one of these, so a misbehaving peer can
+/// only exhaust its own share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// SSRCs a participant may use (explicit and learnt, media and RTX). Packets with a
+    /// new SSRC beyond this are dropped; already bound SSRCs are unaffected.
+    pub max_ssrcs_per_participant: usize,
+    /// Minimum time between two PLIs sent to one publisher track. Requests arriving
+    /// inside the window are merged into the next PLI, or dropped if a keyframe arrives
+    /// first.
+    pub keyframe_request_interval: Duration,
+    /// PLIs sent for one request before giving up when no keyframe is recognised (e.g. an
+    /// unknown codec); a new request starts over.
+    pub max_keyframe_request_attempts: u32,
+    /// Mean interval of RRs to publishers and SRs to subscribers; each interval is drawn
+    /// from 0.5x..1.5x of this (RFC 3550 6.3.1) by a seeded generator.
+    pub rtcp_report_interval: Duration,
+    /// Seed of the deterministic report-interval jitter.
+    pub rtcp_jitter_seed: u64,
+    /// Interval between transport-wide congestion control feedbacks to a publisher.
+    pub twcc_feedback_interval: Duration,
+    /// Transport sequence numbers remembered per participant between two feedbacks.
+    pub twcc_window_packets: usize,
+    /// NACK generation towards publishers.
+    pub nack: NackSettings,
+    /// Packets kept per video subscription to answer NACKs (RFC 4588 or plain resend).
+    pub retransmission_cache_packets: usize,
+    /// Byte budget of each video subscription's retransmission cache.
+    pub retransmission_cache_bytes: usize,
+    /// Packets kept per audio subscription (0: audio NACKs are not answered).
+    pub audio_retransmission_cache_packets: usize,
+    /// Most packets resent for one incoming NACK, so a NACK cannot amplify into a flood.
+    pub max_retransmissions_per_nack: usize,
+    /// Participants in one room.
+    pub max_participants_per_room: usize,
+    /// Participants on this router (all rooms).
+    pub max_participants: usize,
+    /// Tracks one participant may publish.
+    pub max_tracks_per_participant: usize,
+    /// Tracks one participant may subscribe to.
+    pub max_subscriptions_per_participant: usize,
+    /// Longest room name accepted, in bytes.
+    pub max_room_name_bytes: usize,
+    /// Outputs queued before the oldest is dropped (the worker did not drain).
+    pub max_queued_outputs: usize,
+    /// Buffers kept for reuse after [`Router::recycle`](crate::Router::recycle).
+    pub max_pooled_buffers: usize,
+    /// SSRC the router uses as sender of its own RTCP (RR, NACK, PLI, TWCC feedback).
+    pub rtcp_sender_ssrc: u32,
+    /// CNAME in the SDES of the router's own RTCP.
+    pub cname: String,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            max_ssrcs_per_participant: 32,
+            keyframe_request_interval: Duration::from_millis(500),
+            max_keyframe_request_attempts: 6,
+            rtcp_report_interval: Duration::from_secs(1),
+            rtcp_jitter_seed: 0x5EED_5EED,
+            twcc_feedback_interval: Duration::from_millis(50),
+            twcc_window_packets: 1024,
+            nack: NackSettings::default(),
+            retransmission_cache_packets: 1024,
+            retransmission_cache_bytes: 1024 * 1500,
+            audio_retransmission_cache_packets: 0,
+            max_retransmissions_per_nack: 64,
+            max_participants_per_room: 64,
+            max_participants: 1024,
+            max_tracks_per_participant: 8,
+            max_subscriptions_per_participant: 512,
+            max_room_name_bytes: 256,
+            max_queued_outputs: 8192,
+            max_pooled_buffers: 1024,
+            rtcp_sender_ssrc: 1,
+            cname: "sluice".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The RTP path: identify the track of an incoming packet, record it for feedback, and
+//! fan a rewritten copy out to every subscriber.
+
+use std::time::Instant;
+
+use sluice_rtp::{is_keyframe, set_extension, Codec, RtpHeader};
+use tracing::{debug, trace};
+
+use crate::ids::{Kind, ParticipantId, TrackId};
+use crate::media::{
+    abs_send_time, codec_of, media_payload_type, rewrite_mid, unwrap_rtx, EXT_ABS_SEND_TIME,
+    EXT_MID, EXT_TRANSPORT_CC,
+};
+use crate::output::OutputKind;
+use crate::router::Router;
+use crate::state::{Participant, SsrcBinding, StreamRole, Track, SSRC_TAKEOVER_SILENCE};
+use crate::stats::DropReason;
+
+impl Router {
+    /// Handles one decrypted RTP packet from `from`'s session at `now`.
+    ///
+    /// The packet is matched to a published track by SSRC (or, for a new SSRC, by its MID
+    /// extension), recorded for RR/TWCC/NACK, and a copy rewritten to each subscriber's
+    /// announced SSRC and continuous sequence numbers is queued. RTX answering our NACKs is
+    /// unwrapped into the original stream first. Anything unusable is dropped and counted.
+    pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        self.touch(now);
+        self.stats.rtp_packets_received += 1;
+        self.stats.rtp_bytes_received += packet.len() as u64;
+        let max_ssrcs = self.config.max_ssrcs_per_participant;
+        let twcc_interval = self.config.twcc_feedback_interval;
+        let Some(p) = self.participants.get_mut(&from) else {
+            self.stats.dropped.add(DropReason::UnknownParticipant);
+            return;
+        };
+        let Ok(h) = RtpHeader::parse(packet) else {
+            self.stats.dropped.add(DropReason::MalformedRtp);
+            return;
+        };
+        // Transport-wide: every packet of the transport counts, even ones dropped below
+        // (bandwidth probes are padding on the RTX SSRC).
+        if let Some(&[a, b]) = h.extension(EXT_TRANSPORT_CC) {
+            if p.twcc.record(u16::from_be_bytes([a, b]), now) && p.next_twcc_at.is_none() {
+                p.next_twcc_at = Some(now.checked_add(twcc_interval).unwrap_or(now));
+            }
+        }
+        let binding = match p.ssrcs.get(&h.ssrc()) {
+            Some(b) => *b,
+            None => match learn_ssrc(p, &self.tracks, &h, max_ssrcs) {
+                Ok(b) => {
+                    debug!(participant = from.0, ssrc = h.ssrc(), track = b.track.0, rtx = (b.role == StreamRole::Rtx), "SSRC learnt from MID");
+                    b
+                }
+                Err(reason) => {
+                    trace!(participant = from.0, ssrc = h.ssrc(), reason = reason.as_str(), "RTP dropped");
+                    self.stats.dropped.add(reason);
+                    return;
+                }
+            },
+        };
+        match binding.role {
+            StreamRole::Media => self.forward_media(now, binding.track, packet, false),
+            StreamRole::Rtx => {
+                let Some(track) = self.tracks.get_mut(&binding.track) else {
+                    self.stats.dropped.add(DropReason::UnknownSsrc);
+                    return;
+                };
+                if track.rtx_ssrc.is_none() {
+                    track.rtx_ssrc = Some(h.ssrc());
+                }
+                let Some(media_ssrc) = track.ssrc else {
+                    self.stats.dropped.add(DropReason::UnknownSsrc);
+                    return;
+                };
+                let mut original = std::mem::take(&mut self.scratch_packet);
+                if unwrap_rtx(packet, media_ssrc, &mut original) {
+                    self.stats.rtx_received += 1;
+                    self.forward_media(now, binding.track, &original, true);
+                } else {
+                    self.stats.dropped.add(DropReason::RtxPadding);
+                }
+                self.scratch_packet = original;
+            }
+        }
+    }
+
+    /// Records and fans out one packet of a track's media stream (`recovered`: unwrapped
+    /// from RTX, so not counted as a network arrival in the receive statistics).
+    fn forward_media(&mut self, now: Instant, track_id: TrackId, pkt: &[u8], recovered: bool) {
+        let Router {
+            config,
+            participants,
+            tracks,
+            outbox,
+            stats,
+            epoch,
+            jitter,
+            ..
+        } = self;
+        let Some(track) = tracks.get_mut(&track_id) else {
+            return;
+        };
+        let Ok(h) = RtpHeader::parse(pkt) else {
+            stats.dropped.add(DropReason::MalformedRtp);
+            return;
+        };
+        if track.ssrc != Some(h.ssrc()) {
+            // Another SSRC bound to this MID takes over only from a silent stream.
+            let silent = track.last_packet_at.is_none_or(|t| {
+                now.saturating_duration_since(t) >= SSRC_TAKEOVER_SILENCE
+            });
+            if track.ssrc.is_some() && !silent {
+                stats.dropped.add(DropReason::Stale);
+                return;
+            }
+            debug!(track = track_id.0, ssrc = h.ssrc(), "track switches media SSRC");
+            let nack = (config.nack.enabled && track.kind == Kind::Video)
+                .then_some(config.nack.generator);
+            track.set_media_ssrc(h.ssrc(), nack);
+        }
+        track.last_packet_at = Some(now);
+        let codec = codec_of(h.payload_type());
+        if codec != Codec::Other {
+            track.codec = codec;
+        }
+        if !recovered {
+            if let Some(recv) = track.recv.as_mut() {
+                recv.on_packet(h.sequence_number(), h.timestamp(), now, track.kind.clock_rate_hz());
+            }
+        }
+        if let Some(nack) = track.nack.as_mut() {
+            nack.on_packet(h.sequence_number(), now);
+        }
+        let keyframe = track.kind == Kind::Video && is_keyframe(track.codec, h.payload());
+        if keyframe {
+            track.keyframe.pending = false;
+            track.keyframe.attempts = 0;
+        }
+        let gate = track.kind == Kind::Video && track.codec != Codec::Other;
+        if let Some(publisher) = participants.get_mut(&track.publisher) {
+            if publisher.next_rr_at.is_none() {
+                publisher.next_rr_at = now.checked_add(jitter.jittered(config.rtcp_report_interval));
+            }
+        }
+        let since_epoch = now.saturating_duration_since(epoch.unwrap_or(now));
+        let send_time = abs_send_time(since_epoch);
+        let payload_len = h.payload().len();
+        for sub in &mut track.subscriptions {
+            if sub.awaiting_keyframe {
+                if gate && !keyframe {
+                    stats.dropped.add(DropReason::AwaitingKeyframe);
+                    continue;
+                }
+                sub.awaiting_keyframe = false;
+            }
+            let mut buf = outbox.buffer();
+            buf.extend_from_slice(pkt);
+            let Some((seq, ts)) = sub.rewriter.rewrite(&mut buf) else {
+                outbox.recycle(buf);
+                stats.dropped.add(DropReason::Stale);
+                continue;
+            };
+            if let Some(mid) = &sub.mid {
+                rewrite_mid(&mut buf, mid.as_bytes());
+            }
+            if let Some(subscriber) = participants.get_mut(&sub.subscriber) {
+                stamp_transport_seq(subscriber, &mut buf);
+                if subscriber.next_sr_at.is_none() {
+                    subscriber.next_sr_at =
+                        now.checked_add(jitter.jittered(config.rtcp_report_interval));
+                }
+            }
+            set_extension(&mut buf, EXT_ABS_SEND_TIME, &send_time);
+            if let Some(cache) = sub.cache.as_mut() {
+                cache.insert(seq, &buf);
+            }
+            sub.sender.on_packet(ts, payload_len, now);
+            stats.forwarded_packets += 1;
+            stats.forwarded_bytes += buf.len() as u64;
+            outbox.push(sub.subscriber, OutputKind::Rtp, buf, stats);
+        }
+        maybe_send_pli(track, now, config.keyframe_request_interval, config.max_keyframe_request_attempts, config.rtcp_sender_ssrc, outbox, stats);
+    }
+}
+
+/// Writes the subscriber's next transport-wide sequence number into the packet's
+/// transport-cc extension (if it has one): each subscriber's transport numbers its own
+/// packets, whatever publisher they came from.
+pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) {
+    if set_extension(buf, EXT_TRANSPORT_CC, &subscriber.next_transport_seq.to_be_bytes()) {
+        subscriber.next_transport_seq = subscriber.next_transport_seq.wrapping_add(1);
+    }
+}
+
+/// Binds a new SSRC of `p` to the published track whose MID the packet carries (as RTX
+/// when it uses an RTX payload type), within the participant's SSRC budget.
+fn learn_ssrc(
+    p: &mut Participant,
+    tracks: &std::collections::BTreeMap<TrackId, Track>,
+    h: &RtpHeader<'_>,
+    max_ssrcs: usize,
+) -> Result<SsrcBinding, DropReason> {
+    let mid = h.extension(EXT_MID).ok_or(DropReason::UnknownSsrc)?;
+    let (&track_id, track) = p
+        .published
+        .iter()
+        .filter_map(|id| tracks.get(id).map(|t| (id, t)))
+        .find(|(_, t)| t.mid.as_bytes() == mid)
+        .ok_or(DropReason::UnknownSsrc)?;
+    if p.ssrcs.len() >= max_ssrcs {
+        return Err(DropReason::SsrcLimit);
+    }
+    let role = if track.kind == Kind::Video && media_payload_type(h.payload_type()).is_some() {
+        StreamRole::Rtx
+    } else {
+        StreamRole::Media
+    };
+    let binding = SsrcBinding {
+        track: track_id,
+        role,
+    };
+    p.ssrcs.insert(h.ssrc(), binding);
+    Ok(binding)
+}
+
+/// Sends a PLI to the track's publisher if a keyframe is wanted and the throttle allows;
+/// gives up after `max_attempts` unanswered PLIs.
+pub(crate) fn maybe_send_pli(
+    track: &mut Track,
+    now: Instant,
+    interval: std::time::Duration,
+    max_attempts: u32,
+    sender_ssrc: u32,
+    outbox: &mut crate::output::Outbox,
+    stats: &mut crate::stats::RouterStats,
+) {
+    let Some(due) = track.keyframe_due(interval, now) else {
+        return;
+    };
+    if now < due {
+        return;
+    }
+    if track.keyframe.attempts >= max_attempts {
+        track.keyframe.pending = false;
+        return;
+    }
+    let Some(media_ssrc) = track.ssrc else {
+        return;
+    };
+    let mut buf = outbox.buffer();
+    sluice_rtp::write_pli(sender_ssrc, media_ssrc, &mut buf);
+    track.keyframe.last_sent_at = Some(now);
+    track.keyframe.attempts += 1;
+    stats.keyframe_requests_sent += 1;
+    trace!(ssrc = media_ssrc, "PLI to publisher");
+    outbox.push(track.publisher, OutputKind::Rtcp, buf, stats);
+}

@@ -1,0 +1,70 @@
+//! Identifiers and the descriptions of publications and subscriptions that signalling
+//! hands to the router.
+
+/// A participant (one peer connection) as named by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ParticipantId(pub u64);
+
+/// A published track, allocated by [`Router::publish`](crate::Router::publish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TrackId(pub u64);
+
+/// Media kind of a track; decides clock rate, keyframe handling and NACK/RTX use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Opus at 48 kHz: no keyframes, no retransmission cache by default.
+    Audio,
+    /// VP8/VP9/H264 at 90 kHz: keyframe gating, PLI, NACK and RTX.
+    Video,
+}
+
+impl Kind {
+    /// RTP clock rate of every codec of this kind in Sluice's fixed payload table.
+    pub fn clock_rate_hz(self) -> u32 {
+        match self {
+            Kind::Audio => 48_000,
+            Kind::Video => 90_000,
+        }
+    }
+}
+
+/// What a publisher sends on one m-line of its answer.
+///
+/// Browsers' answers often carry no `a=ssrc` lines; then `ssrc`/`rtx_ssrc` are `None` and
+/// the router learns them from the MID header extension of the first packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackSpec {
+    /// The m-line's MID, as carried in the `sdes:mid` header extension (1..=16 bytes).
+    pub mid: String,
+    /// Audio or video.
+    pub kind: Kind,
+    /// Media SSRC, if the answer announced it.
+    pub ssrc: Option<u32>,
+    /// RTX SSRC (`a=ssrc-group:FID`), if announced.
+    pub rtx_ssrc: Option<u32>,
+}
+
+/// What the server announced to a subscriber in the m-line that carries a track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// The SSRC written into every packet to this subscriber.
+    pub ssrc: u32,
+    /// The RTX SSRC of the FID group; NACKs are answered with RTX on it when set, with
+    /// plain retransmissions otherwise.
+    pub rtx_ssrc: Option<u32>,
+    /// The subscriber-side MID of the m-line. When set, a forwarded `sdes:mid` extension
+    /// is rewritten to it (or hidden if the lengths differ, since extensions are never
+    /// resized in place); when `None` the publisher's MID is left as is.
+    pub mid: Option<String>,
+}
+
+impl SubscriptionSpec {
+    /// A subscription announced with `ssrc` only (no RTX, MID left unchanged).
+    pub fn new(ssrc: u32) -> Self {
+        Self {
+            ssrc,
+            rtx_ssrc: None,
+            mid: None,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Timers: RRs and transport-cc feedback and NACKs to publishers, SRs to subscribers, and
+//! deferred PLIs. All deadlines are plain `Instant`s the worker sleeps towards.
+
+use std::time::{Duration, Instant};
+
+use sluice_rtp::rtcp::MAX_REPORT_BLOCKS;
+use sluice_rtp::{write_nack, write_receiver_report, write_sdes_cname, write_sender_report};
+
+use crate::forward::maybe_send_pli;
+use crate::output::OutputKind;
+use crate::router::Router;
+
+/// Feedback packets built per participant per timeout, bounding the work of one call.
+const MAX_TWCC_PACKETS_PER_TIMEOUT: usize = 16;
+/// NACK packets sent per track per timeout.
+const MAX_NACK_PACKETS_PER_TIMEOUT: usize = 4;
+
+/// A duration as a 64-bit NTP interval (32.32 fixed point seconds).
+fn duration_to_ntp(d: Duration) -> u64 {
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (d.as_secs() << 32).wrapping_add(frac)
+}
+
+impl Router {
+    /// The next instant [`handle_timeout`](Self::handle_timeout) has work, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for p in self.participants.values() {
+            consider(p.next_twcc_at);
+            consider(p.next_rr_at);
+            consider(p.next_sr_at);
+        }
+        for t in self.tracks.values() {
+            if t.ssrc.is_some() {
+                consider(t.nack.as_ref().and_then(|n| n.poll_timeout()));
+            }
+            if let Some(now) = self.last_now {
+                consider(t.keyframe_due(self.config.keyframe_request_interval, now));
+            }
+        }
+        next
+    }
+
+    /// Lets time pass to `now`: sends every report, feedback, NACK and deferred PLI due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.touch(now);
+        let Router {
+            config,
+            participants,
+            tracks,
+            outbox,
+            stats,
+            jitter,
+            scratch_seqs,
+            scratch_blocks,
+            ..
+        } = self;
+        let rtcp_ssrc = config.rtcp_sender_ssrc;
+        for (&id, p) in participants.iter_mut() {
+            if p.next_twcc_at.is_some_and(|t| now >= t) {
+                let media_ssrc = p
+                    .published
+                    .iter()
+                    .find_map(|t| tracks.get(t).and_then(|t| t.ssrc))
+                    .unwrap_or(0);
+                for _ in 0..MAX_TWCC_PACKETS_PER_TIMEOUT {
+                    let mut buf = outbox.buffer();
+                    if !p.twcc.build_feedback(rtcp_ssrc, media_ssrc, &mut buf) {
+                        outbox.recycle(buf);
+                        break;
+                    }
+                    stats.twcc_feedback_sent += 1;
+                    outbox.push(id, OutputKind::Rtcp, buf, stats);
+                }
+                p.next_twcc_at = p
+                    .twcc
+                    .has_pending()
+                    .then(|| now.checked_add(config.twcc_feedback_interval))
+                    .flatten();
+            }
+
+            if p.next_rr_at.is_some_and(|t| now >= t) {
+                scratch_blocks.clear();
+                for t in &p.published {
+                    if let Some(recv) = tracks.get_mut(t).and_then(|t| t.recv.as_mut()) {
+                        if recv.packets_received() > 0 {
+                            scratch_blocks.push(recv.report_block(now));
+                        }
+                    }
+                }
+                let mut buf = outbox.buffer();
+                let mut rest = scratch_blocks.as_slice();
+                loop {
+                    let n = write_receiver_report(rtcp_ssrc, rest, &mut buf);
+                    rest = rest.get(n..).unwrap_or(&[]);
+                    if rest.is_empty() || n < MAX_REPORT_BLOCKS {
+                        break;
+                    }
+                }
+                write_sdes_cname(rtcp_ssrc, config.cname.as_bytes(), &mut buf);
+                stats.receiver_reports_sent += 1;
+                outbox.push(id, OutputKind::Rtcp, buf, stats);
+                p.next_rr_at = now.checked_add(jitter.jittered(config.rtcp_report_interval));
+            }
+
+            if p.next_sr_at.is_some_and(|t| now >= t) {
+                for t in &p.subscribed {
+                    let Some(track) = tracks.get_mut(t) else {
+                        continue;
+                    };
+                    let clock_rate_hz = u128::from(track.kind.clock_rate_hz());
+                    let Some(mapping) = track.sender_report else {
+                        continue;
+                    };
+                    let cname = track.cname.as_bytes();
+                    let Some(sub) = track.subscriptions.iter().find(|s| s.subscriber == id) else {
+                        continue;
+                    };
+                    if sub.sender.packet_count() == 0 {
+                        continue;
+                    }
+                    // The publisher's (NTP, RTP) pair advanced to now, then translated into
+                    // this subscriber's timestamp space: audio and video of one publisher
+                    // keep the relation their SRs gave, so the receiver can lip-sync.
+                    let elapsed = now.saturating_duration_since(mapping.arrival);
+                    let ntp = mapping.ntp.wrapping_add(duration_to_ntp(elapsed));
+                    let ticks = elapsed.as_nanos().saturating_mul(clock_rate_hz) / 1_000_000_000;
+                    let in_ts = mapping.rtp_timestamp.wrapping_add(ticks as u32);
+                    let Some(out_ts) = sub.rewriter.output_timestamp(mapping.ssrc, in_ts) else {
+                        continue;
+                    };
+                    let info = sub.sender.sender_report(ntp, out_ts);
+                    let mut buf = outbox.buffer();
+                    write_sender_report(
+                        sub.ssrc,
+                        info.ntp,
+                        info.rtp_timestamp,
+                        info.packet_count,
+                        info.octet_count,
+                        &[],
+                        &mut buf,
+                    );
+                    write_sdes_cname(sub.ssrc, cname, &mut buf);
+                    stats.sender_reports_sent += 1;
+                    outbox.push(id, OutputKind::Rtcp, buf, stats);
+                }
+                p.next_sr_at = now.checked_add(jitter.jittered(config.rtcp_report_interval));
+            }
+        }
+
+        for track in tracks.values_mut() {
+            if let (Some(nack), Some(media_ssrc)) = (track.nack.as_mut(), track.ssrc) {
+                scratch_seqs.clear();
+                nack.poll_nacks_into(now, scratch_seqs);
+                let mut rest = scratch_seqs.as_slice();
+                for _ in 0..MAX_NACK_PACKETS_PER_TIMEOUT {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let mut buf = outbox.buffer();
+                    let n = write_nack(rtcp_ssrc, media_ssrc, rest, &mut buf);
+                    rest = rest.get(n.max(1)..).unwrap_or(&[]);
+                    stats.nacks_sent += 1;
+                    outbox.push(track.publisher, OutputKind::Rtcp, buf, stats);
+                }
+            }
+            maybe_send_pli(
+                track,
+                now,
+                config.keyframe_request_interval,
+                config.max_keyframe_request_attempts,
+                rtcp_ssrc,
+                outbox,
+                stats,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntp_interval_of_one_and_a_half_seconds() {
+        assert_eq!(duration_to_ntp(Duration::from_millis(1500)), (1 << 32) | (1 << 31));
+    }
+}

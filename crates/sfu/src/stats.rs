@@ -1,0 +1,148 @@
+//! Counters of what the router did, keyed by small enums (never free text), so the
+//! server can export them as metrics.
+
+/// Why a packet (or a copy for one subscriber, or a queued output) was not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// From a participant the router does not know.
+    UnknownParticipant,
+    /// Not a parseable RTP packet.
+    MalformedRtp,
+    /// SSRC not bound, and no MID extension naming one of the sender's tracks.
+    UnknownSsrc,
+    /// A new SSRC beyond `max_ssrcs_per_participant`.
+    SsrcLimit,
+    /// An RTX packet without an original sequence number (bandwidth-probe padding).
+    RtxPadding,
+    /// A copy held back for a subscriber that still waits for a keyframe.
+    AwaitingKeyframe,
+    /// The stream rewriter refused a copy (older than a source switch, or a stale source).
+    Stale,
+    /// The output queue was full; the oldest output was dropped.
+    OutputQueueFull,
+    /// An RTCP datagram (or its tail) that does not parse.
+    MalformedRtcp,
+    /// RTCP feedback naming an SSRC the sender neither publishes nor receives.
+    RtcpUnknownSsrc,
+}
+
+impl DropReason {
+    /// Every reason, in a fixed order (the order of [`RouterStats::dropped`] entries).
+    pub const ALL: [DropReason; 10] = [
+        DropReason::UnknownParticipant,
+        DropReason::MalformedRtp,
+        DropReason::UnknownSsrc,
+        DropReason::SsrcLimit,
+        DropReason::RtxPadding,
+        DropReason::AwaitingKeyframe,
+        DropReason::Stale,
+        DropReason::OutputQueueFull,
+        DropReason::MalformedRtcp,
+        DropReason::RtcpUnknownSsrc,
+    ];
+
+    /// A stable snake_case label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownParticipant => "unknown_participant",
+            DropReason::MalformedRtp => "malformed_rtp",
+            DropReason::UnknownSsrc => "unknown_ssrc",
+            DropReason::SsrcLimit => "ssrc_limit",
+            DropReason::RtxPadding => "rtx_padding",
+            DropReason::AwaitingKeyframe => "awaiting_keyframe",
+            DropReason::Stale => "stale",
+            DropReason::OutputQueueFull => "output_queue_full",
+            DropReason::MalformedRtcp => "malformed_rtcp",
+            DropReason::RtcpUnknownSsrc => "rtcp_unknown_ssrc",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            DropReason::UnknownParticipant => 0,
+            DropReason::MalformedRtp => 1,
+            DropReason::UnknownSsrc => 2,
+            DropReason::SsrcLimit => 3,
+            DropReason::RtxPadding => 4,
+            DropReason::AwaitingKeyframe => 5,
+            DropReason::Stale => 6,
+            DropReason::OutputQueueFull => 7,
+            DropReason::MalformedRtcp => 8,
+            DropReason::RtcpUnknownSsrc => 9,
+        }
+    }
+}
+
+/// Per-reason drop counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; 10]);
+
+impl DropCounts {
+    /// Packets dropped for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// Every reason with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.get(r)))
+    }
+
+    /// Sum over all reasons.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn add(&mut self, reason: DropReason) {
+        if let Some(c) = self.0.get_mut(reason.index()) {
+            *c = c.wrapping_add(1);
+        }
+    }
+}
+
+/// A snapshot of the router's counters (monotonic since `Router::new`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// RTP packets handed to `handle_rtp`.
+    pub rtp_packets_received: u64,
+    /// Their bytes.
+    pub rtp_bytes_received: u64,
+    /// RTCP datagrams handed to `handle_rtcp`.
+    pub rtcp_packets_received: u64,
+    /// RTP packets queued to subscribers (one per copy, retransmissions excluded).
+    pub forwarded_packets: u64,
+    /// Their bytes.
+    pub forwarded_bytes: u64,
+    /// Dropped packets by reason.
+    pub dropped: DropCounts,
+    /// PLIs sent to publishers.
+    pub keyframe_requests_sent: u64,
+    /// PLIs and FIRs received from subscribers.
+    pub keyframe_requests_received: u64,
+    /// NACK packets sent to publishers.
+    pub nacks_sent: u64,
+    /// NACK packets received from subscribers.
+    pub nacks_received: u64,
+    /// Sequence numbers NACKed by subscribers that were resent from the cache.
+    pub nacks_answered: u64,
+    /// Sequence numbers NACKed by subscribers that were no longer (or never) cached.
+    pub nacks_missed: u64,
+    /// Of the resent packets, those sent as RFC 4588 RTX.
+    pub rtx_sent: u64,
+    /// RTX packets from publishers unwrapped back into their original stream.
+    pub rtx_received: u64,
+    /// Receiver reports from subscribers (counted, not forwarded).
+    pub receiver_reports_received: u64,
+    /// REMB packets from subscribers (counted, not forwarded).
+    pub remb_received: u64,
+    /// Transport-cc feedback from subscribers (counted, not forwarded).
+    pub twcc_received: u64,
+    /// Sender reports from publishers.
+    pub sender_reports_received: u64,
+    /// RR compounds sent to publishers.
+    pub receiver_reports_sent: u64,
+    /// SR compounds sent to subscribers.
+    pub sender_reports_sent: u64,
+    /// Transport-cc feedback packets sent to publishers.
+    pub twcc_feedback_sent: u64,
+}
