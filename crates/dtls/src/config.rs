@@ -7,7 +7,7 @@ use crate::cert::Certificate;
 use crate::crypto::{CipherSuite, NamedGroup};
 use crate::srtp::SrtpProfile;
 
-/// The three loss-recovery behaviours that distinguish this engine from the stacks in
+/// The loss-recovery behaviours that distinguish this engine from the stacks in
 /// the seed's story. They exist as switches only so that their value can be measured
 /// (docs/resilience.md); production keeps them all on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub struct Recovery {
     pub resend_on_repeat: bool,
     /// Keep our final flight after completion and re-send it when the peer repeats its own.
     pub retain_final_flight: bool,
+    /// Send a retransmitted flight of one or two datagrams twice.
+    pub redundant_retransmission: bool,
 }
 
 impl Recovery {
@@ -27,12 +29,14 @@ impl Recovery {
         adaptive_timer: true,
         resend_on_repeat: true,
         retain_final_flight: true,
+        redundant_retransmission: true,
     };
     /// Everything off: what a naive engine does.
     pub const NONE: Recovery = Recovery {
         adaptive_timer: false,
         resend_on_repeat: false,
         retain_final_flight: false,
+        redundant_retransmission: false,
     };
 }
 

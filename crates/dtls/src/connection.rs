@@ -150,6 +150,9 @@ struct Handshake {
 }
 
 /// Epoch-1 records that arrived before we could read epoch 1 (reordering).
+/// Flights of at most this many datagrams are sent twice when retransmitted.
+const REDUNDANT_FLIGHT_DATAGRAMS: usize = 2;
+
 const MAX_DEFERRED_RECORDS: usize = 8;
 const MAX_DEFERRED_RECORD_LEN: usize = 2048;
 
@@ -184,6 +187,8 @@ pub struct Connection {
     rtt_probe: Option<Instant>,
     timer: crate::timer::RetransmitTimer,
     last_renegotiation_refusal: Option<Instant>,
+    /// New handshake bytes arrived since our last timeout.
+    peer_progress: bool,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: ConnectionStats,
@@ -258,6 +263,7 @@ impl Connection {
             rtt_probe: None,
             timer,
             last_renegotiation_refusal: None,
+            peer_progress: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: ConnectionStats::default(),
@@ -306,16 +312,18 @@ impl Connection {
             self.stats.malformed_records += 1;
         }
         for rec in records {
-            if let Err(e) = self.handle_record(now, rec) {
+            // Messages are processed after every record, so that keys derived from a
+            // ClientKeyExchange are ready for the Finished in the next record.
+            if let Err(e) = self
+                .handle_record(now, rec)
+                .and_then(|()| self.process_messages(now))
+            {
                 self.fail(e);
                 return;
             }
             if self.is_finished() {
                 return;
             }
-        }
-        if let Err(e) = self.process_messages(now) {
-            self.fail(e);
         }
     }
 
@@ -336,9 +344,14 @@ impl Connection {
         }
         if self.retransmit_at.is_some_and(|t| now >= t) {
             self.stats.timer_retransmissions += 1;
-            self.timer.backoff();
+            // Back off only when the path looks dead: new bytes of the peer's flight since
+            // the last timeout show it is alive and merely lossy, and a long flight needs
+            // several rounds to fill in.
+            if !std::mem::take(&mut self.peer_progress) {
+                self.timer.backoff();
+            }
             self.rtt_probe = None; // Karn: no sample from a retransmitted flight
-            if let Err(e) = self.transmit_flight(now) {
+            if let Err(e) = self.transmit_flight(now, true) {
                 self.fail(e);
             }
         }
@@ -390,18 +403,20 @@ impl Connection {
                 if !self.read_keys {
                     // Finished can overtake the ClientKeyExchange it depends on; keep a
                     // few such records until the keys exist.
-                    if self.deferred.len() < MAX_DEFERRED_RECORDS
-                        && rec.body.len() <= MAX_DEFERRED_RECORD_LEN
+                    // Newest wins when full: junk cannot lock a real record out.
+                    self.stats.wrong_epoch_records += 1;
+                    if rec.body.len() <= MAX_DEFERRED_RECORD_LEN
                         && !matches!(self.state, State::Connected)
                     {
+                        if self.deferred.len() == MAX_DEFERRED_RECORDS {
+                            self.deferred.remove(0);
+                        }
                         self.deferred.push((
                             rec.epoch,
                             rec.sequence,
                             rec.content_type,
                             rec.body.to_vec(),
                         ));
-                    } else {
-                        self.stats.wrong_epoch_records += 1;
                     }
                     return Ok(());
                 }
@@ -495,7 +510,7 @@ impl Connection {
                 continue;
             }
             match self.reassembler.insert(epoch, &header, fragment)? {
-                FragmentOutcome::Accepted => {}
+                FragmentOutcome::Accepted { new_bytes } => self.peer_progress |= new_bytes,
                 FragmentOutcome::Retransmission { message_seq } => {
                     self.stats.retransmitted_fragments += 1;
                     self.on_peer_retransmission(now, message_seq)?;
@@ -549,7 +564,7 @@ impl Connection {
         }
         self.stats.repeat_retransmissions += 1;
         self.rtt_probe = None;
-        self.transmit_flight(now)
+        self.transmit_flight(now, true)
     }
 
     // ---- messages ----
@@ -1237,22 +1252,36 @@ impl Connection {
     fn send_flight(&mut self, now: Instant, flight: Flight) -> Result<(), Error> {
         self.flight = Some(flight);
         self.timer.reset_backoff();
-        self.transmit_flight(now)?;
+        self.transmit_flight(now, false)?;
         self.rtt_probe = self.retransmit_at.map(|_| now);
         Ok(())
     }
 
-    fn transmit_flight(&mut self, now: Instant) -> Result<(), Error> {
+    /// Sends the current flight. A retransmission of a small flight goes out twice: the
+    /// loss that made it necessary is likely to strike again, and one extra copy of a
+    /// datagram or two is far cheaper than another timeout (QUIC's PTO probes do the same).
+    fn transmit_flight(&mut self, now: Instant, retransmission: bool) -> Result<(), Error> {
         let Some(flight) = self.flight.as_ref() else {
             self.retransmit_at = None;
             return Ok(());
         };
-        packetize(
+        let datagrams = packetize(
             flight,
             &mut self.writer,
             self.config.max_datagram_size,
             &mut self.transmits,
         )?;
+        if retransmission
+            && self.config.recovery.redundant_retransmission
+            && datagrams <= REDUNDANT_FLIGHT_DATAGRAMS
+        {
+            packetize(
+                flight,
+                &mut self.writer,
+                self.config.max_datagram_size,
+                &mut self.transmits,
+            )?;
+        }
         self.last_transmission = Some(now);
         self.retransmit_at = flight.timed.then(|| now + self.timer.current());
         Ok(())

@@ -18,8 +18,9 @@ const MAX_RANGES_PER_MESSAGE: usize = 256;
 /// What happened to one fragment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FragmentOutcome {
-    /// Stored (or already covered); may have completed a message.
-    Accepted,
+    /// Stored; may have completed a message. `new_bytes` is false when every byte of it
+    /// was already held (a duplicate).
+    Accepted { new_bytes: bool },
     /// Part of a message we already delivered: the peer is retransmitting.
     Retransmission { message_seq: u16 },
     /// Not stored, for a reason that is the peer's problem but not fatal.
@@ -56,6 +57,10 @@ struct Partial {
 impl Partial {
     fn is_complete(&self) -> bool {
         self.body.is_empty() || self.covered.first() == Some(&(0, self.body.len()))
+    }
+
+    fn covered_len(&self) -> usize {
+        self.covered.iter().map(|(s, e)| e - s).sum()
     }
 
     /// Records `[start, end)` as received, merging neighbours. Returns false when the
@@ -200,10 +205,13 @@ impl Reassembler {
                 what: "handshake fragment",
             });
         }
+        let before = partial.covered_len();
         if !partial.cover(offset, end) {
             return Ok(FragmentOutcome::Dropped(DropReason::TooManyRanges));
         }
-        Ok(FragmentOutcome::Accepted)
+        Ok(FragmentOutcome::Accepted {
+            new_bytes: partial.covered_len() > before || before == 0,
+        })
     }
 
     /// The next message in order, if it is complete.
@@ -310,7 +318,7 @@ mod tests {
     #[test]
     fn range_list_is_bounded() {
         let mut r = Reassembler::new(100_000);
-        let mut last = FragmentOutcome::Accepted;
+        let mut last = FragmentOutcome::Accepted { new_bytes: true };
         for i in 0..400u32 {
             last = r.insert(0, &header(0, 10_000, i * 3, 1), &[0]).unwrap();
         }

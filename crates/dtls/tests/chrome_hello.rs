@@ -1,0 +1,181 @@
+//! A ClientHello as current Chrome sends it (DTLS 1.3 offered through supported_versions, a
+//! post-quantum key share that makes the hello itself span two datagrams, extensions we do
+//! not know) negotiates DTLS 1.2.
+
+mod sim;
+
+use std::time::Instant;
+
+use sluice_dtls::{Config, Connection, Event, PeerAuth, Role};
+use sluice_netsim::dtls_view;
+
+const DATAGRAM1: &[u8] = include_bytes!("vectors/chromium156-clienthello-datagram1.bin");
+const DATAGRAM2: &[u8] = include_bytes!("vectors/chromium156-clienthello-datagram2.bin");
+
+fn server() -> Connection {
+    Connection::new(
+        std::sync::Arc::new(Config::new(sim::small_cert(1))),
+        Role::Server,
+        PeerAuth::AcceptAnyCertificate,
+        b"127.0.0.1:50000",
+        Instant::now(),
+    )
+}
+
+/// The ServerHello the server answered with: (version, cipher suite, srtp profiles).
+fn server_hello(conn: &mut Connection) -> Option<(u16, u16, Vec<u16>)> {
+    let mut body = None;
+    while let Some(d) = conn.poll_transmit() {
+        for r in dtls_view::records(&d).map_while(Result::ok) {
+            for f in r
+                .handshake_fragments()
+                .into_iter()
+                .flatten()
+                .map_while(Result::ok)
+            {
+                if f.msg_type == 2 && f.fragment_offset == 0 && f.fragment_length == f.length {
+                    body = Some(f.body.to_vec());
+                }
+            }
+        }
+    }
+    while let Some(e) = conn.poll_event() {
+        assert!(!matches!(e, Event::Failed(_)), "server failed: {e:?}");
+    }
+    let b = body?;
+    let version = u16::from_be_bytes([b[0], b[1]]);
+    let sid_len = b[34] as usize;
+    let at = 35 + sid_len;
+    let suite = u16::from_be_bytes([b[at], b[at + 1]]);
+    // Walk the extensions for use_srtp (14).
+    let mut i = at + 3 + 2;
+    let mut profiles = Vec::new();
+    while i + 4 <= b.len() {
+        let ty = u16::from_be_bytes([b[i], b[i + 1]]);
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        if ty == 14 {
+            let n = u16::from_be_bytes([b[i + 4], b[i + 5]]) as usize;
+            for k in 0..n / 2 {
+                profiles.push(u16::from_be_bytes([b[i + 6 + 2 * k], b[i + 7 + 2 * k]]));
+            }
+        }
+        i += 4 + len;
+    }
+    Some((version, suite, profiles))
+}
+
+#[test]
+fn captured_chromium_hello_in_two_datagrams_negotiates_dtls_1_2() {
+    let mut s = server();
+    s.handle_datagram(Instant::now(), DATAGRAM1);
+    assert!(
+        server_hello(&mut s).is_none(),
+        "half a ClientHello is not enough"
+    );
+    s.handle_datagram(Instant::now(), DATAGRAM2);
+    let (version, suite, profiles) = server_hello(&mut s).expect("a ServerHello");
+    assert_eq!(version, 0xfefd, "DTLS 1.2");
+    assert_eq!(suite, 0xc02b, "ECDHE-ECDSA-AES128-GCM-SHA256");
+    assert_eq!(
+        profiles,
+        vec![0x0007],
+        "our first preference that Chrome offers"
+    );
+}
+
+#[test]
+fn captured_hello_reassembles_in_any_order_and_with_duplicates() {
+    let mut s = server();
+    for d in [DATAGRAM2, DATAGRAM2, DATAGRAM1] {
+        s.handle_datagram(Instant::now(), d);
+    }
+    let (version, _, _) = server_hello(&mut s).expect("a ServerHello");
+    assert_eq!(version, 0xfefd);
+    // Chrome re-sends the same two datagrams: the server re-sends its flight, once.
+    s.handle_datagram(
+        Instant::now() + std::time::Duration::from_secs(1),
+        DATAGRAM1,
+    );
+    assert!(
+        server_hello(&mut s).is_some(),
+        "flight re-sent on the repeat"
+    );
+}
+
+fn ext(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
+    out.extend_from_slice(&ty.to_be_bytes());
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// A ClientHello built the way Chrome builds one today.
+fn chrome_like_client_hello() -> Vec<u8> {
+    let mut b = vec![0xfe, 0xfd];
+    b.extend_from_slice(&[0x42; 32]);
+    b.push(0); // session id
+    b.push(0); // cookie
+    let suites: [u16; 9] = [
+        0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xcca9, 0xcca8, 0xc009, 0xc013,
+    ];
+    b.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        b.extend_from_slice(&s.to_be_bytes());
+    }
+    b.extend_from_slice(&[1, 0]);
+    let mut e = Vec::new();
+    ext(&mut e, 0xff01, &[0]);
+    ext(&mut e, 23, &[]);
+    ext(&mut e, 10, &[0, 8, 0x11, 0xec, 0, 29, 0, 23, 0, 24]);
+    ext(&mut e, 11, &[1, 0]);
+    ext(&mut e, 13, &[0, 6, 4, 3, 8, 4, 4, 1]);
+    ext(&mut e, 14, &[0, 6, 0, 1, 0, 8, 0, 7, 0]);
+    ext(&mut e, 43, &[4, 0xfe, 0xfc, 0xfe, 0xfd]);
+    // key_share: X25519MLKEM768 (1216 + 32 bytes) and X25519.
+    let mut ks = Vec::new();
+    ks.extend_from_slice(&0x11ecu16.to_be_bytes());
+    ks.extend_from_slice(&1248u16.to_be_bytes());
+    ks.extend(std::iter::repeat_n(0xab, 1248));
+    ks.extend_from_slice(&29u16.to_be_bytes());
+    ks.extend_from_slice(&32u16.to_be_bytes());
+    ks.extend(std::iter::repeat_n(0xcd, 32));
+    let mut share = (ks.len() as u16).to_be_bytes().to_vec();
+    share.extend_from_slice(&ks);
+    ext(&mut e, 51, &share);
+    ext(&mut e, 0x4469, &[0, 3, 2, 0x68, 0x32]); // an extension nobody here knows
+    ext(&mut e, 45, &[1, 1]); // psk_key_exchange_modes
+    b.extend_from_slice(&(e.len() as u16).to_be_bytes());
+    b.extend_from_slice(&e);
+    b
+}
+
+fn fragment_record(msg: &[u8], seq: u64, offset: usize, len: usize) -> Vec<u8> {
+    let mut body = vec![1];
+    body.extend_from_slice(&(msg.len() as u32).to_be_bytes()[1..]);
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&(offset as u32).to_be_bytes()[1..]);
+    body.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    body.extend_from_slice(&msg[offset..offset + len]);
+    let mut r = vec![22, 0xfe, 0xff, 0, 0];
+    r.extend_from_slice(&seq.to_be_bytes()[2..]);
+    r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    r.extend_from_slice(&body);
+    r
+}
+
+#[test]
+fn built_chrome_like_hello_fragmented_and_overlapping_negotiates_dtls_1_2() {
+    let hello = chrome_like_client_hello();
+    assert!(hello.len() > 1300);
+    let mut s = server();
+    // Three records over two datagrams, overlapping, delivered out of order.
+    let mut d1 = fragment_record(&hello, 1, 600, 700);
+    d1.extend_from_slice(&fragment_record(&hello, 2, 1250, hello.len() - 1250));
+    let d2 = fragment_record(&hello, 0, 0, 650);
+    s.handle_datagram(Instant::now(), &d1);
+    assert!(server_hello(&mut s).is_none());
+    s.handle_datagram(Instant::now(), &d2);
+    let (version, suite, profiles) = server_hello(&mut s).expect("a ServerHello");
+    assert_eq!(version, 0xfefd);
+    assert_eq!(suite, 0xc02b);
+    assert_eq!(profiles, vec![0x0007]);
+}

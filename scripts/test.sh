@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need on a fresh Debian machine, then runs
+# every tier: formatting and lints, the Rust tests (unit, virtual-time matrix, interop with
+# OpenSSL and the `dtls` crate, end to end), and the headless Chromium call tests.
+#
+#   scripts/test.sh            everything
+#   SLUICE_SKIP_BROWSER=1 ...  everything but the browser tier
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing system packages (openssl, chromium) and npm packages"
+need_apt=()
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-liberation)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
+  bash tests/browser/install.sh
+fi
+
+step "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "Rust tests (unit, DTLS matrix, interop, end to end)"
+cargo test --workspace --quiet 2>&1 | tee target/rust-tests.log
+grep -q "test result: ok" target/rust-tests.log
+
+if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
+  step "browser tests (headless Chromium)"
+  cargo build --release --quiet -p sluice
+  SLUICE_BIN="$PWD/target/release/sluice" node --test tests/browser/
+fi
+
+step "all tiers passed"
