@@ -35,7 +35,9 @@ impl Router {
                 RtcpPacket::SenderReport(sr) => self.on_sender_report(now, from, &sr),
                 RtcpPacket::ReceiverReport(_) => self.stats.receiver_reports_received += 1,
                 RtcpPacket::Nack(nack) => self.on_nack(from, &nack),
-                RtcpPacket::Pli { media_ssrc, .. } => self.on_keyframe_request(now, from, media_ssrc),
+                RtcpPacket::Pli { media_ssrc, .. } => {
+                    self.on_keyframe_request(now, from, media_ssrc)
+                }
                 RtcpPacket::Fir(fir) => {
                     for entry in fir.entries() {
                         self.on_keyframe_request(now, from, entry.ssrc);

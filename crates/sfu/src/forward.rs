@@ -41,18 +41,31 @@ impl Router {
         // (bandwidth probes are padding on the RTX SSRC).
         if let Some(&[a, b]) = h.extension(EXT_TRANSPORT_CC) {
             if p.twcc.record(u16::from_be_bytes([a, b]), now) && p.next_twcc_at.is_none() {
-                p.next_twcc_at = Some(now.checked_add(twcc_interval).unwrap_or(now));
+                // one feedback per interval while packets flow; right away after a pause
+                let cadence = p.last_twcc_at.and_then(|t| t.checked_add(twcc_interval));
+                p.next_twcc_at = Some(cadence.map_or(now, |t| t.max(now)));
             }
         }
         let binding = match p.ssrcs.get(&h.ssrc()) {
             Some(b) => *b,
             None => match learn_ssrc(p, &self.tracks, &h, max_ssrcs) {
                 Ok(b) => {
-                    debug!(participant = from.0, ssrc = h.ssrc(), track = b.track.0, rtx = (b.role == StreamRole::Rtx), "SSRC learnt from MID");
+                    debug!(
+                        participant = from.0,
+                        ssrc = h.ssrc(),
+                        track = b.track.0,
+                        rtx = (b.role == StreamRole::Rtx),
+                        "SSRC learnt from MID"
+                    );
                     b
                 }
                 Err(reason) => {
-                    trace!(participant = from.0, ssrc = h.ssrc(), reason = reason.as_str(), "RTP dropped");
+                    trace!(
+                        participant = from.0,
+                        ssrc = h.ssrc(),
+                        reason = reason.as_str(),
+                        "RTP dropped"
+                    );
                     self.stats.dropped.add(reason);
                     return;
                 }
@@ -106,16 +119,20 @@ impl Router {
         };
         if track.ssrc != Some(h.ssrc()) {
             // Another SSRC bound to this MID takes over only from a silent stream.
-            let silent = track.last_packet_at.is_none_or(|t| {
-                now.saturating_duration_since(t) >= SSRC_TAKEOVER_SILENCE
-            });
+            let silent = track
+                .last_packet_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= SSRC_TAKEOVER_SILENCE);
             if track.ssrc.is_some() && !silent {
                 stats.dropped.add(DropReason::Stale);
                 return;
             }
-            debug!(track = track_id.0, ssrc = h.ssrc(), "track switches media SSRC");
-            let nack = (config.nack.enabled && track.kind == Kind::Video)
-                .then_some(config.nack.generator);
+            debug!(
+                track = track_id.0,
+                ssrc = h.ssrc(),
+                "track switches media SSRC"
+            );
+            let nack =
+                (config.nack.enabled && track.kind == Kind::Video).then_some(config.nack.generator);
             track.set_media_ssrc(h.ssrc(), nack);
         }
         track.last_packet_at = Some(now);
@@ -125,7 +142,12 @@ impl Router {
         }
         if !recovered {
             if let Some(recv) = track.recv.as_mut() {
-                recv.on_packet(h.sequence_number(), h.timestamp(), now, track.kind.clock_rate_hz());
+                recv.on_packet(
+                    h.sequence_number(),
+                    h.timestamp(),
+                    now,
+                    track.kind.clock_rate_hz(),
+                );
             }
         }
         if let Some(nack) = track.nack.as_mut() {
@@ -139,7 +161,8 @@ impl Router {
         let gate = track.kind == Kind::Video && track.codec != Codec::Other;
         if let Some(publisher) = participants.get_mut(&track.publisher) {
             if publisher.next_rr_at.is_none() {
-                publisher.next_rr_at = now.checked_add(jitter.jittered(config.rtcp_report_interval));
+                publisher.next_rr_at =
+                    now.checked_add(jitter.jittered(config.rtcp_report_interval));
             }
         }
         let since_epoch = now.saturating_duration_since(epoch.unwrap_or(now));
@@ -179,7 +202,15 @@ impl Router {
             stats.forwarded_bytes += buf.len() as u64;
             outbox.push(sub.subscriber, OutputKind::Rtp, buf, stats);
         }
-        maybe_send_pli(track, now, config.keyframe_request_interval, config.max_keyframe_request_attempts, config.rtcp_sender_ssrc, outbox, stats);
+        maybe_send_pli(
+            track,
+            now,
+            config.keyframe_request_interval,
+            config.max_keyframe_request_attempts,
+            config.rtcp_sender_ssrc,
+            outbox,
+            stats,
+        );
     }
 }
 
@@ -187,7 +218,11 @@ impl Router {
 /// transport-cc extension (if it has one): each subscriber's transport numbers its own
 /// packets, whatever publisher they came from.
 pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) {
-    if set_extension(buf, EXT_TRANSPORT_CC, &subscriber.next_transport_seq.to_be_bytes()) {
+    if set_extension(
+        buf,
+        EXT_TRANSPORT_CC,
+        &subscriber.next_transport_seq.to_be_bytes(),
+    ) {
         subscriber.next_transport_seq = subscriber.next_transport_seq.wrapping_add(1);
     }
 }

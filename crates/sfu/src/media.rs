@@ -74,7 +74,10 @@ pub fn unwrap_rtx(rtx: &[u8], media_ssrc: u32, out: &mut Vec<u8>) -> bool {
     ) else {
         return false;
     };
-    let osn = u16::from_be_bytes([osn.first().copied().unwrap_or(0), osn.get(1).copied().unwrap_or(0)]);
+    let osn = u16::from_be_bytes([
+        osn.first().copied().unwrap_or(0),
+        osn.get(1).copied().unwrap_or(0),
+    ]);
     out.clear();
     out.extend_from_slice(header);
     out.extend_from_slice(original_payload);

@@ -77,6 +77,7 @@ impl Router {
                     stats.twcc_feedback_sent += 1;
                     outbox.push(id, OutputKind::Rtcp, buf, stats);
                 }
+                p.last_twcc_at = Some(now);
                 p.next_twcc_at = p
                     .twcc
                     .has_pending()
@@ -188,6 +189,9 @@ mod tests {
 
     #[test]
     fn ntp_interval_of_one_and_a_half_seconds() {
-        assert_eq!(duration_to_ntp(Duration::from_millis(1500)), (1 << 32) | (1 << 31));
+        assert_eq!(
+            duration_to_ntp(Duration::from_millis(1500)),
+            (1 << 32) | (1 << 31)
+        );
     }
 }

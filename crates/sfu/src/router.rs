@@ -5,13 +5,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sluice_rtp::{Codec, NackGenerator, ReceiveStats, RetransmissionCache, SenderStats, StreamRewriter};
+use sluice_rtp::{
+    Codec, NackGenerator, ReceiveStats, RetransmissionCache, SenderStats, StreamRewriter,
+};
 use tracing::debug;
 
 use crate::config::RouterConfig;
 use crate::error::RouterError;
 use crate::ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
-use crate::output::{Output, Outbox};
+use crate::output::{Outbox, Output};
 use crate::state::{
     AnnouncedSsrc, KeyframeRequest, Participant, SsrcBinding, StreamRole, Subscription, Track,
 };
@@ -103,7 +105,11 @@ impl Router {
         self.rooms.entry(room.to_owned()).or_default().push(id);
         self.participants.insert(
             id,
-            Participant::new(room.to_owned(), id.0.to_string(), self.config.twcc_window_packets),
+            Participant::new(
+                room.to_owned(),
+                id.0.to_string(),
+                self.config.twcc_window_packets,
+            ),
         );
         debug!(room, participant = id.0, "participant added");
         Ok(())
@@ -153,13 +159,21 @@ impl Router {
             }
         }
         self.outbox.purge(id);
-        debug!(participant = id.0, tracks = published.len(), "participant removed");
+        debug!(
+            participant = id.0,
+            tracks = published.len(),
+            "participant removed"
+        );
         published
     }
 
     /// Registers a track `publisher` sends on the m-line `spec.mid`. SSRCs given here are
     /// bound at once; missing ones are learnt from the MID extension of the first packets.
-    pub fn publish(&mut self, publisher: ParticipantId, spec: TrackSpec) -> Result<TrackId, RouterError> {
+    pub fn publish(
+        &mut self,
+        publisher: ParticipantId,
+        spec: TrackSpec,
+    ) -> Result<TrackId, RouterError> {
         let max_tracks = self.config.max_tracks_per_participant;
         let max_ssrcs = self.config.max_ssrcs_per_participant;
         let p = self
@@ -175,8 +189,7 @@ impl Router {
                 max: max_tracks,
             });
         }
-        if p
-            .published
+        if p.published
             .iter()
             .any(|t| self.tracks.get(t).is_some_and(|t| t.mid == spec.mid))
         {
@@ -185,7 +198,12 @@ impl Router {
                 mid: spec.mid,
             });
         }
-        let new_ssrcs: Vec<u32> = spec.ssrc.iter().chain(spec.rtx_ssrc.iter()).copied().collect();
+        let new_ssrcs: Vec<u32> = spec
+            .ssrc
+            .iter()
+            .chain(spec.rtx_ssrc.iter())
+            .copied()
+            .collect();
         if spec.ssrc.is_some() && spec.ssrc == spec.rtx_ssrc {
             return Err(RouterError::SsrcInUse {
                 participant: publisher,
@@ -230,10 +248,22 @@ impl Router {
         }
         if let Some(p) = self.participants.get_mut(&publisher) {
             if let Some(ssrc) = spec.ssrc {
-                p.ssrcs.insert(ssrc, SsrcBinding { track: id, role: StreamRole::Media });
+                p.ssrcs.insert(
+                    ssrc,
+                    SsrcBinding {
+                        track: id,
+                        role: StreamRole::Media,
+                    },
+                );
             }
             if let Some(ssrc) = spec.rtx_ssrc {
-                p.ssrcs.insert(ssrc, SsrcBinding { track: id, role: StreamRole::Rtx });
+                p.ssrcs.insert(
+                    ssrc,
+                    SsrcBinding {
+                        track: id,
+                        role: StreamRole::Rtx,
+                    },
+                );
             }
             p.published.push(id);
         }
@@ -275,7 +305,10 @@ impl Router {
             .participants
             .get(&subscriber)
             .ok_or(RouterError::UnknownParticipant(subscriber))?;
-        let t = self.tracks.get(&track).ok_or(RouterError::UnknownTrack(track))?;
+        let t = self
+            .tracks
+            .get(&track)
+            .ok_or(RouterError::UnknownTrack(track))?;
         if t.publisher == subscriber {
             return Err(RouterError::OwnTrack(subscriber));
         }
@@ -310,8 +343,14 @@ impl Router {
             }
         }
         let (cache_packets, cache_bytes) = match t.kind {
-            Kind::Video => (cfg.retransmission_cache_packets, cfg.retransmission_cache_bytes),
-            Kind::Audio => (cfg.audio_retransmission_cache_packets, cfg.retransmission_cache_bytes),
+            Kind::Video => (
+                cfg.retransmission_cache_packets,
+                cfg.retransmission_cache_bytes,
+            ),
+            Kind::Audio => (
+                cfg.audio_retransmission_cache_packets,
+                cfg.retransmission_cache_bytes,
+            ),
         };
         let kind = t.kind;
         let mut rewriter = StreamRewriter::new(spec.ssrc, kind.clock_rate_hz());
@@ -324,16 +363,29 @@ impl Router {
             rtx_ssrc: spec.rtx_ssrc,
             mid: spec.mid,
             rewriter,
-            cache: (cache_packets > 0).then(|| RetransmissionCache::new(cache_packets, cache_bytes)),
+            cache: (cache_packets > 0)
+                .then(|| RetransmissionCache::new(cache_packets, cache_bytes)),
             sender: SenderStats::new(kind.clock_rate_hz()),
             rtx_seq: 0,
             awaiting_keyframe: kind == Kind::Video,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);
-            s.announced.insert(spec.ssrc, AnnouncedSsrc { track, role: StreamRole::Media });
+            s.announced.insert(
+                spec.ssrc,
+                AnnouncedSsrc {
+                    track,
+                    role: StreamRole::Media,
+                },
+            );
             if let Some(rtx) = spec.rtx_ssrc {
-                s.announced.insert(rtx, AnnouncedSsrc { track, role: StreamRole::Rtx });
+                s.announced.insert(
+                    rtx,
+                    AnnouncedSsrc {
+                        track,
+                        role: StreamRole::Rtx,
+                    },
+                );
             }
         }
         if let Some(t) = self.tracks.get_mut(&track) {
@@ -345,8 +397,15 @@ impl Router {
     }
 
     /// Stops forwarding `track` to `subscriber`.
-    pub fn unsubscribe(&mut self, subscriber: ParticipantId, track: TrackId) -> Result<(), RouterError> {
-        let t = self.tracks.get_mut(&track).ok_or(RouterError::UnknownTrack(track))?;
+    pub fn unsubscribe(
+        &mut self,
+        subscriber: ParticipantId,
+        track: TrackId,
+    ) -> Result<(), RouterError> {
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(RouterError::UnknownTrack(track))?;
         let before = t.subscriptions.len();
         t.subscriptions.retain(|s| s.subscriber != subscriber);
         if t.subscriptions.len() == before {
@@ -429,9 +488,7 @@ pub(crate) struct Jitter {
 
 impl Jitter {
     fn new(seed: u64) -> Self {
-        Self {
-            state: seed | 1,
-        }
+        Self { state: seed | 1 }
     }
 
     fn next_u64(&mut self) -> u64 {

@@ -58,6 +58,8 @@ pub(crate) struct Participant {
     pub(crate) next_sr_at: Option<Instant>,
     /// Next transport-cc feedback to it; set while arrivals are unreported.
     pub(crate) next_twcc_at: Option<Instant>,
+    /// When the last transport-cc feedback went out, so feedback keeps a steady cadence.
+    pub(crate) last_twcc_at: Option<Instant>,
 }
 
 impl Participant {
@@ -74,6 +76,7 @@ impl Participant {
             next_rr_at: None,
             next_sr_at: None,
             next_twcc_at: None,
+            last_twcc_at: None,
         }
     }
 }
@@ -140,7 +143,10 @@ pub(crate) struct Track {
 pub(crate) const SSRC_TAKEOVER_SILENCE: Duration = Duration::from_secs(1);
 
 impl Track {
-    pub(crate) fn subscription_mut(&mut self, subscriber: ParticipantId) -> Option<&mut Subscription> {
+    pub(crate) fn subscription_mut(
+        &mut self,
+        subscriber: ParticipantId,
+    ) -> Option<&mut Subscription> {
         self.subscriptions
             .iter_mut()
             .find(|s| s.subscriber == subscriber)
@@ -178,7 +184,11 @@ impl Track {
     }
 
     /// When a PLI for a pending request may go out (`now_if_unsent` before the first one).
-    pub(crate) fn keyframe_due(&self, interval: Duration, now_if_unsent: Instant) -> Option<Instant> {
+    pub(crate) fn keyframe_due(
+        &self,
+        interval: Duration,
+        now_if_unsent: Instant,
+    ) -> Option<Instant> {
         if !self.keyframe.pending || self.ssrc.is_none() {
             return None;
         }
