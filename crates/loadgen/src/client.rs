@@ -1,0 +1,777 @@
+//! The tokio shell around the sans-IO pieces: one WebSocket, one UDP socket, one task.
+//!
+//! ```text
+//! connect(): WebSocket -> join -> joined   (returns here; the task does the rest)
+//! task loop, select! over:
+//!   WebSocket text  -> offer: parse, answer (same m-line order), update remote tracks;
+//!                      first offer also starts ICE -> DTLS -> SRTP (Transport)
+//!                      participant_joined/left, error, bye -> events and stats
+//!   UDP datagram    -> Transport (STUN/DTLS/SRTP) -> MediaSession (stats, NACK, PLI)
+//!   timer           -> Transport/MediaSession handle_timeout, stats snapshot, ping
+//!   command         -> leave
+//! after every step: drain Transport transmits and MediaSession output (protected) to UDP
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use ring::rand::{SecureRandom, SystemRandom};
+use sluice_dtls::{Certificate, Role};
+use sluice_ice::Credentials;
+use sluice_signal::protocol::{ClientMessage, ServerMessage};
+use sluice_signal::sdp::Setup;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::answer::{answer_setup, write_answer, AnswerParams, LocalTrack};
+use crate::config::ClientConfig;
+use crate::error::{AnswerError, ClientError};
+use crate::ice::IceClientConfig;
+use crate::remote::{RemoteOffer, RemoteTrack};
+use crate::session::{MediaSession, Outgoing, SessionConfig};
+use crate::stats::{ClientStats, Phase};
+use crate::transport::{Received, Transport, TransportEvent, TransportParams};
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Most events kept in [`Client::events`].
+pub const MAX_EVENTS: usize = 4096;
+/// How often the stats snapshot is refreshed.
+const STATS_INTERVAL: Duration = Duration::from_millis(100);
+/// Keep-alive interval of the signalling socket, like the demo page.
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Largest WebSocket message accepted from the server (an offer for a full room).
+const MAX_SERVER_MESSAGE_BYTES: usize = 1 << 20;
+
+/// What happened to a client, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The join succeeded.
+    Joined {
+        /// Our participant id.
+        participant_id: String,
+        /// Who was already there, as (id, name).
+        participants: Vec<(String, String)>,
+    },
+    /// An offer arrived and was answered.
+    Answered {
+        /// Its revision.
+        revision: u64,
+        /// The remote tracks it carries.
+        tracks: usize,
+    },
+    /// Someone joined.
+    ParticipantJoined {
+        /// Their id.
+        id: String,
+        /// Their name.
+        name: String,
+    },
+    /// Someone left.
+    ParticipantLeft {
+        /// Their id.
+        id: String,
+    },
+    /// ICE succeeded.
+    IceConnected,
+    /// DTLS completed; SRTP is ready and media flows.
+    MediaConnected,
+    /// The server sent an error message.
+    ServerError {
+        /// The wire code.
+        code: &'static str,
+        /// The message.
+        message: String,
+    },
+    /// The server ended the session.
+    Bye {
+        /// Its reason.
+        reason: String,
+    },
+    /// The client failed.
+    Failed(String),
+}
+
+enum Command {
+    Leave,
+}
+
+/// One synthetic participant. Dropping it aborts its task; [`Client::leave`] leaves cleanly.
+pub struct Client {
+    participant_id: String,
+    local_addr: SocketAddr,
+    stats: watch::Receiver<ClientStats>,
+    events: Arc<Mutex<Vec<ClientEvent>>>,
+    commands: mpsc::Sender<Command>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("participant_id", &self.participant_id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn random_u32(rng: &SystemRandom, taken: &[u32]) -> Result<u32, ClientError> {
+    loop {
+        let mut bytes = [0u8; 4];
+        rng.fill(&mut bytes)
+            .map_err(|_| ClientError::InvalidConfig("system random generator failed"))?;
+        let value = u32::from_be_bytes(bytes);
+        if value != 0 && !taken.contains(&value) {
+            return Ok(value);
+        }
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn error_code(code: sluice_signal::protocol::ErrorCode) -> &'static str {
+    code.as_str()
+}
+
+async fn send_json(ws: &mut Ws, message: &ClientMessage) -> Result<(), ClientError> {
+    let text = serde_json::to_string(message)
+        .map_err(|_| ClientError::Protocol("message did not serialise"))?;
+    ws.send(Message::text(text)).await?;
+    Ok(())
+}
+
+/// Reads the next server message; `None` when the socket closed.
+async fn next_message(ws: &mut Ws) -> Result<Option<ServerMessage>, ClientError> {
+    while let Some(frame) = ws.next().await {
+        match frame? {
+            Message::Text(text) => {
+                if text.len() > MAX_SERVER_MESSAGE_BYTES {
+                    return Err(ClientError::Protocol("server message too large"));
+                }
+                return serde_json::from_str(text.as_str())
+                    .map(Some)
+                    .map_err(|_| ClientError::Protocol("undecodable server message"));
+            }
+            Message::Close(_) => return Ok(None),
+            Message::Binary(_) => return Err(ClientError::Protocol("binary frame from server")),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+impl Client {
+    /// Opens the WebSocket, joins the room and starts the client's task, which answers
+    /// every offer, runs ICE, DTLS and SRTP and then publishes and receives media.
+    ///
+    /// Returns once the server said `joined`; use [`Client::wait_connected`] (or
+    /// [`Client::wait_for`]) to wait for media. Fails with [`ClientError::Rejected`]
+    /// when the server refuses the join.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        config.validate()?;
+        let deadline = config.connect_timeout;
+        let (mut ws, _) = tokio::time::timeout(
+            deadline,
+            tokio_tungstenite::connect_async(config.server_url.as_str()),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(deadline))??;
+        send_json(
+            &mut ws,
+            &ClientMessage::Join {
+                room: config.room.clone(),
+                name: config.name.clone(),
+                token: config.token.clone(),
+            },
+        )
+        .await?;
+        let joined = tokio::time::timeout(deadline, async {
+            match next_message(&mut ws).await? {
+                Some(ServerMessage::Joined {
+                    participant_id,
+                    participants,
+                    ..
+                }) => Ok((participant_id, participants)),
+                Some(ServerMessage::Error { code, message }) => Err(ClientError::Rejected {
+                    code: error_code(code),
+                    message,
+                }),
+                Some(ServerMessage::Bye { reason }) => Err(ClientError::Bye { reason }),
+                Some(_) => Err(ClientError::Protocol("message before joined")),
+                None => Err(ClientError::Closed),
+            }
+        })
+        .await
+        .map_err(|_| ClientError::Timeout(deadline))??;
+        let (participant_id, participants) = joined;
+
+        let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0)).await?;
+        let local_addr = socket.local_addr()?;
+
+        let mut stats = ClientStats {
+            phase: Phase::Connecting,
+            participant_id: Some(participant_id.clone()),
+            participants: participants
+                .iter()
+                .map(|p| (p.id.clone(), p.name.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            ..ClientStats::default()
+        };
+        stats.phase = Phase::Connecting;
+        let (stats_tx, stats_rx) = watch::channel(stats.clone());
+        let events = Arc::new(Mutex::new(vec![ClientEvent::Joined {
+            participant_id: participant_id.clone(),
+            participants: participants.into_iter().map(|p| (p.id, p.name)).collect(),
+        }]));
+        let (commands_tx, commands_rx) = mpsc::channel(4);
+
+        let runner = Runner::new(
+            config,
+            participant_id.clone(),
+            stats,
+            stats_tx,
+            Arc::clone(&events),
+        )?;
+        let task = tokio::spawn(runner.run(ws, socket, commands_rx));
+        Ok(Client {
+            participant_id,
+            local_addr,
+            stats: stats_rx,
+            events,
+            commands: commands_tx,
+            task: Some(task),
+        })
+    }
+
+    /// Our participant id.
+    pub fn participant_id(&self) -> &str {
+        &self.participant_id
+    }
+
+    /// The local UDP address media uses.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The latest statistics snapshot (refreshed every 100 ms and at every event).
+    pub fn stats(&self) -> ClientStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Every event so far (at most [`MAX_EVENTS`]).
+    pub fn events(&self) -> Vec<ClientEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `predicate` holds for a stats snapshot; returns that snapshot.
+    pub async fn wait_for(
+        &self,
+        predicate: impl Fn(&ClientStats) -> bool,
+        timeout: Duration,
+    ) -> Result<ClientStats, ClientError> {
+        let mut rx = self.stats.clone();
+        let waited = tokio::time::timeout(timeout, async move {
+            rx.wait_for(|s| predicate(s))
+                .await
+                .map(|s| s.clone())
+                .map_err(|_| ClientError::Closed)
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout(timeout)),
+        }
+    }
+
+    /// Waits until an event matching `predicate` has happened; returns it.
+    pub async fn wait_for_event(
+        &self,
+        predicate: impl Fn(&ClientEvent) -> bool,
+        timeout: Duration,
+    ) -> Result<ClientEvent, ClientError> {
+        let mut rx = self.stats.clone();
+        let events = Arc::clone(&self.events);
+        let find = move || {
+            events
+                .lock()
+                .ok()
+                .and_then(|e| e.iter().find(|e| predicate(e)).cloned())
+        };
+        let waited = tokio::time::timeout(timeout, async move {
+            loop {
+                if let Some(event) = find() {
+                    return Ok(event);
+                }
+                if rx.changed().await.is_err() {
+                    return find().ok_or(ClientError::Closed);
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or(Err(ClientError::Timeout(timeout)))
+    }
+
+    /// Waits until ICE, DTLS and SRTP are up; fails early when the client failed.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<ClientStats, ClientError> {
+        let stats = self
+            .wait_for(
+                |s| matches!(s.phase, Phase::Connected | Phase::Failed | Phase::Closed),
+                timeout,
+            )
+            .await?;
+        match stats.phase {
+            Phase::Connected => Ok(stats),
+            _ => Err(ClientError::Dtls(
+                stats
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| "session ended".to_owned()),
+            )),
+        }
+    }
+
+    /// Sends `leave`, waits (up to 5 s) for the server's `bye` and the task's end, and
+    /// returns the final statistics.
+    pub async fn leave(mut self) -> Result<ClientStats, ClientError> {
+        let _ = self.commands.send(Command::Leave).await;
+        if let Some(task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                return Err(ClientError::Timeout(Duration::from_secs(5)));
+            }
+        }
+        Ok(self.stats.borrow().clone())
+    }
+}
+
+/// The task's state.
+struct Runner {
+    config: ClientConfig,
+    participant_id: String,
+    stats: ClientStats,
+    stats_tx: watch::Sender<ClientStats>,
+    events: Arc<Mutex<Vec<ClientEvent>>>,
+    certificate: Arc<Certificate>,
+    ice_local: Credentials,
+    answer: AnswerParams,
+    rtcp_ssrc: u32,
+    remote_addr: Option<SocketAddr>,
+    transport: Option<Transport>,
+    session: Option<MediaSession>,
+    tracks: Vec<RemoteTrack>,
+    offer_layout: Vec<(String, sluice_signal::sdp::Kind)>,
+    first_offer_at: Option<Instant>,
+    ending: bool,
+}
+
+impl Runner {
+    fn new(
+        config: ClientConfig,
+        participant_id: String,
+        stats: ClientStats,
+        stats_tx: watch::Sender<ClientStats>,
+        events: Arc<Mutex<Vec<ClientEvent>>>,
+    ) -> Result<Self, ClientError> {
+        let rng = SystemRandom::new();
+        let certificate = Arc::new(
+            Certificate::generate()
+                .map_err(|_| ClientError::Dtls("certificate generation".into()))?,
+        );
+        let ice_local = Credentials::generate(&rng)
+            .map_err(|_| ClientError::InvalidConfig("ICE credential generation failed"))?;
+        let mut taken = Vec::new();
+        for _ in 0..4 {
+            let value = random_u32(&rng, &taken)?;
+            taken.push(value);
+        }
+        let (audio_ssrc, video_ssrc, rtx_ssrc, rtcp_ssrc) =
+            (taken[0], taken[1], taken[2], taken[3]);
+        let mut session_id = [0u8; 8];
+        let _ = rng.fill(&mut session_id);
+        let stream_id = format!("lg-{participant_id}")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+            .take(64)
+            .collect::<String>();
+        let answer = AnswerParams {
+            session_id: u64::from_be_bytes(session_id),
+            version: 1,
+            ice_ufrag: ice_local.ufrag.clone(),
+            ice_pwd: ice_local.pwd.clone(),
+            fingerprint_sha256: certificate.fingerprint().0,
+            stream_id,
+            cname: format!("cname{rtcp_ssrc:08x}"),
+            audio: config.publish_audio.then(|| LocalTrack {
+                track_id: "audio".to_owned(),
+                ssrc: audio_ssrc,
+                rtx_ssrc: None,
+            }),
+            video: config.publish_video.then(|| LocalTrack {
+                track_id: "video".to_owned(),
+                ssrc: video_ssrc,
+                rtx_ssrc: Some(rtx_ssrc),
+            }),
+        };
+        Ok(Self {
+            config,
+            participant_id,
+            stats,
+            stats_tx,
+            events,
+            certificate,
+            ice_local,
+            answer,
+            rtcp_ssrc,
+            remote_addr: None,
+            transport: None,
+            session: None,
+            tracks: Vec::new(),
+            offer_layout: Vec::new(),
+            first_offer_at: None,
+            ending: false,
+        })
+    }
+
+    fn event(&mut self, event: ClientEvent) {
+        if let Ok(mut events) = self.events.lock() {
+            if events.len() < MAX_EVENTS {
+                events.push(event);
+            }
+        }
+        self.publish();
+    }
+
+    fn fail(&mut self, why: String) {
+        if self.stats.failure.is_none() {
+            self.stats.failure = Some(why.clone());
+        }
+        self.stats.phase = Phase::Failed;
+        self.event(ClientEvent::Failed(why));
+    }
+
+    fn publish(&mut self) {
+        if let Some(session) = &self.session {
+            session.fill_stats(&mut self.stats);
+        }
+        if let Some(transport) = &self.transport {
+            if let Some(d) = transport.dtls_stats() {
+                self.stats.dtls_retransmissions =
+                    d.timer_retransmissions + d.repeat_retransmissions;
+            }
+            self.stats.ice_checks_sent = transport.ice_checks_sent();
+        }
+        self.stats_tx.send_replace(self.stats.clone());
+    }
+
+    async fn run(mut self, mut ws: Ws, socket: UdpSocket, mut commands: mpsc::Receiver<Command>) {
+        if let Err(e) = self.run_inner(&mut ws, &socket, &mut commands).await {
+            self.fail(e.to_string());
+        }
+        if let Some(t) = self.transport.as_mut() {
+            t.close(Instant::now());
+        }
+        let _ = ws.close(None).await;
+        self.publish();
+    }
+
+    async fn run_inner(
+        &mut self,
+        ws: &mut Ws,
+        socket: &UdpSocket,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<(), ClientError> {
+        let mut buffer = vec![0u8; 2048];
+        let mut next_stats = Instant::now() + STATS_INTERVAL;
+        let mut next_ping = Instant::now() + PING_INTERVAL;
+        let mut leave_deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if now >= next_stats {
+                next_stats = now + STATS_INTERVAL;
+                self.publish();
+            }
+            if now >= next_ping && !self.ending {
+                next_ping = now + PING_INTERVAL;
+                send_json(ws, &ClientMessage::Ping).await?;
+            }
+            if leave_deadline.is_some_and(|d| now >= d) {
+                self.stats.phase = Phase::Closed;
+                return Ok(());
+            }
+            if let (Some(start), false) =
+                (self.first_offer_at, self.stats.phase == Phase::Connected)
+            {
+                if now.saturating_duration_since(start) > self.config.connect_timeout {
+                    return Err(ClientError::Timeout(self.config.connect_timeout));
+                }
+            }
+            self.on_timers(now);
+            self.flush(socket).await;
+
+            let mut wake = next_stats.min(next_ping);
+            if let Some(t) = self.transport.as_ref().and_then(Transport::poll_timeout) {
+                wake = wake.min(t);
+            }
+            if let Some(s) = &self.session {
+                wake = wake.min(s.poll_timeout());
+            }
+            if let Some(d) = leave_deadline {
+                wake = wake.min(d);
+            }
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
+            tokio::select! {
+                frame = next_message(ws) => {
+                    match frame? {
+                        Some(message) => {
+                            if self.on_message(ws, message).await? {
+                                return Ok(());
+                            }
+                        }
+                        None => {
+                            if self.ending {
+                                self.stats.phase = Phase::Closed;
+                                return Ok(());
+                            }
+                            return Err(ClientError::Closed);
+                        }
+                    }
+                }
+                received = socket.recv_from(&mut buffer) => {
+                    let (len, from) = received?;
+                    if Some(from) == self.remote_addr {
+                        if let Some(datagram) = buffer.get(..len) {
+                            self.on_datagram(Instant::now(), datagram);
+                        }
+                    }
+                }
+                command = commands.recv(), if !self.ending => {
+                    match command {
+                        Some(Command::Leave) | None => {
+                            self.ending = true;
+                            let _ = send_json(ws, &ClientMessage::Leave).await;
+                            leave_deadline = Some(Instant::now() + Duration::from_secs(3));
+                        }
+                    }
+                }
+                _ = sleep => {}
+            }
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if let Some(transport) = self.transport.as_mut() {
+            if transport.poll_timeout().is_some_and(|t| t <= now) {
+                transport.handle_timeout(now);
+            }
+        }
+        self.on_transport_events(now);
+        if let Some(session) = self.session.as_mut() {
+            if session.poll_timeout() <= now {
+                session.handle_timeout(now);
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        let Some(transport) = self.transport.as_mut() else {
+            return;
+        };
+        let session = self.session.as_ref();
+        let received = transport.handle_datagram(now, datagram, |ssrc| {
+            session.is_some_and(|s| s.knows_ssrc(ssrc))
+        });
+        if let Some(session) = self.session.as_mut() {
+            match received {
+                Received::Rtp(p) => session.handle_rtp(now, &p),
+                Received::Rtcp(p) => session.handle_rtcp(now, &p),
+                Received::DecryptFailed { ssrc } => session.on_decrypt_failure(ssrc),
+                Received::Nothing => {}
+            }
+        }
+        self.on_transport_events(now);
+    }
+
+    fn on_transport_events(&mut self, now: Instant) {
+        loop {
+            let Some(event) = self.transport.as_mut().and_then(Transport::poll_event) else {
+                return;
+            };
+            match event {
+                TransportEvent::IceConnected { rtt } => {
+                    self.stats.ice_rtt = Some(rtt);
+                    self.event(ClientEvent::IceConnected);
+                }
+                TransportEvent::Connected { dtls_handshake, .. } => {
+                    self.stats.dtls_handshake_time = Some(dtls_handshake);
+                    self.stats.handshake_time = self
+                        .first_offer_at
+                        .map(|t| now.saturating_duration_since(t));
+                    self.stats.phase = Phase::Connected;
+                    let mut session = MediaSession::new(
+                        SessionConfig {
+                            audio_ssrc: self.answer.audio.as_ref().map(|t| t.ssrc),
+                            video_ssrcs: self
+                                .answer
+                                .video
+                                .as_ref()
+                                .map(|t| (t.ssrc, t.rtx_ssrc.unwrap_or(0))),
+                            rtcp_ssrc: self.rtcp_ssrc,
+                            video_bitrate_bps: self.config.video_bitrate_bps,
+                            video_fps: self.config.video_fps,
+                            keyframe_interval: self.config.keyframe_interval,
+                            rtcp_interval: Duration::from_secs(1),
+                            nack_interval: Duration::from_millis(20),
+                        },
+                        &self.participant_id,
+                        now,
+                        unix_micros(),
+                    );
+                    session.set_remote_tracks(&self.tracks);
+                    self.session = Some(session);
+                    self.event(ClientEvent::MediaConnected);
+                }
+                TransportEvent::ConsentLost => self.fail(ClientError::ConsentLost.to_string()),
+                TransportEvent::Failed(why) => self.fail(why),
+            }
+        }
+    }
+
+    async fn flush(&mut self, socket: &UdpSocket) {
+        let (Some(transport), Some(to)) = (self.transport.as_mut(), self.remote_addr) else {
+            return;
+        };
+        while let Some(datagram) = transport.poll_transmit() {
+            let _ = socket.send_to(&datagram, to).await;
+        }
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        while let Some(out) = session.poll_output() {
+            let protected = match &out {
+                Outgoing::Rtp(p) => transport.protect_rtp(p),
+                Outgoing::Rtcp(p) => transport.protect_rtcp(p),
+            };
+            if let Some(bytes) = protected {
+                let _ = socket.send_to(&bytes, to).await;
+            }
+        }
+    }
+
+    /// Returns true when the session is over.
+    async fn on_message(
+        &mut self,
+        ws: &mut Ws,
+        message: ServerMessage,
+    ) -> Result<bool, ClientError> {
+        match message {
+            ServerMessage::Offer { revision, sdp } => {
+                let sdp = self.answer_offer(revision, &sdp)?;
+                send_json(ws, &ClientMessage::Answer { revision, sdp }).await?;
+            }
+            ServerMessage::ParticipantJoined { id, name } => {
+                self.stats.participants.insert(id.clone(), name.clone());
+                self.event(ClientEvent::ParticipantJoined { id, name });
+            }
+            ServerMessage::ParticipantLeft { id } => {
+                self.stats.participants.remove(&id);
+                self.event(ClientEvent::ParticipantLeft { id });
+            }
+            ServerMessage::Error { code, message } => {
+                self.event(ClientEvent::ServerError {
+                    code: error_code(code),
+                    message,
+                });
+            }
+            ServerMessage::Bye { reason } => {
+                self.event(ClientEvent::Bye {
+                    reason: reason.clone(),
+                });
+                if self.ending {
+                    self.stats.phase = Phase::Closed;
+                    return Ok(true);
+                }
+                return Err(ClientError::Bye { reason });
+            }
+            ServerMessage::Pong => {}
+            ServerMessage::Joined { .. } => return Err(ClientError::Protocol("second joined")),
+        }
+        Ok(false)
+    }
+
+    fn answer_offer(&mut self, revision: u64, sdp: &str) -> Result<String, ClientError> {
+        let offer = RemoteOffer::parse(sdp)?;
+        let layout: Vec<_> = offer
+            .sdp
+            .media
+            .iter()
+            .map(|m| (m.mid.clone(), m.kind))
+            .collect();
+        if let Some(index) = self
+            .offer_layout
+            .iter()
+            .zip(&layout)
+            .position(|(old, new)| old != new)
+            .or_else(|| (layout.len() < self.offer_layout.len()).then_some(layout.len()))
+        {
+            return Err(AnswerError::MediaChanged { media_index: index }.into());
+        }
+        self.offer_layout = layout;
+        self.answer.version = revision;
+        let answer = write_answer(&offer.sdp, &self.answer)?;
+        self.tracks = offer.tracks();
+        if let Some(session) = self.session.as_mut() {
+            session.set_remote_tracks(&self.tracks);
+        }
+        if self.transport.is_none() {
+            let now = Instant::now();
+            let to = offer
+                .candidate_for(self.config.bind_ip)
+                .ok_or(AnswerError::NoCandidate)?;
+            self.remote_addr = Some(to);
+            self.first_offer_at = Some(now);
+            let role = match answer_setup(offer.sdp.setup) {
+                Setup::Passive => Role::Server,
+                _ => Role::Client,
+            };
+            let mut dtls = sluice_dtls::Config::new(Arc::clone(&self.certificate));
+            dtls.max_datagram_size = self.config.dtls_max_datagram_size;
+            dtls.handshake_timeout = self.config.connect_timeout;
+            self.transport = Some(Transport::new(
+                TransportParams {
+                    remote_ufrag: offer.sdp.ice_ufrag.clone(),
+                    remote_pwd: offer.sdp.ice_pwd.clone(),
+                    local_ufrag: self.ice_local.ufrag.clone(),
+                    remote_fingerprint: offer.sdp.fingerprint_sha256,
+                    role,
+                    dtls: Arc::new(dtls),
+                    ice: IceClientConfig::default(),
+                },
+                now,
+            )?);
+        }
+        self.stats.offer_revision = revision;
+        let tracks = self.tracks.len();
+        self.event(ClientEvent::Answered { revision, tracks });
+        Ok(answer)
+    }
+}

@@ -1,0 +1,260 @@
+use std::time::{Duration, Instant};
+
+use sluice_rtp::{write_pli, RtcpIter, RtcpPacket, RtpHeader};
+use sluice_signal::sdp::Kind;
+
+use super::*;
+use crate::remote::RemoteTrack;
+use crate::stats::MediaKind;
+
+const UNIX_US: u64 = 1_700_000_000_000_000;
+
+fn config(audio: Option<u32>, video: Option<(u32, u32)>, rtcp: u32) -> SessionConfig {
+    SessionConfig {
+        audio_ssrc: audio,
+        video_ssrcs: video,
+        rtcp_ssrc: rtcp,
+        video_bitrate_bps: 300_000,
+        video_fps: 20,
+        keyframe_interval: Duration::from_secs(100),
+        rtcp_interval: Duration::from_secs(1),
+        nack_interval: Duration::from_millis(20),
+    }
+}
+
+fn publisher(now: Instant) -> MediaSession {
+    MediaSession::new(config(Some(11), Some((22, 23)), 99), "p-ada", now, UNIX_US)
+}
+
+fn subscriber(now: Instant) -> MediaSession {
+    let mut s = MediaSession::new(config(None, None, 77), "p-bo", now, UNIX_US);
+    s.set_remote_tracks(&[
+        RemoteTrack {
+            mid: "2".into(),
+            kind: Kind::Audio,
+            participant_id: "p-ada".into(),
+            ssrc: 11,
+            rtx_ssrc: None,
+        },
+        RemoteTrack {
+            mid: "3".into(),
+            kind: Kind::Video,
+            participant_id: "p-ada".into(),
+            ssrc: 22,
+            rtx_ssrc: Some(23),
+        },
+    ]);
+    s
+}
+
+/// Runs the publisher for `duration`, delivering its RTP to the subscriber `delay` later
+/// unless `drop` says otherwise; returns the subscriber's RTCP.
+fn run(
+    a: &mut MediaSession,
+    b: &mut MediaSession,
+    from: Instant,
+    duration: Duration,
+    delay: Duration,
+    mut drop: impl FnMut(&RtpHeader) -> bool,
+) -> Vec<Vec<u8>> {
+    let mut now = from;
+    let mut rtcp = Vec::new();
+    while now < from + duration {
+        now = a.poll_timeout().min(b.poll_timeout());
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        while let Some(out) = a.poll_output() {
+            if let Outgoing::Rtp(p) = out {
+                let h = RtpHeader::parse(&p).unwrap();
+                if !drop(&h) {
+                    b.handle_rtp(now + delay, &p);
+                }
+            }
+        }
+        while let Some(out) = b.poll_output() {
+            if let Outgoing::Rtcp(p) = out {
+                rtcp.push(p);
+            }
+        }
+    }
+    rtcp
+}
+
+#[test]
+fn subscriber_attributes_packets_and_measures_delay() {
+    let now = Instant::now();
+    let (mut a, mut b) = (publisher(now), subscriber(now));
+    let rtcp = run(
+        &mut a,
+        &mut b,
+        now,
+        Duration::from_secs(2),
+        Duration::from_millis(30),
+        |_| false,
+    );
+    let mut stats = ClientStats::default();
+    b.fill_stats(&mut stats);
+    let audio = &stats.remote[&("p-ada".to_owned(), MediaKind::Audio)];
+    assert!(
+        (99..=101).contains(&audio.packets),
+        "{} audio packets in 2 s",
+        audio.packets
+    );
+    assert_eq!(audio.lost, 0);
+    let p50 = audio.delay.quantile(0.5).unwrap();
+    assert!(
+        p50 >= Duration::from_millis(29) && p50 <= Duration::from_millis(33),
+        "{p50:?}"
+    );
+    let video = &stats.remote[&("p-ada".to_owned(), MediaKind::Video)];
+    assert_eq!(video.keyframes, 1);
+    assert_eq!(video.misattributed, 0);
+    assert!(
+        video.bytes > 2 * 300_000 / 8 * 9 / 10,
+        "{} video bytes",
+        video.bytes
+    );
+    // receiver reports name both streams
+    let blocks: Vec<u32> = rtcp
+        .iter()
+        .flat_map(|d| RtcpIter::new(d).filter_map(Result::ok).collect::<Vec<_>>())
+        .filter_map(|p| match p {
+            RtcpPacket::ReceiverReport(rr) => {
+                Some(rr.blocks.iter().map(|b| b.ssrc).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(blocks.contains(&11) && blocks.contains(&22), "{blocks:?}");
+}
+
+#[test]
+fn lost_video_packet_is_nacked_and_recovered_through_rtx() {
+    let now = Instant::now();
+    let (mut a, mut b) = (publisher(now), subscriber(now));
+    let mut dropped = None;
+    let rtcp = run(
+        &mut a,
+        &mut b,
+        now,
+        Duration::from_millis(500),
+        Duration::ZERO,
+        |h| {
+            if h.ssrc() == 22 && h.sequence_number() % 7 == 3 && dropped.is_none() {
+                dropped = Some(h.sequence_number());
+                true
+            } else {
+                false
+            }
+        },
+    );
+    let dropped = dropped.expect("a video packet was dropped");
+    let mut stats = ClientStats::default();
+    b.fill_stats(&mut stats);
+    assert_eq!(
+        stats.remote[&("p-ada".to_owned(), MediaKind::Video)].lost,
+        1
+    );
+
+    let nacks: Vec<Vec<u8>> = rtcp
+        .into_iter()
+        .filter(|d| RtcpIter::new(d).any(|p| matches!(p, Ok(RtcpPacket::Nack(_)))))
+        .collect();
+    let first = nacks.first().expect("the subscriber NACKed");
+    let named: Vec<u16> = RtcpIter::new(first)
+        .filter_map(|p| match p {
+            Ok(RtcpPacket::Nack(n)) => Some(n.lost().collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(named, vec![dropped]);
+
+    a.handle_rtcp(now, first);
+    let Some(Outgoing::Rtp(rtx)) = a.poll_output() else {
+        panic!("no RTX")
+    };
+    let h = RtpHeader::parse(&rtx).unwrap();
+    assert_eq!((h.ssrc(), h.payload_type()), (23, 97));
+    assert_eq!(h.payload().get(..2), Some(&dropped.to_be_bytes()[..]));
+    b.handle_rtp(now + Duration::from_millis(600), &rtx);
+    b.fill_stats(&mut stats);
+    let video = &stats.remote[&("p-ada".to_owned(), MediaKind::Video)];
+    assert_eq!((video.lost, video.rtx_packets), (0, 1));
+    let mut sent = ClientStats::default();
+    a.fill_stats(&mut sent);
+    assert_eq!((sent.sent.nacks_received, sent.sent.rtx_packets), (1, 1));
+}
+
+#[test]
+fn pli_for_our_video_forces_a_keyframe() {
+    let now = Instant::now();
+    let (mut a, mut b) = (publisher(now), subscriber(now));
+    run(
+        &mut a,
+        &mut b,
+        now,
+        Duration::from_millis(300),
+        Duration::ZERO,
+        |_| false,
+    );
+    let mut pli = Vec::new();
+    write_pli(77, 22, &mut pli);
+    a.handle_rtcp(now, &pli);
+    let later = now + Duration::from_millis(300);
+    run(
+        &mut a,
+        &mut b,
+        later,
+        Duration::from_millis(100),
+        Duration::ZERO,
+        |_| false,
+    );
+    let mut stats = ClientStats::default();
+    b.fill_stats(&mut stats);
+    assert_eq!(
+        stats.remote[&("p-ada".to_owned(), MediaKind::Video)].keyframes,
+        2
+    );
+    a.fill_stats(&mut stats);
+    assert_eq!((stats.sent.keyframes, stats.sent.keyframe_requests), (2, 1));
+}
+
+#[test]
+fn packets_from_unknown_ssrcs_are_counted_not_attributed() {
+    let now = Instant::now();
+    let mut b = subscriber(now);
+    let mut other = MediaSession::new(config(Some(555), None, 1), "p-x", now, UNIX_US);
+    other.handle_timeout(now);
+    let Some(Outgoing::Rtp(p)) = other.poll_output() else {
+        panic!()
+    };
+    assert!(!b.knows_ssrc(555));
+    b.handle_rtp(now, &p);
+    b.on_decrypt_failure(555);
+    b.on_decrypt_failure(11);
+    let mut stats = ClientStats::default();
+    b.fill_stats(&mut stats);
+    assert_eq!(stats.unknown_ssrc_packets, 2);
+    assert_eq!(stats.decrypt_failures, 1);
+    assert_eq!(stats.packets_received(), 0);
+}
+
+#[test]
+fn publisher_sends_fifty_audio_packets_per_second() {
+    let now = Instant::now();
+    let mut a = MediaSession::new(config(Some(11), None, 1), "p-a", now, UNIX_US);
+    let mut t = now;
+    let mut audio = 0;
+    while t < now + Duration::from_secs(1) {
+        a.handle_timeout(t);
+        while let Some(out) = a.poll_output() {
+            if matches!(out, Outgoing::Rtp(_)) {
+                audio += 1;
+            }
+        }
+        t = a.poll_timeout();
+    }
+    assert_eq!(audio, 50);
+}
