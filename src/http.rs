@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 use crate::shutdown::Shutdown;
 use crate::signaling;
+use crate::signaling::rooms::Rooms;
 
 /// The demo page, embedded so the binary is self-contained.
 pub const INDEX_HTML: &str = include_str!("web/index.html");
@@ -43,6 +44,9 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Shutdown signal and open-connection count (signalling sockets hold a guard).
     pub shutdown: Shutdown,
+    /// The room registry over the media workers; `None` serves HTTP only (signalling
+    /// then refuses every client with an `internal` error).
+    pub rooms: Option<Arc<Rooms>>,
 }
 
 impl AppState {
@@ -53,7 +57,14 @@ impl AppState {
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
+            rooms: None,
         }
+    }
+
+    /// The same state with signalling wired to `rooms`.
+    pub fn with_rooms(mut self, rooms: Arc<Rooms>) -> Self {
+        self.rooms = Some(rooms);
+        self
     }
 
     pub fn is_ready(&self) -> bool {

@@ -56,6 +56,8 @@ enum ServerError {
     Runtime(#[source] std::io::Error),
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("media plane: {0}")]
+    Media(#[from] sluice::media::MediaError),
 }
 
 fn main() -> ExitCode {
@@ -124,12 +126,13 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
         media_listen = %config.media.listen,
         workers = config.media.resolved_workers(),
         announce = ?announce,
-        "media configuration (workers not started: not built yet)"
+        "media configuration"
     );
 
     let shutdown = Shutdown::new();
     let metrics = Arc::new(Metrics::with_workers(config.media.resolved_workers()));
     let state = AppState::new(Arc::clone(&config), metrics, shutdown.clone());
+    let state = sluice::signaling::with_media(state)?;
     let mut stop_signals = StopSignals::install().map_err(ServerError::Signals)?;
 
     let listen = config.http.listen;

@@ -1,0 +1,88 @@
+//! The server's DTLS certificate and engine configuration, from the `dtls.*` keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_dtls::{Certificate, Config, Recovery};
+
+use crate::config::DtlsConfig;
+use crate::media::MediaError;
+
+/// Initial timeout used when `dtls.recovery` is false: the fixed 1 s timer of a naive
+/// engine, so that comparisons measure what recovery brings.
+const NO_RECOVERY_RTO: Duration = Duration::from_secs(1);
+
+/// Loads `dtls.certificate`/`dtls.private_key`, or generates a fresh ECDSA P-256
+/// self-signed certificate when neither is set (browsers pin it by its SDP
+/// fingerprint, so nothing is gained by a CA-signed one).
+pub fn load_or_generate(config: &DtlsConfig) -> Result<Arc<Certificate>, MediaError> {
+    match (&config.certificate, &config.private_key) {
+        (None, None) => Ok(Arc::new(Certificate::generate()?)),
+        (Some(cert_path), Some(key_path)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read_to_string(path).map_err(|source| MediaError::ReadPem {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let cert_pem = read(cert_path)?;
+            let key_pem = read(key_path)?;
+            Ok(Arc::new(Certificate::from_pem(&cert_pem, &key_pem)?))
+        }
+        _ => Err(MediaError::HalfCertificate),
+    }
+}
+
+/// The engine configuration every session of the process shares.
+pub fn engine_config(config: &DtlsConfig, certificate: Arc<Certificate>) -> Config {
+    let mut engine = Config::new(certificate);
+    engine.max_datagram_size = config.max_datagram_size;
+    engine.initial_rto = config.initial_rto();
+    engine.max_rto = config.max_rto().max(engine.initial_rto);
+    engine.handshake_timeout = config.handshake_timeout();
+    engine.hello_verify = config.hello_verify;
+    engine.max_handshake_buffer = config.max_handshake_buffer_bytes;
+    if !config.recovery {
+        engine.recovery = Recovery::NONE;
+        engine.initial_rto = NO_RECOVERY_RTO;
+        engine.max_rto = NO_RECOVERY_RTO;
+    }
+    engine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_off_means_a_fixed_one_second_timer() {
+        let mut dtls = DtlsConfig::default();
+        dtls.recovery = false;
+        let cert = Arc::new(Certificate::generate().unwrap());
+        let engine = engine_config(&dtls, cert);
+        assert_eq!(engine.recovery, Recovery::NONE);
+        assert_eq!(engine.initial_rto, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn dtls_keys_map_onto_the_engine() {
+        let mut dtls = DtlsConfig::default();
+        dtls.max_datagram_size = 600;
+        dtls.initial_rto_ms = 100;
+        let cert = Arc::new(Certificate::generate().unwrap());
+        let engine = engine_config(&dtls, cert);
+        assert_eq!(engine.max_datagram_size, 600);
+        assert_eq!(engine.initial_rto, Duration::from_millis(100));
+        assert_eq!(engine.recovery, Recovery::FULL);
+    }
+
+    #[test]
+    fn a_lone_certificate_path_is_refused() {
+        let mut dtls = DtlsConfig::default();
+        dtls.certificate = Some("/nonexistent.pem".into());
+        assert!(matches!(
+            load_or_generate(&dtls),
+            Err(MediaError::HalfCertificate)
+        ));
+    }
+}

@@ -1,0 +1,93 @@
+//! What signalling tells a worker, and what a worker reports back.
+//!
+//! Signalling (tokio, multi-threaded) and the workers (one thread each) share no state:
+//! they talk only through these messages over channels, so the media path takes no lock.
+
+use std::time::Duration;
+
+use sluice_dtls::{Fingerprint, Role};
+use sluice_ice::Credentials;
+use sluice_signal::sdp::Kind;
+use tokio::sync::mpsc;
+
+use crate::metrics::HandshakeFailure;
+
+/// A participant, unique for the life of the process.
+pub type ParticipantId = u64;
+
+/// A track the participant sends us (its microphone on mid 0, camera on mid 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationSpec {
+    /// Audio or video.
+    pub kind: Kind,
+    /// Its mid, matched against the RTP MID header extension when no SSRC is signalled.
+    pub mid: String,
+    /// The media SSRC from the answer's `a=ssrc` lines, when present.
+    pub ssrc: Option<u32>,
+    /// The RTX SSRC from the answer's `a=ssrc-group:FID`, when present.
+    pub rtx_ssrc: Option<u32>,
+}
+
+/// A track of another participant that this participant receives on a `sendonly` m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// Whose track.
+    pub publisher: ParticipantId,
+    /// Which of their tracks.
+    pub kind: Kind,
+    /// The SSRC we announced on that m-line: forwarded packets carry it.
+    pub ssrc: u32,
+    /// The RTX SSRC we announced (video), if any.
+    pub rtx_ssrc: Option<u32>,
+}
+
+/// Everything a worker needs to run one participant's session; sent after every answer.
+/// The first one creates the session, later ones update its publications and
+/// subscriptions (transport parameters cannot change on a connection).
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    /// The participant.
+    pub participant: ParticipantId,
+    /// The room it is in (placed on this worker).
+    pub room: String,
+    /// Our ICE credentials for it (in every offer).
+    pub local_ice: Credentials,
+    /// Its ICE credentials (from the answer).
+    pub remote_ice: Credentials,
+    /// The certificate fingerprint from the answer: the only one DTLS accepts.
+    pub remote_fingerprint: Fingerprint,
+    /// Our DTLS role, from the offer's and answer's `a=setup`.
+    pub dtls_role: Role,
+    /// What it sends us.
+    pub publications: Vec<PublicationSpec>,
+    /// What it receives.
+    pub subscriptions: Vec<SubscriptionSpec>,
+    /// Where the worker reports this session's events.
+    pub events: mpsc::Sender<SessionEvent>,
+}
+
+/// A request to a worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Create or update a session.
+    Upsert(Box<SessionSpec>),
+    /// Forget a session (the participant left); its media stops at once.
+    Remove(ParticipantId),
+}
+
+/// What a worker reports about a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// DTLS completed and SRTP keys are installed.
+    Connected {
+        /// From the first handshake datagram to completion.
+        handshake_duration: Duration,
+    },
+    /// DTLS failed; the session carries no media.
+    Failed {
+        /// Why, as the metrics label it.
+        reason: HandshakeFailure,
+    },
+    /// ICE consent expired on every path: the peer is gone.
+    Disconnected,
+}

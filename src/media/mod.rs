@@ -1,0 +1,123 @@
+//! The media plane: `media.workers` threads, each a single-threaded loop that owns one
+//! UDP socket (`media.listen` PORT + k), the sessions and rooms placed on it, and a
+//! [`forward::Forwarder`]. Signalling talks to workers only through [`Command`]s and
+//! hears back through per-session [`SessionEvent`] channels; nothing is shared.
+
+pub mod certificate;
+pub mod command;
+pub mod core;
+mod error;
+pub mod forward;
+pub mod session;
+pub mod srtp;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_dtls::Certificate;
+use sluice_ice::IceConfig;
+use tokio::sync::mpsc;
+
+pub use command::{
+    Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
+};
+pub use error::MediaError;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Commands queued per worker before signalling waits.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Signalling's handle on one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    /// The worker's number (0-based).
+    pub index: usize,
+    /// The address its UDP socket is bound to.
+    pub local_addr: SocketAddr,
+    /// Its command queue.
+    pub commands: mpsc::Sender<Command>,
+}
+
+/// The running workers and the certificate every offer carries.
+#[derive(Debug, Clone)]
+pub struct MediaPlane {
+    /// One handle per worker.
+    pub workers: Vec<WorkerHandle>,
+    /// Our DTLS certificate (its fingerprint goes into every offer).
+    pub certificate: Arc<Certificate>,
+}
+
+impl MediaPlane {
+    /// Loads or generates the certificate, binds every worker's socket and starts the
+    /// worker threads. Workers stop when every [`WorkerHandle`] is dropped.
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<MediaPlane, MediaError> {
+        let certificate = certificate::load_or_generate(&config.dtls)?;
+        let dtls = Arc::new(certificate::engine_config(&config.dtls, Arc::clone(&certificate)));
+        let worker_count = config.media.resolved_workers();
+        let addrs = config
+            .media
+            .worker_listen_addrs(worker_count)
+            .unwrap_or_else(|_| vec![config.media.listen; worker_count]);
+        let mut workers = Vec::with_capacity(worker_count);
+        for (index, addr) in addrs.into_iter().enumerate() {
+            let socket = std::net::UdpSocket::bind(addr).map_err(|source| MediaError::Bind {
+                worker: index,
+                addr,
+                source,
+            })?;
+            socket
+                .set_nonblocking(true)
+                .map_err(|source| MediaError::Bind { worker: index, addr, source })?;
+            let local_addr = socket.local_addr().unwrap_or(addr);
+            let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+            let core = core::WorkerCore::new(
+                core::CoreConfig {
+                    ice: IceConfig {
+                        consent_timeout: config.ice.consent_timeout(),
+                        ..IceConfig::default()
+                    },
+                    dtls: Arc::clone(&dtls),
+                    max_ssrcs_per_session: config.limits.ssrcs_per_session,
+                },
+                Arc::clone(&metrics),
+            );
+            let metrics = Arc::clone(&metrics);
+            std::thread::Builder::new()
+                .name(format!("sluice-media-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(error) => {
+                            tracing::error!(worker = index, %error, "cannot start worker runtime");
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        match tokio::net::UdpSocket::from_std(socket) {
+                            Ok(socket) => worker::run(index, socket, core, receiver, metrics).await,
+                            Err(error) => {
+                                tracing::error!(worker = index, %error, "cannot register socket")
+                            }
+                        }
+                    });
+                })
+                .map_err(|source| MediaError::Spawn { worker: index, source })?;
+            tracing::info!(worker = index, %local_addr, "media worker started");
+            workers.push(WorkerHandle {
+                index,
+                local_addr,
+                commands,
+            });
+        }
+        Ok(MediaPlane {
+            workers,
+            certificate,
+        })
+    }
+}

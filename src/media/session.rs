@@ -1,0 +1,279 @@
+//! One participant's transport on a worker: ICE-lite agent, DTLS connection, SRTP.
+//!
+//! The session is sans-IO like the crates it combines: the worker feeds it datagrams
+//! and time and collects [`Effect`]s (datagrams to send, addresses to index).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sluice_dtls::{Connection, Event as DtlsEvent, Fingerprint, PeerAuth, Role};
+use sluice_ice::{IceConfig, IceEvent, IceLite};
+use tokio::sync::mpsc;
+
+use crate::media::command::{ParticipantId, SessionEvent, SessionSpec};
+use crate::media::srtp::SrtpSession;
+use crate::metrics::{HandshakeFailure, Metrics};
+
+/// What the worker must do after a session processed an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this datagram.
+    Transmit(SocketAddr, Vec<u8>),
+    /// `addr` passed ICE: DTLS/SRTP from it belongs to this session.
+    Permit(SocketAddr),
+    /// `addr` lost consent.
+    Revoke(SocketAddr),
+}
+
+/// Maps a DTLS failure onto the metrics label.
+pub fn handshake_failure(error: &sluice_dtls::Error) -> HandshakeFailure {
+    use sluice_dtls::Error as E;
+    match error {
+        E::HandshakeTimeout { .. } => HandshakeFailure::Timeout,
+        E::BadCertificate { .. }
+        | E::FingerprintMismatch
+        | E::NoPeerCertificate
+        | E::BadSignature { .. } => HandshakeFailure::BadCertificate,
+        E::PeerAlert(_) => HandshakeFailure::PeerAlert,
+        E::NoCommonParameters { .. }
+        | E::UnsupportedVersion
+        | E::MissingExtendedMasterSecret
+        | E::MissingSrtp => HandshakeFailure::NoCommonParameters,
+        E::MessageTooLarge { .. } => HandshakeFailure::BufferLimit,
+        E::ClosedLocally => HandshakeFailure::Aborted,
+        _ => HandshakeFailure::ProtocolError,
+    }
+}
+
+/// One participant's transport.
+#[derive(Debug)]
+pub struct Session {
+    /// The participant.
+    pub participant: ParticipantId,
+    /// Its room.
+    pub room: String,
+    /// The ICE-lite agent.
+    pub ice: IceLite,
+    dtls: Option<Connection>,
+    dtls_role: Role,
+    remote_fingerprint: Fingerprint,
+    /// Where the last DTLS datagram came from (answers go back there before nomination).
+    dtls_peer: Option<SocketAddr>,
+    /// SRTP contexts, once DTLS connected.
+    pub srtp: Option<SrtpSession>,
+    events: mpsc::Sender<SessionEvent>,
+    /// Set when DTLS failed or ICE lost every path: the session carries nothing more.
+    pub dead: bool,
+    /// Tracing span with the participant and room ids.
+    pub span: tracing::Span,
+}
+
+impl Session {
+    /// A session from the first [`SessionSpec`]; fails only on invalid ICE credentials.
+    pub fn new(
+        spec: &SessionSpec,
+        ice_config: IceConfig,
+    ) -> Result<Session, sluice_ice::IceError> {
+        let mut ice = IceLite::new(ice_config, spec.local_ice.clone())?;
+        ice.set_remote_credentials(spec.remote_ice.clone())?;
+        let span = tracing::info_span!("session", participant = spec.participant, room = %spec.room);
+        Ok(Session {
+            participant: spec.participant,
+            room: spec.room.clone(),
+            ice,
+            dtls: None,
+            dtls_role: spec.dtls_role,
+            remote_fingerprint: spec.remote_fingerprint,
+            dtls_peer: None,
+            srtp: None,
+            events: spec.events.clone(),
+            dead: false,
+            span,
+        })
+    }
+
+    /// Where media goes: the nominated address, else where DTLS came from.
+    pub fn media_destination(&self) -> Option<SocketAddr> {
+        self.ice.nominated().or(self.dtls_peer)
+    }
+
+    /// Whether SRTP keys are installed.
+    pub fn is_connected(&self) -> bool {
+        self.srtp.is_some()
+    }
+
+    /// The earliest moment this session needs [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ice = self.ice.poll_timeout();
+        let dtls = self.dtls.as_ref().and_then(Connection::poll_timeout);
+        match (ice, dtls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Lets time pass for the agent and the connection.
+    pub fn handle_timeout(&mut self, now: Instant, ctx: &mut Context<'_>) {
+        if self.ice.poll_timeout().is_some_and(|t| t <= now) {
+            self.ice.handle_timeout(now);
+        }
+        if let Some(dtls) = &mut self.dtls {
+            if dtls.poll_timeout().is_some_and(|t| t <= now) {
+                dtls.handle_timeout(now);
+            }
+        }
+        self.drive(now, ctx);
+    }
+
+    /// Feeds a DTLS datagram from a permitted address.
+    pub fn handle_dtls(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], ctx: &mut Context<'_>) {
+        self.dtls_peer = Some(from);
+        if self.dtls.is_none() {
+            self.start_dtls(now, from, ctx.metrics, ctx.dtls_config);
+        }
+        if let Some(dtls) = &mut self.dtls {
+            dtls.handle_datagram(now, datagram);
+        }
+        self.drive(now, ctx);
+    }
+
+    fn start_dtls(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        metrics: &Metrics,
+        config: &Arc<sluice_dtls::Config>,
+    ) {
+        let span = self.span.clone();
+        let _enter = span.enter();
+        tracing::debug!(role = ?self.dtls_role, %peer, "DTLS handshake starting");
+        metrics.dtls_handshake_started();
+        self.dtls = Some(Connection::new(
+            Arc::clone(config),
+            self.dtls_role,
+            PeerAuth::Fingerprint(self.remote_fingerprint),
+            peer.to_string().as_bytes(),
+            now,
+        ));
+    }
+
+    /// Drains the agent and the connection after any input.
+    pub fn drive(&mut self, now: Instant, ctx: &mut Context<'_>) {
+        while let Some(transmit) = self.ice.poll_transmit() {
+            ctx.effects
+                .push(Effect::Transmit(transmit.destination, transmit.contents));
+        }
+        while let Some(event) = self.ice.poll_event() {
+            self.on_ice_event(now, event, ctx);
+        }
+        let Some(dtls) = &mut self.dtls else { return };
+        let destination = self.dtls_peer.or(self.ice.nominated());
+        while let Some(datagram) = dtls.poll_transmit() {
+            if let Some(destination) = destination {
+                ctx.effects.push(Effect::Transmit(destination, datagram));
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(event) = dtls.poll_event() {
+            events.push(event);
+        }
+        let stats = dtls.stats();
+        let span = self.span.clone();
+        for event in events {
+            let _enter = span.enter();
+            match event {
+                DtlsEvent::Connected(connected) => {
+                    ctx.metrics
+                        .dtls_handshake_completed(connected.handshake_duration);
+                    ctx.metrics.dtls_retransmissions(
+                        stats.timer_retransmissions + stats.repeat_retransmissions,
+                    );
+                    match SrtpSession::new(&connected.srtp, ctx.max_ssrcs) {
+                        Ok(srtp) => {
+                            tracing::info!(
+                                handshake_ms = connected.handshake_duration.as_millis() as u64,
+                                profile = connected.srtp.profile.name(),
+                                "DTLS connected"
+                            );
+                            self.srtp = Some(srtp);
+                            let _ = self.events.try_send(SessionEvent::Connected {
+                                handshake_duration: connected.handshake_duration,
+                            });
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "SRTP setup failed");
+                            self.fail(HandshakeFailure::ProtocolError, ctx.metrics);
+                        }
+                    }
+                }
+                DtlsEvent::Failed(error) => {
+                    ctx.metrics.dtls_retransmissions(
+                        stats.timer_retransmissions + stats.repeat_retransmissions,
+                    );
+                    tracing::info!(%error, reason = error.reason(), "DTLS failed");
+                    // A failure after completion (e.g. a fatal alert) ends media too.
+                    self.fail(handshake_failure(&error), ctx.metrics);
+                }
+                DtlsEvent::Closed => {
+                    tracing::info!("DTLS closed by the peer");
+                    self.dead = true;
+                    let _ = self.events.try_send(SessionEvent::Disconnected);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: HandshakeFailure, metrics: &Metrics) {
+        if self.srtp.is_none() {
+            metrics.dtls_handshake_failed(reason);
+        }
+        self.dead = true;
+        self.srtp = None;
+        let _ = self.events.try_send(SessionEvent::Failed { reason });
+    }
+
+    fn on_ice_event(&mut self, now: Instant, event: IceEvent, ctx: &mut Context<'_>) {
+        let span = self.span.clone();
+        let _enter = span.enter();
+        match event {
+            IceEvent::Validated(addr) => {
+                tracing::debug!(%addr, "ICE validated");
+                ctx.effects.push(Effect::Permit(addr));
+            }
+            IceEvent::Nominated(addr) => {
+                tracing::debug!(%addr, "ICE nominated");
+                ctx.effects.push(Effect::Permit(addr));
+                if self.dtls.is_none() && self.dtls_role == Role::Client {
+                    self.dtls_peer = Some(addr);
+                    self.start_dtls(now, addr, ctx.metrics, ctx.dtls_config);
+                }
+            }
+            IceEvent::ConsentExpired(addr) => {
+                tracing::debug!(%addr, "ICE consent expired");
+                ctx.effects.push(Effect::Revoke(addr));
+                if self.dtls_peer == Some(addr) {
+                    self.dtls_peer = None;
+                }
+            }
+            IceEvent::Disconnected => {
+                tracing::info!("ICE consent expired on every path: disconnected");
+                ctx.metrics.ice_consent_expired();
+                self.dead = true;
+                let _ = self.events.try_send(SessionEvent::Disconnected);
+            }
+        }
+    }
+}
+
+/// What a session needs from its worker while processing an input.
+pub struct Context<'a> {
+    /// Counters.
+    pub metrics: &'a Metrics,
+    /// The shared DTLS engine configuration.
+    pub dtls_config: &'a Arc<sluice_dtls::Config>,
+    /// `limits.ssrcs_per_session`.
+    pub max_ssrcs: usize,
+    /// Collected effects, applied by the worker.
+    pub effects: &'a mut Vec<Effect>,
+}

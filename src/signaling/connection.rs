@@ -1,0 +1,618 @@
+//! One participant's signalling connection: the protocol of docs/signaling.md.
+//!
+//! The task owns the participant's [`Negotiator`] and everything it announced; it
+//! reacts to four inputs (WebSocket frames, room changes, its media session's
+//! events, shutdown) and tells the worker what to forward after every answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use ring::rand::{SecureRandom, SystemRandom};
+use sluice_dtls::{Fingerprint, Role};
+use sluice_ice::Credentials;
+use sluice_signal::negotiation::{Negotiator, NegotiatorConfig, TransportParams};
+use sluice_signal::protocol::{
+    decode_client_message, encode_server_message, ClientMessage, ErrorCode, ParticipantInfo,
+    ServerMessage,
+};
+use sluice_signal::sdp::{Answer, Kind, SendStream, Setup};
+use sluice_signal::token::{self, SigningKey};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, DtlsRole};
+use crate::http::AppState;
+use crate::media::{
+    Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
+    WorkerHandle,
+};
+use crate::metrics::Direction;
+use crate::signaling::rooms::{
+    parse_participant_label, participant_label, Admission, RoomEvent, Rooms,
+};
+
+/// Session events queued from the worker (it never blocks on signalling).
+const SESSION_EVENT_QUEUE: usize = 16;
+/// The rate-limit window.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Why a connection ends (the `bye` reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Left,
+    Fatal(ErrorCode),
+    MediaFailed,
+    Disconnected,
+    ShuttingDown,
+    SocketClosed,
+}
+
+impl End {
+    fn reason(self) -> &'static str {
+        match self {
+            End::Left => "left",
+            End::Fatal(code) => code.as_str(),
+            End::MediaFailed => "media_failed",
+            End::Disconnected => "disconnected",
+            End::ShuttingDown => "shutting_down",
+            End::SocketClosed => "closed",
+        }
+    }
+}
+
+/// The state of a participant that has joined.
+struct Joined {
+    id: ParticipantId,
+    room: String,
+    worker: WorkerHandle,
+    negotiator: Negotiator,
+    local_ice: Credentials,
+    setup: Setup,
+    room_events: mpsc::Receiver<RoomEvent>,
+    session_events: mpsc::Receiver<SessionEvent>,
+    session_events_tx: mpsc::Sender<SessionEvent>,
+    /// Subscriptions in the offer awaiting its answer.
+    offered: Vec<SubscriptionSpec>,
+    /// Subscriptions the worker forwards.
+    active: Vec<SubscriptionSpec>,
+    /// The transport facts of the first answer (fixed afterwards).
+    transport: Option<(Credentials, Fingerprint, Role)>,
+    publications: Vec<PublicationSpec>,
+    session_created: bool,
+    /// Which participants' tracks the negotiator carries, with the SSRCs we chose.
+    streams: HashMap<(ParticipantId, Kind), SubscriptionSpec>,
+    /// Who was in the room at join time (for `joined`).
+    others: Vec<ParticipantInfo>,
+}
+
+/// What woke the connection up.
+enum Input {
+    Frame(Option<Result<Message, axum::Error>>),
+    Room(Option<RoomEvent>),
+    Session(Option<SessionEvent>),
+    Shutdown,
+}
+
+struct Connection {
+    socket: WebSocket,
+    state: AppState,
+    rooms: Arc<Rooms>,
+    rng: SystemRandom,
+    joined: Option<Joined>,
+    window_start: Instant,
+    window_messages: u32,
+}
+
+/// Runs one signalling connection to completion.
+pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>) {
+    let mut connection = Connection {
+        socket,
+        state,
+        rooms,
+        rng: SystemRandom::new(),
+        joined: None,
+        window_start: Instant::now(),
+        window_messages: 0,
+    };
+    let end = connection.serve().await;
+    connection.finish(end).await;
+}
+
+impl Connection {
+    async fn send(&mut self, message: &ServerMessage) -> bool {
+        let text = encode_server_message(message);
+        let ok = self.socket.send(Message::Text(text.into())).await.is_ok();
+        if ok {
+            self.state.metrics.signaling_message(Direction::Sent);
+        }
+        ok
+    }
+
+    async fn send_error(&mut self, code: ErrorCode, message: &str) -> bool {
+        self.send(&ServerMessage::Error {
+            code,
+            message: message.to_owned(),
+        })
+        .await
+    }
+
+    async fn serve(&mut self) -> End {
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let input = tokio::select! {
+                frame = self.socket.recv() => Input::Frame(frame),
+                input = next_event(&mut self.joined) => input,
+                () = shutdown.begun() => Input::Shutdown,
+            };
+            let end = match input {
+                Input::Frame(Some(Ok(message))) => self.on_frame(message).await,
+                Input::Frame(Some(Err(_)) | None) => Some(End::SocketClosed),
+                Input::Room(event) => self.on_room_event(event).await,
+                Input::Session(event) => self.on_session_event(event),
+                Input::Shutdown => Some(End::ShuttingDown),
+            };
+            if let Some(end) = end {
+                return end;
+            }
+            if let Err(end) = self.offer_if_needed().await {
+                return end;
+            }
+        }
+    }
+
+    async fn finish(&mut self, end: End) {
+        if let Some(joined) = self.joined.take() {
+            tracing::info!(participant = joined.id, room = %joined.room, reason = end.reason(), "participant left");
+            self.rooms.leave(&joined.room, joined.id);
+            let _ = joined.worker.commands.send(Command::Remove(joined.id)).await;
+        }
+        if end == End::SocketClosed {
+            return;
+        }
+        if let End::Fatal(code) = end {
+            let _ = self.send_error(code, fatal_message(code)).await;
+        } else if end == End::ShuttingDown {
+            let _ = self
+                .send_error(ErrorCode::ShuttingDown, "the server is shutting down")
+                .await;
+        }
+        let _ = self
+            .send(&ServerMessage::Bye {
+                reason: end.reason().to_owned(),
+            })
+            .await;
+        let close = CloseFrame {
+            code: match end {
+                End::Fatal(_) => close_code::POLICY,
+                End::ShuttingDown => close_code::AWAY,
+                _ => close_code::NORMAL,
+            },
+            reason: end.reason().into(),
+        };
+        let _ = self.socket.send(Message::Close(Some(close))).await;
+    }
+
+    fn rate_limited(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= RATE_WINDOW {
+            self.window_start = now;
+            self.window_messages = 0;
+        }
+        self.window_messages += 1;
+        self.window_messages > self.state.config.limits.signaling_messages_per_second
+    }
+
+    async fn on_frame(&mut self, message: Message) -> Option<End> {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                self.state.metrics.signaling_message(Direction::Received);
+                self.send_error(ErrorCode::BadRequest, "binary frames are not supported")
+                    .await;
+                return None;
+            }
+            Message::Close(_) => return Some(End::SocketClosed),
+            Message::Ping(_) | Message::Pong(_) => return None,
+        };
+        self.state.metrics.signaling_message(Direction::Received);
+        if self.rate_limited() {
+            self.send_error(ErrorCode::RateLimited, "too many messages").await;
+            return None;
+        }
+        let max_len = self.state.config.limits.signaling_message_bytes;
+        let message = match decode_client_message(text.as_str(), max_len) {
+            Ok(message) => message,
+            Err(error) => {
+                let code = error.code();
+                if code == ErrorCode::MessageTooLarge {
+                    return Some(End::Fatal(code));
+                }
+                self.send_error(code, "invalid message").await;
+                return None;
+            }
+        };
+        match message {
+            ClientMessage::Join { room, name, token } => self.on_join(room, name, token).await,
+            ClientMessage::Answer { revision, sdp } => self.on_answer(revision, &sdp).await,
+            ClientMessage::Leave => Some(End::Left),
+            ClientMessage::Ping => {
+                self.send(&ServerMessage::Pong).await;
+                None
+            }
+        }
+    }
+
+    async fn on_join(&mut self, room: String, name: String, token: Option<String>) -> Option<End> {
+        if self.joined.is_some() {
+            self.send_error(ErrorCode::BadRequest, "already joined").await;
+            return None;
+        }
+        if self.state.shutdown.is_begun() {
+            return Some(End::ShuttingDown);
+        }
+        let name = match authorize(&self.state.config, &room, name, token.as_deref()) {
+            Ok(name) => name,
+            Err(code) => return Some(End::Fatal(code)),
+        };
+        let admission = match self.rooms.join(&room, &name) {
+            Ok(admission) => admission,
+            Err(code) => return Some(End::Fatal(code)),
+        };
+        match self.start_session(room, admission) {
+            Ok(joined) => {
+                tracing::info!(participant = joined.id, room = %joined.room, worker = joined.worker.index, "participant joined");
+                let others = joined.others.clone();
+                let message = ServerMessage::Joined {
+                    participant_id: participant_label(joined.id),
+                    room: joined.room.clone(),
+                    participants: others,
+                };
+                self.joined = Some(joined);
+                if !self.send(&message).await {
+                    return Some(End::SocketClosed);
+                }
+                None
+            }
+            Err(code) => Some(End::Fatal(code)),
+        }
+    }
+
+    fn start_session(&mut self, room: String, admission: Admission) -> Result<Joined, ErrorCode> {
+        let Admission {
+            id,
+            worker,
+            others,
+            events,
+        } = admission;
+        let local_ice = Credentials::generate(&self.rng).map_err(|_| ErrorCode::Internal);
+        let local_ice = match local_ice {
+            Ok(creds) => creds,
+            Err(code) => {
+                self.rooms.leave(&room, id);
+                return Err(code);
+            }
+        };
+        let config = &self.state.config;
+        let setup = match config.dtls.role {
+            DtlsRole::Auto => Setup::ActPass,
+            DtlsRole::Server => Setup::Passive,
+            DtlsRole::Client => Setup::Active,
+        };
+        let candidates = config
+            .media
+            .announce_addresses()
+            .iter()
+            .filter_map(|a| a.candidate_addr(worker.index, worker.local_addr.port()))
+            .collect();
+        let transport = TransportParams {
+            session_id: random_u64(&self.rng),
+            ice: (local_ice.ufrag.clone(), local_ice.pwd.clone()),
+            fingerprint_sha256: self.rooms.media().certificate.fingerprint().0,
+            setup,
+            candidates,
+        };
+        let (session_events_tx, session_events) = mpsc::channel(SESSION_EVENT_QUEUE);
+        let mut joined = Joined {
+            id,
+            room,
+            worker,
+            negotiator: Negotiator::new(transport, NegotiatorConfig::default()),
+            local_ice,
+            setup,
+            room_events: events,
+            session_events,
+            session_events_tx,
+            offered: Vec::new(),
+            active: Vec::new(),
+            transport: None,
+            publications: Vec::new(),
+            session_created: false,
+            streams: HashMap::new(),
+            others: Vec::new(),
+        };
+        for other in &others {
+            add_participant_tracks(&mut joined, &self.rng, other);
+        }
+        joined.others = others;
+        Ok(joined)
+    }
+
+    async fn on_answer(&mut self, revision: u64, sdp: &str) -> Option<End> {
+        let Some(joined) = self.joined.as_mut() else {
+            self.send_error(ErrorCode::NotInRoom, "join first").await;
+            return None;
+        };
+        let answer = match joined.negotiator.on_answer(revision, sdp) {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::info!(participant = joined.id, %error, "answer refused");
+                return Some(End::Fatal(ErrorCode::BadRequest));
+            }
+        };
+        tracing::debug!(participant = joined.id, revision, "answer accepted");
+        let offered = std::mem::take(&mut joined.offered);
+        // Only tracks whose publisher is still here (a leave may have raced the answer).
+        joined.active = offered
+            .into_iter()
+            .filter(|s| joined.streams.get(&(s.publisher, s.kind)) == Some(s))
+            .collect();
+        if joined.transport.is_none() {
+            let role = dtls_role(joined.setup, answer.setup);
+            joined.transport = Some((
+                Credentials {
+                    ufrag: answer.ice_ufrag.clone(),
+                    pwd: answer.ice_pwd.clone(),
+                },
+                Fingerprint(answer.fingerprint_sha256),
+                role,
+            ));
+        }
+        joined.publications = publications(&answer);
+        self.update_worker().await
+    }
+
+    /// Sends the session's current state to its worker.
+    async fn update_worker(&mut self) -> Option<End> {
+        let joined = self.joined.as_mut()?;
+        let (remote_ice, remote_fingerprint, dtls_role) = joined.transport.clone()?;
+        let spec = SessionSpec {
+            participant: joined.id,
+            room: joined.room.clone(),
+            local_ice: joined.local_ice.clone(),
+            remote_ice,
+            remote_fingerprint,
+            dtls_role,
+            publications: joined.publications.clone(),
+            subscriptions: joined.active.clone(),
+            events: joined.session_events_tx.clone(),
+        };
+        joined.session_created = true;
+        if joined
+            .worker
+            .commands
+            .send(Command::Upsert(Box::new(spec)))
+            .await
+            .is_err()
+        {
+            return Some(End::Fatal(ErrorCode::Internal));
+        }
+        None
+    }
+
+    async fn on_room_event(&mut self, event: Option<RoomEvent>) -> Option<End> {
+        let event = event?;
+        let joined = self.joined.as_mut()?;
+        match event {
+            RoomEvent::Joined(info) => {
+                add_participant_tracks(joined, &self.rng, &info);
+                self.send(&ServerMessage::ParticipantJoined {
+                    id: info.id,
+                    name: info.name,
+                })
+                .await;
+                None
+            }
+            RoomEvent::Left(label) => {
+                if let Some(other) = parse_participant_label(&label) {
+                    joined.negotiator.remove_participant(&label);
+                    joined.streams.retain(|(p, _), _| *p != other);
+                    joined.active.retain(|s| s.publisher != other);
+                    joined.offered.retain(|s| s.publisher != other);
+                }
+                self.send(&ServerMessage::ParticipantLeft { id: label }).await;
+                if self.joined.as_ref().is_some_and(|j| j.session_created) {
+                    return self.update_worker().await;
+                }
+                None
+            }
+        }
+    }
+
+    fn on_session_event(&mut self, event: Option<SessionEvent>) -> Option<End> {
+        let event = event?;
+        let joined = self.joined.as_ref()?;
+        match event {
+            SessionEvent::Connected { handshake_duration } => {
+                tracing::info!(
+                    participant = joined.id,
+                    room = %joined.room,
+                    handshake_ms = handshake_duration.as_millis() as u64,
+                    "media connected"
+                );
+                None
+            }
+            SessionEvent::Failed { reason } => {
+                tracing::info!(participant = joined.id, room = %joined.room, reason = reason.as_str(), "media failed");
+                Some(End::MediaFailed)
+            }
+            SessionEvent::Disconnected => Some(End::Disconnected),
+        }
+    }
+
+    async fn offer_if_needed(&mut self) -> Result<(), End> {
+        let Some(joined) = self.joined.as_mut() else {
+            return Ok(());
+        };
+        if !joined.negotiator.needs_offer() {
+            return Ok(());
+        }
+        let (revision, sdp) = joined
+            .negotiator
+            .create_offer()
+            .map_err(|_| End::Fatal(ErrorCode::Internal))?;
+        joined.offered = joined.streams.values().copied().collect();
+        tracing::debug!(participant = joined.id, revision, "offer sent");
+        if self.send(&ServerMessage::Offer { revision, sdp }).await {
+            Ok(())
+        } else {
+            Err(End::SocketClosed)
+        }
+    }
+}
+
+
+/// The next room change or session event of a joined participant (never, before join).
+async fn next_event(joined: &mut Option<Joined>) -> Input {
+    match joined {
+        Some(joined) => tokio::select! {
+            event = joined.room_events.recv() => Input::Room(event),
+            event = joined.session_events.recv() => Input::Session(event),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks the join token when keys are configured; returns the display name to use
+/// (the token's `name` claim wins over the one in `join`).
+fn authorize(config: &Config, room: &str, name: String, token: Option<&str>) -> Result<String, ErrorCode> {
+    if config.auth.is_development_mode() {
+        return Ok(name);
+    }
+    let token = token.ok_or(ErrorCode::Unauthorized)?;
+    let keys: Vec<SigningKey> = config
+        .auth
+        .keys
+        .iter()
+        .map(|k| SigningKey {
+            id: k.id.clone(),
+            secret: k.secret.as_bytes().to_vec(),
+        })
+        .collect();
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = token::verify(token, &keys, now_unix).map_err(|error| {
+        tracing::info!(%error, "join token refused");
+        ErrorCode::Unauthorized
+    })?;
+    if claims.room != room {
+        tracing::info!("join token is for another room");
+        return Err(ErrorCode::Unauthorized);
+    }
+    Ok(claims
+        .name
+        .filter(|n| sluice_signal::protocol::is_valid_name(n))
+        .unwrap_or(name))
+}
+
+/// Our DTLS role from our `a=setup` and the answer's (RFC 8842).
+pub fn dtls_role(ours: Setup, theirs: Setup) -> Role {
+    match (ours, theirs) {
+        (Setup::Active, _) => Role::Client,
+        (Setup::Passive, _) => Role::Server,
+        (Setup::ActPass, Setup::Passive) => Role::Client,
+        (Setup::ActPass, _) => Role::Server,
+    }
+}
+
+/// The participant's own tracks (mid 0 audio, mid 1 video) from its answer; SSRCs
+/// when it lists them, otherwise the router learns them by MID.
+pub fn publications(answer: &Answer) -> Vec<PublicationSpec> {
+    answer
+        .media
+        .iter()
+        .filter(|m| {
+            (m.mid == sluice_signal::negotiation::LOCAL_AUDIO_MID
+                || m.mid == sluice_signal::negotiation::LOCAL_VIDEO_MID)
+                && m.direction.sends()
+                && !m.rejected
+        })
+        .map(|m| {
+            let (ssrc, rtx_ssrc) = match m.fid_groups.first() {
+                Some(&(media, rtx)) => (Some(media), Some(rtx)),
+                None => (m.ssrcs.first().copied(), None),
+            };
+            PublicationSpec {
+                kind: m.kind,
+                mid: m.mid.clone(),
+                ssrc,
+                rtx_ssrc,
+            }
+        })
+        .collect()
+}
+
+fn random_u64(rng: &SystemRandom) -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = rng.fill(&mut bytes);
+    u64::from_be_bytes(bytes)
+}
+
+/// A random SSRC that is neither 0 nor the server's own RTCP SSRC.
+fn random_ssrc(rng: &SystemRandom) -> u32 {
+    loop {
+        let mut bytes = [0u8; 4];
+        let _ = rng.fill(&mut bytes);
+        let ssrc = u32::from_be_bytes(bytes);
+        if ssrc > crate::media::forward::SERVER_RTCP_SSRC {
+            return ssrc;
+        }
+    }
+}
+
+/// Adds another participant's audio and video to this participant's offer.
+fn add_participant_tracks(joined: &mut Joined, rng: &SystemRandom, other: &ParticipantInfo) {
+    let Some(publisher) = parse_participant_label(&other.id) else {
+        return;
+    };
+    for kind in [Kind::Audio, Kind::Video] {
+        let ssrc = random_ssrc(rng);
+        let rtx_ssrc = (kind == Kind::Video).then(|| random_ssrc(rng));
+        let stream = SendStream {
+            stream_id: other.id.clone(),
+            track_id: format!("{}-{}", other.id, kind.as_str()),
+            ssrc,
+            rtx_ssrc,
+            cname: other.id.clone(),
+        };
+        match joined.negotiator.add_remote_track(&other.id, kind, stream) {
+            Ok(_) => {
+                joined.streams.insert(
+                    (publisher, kind),
+                    SubscriptionSpec {
+                        publisher,
+                        kind,
+                        ssrc,
+                        rtx_ssrc,
+                    },
+                );
+            }
+            Err(error) => {
+                tracing::warn!(participant = joined.id, %error, "cannot add a track to the offer");
+            }
+        }
+    }
+}
+
+fn fatal_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Unauthorized => "join token missing or invalid",
+        ErrorCode::RoomFull => "the room is full",
+        ErrorCode::TooManyRooms => "the server has too many rooms",
+        ErrorCode::MessageTooLarge => "message too large",
+        ErrorCode::BadRequest => "invalid answer",
+        ErrorCode::ShuttingDown => "the server is shutting down",
+        _ => "internal error",
+    }
+}
