@@ -15,6 +15,7 @@ fn main() {
         .into_iter()
         .chain(sim::disorder_matrix())
         .chain(sim::targeted_matrix())
+        .chain(sim::naive_matrix())
         .filter(|s| s.name.contains(&filter));
     println!("{}", sim::TABLE_HEADER);
     for scenario in cells {

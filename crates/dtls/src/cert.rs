@@ -273,10 +273,7 @@ mod tests {
         let (c, cert_pem, key_pem) = generate_pem().unwrap();
         let loaded = Certificate::from_pem(&cert_pem, &key_pem).unwrap();
         assert_eq!(loaded.fingerprint(), c.fingerprint());
-        assert_eq!(
-            Certificate::from_der(c.der().to_vec(), b"junk").is_err(),
-            true
-        );
+        assert!(Certificate::from_der(c.der().to_vec(), b"junk").is_err());
         assert!(c
             .certificate_pem()
             .starts_with("-----BEGIN CERTIFICATE-----\n"));

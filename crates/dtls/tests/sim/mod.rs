@@ -59,9 +59,9 @@ pub enum Flight {
     /// The server's HelloVerifyRequest (flight 2).
     HelloVerifyRequest,
     /// ServerHello .. ServerHelloDone (flight 4).
-    ServerHelloFlight,
+    ServerHelloToDone,
     /// Certificate .. Finished (flight 5), every datagram of it.
-    ClientKeyExchangeFlight,
+    ClientCertificateToFinished,
     /// Only the datagrams of flight 5 carrying ChangeCipherSpec or Finished.
     ClientFinished,
     /// The server's ChangeCipherSpec + Finished (flight 6).
@@ -72,15 +72,15 @@ impl Flight {
     pub const ALL: [Flight; 6] = [
         Self::ClientHello,
         Self::HelloVerifyRequest,
-        Self::ServerHelloFlight,
-        Self::ClientKeyExchangeFlight,
+        Self::ServerHelloToDone,
+        Self::ClientCertificateToFinished,
         Self::ClientFinished,
         Self::ServerFinished,
     ];
 
     pub fn sender(self) -> Role {
         match self {
-            Self::ClientHello | Self::ClientKeyExchangeFlight | Self::ClientFinished => {
+            Self::ClientHello | Self::ClientCertificateToFinished | Self::ClientFinished => {
                 Role::Client
             }
             _ => Role::Server,
@@ -96,8 +96,8 @@ impl Flight {
         match self {
             Self::ClientHello => hs(1),
             Self::HelloVerifyRequest => hs(3),
-            Self::ServerHelloFlight => hs(2) || hs(11) || hs(12) || hs(13) || hs(14),
-            Self::ClientKeyExchangeFlight => hs(11) || hs(16) || hs(15) || finished,
+            Self::ServerHelloToDone => hs(2) || hs(11) || hs(12) || hs(13) || hs(14),
+            Self::ClientCertificateToFinished => hs(11) || hs(16) || hs(15) || finished,
             Self::ClientFinished | Self::ServerFinished => finished,
         }
     }
@@ -503,6 +503,57 @@ pub fn targeted_matrix() -> Vec<Scenario> {
                 s.hello_verify = hello_verify;
                 out.push(s);
             }
+        }
+    }
+    out
+}
+
+/// A few cells again with every recovery feature off (fixed 1 s timer, no re-send on the
+/// peer's repeat, no final-flight retention, no redundancy): what each feature buys.
+pub fn naive_matrix() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for (label, recovery) in [
+        ("all recovery off", sluice_dtls::Recovery::NONE),
+        (
+            "no final-flight retention",
+            Recovery {
+                retain_final_flight: false,
+                ..Recovery::FULL
+            },
+        ),
+        (
+            "no re-send on repeat",
+            Recovery {
+                resend_on_repeat: false,
+                ..Recovery::FULL
+            },
+        ),
+        (
+            "fixed 1 s timer",
+            Recovery {
+                adaptive_timer: false,
+                ..Recovery::FULL
+            },
+        ),
+        (
+            "no redundant retransmission",
+            Recovery {
+                redundant_retransmission: false,
+                ..Recovery::FULL
+            },
+        ),
+    ] {
+        let mut s = Scenario::new(format!("{label}: lose ServerFinished once, P-256, 1200 B"));
+        s.targeted = Some(Flight::ServerFinished);
+        s.recovery = recovery;
+        out.push(s);
+        for (loss_label, loss) in [("30 %", 0.30), ("50 %", 0.50)] {
+            let mut s = Scenario::new(format!("{label}: P-256, 200 B, loss {loss_label}, re-cut"));
+            s.max_datagram_size = 200;
+            s.loss = Loss::Random(loss);
+            s.recut = true;
+            s.recovery = recovery;
+            out.push(s);
         }
     }
     out
