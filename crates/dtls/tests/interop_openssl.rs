@@ -194,7 +194,7 @@ fn assert_interop(
     let theirs = openssl.wait_for("keying material", keying_material);
     let connected = ours
         .wait(CHILD_WAIT)
-        .unwrap_or_else(|e| panic!("{e}; openssl output:\n{}", openssl.output()));
+        .unwrap_or_else(|e| panic!("sluice-dtls: {e:?}; openssl output:\n{}", openssl.output()));
 
     assert_eq!(profile, PROFILE_NAME, "profile OpenSSL negotiated");
     assert_eq!(connected.srtp.profile, SrtpProfile::Aes128CmHmacSha1_80);

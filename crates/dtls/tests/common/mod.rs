@@ -26,6 +26,10 @@ pub enum PeerFailure {
     Closed,
     /// The socket failed.
     Io(std::io::Error),
+    /// Neither completion nor failure within the wait.
+    TimedOut(Duration),
+    /// The driver ended (run deadline) without an outcome.
+    NoOutcome,
 }
 
 /// Our side of an interop test: a [`Connection`] driven over a UDP socket by a thread.
@@ -81,16 +85,11 @@ impl UdpPeer {
     }
 
     /// Waits (bounded) for our connection to complete or fail.
-    pub fn wait(&self, timeout: Duration) -> Result<Box<Connected>, String> {
+    pub fn wait(&self, timeout: Duration) -> Result<Box<Connected>, PeerFailure> {
         match self.outcome.recv_timeout(timeout) {
-            Ok(Ok(connected)) => Ok(connected),
-            Ok(Err(failure)) => Err(format!("sluice-dtls failed: {failure:?}")),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(format!("sluice-dtls did not complete within {timeout:?}"))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err("sluice-dtls driver ended without an outcome (run deadline?)".into())
-            }
+            Ok(outcome) => outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(PeerFailure::TimedOut(timeout)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(PeerFailure::NoOutcome),
         }
     }
 }
