@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use sluice_rtp::nack::{NackConfig, NackGenerator};
 use sluice_rtp::{
-    is_keyframe, set_extension, write_nack, write_receiver_report, write_rtx, Codec, ReceiveStats,
-    RetransmissionCache, RtcpIter, RtcpPacket, RtpHeader,
+    is_keyframe, set_extension, write_nack, write_pli, write_receiver_report, write_rtx, Codec,
+    ReceiveStats, RetransmissionCache, RtcpIter, RtcpPacket, RtpHeader,
 };
 use sluice_signal::sdp::codecs::{EXT_TRANSPORT_CC_ID, VP8_PT, VP8_RTX_PT};
 use sluice_signal::sdp::Kind;
@@ -20,6 +20,9 @@ use sluice_signal::sdp::Kind;
 use crate::media::{AudioSource, Stamp, VideoSource, AUDIO_PACKET_INTERVAL};
 use crate::remote::RemoteTrack;
 use crate::stats::{ClientStats, MediaKind, SentStats, TrackStats};
+
+/// Least time between PLIs for a video track that has not shown a keyframe yet.
+pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Most remote tracks remembered (their statistics stay after the publisher left).
 pub const MAX_REMOTE_TRACKS: usize = 512;
@@ -62,6 +65,7 @@ struct RemoteState {
     active: bool,
     receive: ReceiveStats,
     nack: Option<NackGenerator>,
+    last_pli: Option<Instant>,
     stats: TrackStats,
 }
 
@@ -192,6 +196,7 @@ impl MediaSession {
                         active: true,
                         receive: ReceiveStats::new(track.ssrc),
                         nack: None,
+                        last_pli: None,
                         stats: TrackStats::default(),
                     });
                     self.remotes.len() - 1
@@ -242,6 +247,7 @@ impl MediaSession {
         };
         let unix_us = self.unix_us(now);
         let started = self.started;
+        let sender = self.rtcp_sender();
         let Some(remote) = self.remotes.get_mut(index) else {
             return;
         };
@@ -284,6 +290,20 @@ impl MediaSession {
             && is_keyframe(Codec::Vp8, payload)
         {
             stats.keyframes += 1;
+        }
+        // Like a browser's decoder: video that starts without a keyframe asks for one.
+        let wants_keyframe = remote.kind == Kind::Video
+            && stats.keyframes == 0
+            && remote
+                .last_pli
+                .is_none_or(|t| now.saturating_duration_since(t) >= PLI_INTERVAL);
+        if wants_keyframe {
+            remote.last_pli = Some(now);
+            stats.plis_sent += 1;
+            let mut pli = Vec::with_capacity(12);
+            write_pli(sender, remote.ssrc, &mut pli);
+            self.sent.rtcp_packets += 1;
+            self.out.push_back(Outgoing::Rtcp(pli));
         }
         if let Some(stamp) = Stamp::find(payload) {
             if stamp.publisher_id != remote.participant_id {

@@ -258,3 +258,56 @@ fn publisher_sends_fifty_audio_packets_per_second() {
     }
     assert_eq!(audio, 50);
 }
+
+#[test]
+fn video_that_starts_without_a_keyframe_is_pli_requested_until_one_arrives() {
+    let now = Instant::now();
+    let (mut a, mut b) = (publisher(now), subscriber(now));
+    // the subscriber misses the first 300 ms (and so the first keyframe)
+    run(
+        &mut a,
+        &mut b,
+        now,
+        Duration::from_millis(300),
+        Duration::ZERO,
+        |_| true,
+    );
+    let rtcp = run(
+        &mut a,
+        &mut b,
+        now + Duration::from_millis(300),
+        Duration::from_millis(1200),
+        Duration::ZERO,
+        |_| false,
+    );
+    let plis: Vec<u32> = rtcp
+        .iter()
+        .flat_map(|d| RtcpIter::new(d).filter_map(Result::ok).collect::<Vec<_>>())
+        .filter_map(|p| match p {
+            RtcpPacket::Pli { media_ssrc, .. } => Some(media_ssrc),
+            _ => None,
+        })
+        .collect();
+    // one PLI per 500 ms while no keyframe came (nobody relays them to the publisher here)
+    assert_eq!(plis, vec![22, 22, 22]);
+    // once relayed, the publisher's keyframe ends the requests
+    let mut pli = Vec::new();
+    write_pli(77, 22, &mut pli);
+    a.handle_rtcp(now, &pli);
+    let later = now + Duration::from_millis(1600);
+    let rtcp = run(
+        &mut a,
+        &mut b,
+        later,
+        Duration::from_secs(2),
+        Duration::ZERO,
+        |_| false,
+    );
+    assert!(!rtcp
+        .iter()
+        .any(|d| RtcpIter::new(d).any(|p| matches!(p, Ok(RtcpPacket::Pli { .. })))));
+    let mut stats = ClientStats::default();
+    b.fill_stats(&mut stats);
+    let video = &stats.remote[&("p-ada".to_owned(), MediaKind::Video)];
+    assert_eq!((video.keyframes, video.plis_sent), (1, 3));
+}

@@ -124,6 +124,8 @@ pub struct TrackStats {
     pub keyframes: u64,
     /// NACKed sequence numbers.
     pub nacked: u64,
+    /// PLIs sent because the video started without a keyframe.
+    pub plis_sent: u64,
     /// Packets whose payload named another publisher than the SSRC's owner.
     pub misattributed: u64,
     /// Time from the client's start to the first packet.
