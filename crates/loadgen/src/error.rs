@@ -46,6 +46,10 @@ pub enum ClientError {
     /// A deadline passed before the awaited condition held.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The session failed after joining (ICE, DTLS, consent, signalling); the reason
+    /// is the one in `ClientStats::failure`.
+    #[error("session failed: {0}")]
+    Failed(String),
     /// The client's task has ended.
     #[error("client task ended")]
     Closed,
