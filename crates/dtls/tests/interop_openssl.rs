@@ -11,13 +11,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::process::{
+    openssl_dtls_srtp_args, openssl_keying_material, openssl_srtp_profile, ChildProcess, TempDir,
+    OPENSSL_MISSING,
+};
 use common::UdpPeer;
 use sluice_dtls::{generate_pem, Certificate, Config, Connection, PeerAuth, Role, SrtpProfile};
 
@@ -28,150 +28,8 @@ const RUN_FOR: Duration = Duration::from_secs(30);
 
 const PROFILE_NAME: &str = "SRTP_AES128_CM_SHA1_80";
 
-/// OpenSSL flags shared by both roles: DTLS 1.2 at 256-byte datagrams, SRTP with
-/// AES128_CM_HMAC_SHA1_80, and the RFC 5764 exporter printed after the handshake.
-fn common_args() -> Vec<String> {
-    [
-        "-dtls1_2",
-        "-mtu",
-        "256",
-        "-use_srtp",
-        PROFILE_NAME,
-        "-keymatexport",
-        "EXTRACTOR-dtls_srtp",
-        "-keymatexportlen",
-        "60",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-dtls-interop-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write temp file");
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// An OpenSSL child process whose stdout and stderr lines arrive on a channel. Its stdin
-/// stays open (an EOF would end s_client early). Killed and reaped on drop, on every path.
-struct OpensslChild {
-    child: Child,
-    _stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-    transcript: Vec<String>,
-}
-
-impl OpensslChild {
-    fn spawn(args: &[String]) -> Self {
-        let mut child = match Command::new("openssl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "the `openssl` command is not on PATH: the OpenSSL interop tests need the \
-                 OpenSSL 3 CLI (e.g. `apt-get install openssl`); refusing to skip"
-            ),
-            Err(e) => panic!("could not start openssl: {e}"),
-        };
-        let stdin = child.stdin.take().expect("piped stdin");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        forward_lines(stdout, "", tx.clone());
-        forward_lines(stderr, "stderr: ", tx);
-        Self {
-            child,
-            _stdin: stdin,
-            lines,
-            transcript: Vec::new(),
-        }
-    }
-
-    /// Waits until a line satisfies `pick`, or fails (with the transcript so far) when
-    /// the deadline passes or the child's output ends.
-    fn wait_for<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + CHILD_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = pick(&line);
-                    self.transcript.push(line);
-                    if let Some(found) = found {
-                        return found;
-                    }
-                }
-                Err(e) => panic!(
-                    "openssl: no {what} ({e:?}, exit status {:?}); output so far:\n{}",
-                    self.child.try_wait().ok().flatten(),
-                    self.transcript.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Everything printed so far, one line per entry.
-    fn output(&self) -> String {
-        self.transcript.join("\n")
-    }
-}
-
-impl Drop for OpensslChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn forward_lines(pipe: impl Read + Send + 'static, prefix: &'static str, tx: mpsc::Sender<String>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(format!("{prefix}{line}")).is_err() {
-                break;
-            }
-        }
-    });
-}
-
-/// The hex after "Keying material: " on an OpenSSL output line.
-fn keying_material(line: &str) -> Option<String> {
-    line.trim()
-        .strip_prefix("Keying material: ")
-        .map(|hex| hex.trim().to_owned())
-}
-
-/// The profile name in "SRTP Extension negotiated, profile=NAME".
-fn srtp_profile(line: &str) -> Option<String> {
-    line.trim()
-        .strip_prefix("SRTP Extension negotiated, profile=")
-        .map(|name| name.trim().to_owned())
+fn spawn_openssl(args: &[String]) -> ChildProcess {
+    ChildProcess::spawn("openssl", args, OPENSSL_MISSING)
 }
 
 /// Our engine's config for one test: our certificate and the datagram size under test.
@@ -185,13 +43,13 @@ fn sluice_config(certificate: Arc<Certificate>, max_datagram_size: usize) -> Arc
 
 /// What both directions check once OpenSSL printed its keying material.
 fn assert_interop(
-    openssl: &mut OpensslChild,
+    openssl: &mut ChildProcess,
     ours: &UdpPeer,
     our_certificate: &Certificate,
     openssl_certificate: &Certificate,
 ) {
-    let profile = openssl.wait_for("negotiated SRTP profile", srtp_profile);
-    let theirs = openssl.wait_for("keying material", keying_material);
+    let profile = openssl.wait_for("negotiated SRTP profile", CHILD_WAIT, openssl_srtp_profile);
+    let theirs = openssl.wait_for("keying material", CHILD_WAIT, openssl_keying_material);
     let connected = ours
         .wait(CHILD_WAIT)
         .unwrap_or_else(|e| panic!("sluice-dtls: {e:?}; openssl output:\n{}", openssl.output()));
@@ -235,7 +93,7 @@ fn sluice_server_against_openssl_client(max_datagram_size: usize) {
     let ours = UdpPeer::spawn(conn, None, RUN_FOR);
 
     let mut args = vec!["s_client".to_owned()];
-    args.extend(common_args());
+    args.extend(openssl_dtls_srtp_args());
     args.extend([
         "-connect".to_owned(),
         ours.local_addr().to_string(),
@@ -244,7 +102,7 @@ fn sluice_server_against_openssl_client(max_datagram_size: usize) {
         "-key".to_owned(),
         dir.write("client-key.pem", &their_key_pem),
     ]);
-    let mut openssl = OpensslChild::spawn(&args);
+    let mut openssl = spawn_openssl(&args);
     assert_interop(&mut openssl, &ours, &our_cert, &their_cert);
 }
 
@@ -257,7 +115,7 @@ fn sluice_client_against_openssl_server(max_datagram_size: usize) {
     let port = common::free_udp_port();
 
     let mut args = vec!["s_server".to_owned()];
-    args.extend(common_args());
+    args.extend(openssl_dtls_srtp_args());
     args.extend([
         "-accept".to_owned(),
         format!("127.0.0.1:{port}"),
@@ -270,10 +128,12 @@ fn sluice_client_against_openssl_server(max_datagram_size: usize) {
         "-key".to_owned(),
         dir.write("server-key.pem", &their_key_pem),
     ]);
-    let mut openssl = OpensslChild::spawn(&args);
+    let mut openssl = spawn_openssl(&args);
     // s_server prints ACCEPT once its socket is bound; starting earlier would only cost
     // a retransmission, but waiting keeps the test fast and its failures clear.
-    openssl.wait_for("ACCEPT line", |l| (l.trim() == "ACCEPT").then_some(()));
+    openssl.wait_for("ACCEPT line", CHILD_WAIT, |l| {
+        (l.trim() == "ACCEPT").then_some(())
+    });
 
     let conn = Connection::new(
         sluice_config(our_cert.clone(), max_datagram_size),

@@ -4,6 +4,8 @@
 //! Each test binary includes this module with `mod common;` and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
