@@ -339,7 +339,7 @@ impl Client {
             .await?;
         match stats.phase {
             Phase::Connected => Ok(stats),
-            _ => Err(ClientError::Dtls(
+            _ => Err(ClientError::Failed(
                 stats
                     .failure
                     .clone()
