@@ -1023,7 +1023,13 @@ impl Connection {
             .iter()
             .copied()
             .find(|p| ch.extensions.srtp_profiles.contains(&p.to_u16()))
-            .ok_or(Error::MissingSrtp)?;
+            .ok_or(if ch.extensions.srtp_profiles.is_empty() {
+                Error::MissingSrtp
+            } else {
+                Error::NoCommonParameters {
+                    what: "SRTP profile",
+                }
+            })?;
 
         let server_random = self.random()?;
         let share = KeyShare::generate(group, &self.rng)?;

@@ -326,13 +326,7 @@ async fn sluice_server_refuses_dtls_client_without_extended_master_secret() {
 
 /// A client that offers use_srtp with profiles we do not accept should be told apart from
 /// one that does not offer use_srtp at all: operators chase different causes.
-///
-/// Engine bug (diagnostic): the server's profile choice in connection.rs
-/// (`.find(..).ok_or(Error::MissingSrtp)`) reports `MissingSrtp` ("peer did not negotiate
-/// use_srtp") even though the ClientHello carried use_srtp; it should report
-/// `NoCommonParameters { what: "SRTP profile" }` when the offered list is non-empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: no common SRTP profile is reported as MissingSrtp (see doc comment)"]
 async fn sluice_server_reports_no_common_srtp_profile_when_offers_do_not_overlap() {
     let error = run_expecting_our_failure(Case {
         their_profiles: vec![SHA1_80],
