@@ -10,7 +10,7 @@
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod media;
 pub mod metrics;
 pub mod shutdown;
-pub mod media;
 pub mod signaling;

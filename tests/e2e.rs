@@ -70,15 +70,26 @@ async fn wait_receiving(receiver: &Client, from: &str, at_least: u64) {
             WAIT,
         )
         .await
-        .unwrap_or_else(|e| panic!("{} never received from {from}: {e}", receiver.participant_id()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} never received from {from}: {e}",
+                receiver.participant_id()
+            )
+        });
 }
 
 async fn three_publish_then_one_leaves(role: &str) {
     let server = start(role, false).await;
     let room = format!("e2e-{role}");
-    let ada = Client::connect(client_config(&server, &room, "Ada")).await.expect("Ada joins");
-    let bo = Client::connect(client_config(&server, &room, "Bo")).await.expect("Bo joins");
-    let cy = Client::connect(client_config(&server, &room, "Cy")).await.expect("Cy joins");
+    let ada = Client::connect(client_config(&server, &room, "Ada"))
+        .await
+        .expect("Ada joins");
+    let bo = Client::connect(client_config(&server, &room, "Bo"))
+        .await
+        .expect("Bo joins");
+    let cy = Client::connect(client_config(&server, &room, "Cy"))
+        .await
+        .expect("Cy joins");
     for client in [&ada, &bo, &cy] {
         client.wait_connected(WAIT).await.expect("media connects");
     }
@@ -119,10 +130,16 @@ async fn three_publish_then_one_leaves(role: &str) {
     wait_for_audio_from(&ada, &bo_id, base + 75).await;
     let from_cy_later = ada.stats().packets_from(&cy_id, MediaKind::Audio)
         + ada.stats().packets_from(&cy_id, MediaKind::Video);
-    assert_eq!(from_cy, from_cy_later, "Cy's media still reaches Ada after Cy left");
+    assert_eq!(
+        from_cy, from_cy_later,
+        "Cy's media still reaches Ada after Cy left"
+    );
 
     let metrics = server.state.metrics.encode();
-    assert!(metrics.contains("sluice_dtls_handshakes_completed_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_dtls_handshakes_completed_total 3"),
+        "{metrics}"
+    );
     ada.leave().await.unwrap();
     bo.leave().await.unwrap();
 }
@@ -130,7 +147,10 @@ async fn three_publish_then_one_leaves(role: &str) {
 async fn wait_for_audio_from(receiver: &Client, from: &str, at_least: u64) {
     let from = from.to_owned();
     receiver
-        .wait_for(|s| s.packets_from(&from, MediaKind::Audio) >= at_least, WAIT)
+        .wait_for(
+            |s| s.packets_from(&from, MediaKind::Audio) >= at_least,
+            WAIT,
+        )
         .await
         .expect("media keeps flowing");
 }
@@ -148,8 +168,12 @@ async fn media_flows_between_participants_with_the_server_as_dtls_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_flows_with_role_auto() {
     let server = start("auto", false).await;
-    let ada = Client::connect(client_config(&server, "auto", "Ada")).await.unwrap();
-    let bo = Client::connect(client_config(&server, "auto", "Bo")).await.unwrap();
+    let ada = Client::connect(client_config(&server, "auto", "Ada"))
+        .await
+        .unwrap();
+    let bo = Client::connect(client_config(&server, "auto", "Bo"))
+        .await
+        .unwrap();
     ada.wait_connected(WAIT).await.unwrap();
     bo.wait_connected(WAIT).await.unwrap();
     wait_receiving(&bo, ada.participant_id(), 20).await;
@@ -229,7 +253,9 @@ async fn an_unsigned_join_is_accepted_without_keys() {
     let server = start("auto", false).await;
     let events = join_outcome(&server, "open", None).await;
     assert!(
-        events.iter().any(|e| matches!(e, ClientEvent::Joined { .. })),
+        events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Joined { .. })),
         "{events:?}"
     );
 }

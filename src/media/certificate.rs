@@ -56,8 +56,10 @@ mod tests {
 
     #[test]
     fn recovery_off_means_a_fixed_one_second_timer() {
-        let mut dtls = DtlsConfig::default();
-        dtls.recovery = false;
+        let dtls = DtlsConfig {
+            recovery: false,
+            ..DtlsConfig::default()
+        };
         let cert = Arc::new(Certificate::generate().unwrap());
         let engine = engine_config(&dtls, cert);
         assert_eq!(engine.recovery, Recovery::NONE);
@@ -66,9 +68,11 @@ mod tests {
 
     #[test]
     fn dtls_keys_map_onto_the_engine() {
-        let mut dtls = DtlsConfig::default();
-        dtls.max_datagram_size = 600;
-        dtls.initial_rto_ms = 100;
+        let dtls = DtlsConfig {
+            max_datagram_size: 600,
+            initial_rto_ms: 100,
+            ..DtlsConfig::default()
+        };
         let cert = Arc::new(Certificate::generate().unwrap());
         let engine = engine_config(&dtls, cert);
         assert_eq!(engine.max_datagram_size, 600);
@@ -78,8 +82,10 @@ mod tests {
 
     #[test]
     fn a_lone_certificate_path_is_refused() {
-        let mut dtls = DtlsConfig::default();
-        dtls.certificate = Some("/nonexistent.pem".into());
+        let dtls = DtlsConfig {
+            certificate: Some("/nonexistent.pem".into()),
+            ..DtlsConfig::default()
+        };
         assert!(matches!(
             load_or_generate(&dtls),
             Err(MediaError::HalfCertificate)

@@ -116,7 +116,13 @@ impl WorkerCore {
     }
 
     /// Processes one received datagram.
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, datagram: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) {
         self.metrics.packet_received(datagram.len());
         if let Err(reason) = self.route(now, local, from, datagram) {
             tracing::trace!(%from, reason = reason.as_str(), "datagram dropped");
@@ -135,7 +141,10 @@ impl WorkerCore {
             PacketClass::Stun => {
                 let ufrag = demux::stun_local_ufrag(datagram).ok_or(DropReason::Malformed)?;
                 let id = *self.by_ufrag.get(ufrag).ok_or(DropReason::UnknownSource)?;
-                let session = self.sessions.get_mut(&id).ok_or(DropReason::UnknownSource)?;
+                let session = self
+                    .sessions
+                    .get_mut(&id)
+                    .ok_or(DropReason::UnknownSource)?;
                 let result = session.ice.handle_stun(now, local, from, datagram);
                 self.drive(now, id);
                 result.map_err(|e| match e.drop_reason() {
@@ -152,7 +161,10 @@ impl WorkerCore {
             }
             PacketClass::Rtp => {
                 let id = self.permitted_session(now, from)?;
-                let session = self.sessions.get_mut(&id).ok_or(DropReason::UnknownSource)?;
+                let session = self
+                    .sessions
+                    .get_mut(&id)
+                    .ok_or(DropReason::UnknownSource)?;
                 let srtp = session.srtp.as_mut().ok_or(DropReason::BeforeKeys)?;
                 let plain = srtp.unprotect_rtp(datagram)?;
                 match self.forwarder.handle_rtp(now, id, &plain) {
@@ -166,7 +178,10 @@ impl WorkerCore {
             }
             PacketClass::Rtcp => {
                 let id = self.permitted_session(now, from)?;
-                let session = self.sessions.get_mut(&id).ok_or(DropReason::UnknownSource)?;
+                let session = self
+                    .sessions
+                    .get_mut(&id)
+                    .ok_or(DropReason::UnknownSource)?;
                 let srtp = session.srtp.as_mut().ok_or(DropReason::BeforeKeys)?;
                 let plain = srtp.unprotect_rtcp(datagram)?;
                 self.forwarder.handle_rtcp(now, id, &plain);
@@ -180,7 +195,11 @@ impl WorkerCore {
     }
 
     /// The live session that ICE has validated `from` for.
-    fn permitted_session(&self, now: Instant, from: SocketAddr) -> Result<ParticipantId, DropReason> {
+    fn permitted_session(
+        &self,
+        now: Instant,
+        from: SocketAddr,
+    ) -> Result<ParticipantId, DropReason> {
         let id = *self.by_addr.get(&from).ok_or(DropReason::UnknownSource)?;
         let session = self.sessions.get(&id).ok_or(DropReason::UnknownSource)?;
         if session.dead || !session.ice.is_permitted_at(now, from) {
@@ -282,11 +301,315 @@ impl WorkerCore {
 
     /// The earliest timer of all sessions.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(Session::poll_timeout).min()
+        self.sessions
+            .values()
+            .filter_map(Session::poll_timeout)
+            .min()
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.transmits.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sluice_dtls::{Certificate, Connection, Event, PeerAuth, Role};
+    use sluice_ice::Credentials;
+    use sluice_loadgen::ice::{IceClient, IceClientConfig};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::media::command::SessionEvent;
+
+    const LOCAL: &str = "192.0.2.1:40000";
+    const PEER: &str = "198.51.100.7:50000";
+
+    struct Harness {
+        core: WorkerCore,
+        metrics: Arc<Metrics>,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        server_creds: Credentials,
+        client_creds: Credentials,
+        client_cert: Arc<Certificate>,
+        server_cert: Arc<Certificate>,
+        events: mpsc::Receiver<SessionEvent>,
+    }
+
+    fn harness(role: Role) -> Harness {
+        let rng = ring::rand::SystemRandom::new();
+        let server_cert = Arc::new(Certificate::generate().unwrap());
+        let client_cert = Arc::new(Certificate::generate().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let mut core = WorkerCore::new(
+            CoreConfig {
+                ice: IceConfig::default(),
+                dtls: Arc::new(sluice_dtls::Config::new(Arc::clone(&server_cert))),
+                max_ssrcs_per_session: 4,
+            },
+            Arc::clone(&metrics),
+        );
+        let server_creds = Credentials::generate(&rng).unwrap();
+        let client_creds = Credentials::generate(&rng).unwrap();
+        let (events_tx, events) = mpsc::channel(16);
+        let now = Instant::now();
+        core.handle_command(
+            now,
+            Command::Upsert(Box::new(SessionSpec {
+                participant: 7,
+                room: "r".into(),
+                local_ice: server_creds.clone(),
+                remote_ice: client_creds.clone(),
+                remote_fingerprint: client_cert.fingerprint(),
+                dtls_role: role,
+                publications: Vec::new(),
+                subscriptions: Vec::new(),
+                events: events_tx,
+            })),
+        );
+        Harness {
+            core,
+            metrics,
+            now,
+            local: LOCAL.parse().unwrap(),
+            peer: PEER.parse().unwrap(),
+            server_creds,
+            client_creds,
+            client_cert,
+            server_cert,
+            events,
+        }
+    }
+
+    impl Harness {
+        fn feed(&mut self, datagram: &[u8]) {
+            self.core
+                .handle_datagram(self.now, self.local, self.peer, datagram);
+        }
+
+        fn sent(&mut self) -> Vec<Vec<u8>> {
+            let mut out = Vec::new();
+            while let Some((destination, data)) = self.core.poll_transmit() {
+                assert_eq!(destination, self.peer);
+                out.push(data);
+            }
+            out
+        }
+
+        fn dropped(&self, reason: DropReason) -> u64 {
+            counter(
+                &self.metrics.encode(),
+                &format!(
+                    "sluice_packets_dropped_total{{reason=\"{}\"}}",
+                    reason.as_str()
+                ),
+            )
+        }
+
+        /// Runs a nominating ICE check to success; returns what else the core sent.
+        fn pass_ice(&mut self) -> Vec<Vec<u8>> {
+            let mut client = IceClient::new(
+                IceClientConfig::default(),
+                &self.server_creds.ufrag,
+                &self.server_creds.pwd,
+                &self.client_creds.ufrag,
+                self.now,
+            )
+            .unwrap();
+            let check = client.poll_transmit().expect("a check");
+            self.feed(&check);
+            let mut sent = self.sent();
+            assert!(!sent.is_empty(), "a STUN response");
+            let response = sent.remove(0);
+            client
+                .handle_stun(self.now, &response)
+                .expect("a success response");
+            assert!(client.is_connected());
+            sent
+        }
+    }
+
+    fn counter(metrics: &str, series: &str) -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn an_unknown_first_byte_is_dropped_as_unknown_protocol() {
+        let mut h = harness(Role::Server);
+        h.feed(&[0xFF; 20]);
+        assert_eq!(h.dropped(DropReason::UnknownProtocol), 1);
+        assert!(h.sent().is_empty());
+    }
+
+    #[test]
+    fn stun_for_an_unknown_ufrag_is_dropped_as_unknown_source() {
+        let mut h = harness(Role::Server);
+        let mut client = IceClient::new(
+            IceClientConfig::default(),
+            "nobody",
+            "0123456789abcdefghijkl",
+            "me",
+            h.now,
+        )
+        .unwrap();
+        let check = client.poll_transmit().unwrap();
+        h.feed(&check);
+        assert_eq!(h.dropped(DropReason::UnknownSource), 1);
+        assert!(h.sent().is_empty());
+    }
+
+    #[test]
+    fn a_check_with_the_wrong_password_is_answered_with_an_error_and_counted() {
+        let mut h = harness(Role::Server);
+        let mut client = IceClient::new(
+            IceClientConfig::default(),
+            &h.server_creds.ufrag,
+            "wrong-password-0123456789",
+            &h.client_creds.ufrag,
+            h.now,
+        )
+        .unwrap();
+        let check = client.poll_transmit().unwrap();
+        h.feed(&check);
+        assert_eq!(h.dropped(DropReason::StunAuthFailed), 1);
+        assert_eq!(h.sent().len(), 1, "a 401 error response is still sent");
+    }
+
+    #[test]
+    fn dtls_and_rtp_from_an_unvalidated_address_are_dropped() {
+        let mut h = harness(Role::Server);
+        h.feed(&[22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        h.feed(&[0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0]);
+        assert_eq!(h.dropped(DropReason::UnknownSource), 2);
+        assert_eq!(
+            counter(&h.metrics.encode(), "sluice_dtls_handshakes_started_total"),
+            0
+        );
+    }
+
+    #[test]
+    fn rtp_before_the_handshake_is_dropped_as_before_keys() {
+        let mut h = harness(Role::Server);
+        assert!(h.pass_ice().is_empty());
+        h.feed(&[0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0]);
+        assert_eq!(h.dropped(DropReason::BeforeKeys), 1);
+    }
+
+    /// Shuttles datagrams between the core and a DTLS peer until both settle.
+    fn handshake(h: &mut Harness, mut peer: Connection) -> Connection {
+        for _ in 0..50 {
+            for datagram in h.sent() {
+                peer.handle_datagram(h.now, &datagram);
+            }
+            let mut any = false;
+            while let Some(datagram) = peer.poll_transmit() {
+                any = true;
+                h.feed(&datagram);
+            }
+            if !any && h.core.is_connected(7) && peer.is_connected() {
+                break;
+            }
+            h.now += Duration::from_millis(5);
+        }
+        peer
+    }
+
+    #[test]
+    fn a_dtls_handshake_from_a_validated_address_connects_the_session() {
+        let mut h = harness(Role::Server);
+        assert!(h.pass_ice().is_empty());
+        let client = Connection::new(
+            Arc::new(sluice_dtls::Config::new(Arc::clone(&h.client_cert))),
+            Role::Client,
+            PeerAuth::Fingerprint(h.server_cert.fingerprint()),
+            b"server",
+            h.now,
+        );
+        let mut client = handshake(&mut h, client);
+        assert!(client.is_connected());
+        assert!(h.core.is_connected(7));
+        assert!(matches!(client.poll_event(), Some(Event::Connected(_))));
+        assert!(matches!(
+            h.events.try_recv(),
+            Ok(SessionEvent::Connected { .. })
+        ));
+        let metrics = h.metrics.encode();
+        assert_eq!(counter(&metrics, "sluice_dtls_handshakes_started_total"), 1);
+        assert_eq!(
+            counter(&metrics, "sluice_dtls_handshakes_completed_total"),
+            1
+        );
+    }
+
+    #[test]
+    fn a_wrong_certificate_fails_the_session_and_is_counted() {
+        let mut h = harness(Role::Server);
+        assert!(h.pass_ice().is_empty());
+        let stranger = Arc::new(Certificate::generate().unwrap());
+        let client = Connection::new(
+            Arc::new(sluice_dtls::Config::new(stranger)),
+            Role::Client,
+            PeerAuth::Fingerprint(h.server_cert.fingerprint()),
+            b"server",
+            h.now,
+        );
+        let _ = handshake(&mut h, client);
+        assert!(!h.core.is_connected(7));
+        assert_eq!(
+            h.events.try_recv(),
+            Ok(SessionEvent::Failed {
+                reason: crate::metrics::HandshakeFailure::BadCertificate
+            })
+        );
+        assert_eq!(
+            counter(
+                &h.metrics.encode(),
+                "sluice_dtls_handshakes_failed_total{reason=\"bad_certificate\"}"
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn as_dtls_client_the_worker_starts_at_nomination_and_retransmits_on_its_timer() {
+        let mut h = harness(Role::Client);
+        let hello = h.pass_ice();
+        assert_eq!(hello.len(), 1, "one ClientHello");
+        assert_eq!(hello.first().and_then(|d| d.first()), Some(&22));
+        // Nothing arrives: the timer alone must bring a retransmission.
+        let deadline = h.core.poll_timeout().expect("a DTLS timer");
+        assert!(deadline > h.now);
+        h.now = deadline;
+        h.core.handle_timeout(h.now);
+        let again = h.sent();
+        assert!(!again.is_empty(), "the ClientHello is retransmitted");
+    }
+
+    #[test]
+    fn a_removed_session_no_longer_answers_checks() {
+        let mut h = harness(Role::Server);
+        h.core.handle_command(h.now, Command::Remove(7));
+        assert_eq!(h.core.session_count(), 0);
+        let mut client = IceClient::new(
+            IceClientConfig::default(),
+            &h.server_creds.ufrag,
+            &h.server_creds.pwd,
+            &h.client_creds.ufrag,
+            h.now,
+        )
+        .unwrap();
+        let check = client.poll_transmit().unwrap();
+        h.feed(&check);
+        assert!(h.sent().is_empty());
+        assert_eq!(h.dropped(DropReason::UnknownSource), 1);
     }
 }

@@ -13,9 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use sluice_rtp::{write_pli, RtcpIter, RtcpPacket, RtpHeader, StreamRewriter};
-use sluice_signal::sdp::codecs::{
-    EXT_MID_ID, H264_RTX_PT, VP8_RTX_PT, VP9_RTX_PT,
-};
+use sluice_signal::sdp::codecs::{EXT_MID_ID, H264_RTX_PT, VP8_RTX_PT, VP9_RTX_PT};
 use sluice_signal::sdp::Kind;
 
 use crate::media::command::{ParticipantId, PublicationSpec, SubscriptionSpec};
@@ -219,7 +217,12 @@ impl Forwarder {
                     publication.spec.rtx_ssrc = Some(ssrc);
                     return Err(ForwardDrop::Retransmission);
                 }
-                tracing::debug!(participant = from, mid, ssrc, "publisher SSRC learnt by MID");
+                tracing::debug!(
+                    participant = from,
+                    mid,
+                    ssrc,
+                    "publisher SSRC learnt by MID"
+                );
                 publication.spec.ssrc = Some(ssrc);
                 index
             }
@@ -299,8 +302,7 @@ impl Forwarder {
         let Some(member) = self.members.get_mut(&publisher) else {
             return;
         };
-        let Some(publication) = member.publications.iter_mut().find(|p| p.spec.kind == kind)
-        else {
+        let Some(publication) = member.publications.iter_mut().find(|p| p.spec.kind == kind) else {
             return;
         };
         let Some(media_ssrc) = publication.spec.ssrc else {
@@ -339,5 +341,154 @@ impl Forwarder {
     /// Outputs dropped because the queue was full (the worker should never let it fill).
     pub fn overflowed_outputs(&self) -> u64 {
         self.overflowed_outputs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADA: ParticipantId = 1;
+    const BO: ParticipantId = 2;
+
+    fn publications() -> Vec<PublicationSpec> {
+        vec![
+            PublicationSpec {
+                kind: Kind::Audio,
+                mid: "0".into(),
+                ssrc: Some(0xA0),
+                rtx_ssrc: None,
+            },
+            PublicationSpec {
+                kind: Kind::Video,
+                mid: "1".into(),
+                ssrc: None,
+                rtx_ssrc: None,
+            },
+        ]
+    }
+
+    fn subscription(publisher: ParticipantId, kind: Kind, ssrc: u32) -> SubscriptionSpec {
+        SubscriptionSpec {
+            publisher,
+            kind,
+            ssrc,
+            rtx_ssrc: None,
+        }
+    }
+
+    /// RTP with a one-byte MID extension (id 1).
+    fn rtp(pt: u8, seq: u16, ssrc: u32, mid: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x90, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&1000u32.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xBE, 0xDE, 0, 1]);
+        p.push((1 << 4) | (mid.len() as u8 - 1));
+        p.extend_from_slice(mid);
+        p.resize(p.len() + (3 - mid.len()), 0);
+        p.extend_from_slice(&[0xAA; 20]);
+        p
+    }
+
+    fn ssrc_of(data: &[u8]) -> u32 {
+        RtpHeader::parse(data).unwrap().ssrc()
+    }
+
+    fn drain(f: &mut Forwarder) -> Vec<Output> {
+        std::iter::from_fn(|| f.poll_output()).collect()
+    }
+
+    #[test]
+    fn audio_reaches_the_subscriber_with_the_announced_ssrc_and_continuous_seq() {
+        let now = Instant::now();
+        let mut f = Forwarder::new();
+        f.set_participant(now, ADA, &publications(), &[]);
+        f.set_participant(now, BO, &[], &[subscription(ADA, Kind::Audio, 0xB0)]);
+        drain(&mut f);
+        for seq in [100, 101] {
+            assert_eq!(f.handle_rtp(now, ADA, &rtp(111, seq, 0xA0, b"0")), Ok(1));
+        }
+        let out = drain(&mut f);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|o| o.to == BO && o.kind == OutputKind::Rtp));
+        let seqs: Vec<u16> = out
+            .iter()
+            .map(|o| RtpHeader::parse(&o.data).unwrap().sequence_number())
+            .collect();
+        assert_eq!(seqs[1], seqs[0].wrapping_add(1));
+        assert!(out.iter().all(|o| ssrc_of(&o.data) == 0xB0));
+    }
+
+    #[test]
+    fn an_unsignalled_video_ssrc_is_learnt_from_the_mid_extension() {
+        let now = Instant::now();
+        let mut f = Forwarder::new();
+        f.set_participant(now, ADA, &publications(), &[]);
+        f.set_participant(now, BO, &[], &[subscription(ADA, Kind::Video, 0xB1)]);
+        // The subscription asked for a keyframe, deferred until the SSRC is known.
+        assert!(drain(&mut f).is_empty());
+        assert_eq!(f.handle_rtp(now, ADA, &rtp(96, 5, 0xA1, b"1")), Ok(1));
+        let out = drain(&mut f);
+        let pli = out
+            .iter()
+            .find(|o| o.kind == OutputKind::Rtcp)
+            .expect("a PLI");
+        assert_eq!(pli.to, ADA);
+        let video = out.iter().find(|o| o.kind == OutputKind::Rtp).unwrap();
+        assert_eq!(ssrc_of(&video.data), 0xB1);
+        // Later packets without the extension are recognised by SSRC.
+        let mut plain = rtp(96, 6, 0xA1, b"1");
+        plain[0] = 0x80; // drop the extension bit: the bytes become payload
+        assert_eq!(f.handle_rtp(now, ADA, &plain), Ok(1));
+    }
+
+    #[test]
+    fn an_unknown_ssrc_without_a_known_mid_is_dropped() {
+        let now = Instant::now();
+        let mut f = Forwarder::new();
+        f.set_participant(now, ADA, &publications(), &[]);
+        assert_eq!(
+            f.handle_rtp(now, ADA, &rtp(96, 1, 0xEE, b"7")),
+            Err(ForwardDrop::UnknownSsrc)
+        );
+        assert_eq!(
+            f.handle_rtp(now, 99, &rtp(96, 1, 0xEE, b"1")),
+            Err(ForwardDrop::UnknownParticipant)
+        );
+    }
+
+    #[test]
+    fn pli_from_subscribers_is_throttled_towards_the_publisher() {
+        let now = Instant::now();
+        let mut f = Forwarder::new();
+        let mut pubs = publications();
+        pubs[1].ssrc = Some(0xA1);
+        f.set_participant(now, ADA, &pubs, &[]);
+        f.set_participant(now, BO, &[], &[subscription(ADA, Kind::Video, 0xB1)]);
+        assert_eq!(drain(&mut f).len(), 1, "the new subscription's PLI");
+        let mut pli = Vec::new();
+        write_pli(0xB0B0, 0xB1, &mut pli);
+        f.handle_rtcp(now + Duration::from_millis(100), BO, &pli);
+        assert!(drain(&mut f).is_empty(), "within 500 ms of the last one");
+        f.handle_rtcp(now + Duration::from_millis(600), BO, &pli);
+        let out = drain(&mut f);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].to, out[0].kind), (ADA, OutputKind::Rtcp));
+    }
+
+    #[test]
+    fn removing_a_publisher_stops_its_forwarding() {
+        let now = Instant::now();
+        let mut f = Forwarder::new();
+        f.set_participant(now, ADA, &publications(), &[]);
+        f.set_participant(now, BO, &[], &[subscription(ADA, Kind::Audio, 0xB0)]);
+        f.remove_participant(ADA);
+        assert_eq!(
+            f.handle_rtp(now, ADA, &rtp(111, 1, 0xA0, b"0")),
+            Err(ForwardDrop::UnknownParticipant)
+        );
+        f.set_participant(now, ADA, &publications(), &[]);
+        assert_eq!(f.handle_rtp(now, ADA, &rtp(111, 2, 0xA0, b"0")), Ok(0));
     }
 }

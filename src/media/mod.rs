@@ -55,7 +55,10 @@ impl MediaPlane {
     /// worker threads. Workers stop when every [`WorkerHandle`] is dropped.
     pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<MediaPlane, MediaError> {
         let certificate = certificate::load_or_generate(&config.dtls)?;
-        let dtls = Arc::new(certificate::engine_config(&config.dtls, Arc::clone(&certificate)));
+        let dtls = Arc::new(certificate::engine_config(
+            &config.dtls,
+            Arc::clone(&certificate),
+        ));
         let worker_count = config.media.resolved_workers();
         let addrs = config
             .media
@@ -70,7 +73,11 @@ impl MediaPlane {
             })?;
             socket
                 .set_nonblocking(true)
-                .map_err(|source| MediaError::Bind { worker: index, addr, source })?;
+                .map_err(|source| MediaError::Bind {
+                    worker: index,
+                    addr,
+                    source,
+                })?;
             let local_addr = socket.local_addr().unwrap_or(addr);
             let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
             let core = core::WorkerCore::new(
@@ -107,7 +114,10 @@ impl MediaPlane {
                         }
                     });
                 })
-                .map_err(|source| MediaError::Spawn { worker: index, source })?;
+                .map_err(|source| MediaError::Spawn {
+                    worker: index,
+                    source,
+                })?;
             tracing::info!(worker = index, %local_addr, "media worker started");
             workers.push(WorkerHandle {
                 index,

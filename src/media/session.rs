@@ -71,13 +71,11 @@ pub struct Session {
 
 impl Session {
     /// A session from the first [`SessionSpec`]; fails only on invalid ICE credentials.
-    pub fn new(
-        spec: &SessionSpec,
-        ice_config: IceConfig,
-    ) -> Result<Session, sluice_ice::IceError> {
+    pub fn new(spec: &SessionSpec, ice_config: IceConfig) -> Result<Session, sluice_ice::IceError> {
         let mut ice = IceLite::new(ice_config, spec.local_ice.clone())?;
         ice.set_remote_credentials(spec.remote_ice.clone())?;
-        let span = tracing::info_span!("session", participant = spec.participant, room = %spec.room);
+        let span =
+            tracing::info_span!("session", participant = spec.participant, room = %spec.room);
         Ok(Session {
             participant: spec.participant,
             room: spec.room.clone(),
@@ -127,7 +125,13 @@ impl Session {
     }
 
     /// Feeds a DTLS datagram from a permitted address.
-    pub fn handle_dtls(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], ctx: &mut Context<'_>) {
+    pub fn handle_dtls(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        ctx: &mut Context<'_>,
+    ) {
         self.dtls_peer = Some(from);
         if self.dtls.is_none() {
             self.start_dtls(now, from, ctx.metrics, ctx.dtls_config);

@@ -116,9 +116,8 @@ impl SrtpSession {
 
 fn classify(error: webrtc_srtp::Error) -> DropReason {
     match error {
-        webrtc_srtp::Error::SrtpSsrcDuplicated(..) | webrtc_srtp::Error::SrtcpSsrcDuplicated(..) => {
-            DropReason::Replay
-        }
+        webrtc_srtp::Error::SrtpSsrcDuplicated(..)
+        | webrtc_srtp::Error::SrtcpSsrcDuplicated(..) => DropReason::Replay,
         webrtc_srtp::Error::ErrTooShortRtp | webrtc_srtp::Error::ErrTooShortRtcp => {
             DropReason::Malformed
         }

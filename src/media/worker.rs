@@ -30,7 +30,9 @@ pub(crate) async fn run(
     mut commands: mpsc::Receiver<Command>,
     metrics: Arc<Metrics>,
 ) {
-    let local = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let span = tracing::info_span!("worker", worker = index, %local);
     let _enter = span.enter();
     tracing::debug!("media worker running");

@@ -165,7 +165,11 @@ impl Connection {
         if let Some(joined) = self.joined.take() {
             tracing::info!(participant = joined.id, room = %joined.room, reason = end.reason(), "participant left");
             self.rooms.leave(&joined.room, joined.id);
-            let _ = joined.worker.commands.send(Command::Remove(joined.id)).await;
+            let _ = joined
+                .worker
+                .commands
+                .send(Command::Remove(joined.id))
+                .await;
         }
         if end == End::SocketClosed {
             return;
@@ -217,7 +221,8 @@ impl Connection {
         };
         self.state.metrics.signaling_message(Direction::Received);
         if self.rate_limited() {
-            self.send_error(ErrorCode::RateLimited, "too many messages").await;
+            self.send_error(ErrorCode::RateLimited, "too many messages")
+                .await;
             return None;
         }
         let max_len = self.state.config.limits.signaling_message_bytes;
@@ -245,7 +250,8 @@ impl Connection {
 
     async fn on_join(&mut self, room: String, name: String, token: Option<String>) -> Option<End> {
         if self.joined.is_some() {
-            self.send_error(ErrorCode::BadRequest, "already joined").await;
+            self.send_error(ErrorCode::BadRequest, "already joined")
+                .await;
             return None;
         }
         if self.state.shutdown.is_begun() {
@@ -420,7 +426,8 @@ impl Connection {
                     joined.active.retain(|s| s.publisher != other);
                     joined.offered.retain(|s| s.publisher != other);
                 }
-                self.send(&ServerMessage::ParticipantLeft { id: label }).await;
+                self.send(&ServerMessage::ParticipantLeft { id: label })
+                    .await;
                 if self.joined.as_ref().is_some_and(|j| j.session_created) {
                     return self.update_worker().await;
                 }
@@ -471,7 +478,6 @@ impl Connection {
     }
 }
 
-
 /// The next room change or session event of a joined participant (never, before join).
 async fn next_event(joined: &mut Option<Joined>) -> Input {
     match joined {
@@ -485,7 +491,12 @@ async fn next_event(joined: &mut Option<Joined>) -> Input {
 
 /// Checks the join token when keys are configured; returns the display name to use
 /// (the token's `name` claim wins over the one in `join`).
-fn authorize(config: &Config, room: &str, name: String, token: Option<&str>) -> Result<String, ErrorCode> {
+fn authorize(
+    config: &Config,
+    room: &str,
+    name: String,
+    token: Option<&str>,
+) -> Result<String, ErrorCode> {
     if config.auth.is_development_mode() {
         return Ok(name);
     }

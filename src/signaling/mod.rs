@@ -55,7 +55,8 @@ async fn refuse(mut socket: WebSocket, peer_addr: SocketAddr, state: AppState) {
 /// Starts the media workers and wires signalling to them: the state `main` (and the
 /// end-to-end tests) serve.
 pub fn with_media(state: AppState) -> Result<AppState, crate::media::MediaError> {
-    let media = crate::media::MediaPlane::start(&state.config, std::sync::Arc::clone(&state.metrics))?;
+    let media =
+        crate::media::MediaPlane::start(&state.config, std::sync::Arc::clone(&state.metrics))?;
     let rooms = rooms::Rooms::new(
         media,
         state.config.limits.rooms,

@@ -108,7 +108,9 @@ impl Rooms {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated in a way
         // that matters more than refusing every later join, so keep going.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Admits `name` into `room`, opening it on the least loaded worker if new, and
