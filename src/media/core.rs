@@ -1,6 +1,6 @@
 //! The sans-IO heart of a media worker: demultiplexing, sessions, forwarding.
 //!
-//! [`WorkerCore`] owns every session placed on one worker and its [`Forwarder`]. The
+//! [`WorkerCore`] owns every session placed on one worker and its [`MediaRouter`]. The
 //! worker thread (`worker.rs`) only moves bytes and time in and out:
 //! `handle_datagram` / `handle_command` / `handle_timeout` in, `poll_transmit` and
 //! `poll_timeout` out. Unit tests drive it the same way, with no socket.
@@ -13,7 +13,7 @@ use std::time::Instant;
 use sluice_ice::{demux, IceConfig, PacketClass};
 
 use crate::media::command::{Command, ParticipantId, SessionSpec};
-use crate::media::forward::{ForwardDrop, Forwarder, OutputKind};
+use crate::media::router::{MediaRouter, OutputKind};
 use crate::media::session::{Context, Effect, Session};
 use crate::metrics::{DropReason, Metrics};
 
@@ -29,6 +29,8 @@ pub struct CoreConfig {
     pub dtls: Arc<sluice_dtls::Config>,
     /// `limits.ssrcs_per_session`.
     pub max_ssrcs_per_session: usize,
+    /// `limits.participants_per_room`.
+    pub max_participants_per_room: usize,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -39,7 +41,7 @@ pub struct WorkerCore {
     sessions: HashMap<ParticipantId, Session>,
     by_ufrag: HashMap<String, ParticipantId>,
     by_addr: HashMap<SocketAddr, ParticipantId>,
-    forwarder: Forwarder,
+    router: MediaRouter,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     effects: Vec<Effect>,
 }
@@ -48,12 +50,15 @@ impl WorkerCore {
     /// An empty core.
     pub fn new(config: CoreConfig, metrics: Arc<Metrics>) -> Self {
         Self {
+            router: MediaRouter::new(
+                config.max_ssrcs_per_session,
+                config.max_participants_per_room,
+            ),
             config,
             metrics,
             sessions: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
-            forwarder: Forwarder::new(),
             transmits: VecDeque::new(),
             effects: Vec::new(),
         }
@@ -96,13 +101,14 @@ impl WorkerCore {
                 }
             }
         }
-        self.forwarder.set_participant(
-            now,
+        let _ = now;
+        self.router.set_participant(
+            &spec.room,
             spec.participant,
             &spec.publications,
             &spec.subscriptions,
         );
-        self.flush_forwarder();
+        self.flush_router();
     }
 
     fn remove(&mut self, id: ParticipantId) {
@@ -112,7 +118,7 @@ impl WorkerCore {
             self.by_ufrag.retain(|_, p| *p != id);
             self.by_addr.retain(|_, p| *p != id);
         }
-        self.forwarder.remove_participant(id);
+        self.router.remove_participant(id);
     }
 
     /// Processes one received datagram.
@@ -167,13 +173,8 @@ impl WorkerCore {
                     .ok_or(DropReason::UnknownSource)?;
                 let srtp = session.srtp.as_mut().ok_or(DropReason::BeforeKeys)?;
                 let plain = srtp.unprotect_rtp(datagram)?;
-                match self.forwarder.handle_rtp(now, id, &plain) {
-                    Ok(_) => {}
-                    Err(ForwardDrop::Malformed) => return Err(DropReason::Malformed),
-                    Err(ForwardDrop::UnknownSsrc) => return Err(DropReason::SsrcLimit),
-                    Err(ForwardDrop::UnknownParticipant | ForwardDrop::Retransmission) => {}
-                }
-                self.flush_forwarder();
+                self.router.handle_rtp(now, id, &plain);
+                self.flush_router();
                 Ok(())
             }
             PacketClass::Rtcp => {
@@ -184,8 +185,8 @@ impl WorkerCore {
                     .ok_or(DropReason::UnknownSource)?;
                 let srtp = session.srtp.as_mut().ok_or(DropReason::BeforeKeys)?;
                 let plain = srtp.unprotect_rtcp(datagram)?;
-                self.forwarder.handle_rtcp(now, id, &plain);
-                self.flush_forwarder();
+                self.router.handle_rtcp(now, id, &plain);
+                self.flush_router();
                 Ok(())
             }
             PacketClass::Zrtp | PacketClass::TurnChannel | PacketClass::Unknown => {
@@ -261,9 +262,9 @@ impl WorkerCore {
         self.transmits.push_back((destination, data));
     }
 
-    /// Protects and queues what the forwarder produced.
-    fn flush_forwarder(&mut self) {
-        while let Some(output) = self.forwarder.poll_output() {
+    /// Protects and queues what the router produced, returning buffers to its pool.
+    fn flush_router(&mut self) {
+        while let Some(output) = self.router.poll_output() {
             let Some(session) = self.sessions.get_mut(&output.to) else {
                 continue;
             };
@@ -283,6 +284,7 @@ impl WorkerCore {
             if let Some(protected) = protected {
                 self.queue(destination, protected);
             }
+            self.router.recycle(output.data);
         }
     }
 
@@ -297,13 +299,18 @@ impl WorkerCore {
         for id in due {
             self.with_session(now, id, |session, ctx| session.handle_timeout(now, ctx));
         }
+        if self.router.poll_timeout().is_some_and(|t| t <= now) {
+            self.router.handle_timeout(now);
+            self.flush_router();
+        }
     }
 
-    /// The earliest timer of all sessions.
+    /// The earliest timer of all sessions and the router.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sessions
             .values()
             .filter_map(Session::poll_timeout)
+            .chain(self.router.poll_timeout())
             .min()
     }
 
@@ -351,6 +358,7 @@ mod tests {
                 ice: IceConfig::default(),
                 dtls: Arc::new(sluice_dtls::Config::new(Arc::clone(&server_cert))),
                 max_ssrcs_per_session: 4,
+                max_participants_per_room: 25,
             },
             Arc::clone(&metrics),
         );

@@ -1,13 +1,13 @@
 //! The media plane: `media.workers` threads, each a single-threaded loop that owns one
 //! UDP socket (`media.listen` PORT + k), the sessions and rooms placed on it, and a
-//! [`forward::Forwarder`]. Signalling talks to workers only through [`Command`]s and
+//! [`router::MediaRouter`] (a `sluice_sfu::Router`). Signalling talks to workers only through [`Command`]s and
 //! hears back through per-session [`SessionEvent`] channels; nothing is shared.
 
 pub mod certificate;
 pub mod command;
 pub mod core;
 mod error;
-pub mod forward;
+pub mod router;
 pub mod session;
 pub mod srtp;
 mod worker;
@@ -88,6 +88,7 @@ impl MediaPlane {
                     },
                     dtls: Arc::clone(&dtls),
                     max_ssrcs_per_session: config.limits.ssrcs_per_session,
+                    max_participants_per_room: config.limits.participants_per_room,
                 },
                 Arc::clone(&metrics),
             );

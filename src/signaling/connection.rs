@@ -570,13 +570,13 @@ fn random_u64(rng: &SystemRandom) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-/// A random SSRC that is neither 0 nor the server's own RTCP SSRC.
+/// A random SSRC, never 0 or 1 (values some stacks treat as special).
 fn random_ssrc(rng: &SystemRandom) -> u32 {
     loop {
         let mut bytes = [0u8; 4];
         let _ = rng.fill(&mut bytes);
         let ssrc = u32::from_be_bytes(bytes);
-        if ssrc > crate::media::forward::SERVER_RTCP_SSRC {
+        if ssrc > 1 {
             return ssrc;
         }
     }

@@ -1,0 +1,278 @@
+//! The worker's router: `sluice_sfu::Router` behind the interface the worker core uses.
+//!
+//! Signalling describes subscriptions by (publisher, kind); the sfu router wants track
+//! ids, which exist only once the publisher's answer arrived. This adapter keeps what
+//! each participant wants and reconciles it with the router after every change, so a
+//! subscription to a track that is not published yet starts as soon as it is.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use sluice_sfu::{ParticipantId as SfuId, Router, RouterConfig, TrackId, TrackSpec};
+use sluice_signal::sdp::Kind;
+
+use crate::media::command::{ParticipantId, PublicationSpec, SubscriptionSpec};
+use crate::signaling::rooms::participant_label;
+
+/// RTP or RTCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// An RTP packet.
+    Rtp,
+    /// An RTCP packet.
+    Rtcp,
+}
+
+/// Plaintext to protect with `to`'s SRTP context and send to its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The receiving participant.
+    pub to: ParticipantId,
+    /// RTP or RTCP.
+    pub kind: OutputKind,
+    /// The plaintext packet.
+    pub data: Vec<u8>,
+}
+
+fn sfu_kind(kind: Kind) -> sluice_sfu::Kind {
+    match kind {
+        Kind::Audio => sluice_sfu::Kind::Audio,
+        Kind::Video => sluice_sfu::Kind::Video,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Member {
+    /// Published tracks by kind.
+    tracks: HashMap<Kind, TrackId>,
+    /// What signalling asked this participant to receive.
+    wanted: Vec<SubscriptionSpec>,
+    /// What the router currently forwards to it: spec and the track it maps to.
+    active: Vec<(SubscriptionSpec, TrackId)>,
+}
+
+/// One `sluice_sfu::Router` and the bookkeeping that maps signalling's view onto it.
+#[derive(Debug)]
+pub struct MediaRouter {
+    router: Router,
+    members: HashMap<ParticipantId, Member>,
+}
+
+impl MediaRouter {
+    /// A router with `max_ssrcs` SSRCs per participant and rooms of up to
+    /// `max_participants_per_room` (signalling enforces the same limit first).
+    pub fn new(max_ssrcs: usize, max_participants_per_room: usize) -> Self {
+        let defaults = RouterConfig::default();
+        let config = RouterConfig {
+            max_ssrcs_per_participant: max_ssrcs.max(1),
+            max_participants_per_room: max_participants_per_room.max(1),
+            max_subscriptions_per_participant: defaults
+                .max_subscriptions_per_participant
+                .max(2 * max_participants_per_room),
+            ..defaults
+        };
+        Self {
+            router: Router::new(config),
+            members: HashMap::new(),
+        }
+    }
+
+    /// Sets what `id` (in `room`) publishes and receives.
+    pub fn set_participant(
+        &mut self,
+        room: &str,
+        id: ParticipantId,
+        publications: &[PublicationSpec],
+        subscriptions: &[SubscriptionSpec],
+    ) {
+        if !self.members.contains_key(&id) {
+            if let Err(error) = self.router.add_participant(room, SfuId(id)) {
+                tracing::warn!(participant = id, %error, "router refused the participant");
+                return;
+            }
+            let _ = self.router.set_cname(SfuId(id), &participant_label(id));
+            self.members.insert(id, Member::default());
+        }
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        for spec in publications {
+            if member.tracks.contains_key(&spec.kind) {
+                continue; // transport and tracks are fixed for the connection
+            }
+            let track = TrackSpec {
+                mid: spec.mid.clone(),
+                kind: sfu_kind(spec.kind),
+                ssrc: spec.ssrc,
+                rtx_ssrc: spec.rtx_ssrc,
+            };
+            match self.router.publish(SfuId(id), track) {
+                Ok(track) => {
+                    member.tracks.insert(spec.kind, track);
+                }
+                Err(error) => tracing::warn!(participant = id, %error, "publish refused"),
+            }
+        }
+        member.wanted = subscriptions.to_vec();
+        self.reconcile();
+    }
+
+    /// Brings the router's subscriptions in line with what every member wants.
+    fn reconcile(&mut self) {
+        let tracks: HashMap<(ParticipantId, Kind), TrackId> = self
+            .members
+            .iter()
+            .flat_map(|(id, m)| m.tracks.iter().map(move |(k, t)| ((*id, *k), *t)))
+            .collect();
+        for (id, member) in &mut self.members {
+            let desired: Vec<(SubscriptionSpec, TrackId)> = member
+                .wanted
+                .iter()
+                .filter_map(|s| tracks.get(&(s.publisher, s.kind)).map(|t| (*s, *t)))
+                .collect();
+            let (keep, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut member.active)
+                .into_iter()
+                .partition(|a| desired.contains(a));
+            for (_, track) in stale {
+                let _ = self.router.unsubscribe(SfuId(*id), track);
+            }
+            member.active = keep;
+            for (spec, track) in desired {
+                if member.active.contains(&(spec, track)) {
+                    continue;
+                }
+                let subscription = sluice_sfu::SubscriptionSpec {
+                    ssrc: spec.ssrc,
+                    rtx_ssrc: spec.rtx_ssrc,
+                    mid: None,
+                };
+                match self.router.subscribe(SfuId(*id), track, subscription) {
+                    Ok(()) => member.active.push((spec, track)),
+                    Err(error) => tracing::warn!(participant = *id, %error, "subscribe refused"),
+                }
+            }
+        }
+    }
+
+    /// Forgets `id` and every subscription to its tracks.
+    pub fn remove_participant(&mut self, id: ParticipantId) {
+        if self.members.remove(&id).is_some() {
+            let removed = self.router.remove_participant(SfuId(id));
+            for member in self.members.values_mut() {
+                member.active.retain(|(_, t)| !removed.contains(t));
+            }
+        }
+    }
+
+    /// Routes one plaintext RTP packet (drops are counted in the router's stats).
+    pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        self.router.handle_rtp(now, SfuId(from), packet);
+    }
+
+    /// Handles one plaintext RTCP packet.
+    pub fn handle_rtcp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        self.router.handle_rtcp(now, SfuId(from), packet);
+    }
+
+    /// The next packet to protect and send.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.router.poll_output().map(|o| Output {
+            to: o.to.0,
+            kind: match o.kind {
+                sluice_sfu::OutputKind::Rtp => OutputKind::Rtp,
+                sluice_sfu::OutputKind::Rtcp => OutputKind::Rtcp,
+            },
+            data: o.data,
+        })
+    }
+
+    /// Returns a sent packet's buffer to the router's pool.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.router.recycle(buffer);
+    }
+
+    /// The router's next report/feedback deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.router.poll_timeout()
+    }
+
+    /// Lets time pass for reports, feedback and NACKs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.router.handle_timeout(now);
+    }
+
+    /// The router's counters.
+    pub fn stats(&self) -> sluice_sfu::RouterStats {
+        self.router.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opus(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 111];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&960u32.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xF8, 0xFF, 0xFE]);
+        p
+    }
+
+    #[test]
+    fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
+        let now = Instant::now();
+        let mut router = MediaRouter::new(32, 25);
+        let wants_ada = SubscriptionSpec {
+            publisher: 1,
+            kind: Kind::Audio,
+            ssrc: 0xB0,
+            rtx_ssrc: None,
+        };
+        // Bo answers first: Ada's track does not exist yet.
+        router.set_participant("r", 2, &[], &[wants_ada]);
+        router.set_participant(
+            "r",
+            1,
+            &[PublicationSpec {
+                kind: Kind::Audio,
+                mid: "0".into(),
+                ssrc: Some(0xA0),
+                rtx_ssrc: None,
+            }],
+            &[],
+        );
+        router.handle_rtp(now, 1, &opus(1, 0xA0));
+        let out: Vec<Output> = std::iter::from_fn(|| router.poll_output()).collect();
+        let rtp = out
+            .iter()
+            .find(|o| o.kind == OutputKind::Rtp)
+            .expect("Ada's packet reaches Bo");
+        assert_eq!(rtp.to, 2);
+        assert_eq!(rtp.data.get(8..12), Some(&0xB0u32.to_be_bytes()[..]));
+    }
+
+    #[test]
+    fn leaving_stops_forwarding_to_and_from_the_participant() {
+        let now = Instant::now();
+        let mut router = MediaRouter::new(32, 25);
+        let publication = PublicationSpec {
+            kind: Kind::Audio,
+            mid: "0".into(),
+            ssrc: Some(0xA0),
+            rtx_ssrc: None,
+        };
+        let wants_ada = SubscriptionSpec {
+            publisher: 1,
+            kind: Kind::Audio,
+            ssrc: 0xB0,
+            rtx_ssrc: None,
+        };
+        router.set_participant("r", 1, &[publication], &[]);
+        router.set_participant("r", 2, &[], &[wants_ada]);
+        router.remove_participant(1);
+        router.handle_rtp(now, 1, &opus(1, 0xA0));
+        assert!(std::iter::from_fn(|| router.poll_output()).all(|o| o.kind != OutputKind::Rtp));
+    }
+}
