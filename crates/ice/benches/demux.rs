@@ -1,8 +1,9 @@
 //! RFC 7983 classification and the STUN ufrag lookup: the first work on every datagram.
 //! Run: `cargo bench -p sluice-ice --bench demux`.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use sluice_ice::demux::{classify, stun_local_ufrag};
+use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
     let rtp = {
