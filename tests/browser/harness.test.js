@@ -7,12 +7,13 @@ const { test, describe, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync, execFileSync } = require('node:child_process');
 
 const cleanup = require('./lib/cleanup');
 const analysis = require('./lib/analysis');
 const { startServer, httpGet } = require('./lib/server');
 const { launchParticipant, pageSnapshot } = require('./lib/browser');
+const { createImpairedNetwork, listOurNamespaces, requireNetnsSupport } = require('./lib/netns');
 
 after(() => cleanup.runAll());
 
@@ -119,6 +120,63 @@ describe('analysis', () => {
     ];
     assert.equal(analysis.timeToConnected(events, 1000), 900);
     assert.equal(analysis.timeToConnected(events.slice(0, 1), 1000), null);
+  });
+});
+
+describe('resilience analysis', () => {
+  test('the browser DTLS handshake time runs from connecting to connected', () => {
+    const events = [
+      { t: 100, type: 'dtls', state: 'new' },
+      { t: 900, type: 'ice', state: 'connected' },
+      { t: 1000, type: 'dtls', state: 'connecting' },
+      { t: 1450, type: 'dtls', state: 'connected' },
+    ];
+    assert.equal(analysis.dtlsHandshakeTime(events), 450);
+    assert.equal(analysis.dtlsHandshakeTime(events.slice(0, 3)), null, 'never connected');
+    assert.equal(analysis.dtlsHandshakeTime([]), null);
+  });
+
+  test('server handshake times are read per participant from the session log lines', () => {
+    const log = [
+      '2026-01-01T00:00:00Z  INFO session{participant=3 room=r}: sluice::media::session: DTLS connected handshake_ms=812 profile=SRTP_AEAD_AES_128_GCM',
+      '2026-01-01T00:00:01Z  INFO session{participant=4 room=r}: sluice::media::session: DTLS failed reason=timeout',
+      '2026-01-01T00:00:02Z  INFO session{participant=3 room=r}: sluice::media::session: DTLS connected handshake_ms=5 profile=x',
+    ].join('\n');
+    const times = analysis.serverHandshakes(log);
+    assert.equal(times.get('3'), 812, 'the first completion counts');
+    assert.equal(times.has('4'), false);
+  });
+
+  test('a metric family is summed over its label sets and absent is null', () => {
+    const text = [
+      '# TYPE sluice_dtls_handshakes_failed counter',
+      'sluice_dtls_handshakes_failed_total{reason="timeout"} 2',
+      'sluice_dtls_handshakes_failed_total{reason="aborted"} 1',
+      'sluice_dtls_handshakes_failed_total_extra 9',
+      'sluice_dtls_retransmissions_total 17',
+    ].join('\n');
+    assert.equal(analysis.metricValue(text, 'sluice_dtls_handshakes_failed_total'), 3);
+    assert.equal(analysis.metricValue(text, 'sluice_dtls_retransmissions_total'), 17);
+    assert.equal(analysis.metricValue(text, 'sluice_nothing_total'), null);
+    assert.equal(analysis.metricValue(null, 'x'), null);
+  });
+});
+
+describe('impaired network', () => {
+  test('the namespace, veth pair and tbf exist while in use and are gone after teardown', { timeout: 30000 }, () => {
+    requireNetnsSupport(); // not root: fails with the reason
+    const net = createImpairedNetwork({ upRateKbit: 225, downRateKbit: 5000 });
+    try {
+      assert.ok(listOurNamespaces().includes(net.name));
+      const qdisc = execFileSync('ip', ['netns', 'exec', net.name, 'tc', 'qdisc', 'show', 'dev', net.nsIf], { encoding: 'utf8' });
+      assert.match(qdisc, /tbf .*rate 225Kbit/);
+      const addr = execFileSync('ip', ['-4', '-o', 'addr', 'show', 'dev', net.hostIf], { encoding: 'utf8' });
+      assert.ok(addr.includes(`${net.hostAddr}/30`));
+    } finally {
+      net.teardown();
+    }
+    assert.equal(listOurNamespaces().includes(net.name), false, 'namespace deleted');
+    assert.equal(spawnSync('ip', ['link', 'show', net.hostIf], { stdio: 'ignore' }).status !== 0, true, 'host veth gone');
   });
 });
 

@@ -122,6 +122,47 @@ function peerGone(snapshot, peer) {
   return { gone: reasons.length === 0, reasons };
 }
 
+/**
+ * Milliseconds the browser's DTLS transport spent in 'connecting' before 'connected', from
+ * the transport probe's events (browser.js transportProbe), or null when it never connected.
+ */
+function dtlsHandshakeTime(transportEvents) {
+  const dtls = (transportEvents || []).filter((e) => e.type === 'dtls');
+  const connected = dtls.find((e) => e.state === 'connected');
+  if (!connected) return null;
+  const connecting = dtls.find((e) => e.state === 'connecting' && e.t <= connected.t);
+  return connecting ? connected.t - connecting.t : null;
+}
+
+/**
+ * participant id -> handshake_ms from the server's per-session "DTLS connected" log lines
+ * (span `session{participant=ID ...}`). The first completion per participant counts.
+ */
+function serverHandshakes(logText) {
+  const result = new Map();
+  for (const line of (logText || '').split('\n')) {
+    if (!line.includes('DTLS connected')) continue;
+    const participant = line.match(/participant=([^\s}]+)/);
+    const handshake = line.match(/handshake_ms=(\d+)/);
+    if (participant && handshake && !result.has(participant[1])) result.set(participant[1], Number(handshake[1]));
+  }
+  return result;
+}
+
+/** Sum of the samples of one metric family (all label sets) in OpenMetrics text, or null. */
+function metricValue(text, name) {
+  if (!text) return null;
+  let sum = null;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    const value = Number(line.split(' ').pop());
+    if (Number.isFinite(value)) sum = (sum || 0) + value;
+  }
+  return sum;
+}
+
 /** Renders rows (arrays of strings) as an aligned text table. */
 function formatTable(header, rows) {
   const widths = header.map((h, i) => Math.max(String(h).length, ...rows.map((r) => String(r[i]).length)));
@@ -138,6 +179,9 @@ module.exports = {
   timeToConnected,
   timeToFirstFrame,
   sumInbound,
+  dtlsHandshakeTime,
+  serverHandshakes,
+  metricValue,
   peerGone,
   formatTable,
 };

@@ -88,15 +88,61 @@ class BoundedLines {
  * Launches one participant's browser. Returns { name, page, context, console, close() }.
  * The page is blank until `open(url)`.
  */
-async function launchParticipant(name) {
+/**
+ * Runs in every page before its scripts: records the DTLS and ICE transport state changes
+ * of every RTCPeerConnection with timestamps (window.__sluiceTransport), so the handshake
+ * time is measured from the browser's own transport events rather than the 1 s poll.
+ * Self-contained: playwright serialises it into the page.
+ */
+function transportProbe() {
+  const Native = window.RTCPeerConnection;
+  if (!Native || Native.sluiceProbe) return;
+  const events = [];
+  window.__sluiceTransport = events;
+  const watched = new WeakSet();
+  const watch = (pc) => {
+    for (const end of [...pc.getSenders(), ...pc.getReceivers()]) {
+      const dtls = end.transport;
+      if (!dtls || watched.has(dtls)) continue;
+      watched.add(dtls);
+      events.push({ t: Date.now(), type: 'dtls', state: dtls.state });
+      dtls.addEventListener('statechange', () => {
+        if (events.length < 200) events.push({ t: Date.now(), type: 'dtls', state: dtls.state });
+      });
+      const ice = dtls.iceTransport;
+      if (ice) {
+        ice.addEventListener('statechange', () => {
+          if (events.length < 200) events.push({ t: Date.now(), type: 'ice', state: ice.state });
+        });
+      }
+    }
+  };
+  class Probed extends Native {
+    constructor(...args) {
+      super(...args);
+      for (const type of ['signalingstatechange', 'iceconnectionstatechange', 'connectionstatechange']) {
+        this.addEventListener(type, () => watch(this));
+      }
+    }
+  }
+  Probed.sluiceProbe = true;
+  window.RTCPeerConnection = Probed;
+}
+
+/**
+ * Launches one participant's browser. Options: { executablePath (e.g. a wrapper that
+ * enters a network namespace), extraFlags }. Returns { name, page, context, console,
+ * close() }. The page is blank until `open(url)`.
+ */
+async function launchParticipant(name, { executablePath = null, extraFlags = [] } = {}) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), `sluice-browser-${name}-`));
   cleanup.trackDir(userDataDir);
   let context;
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: chromiumBinary(),
+      executablePath: executablePath || chromiumBinary(),
       headless: true,
-      args: CHROMIUM_FLAGS,
+      args: [...CHROMIUM_FLAGS, ...extraFlags],
       timeout: LAUNCH_TIMEOUT_MS,
       // Our own cleanup registry handles signals (browsers first, then the server).
       handleSIGINT: false,
@@ -112,6 +158,7 @@ async function launchParticipant(name) {
   const pids = browserPidsFor(userDataDir);
   for (const pid of pids) cleanup.trackPid(pid);
 
+  await context.addInitScript(transportProbe);
   const page = context.pages()[0] || (await context.newPage());
   page.setDefaultTimeout(NAVIGATION_TIMEOUT_MS);
   const consoleLines = new BoundedLines(MAX_CONSOLE_LINES);
@@ -185,7 +232,38 @@ async function pageSnapshot() {
       mlines.push({ kind, mid, direction, msid });
     }
   }
+  // Fields the page's own stats() leaves out: freezes, retransmission counts, and which
+  // candidate pair carries the media (proves each participant took the path meant for it).
+  const extra = new Map();
+  let path = null;
+  if (pc) {
+    const report = await pc.getStats();
+    let pairId = null;
+    report.forEach((r) => {
+      if (r.type === 'inbound-rtp') {
+        extra.set(String(r.ssrc), {
+          freezeCount: r.freezeCount,
+          totalFreezesDuration: r.totalFreezesDuration,
+          nackCount: r.nackCount,
+          retransmittedPacketsReceived: r.retransmittedPacketsReceived,
+        });
+      } else if (r.type === 'transport') pairId = r.selectedCandidatePairId;
+    });
+    const pair = pairId && report.get(pairId);
+    if (pair) {
+      const local = report.get(pair.localCandidateId) || {};
+      const remote = report.get(pair.remoteCandidateId) || {};
+      path = {
+        local: `${local.address || local.ip}:${local.port}`,
+        remote: `${remote.address || remote.ip}:${remote.port}`,
+        rttMs: pair.currentRoundTripTime === undefined ? null : Math.round(pair.currentRoundTripTime * 1000),
+      };
+    }
+  }
+  for (const entry of stats.inbound) Object.assign(entry, extra.get(String(entry.ssrc)) || {});
+  stats.path = path;
   return {
+    transportEvents: (window.__sluiceTransport || []).slice(),
     now: Date.now(),
     state: s.state,
     participantId: s.participantId,

@@ -8,6 +8,7 @@
 // temp dirs, so a crash or an abrupt exit leaves nothing behind either.
 
 const fs = require('node:fs');
+const { spawnSync } = require('node:child_process');
 
 /** @type {{name: string, fn: () => Promise<void>}[]} */
 const asyncCleanups = [];
@@ -15,6 +16,8 @@ const asyncCleanups = [];
 const pidsToKill = new Set();
 /** Directories to remove on exit if they still exist. */
 const dirsToRemove = new Set();
+/** Network namespaces (created by lib/netns.js) to delete on exit if they still exist. */
+const netnsToDelete = new Set();
 
 /** Time one async cleanup may take before it is abandoned (the exit hook still kills). */
 const CLEANUP_STEP_TIMEOUT_MS = 10000;
@@ -68,6 +71,17 @@ function trackDir(dir) {
   dirsToRemove.add(dir);
 }
 
+function trackNetns(name) {
+  installSignalHandlers();
+  netnsToDelete.add(name);
+}
+
+/** Deletes a network namespace (and with it the veth pair it holds); idempotent, synchronous. */
+function deleteNetns(name) {
+  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore', timeout: 5000 });
+  netnsToDelete.delete(name);
+}
+
 function removeDir(dir) {
   try {
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -108,6 +122,7 @@ function lastResort() {
     }
   }
   pidsToKill.clear();
+  for (const name of [...netnsToDelete]) deleteNetns(name);
   for (const dir of [...dirsToRemove]) removeDir(dir);
 }
 
@@ -116,4 +131,15 @@ function interrupted() {
   return interruptedBy;
 }
 
-module.exports = { interrupted, register, runAll, trackPid, untrackPid, trackDir, removeDir, withTimeout };
+module.exports = {
+  interrupted,
+  register,
+  runAll,
+  trackPid,
+  untrackPid,
+  trackDir,
+  removeDir,
+  trackNetns,
+  deleteNetns,
+  withTimeout,
+};

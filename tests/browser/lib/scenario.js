@@ -4,12 +4,16 @@
 // (never throws for a failed check: failures are listed) and always cleans up.
 
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 
 const cleanup = require('./cleanup');
 const { startServer, pickMetrics } = require('./server');
-const { launchParticipant, pageSnapshot } = require('./browser');
+const { launchParticipant, pageSnapshot, chromiumBinary } = require('./browser');
+const { freeUdpPort } = require('./ports');
+const { createImpairedNetwork } = require('./netns');
+const { startRelay } = require('./relay');
 const analysis = require('./analysis');
 
 const NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'];
@@ -34,10 +38,20 @@ const DEFAULT_TIMINGS = {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class ScenarioFailure extends Error {}
+/** Thrown to end a run early with success (no leave phase). */
+class ScenarioDone extends Error {}
 
 /**
- * Runs one call. Options: { dtlsRole, participants, leaveBy: 'click' | 'close', label, timings,
- * startServer }.
+ * Runs one call. Options: { dtlsRole, participants, leaveBy: 'click' | 'close' | null (no
+ * leave phase), label, timings, startServer, dtls (extra server dtls.* keys), joinBy:
+ * 'autojoin' (pages open with ?autojoin=1) | 'click' (pages load first, then every Join
+ * button is pressed at once), impairment }.
+ *
+ * impairment: { participant: index, upRateKbit, downRateKbit, relayArgs: [...], seed }. That
+ * participant's Chromium runs in its own network namespace (lib/netns.js) and reaches the
+ * server's media port only through the netsim relay on the host end of its veth; the
+ * server announces 127.0.0.1 first (the clean participants' path) and the relay second,
+ * and serves the page on the veth address so that every participant can load it.
  * Returns { ok, failures, table, summary, resultsDir }.
  */
 async function runCall(options) {
@@ -45,6 +59,9 @@ async function runCall(options) {
     dtlsRole = 'auto',
     participants: count = 4,
     leaveBy = 'click',
+    joinBy = 'autojoin',
+    dtls = {},
+    impairment = null,
     label = `call-${dtlsRole}`,
     log = (line) => process.stdout.write(`${line}\n`),
     // Injectable for the mock SFU (mock/server.js); same interface as lib/server.js.
@@ -58,6 +75,10 @@ async function runCall(options) {
 
   const state = {
     server: null,
+    net: null,
+    relay: null,
+    relayStats: null,
+    joinSpreadMs: null,
     peers: [], // { name, browser, snapshots: [], left: false }
     failures: [],
     phases: {},
@@ -78,7 +99,8 @@ async function runCall(options) {
       if (snap && !snap.missing) {
         // Events are cumulative: keep only the newest copy to bound memory.
         peer.events = snap.events;
-        peer.snapshots.push({ ...snap, events: undefined });
+        peer.transportEvents = snap.transportEvents || [];
+        peer.snapshots.push({ ...snap, events: undefined, transportEvents: undefined });
         peer.latest = snap;
       }
       return snap;
@@ -107,25 +129,63 @@ async function runCall(options) {
   const idsOf = (peers) => peers.map((p) => p.latest && p.latest.participantId);
 
   try {
-    state.server = await start({ dtlsRole });
+    let extraFlags = [];
+    let impairedExecutable = null;
+    if (impairment) {
+      state.net = createImpairedNetwork({ upRateKbit: impairment.upRateKbit, downRateKbit: impairment.downRateKbit });
+      const { hostAddr, nsAddr, name: netnsName } = state.net;
+      const relayPort = await freeUdpPort(hostAddr);
+      const mediaPort = await freeUdpPort();
+      const relayAddr = `${hostAddr}:${relayPort}`;
+      state.server = await start({
+        dtlsRole,
+        dtls,
+        httpHost: hostAddr,
+        mediaPort,
+        announce: ['127.0.0.1', relayAddr],
+      });
+      state.relay = await startRelay({
+        listen: relayAddr,
+        upstream: `127.0.0.1:${mediaPort}`,
+        args: impairment.relayArgs || [],
+        seed: impairment.seed || 1,
+      });
+      const wrapperDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-netns-wrapper-'));
+      cleanup.trackDir(wrapperDir);
+      impairedExecutable = state.net.chromiumWrapper(chromiumBinary(), wrapperDir);
+      extraFlags = [`--unsafely-treat-insecure-origin-as-secure=${state.server.url}`];
+      say(
+        `netns ${netnsName}: ${nsAddr}/30 <-> ${hostAddr}/30, tbf up ${impairment.upRateKbit || '-'} kbit/s ` +
+          `down ${impairment.downRateKbit || '-'} kbit/s; relay ${relayAddr} -> 127.0.0.1:${mediaPort} ` +
+          `[${(impairment.relayArgs || []).join(' ')}]`,
+      );
+    } else {
+      state.server = await start({ dtlsRole, dtls });
+    }
     say(`server pid ${state.server.pid} on ${state.server.url}, media 127.0.0.1:${state.server.mediaPort}, dtls.role ${dtlsRole}`);
 
     for (let i = 0; i < count; i += 1) {
       const name = NAMES[i] || `peer${i}`;
       const launchStart = Date.now();
-      const browser = await launchParticipant(name);
-      state.peers.push({ name, browser, snapshots: [], events: [], latest: null, left: false });
-      say(`launched ${name} in ${Date.now() - launchStart} ms`);
+      const impaired = Boolean(impairment) && i === (impairment.participant || 0);
+      const browser = await launchParticipant(name, { executablePath: impaired ? impairedExecutable : null, extraFlags });
+      state.peers.push({ name, browser, impaired, snapshots: [], events: [], latest: null, left: false });
+      say(`launched ${name}${impaired ? ' (impaired, in the namespace)' : ''} in ${Date.now() - launchStart} ms`);
     }
 
-    // All pages open at (nearly) the same moment: a real meeting start.
-    await Promise.all(
-      state.peers.map((peer) =>
-        peer.browser.open(
-          `${state.server.url}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(peer.name)}&autojoin=1`,
-        ),
-      ),
-    );
+    const pageUrl = (peer, autojoin) =>
+      `${state.server.url}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(peer.name)}${autojoin ? '&autojoin=1' : ''}`;
+    if (joinBy === 'click') {
+      // Pages load first; then every participant presses Join within a few milliseconds.
+      await Promise.all(state.peers.map((peer) => peer.browser.open(pageUrl(peer, false))));
+      const clickAt = Date.now();
+      await Promise.all(state.peers.map((peer) => peer.browser.page.evaluate(() => document.getElementById('join').click())));
+      for (const peer of state.peers) peer.browser.openedAt = clickAt;
+      say(`${count} Join buttons pressed within ${Date.now() - clickAt} ms`);
+    } else {
+      // All pages open at (nearly) the same moment: a real meeting start.
+      await Promise.all(state.peers.map((peer) => peer.browser.open(pageUrl(peer, true))));
+    }
     const openedAt = Math.min(...state.peers.map((p) => p.browser.openedAt));
     say(`${count} pages open in room ${room}`);
 
@@ -162,6 +222,26 @@ async function runCall(options) {
     }
     state.phases.mediaUpMs = mediaUpAt - openedAt;
     say(`media flowing everywhere after ${state.phases.mediaUpMs} ms`);
+
+    // When the join messages went out (the page logs ws_open right before sending join).
+    const joinTimes = state.peers.map((p) => (p.events.find((e) => e.type === 'ws_open') || {}).t).filter(Boolean);
+    if (joinTimes.length === count) state.joinSpreadMs = Math.max(...joinTimes) - Math.min(...joinTimes);
+
+    // Each participant must use the path meant for it: the impaired one the relay, the
+    // others the server's own port. Otherwise the run measured something else.
+    if (impairment) {
+      const relayAddr = state.relay.listen;
+      const direct = `127.0.0.1:${state.server.mediaPort}`;
+      const wrong = state.peers
+        .map((p) => [p, p.latest.stats.path && p.latest.stats.path.remote])
+        .filter(([p, remote]) => remote !== (p.impaired ? relayAddr : direct));
+      if (wrong.length > 0) {
+        fail(
+          `participants on the wrong path (impaired must use ${relayAddr}, others ${direct}): ` +
+            wrong.map(([p, remote]) => `${p.name}=${remote}`).join(', '),
+        );
+      }
+    }
 
     // A forced server role must show up as the complementary role in every browser, or the
     // run did not test what its name says.
@@ -201,6 +281,8 @@ async function runCall(options) {
       if (problems.length > 0) fail(`media stalled during the ${timings.steadyMs} ms steady phase: ${problems.join('; ')}`);
     }
     say(`steady for ${timings.steadyMs} ms: every ${timings.windowMs} ms window advanced for every peer`);
+
+    if (leaveBy === null) throw new ScenarioDone();
 
     // Phase 3: the last participant leaves; the others must see it go.
     const leaver = state.peers[state.peers.length - 1];
@@ -251,17 +333,19 @@ async function runCall(options) {
     }
     say(`remaining ${stayers.length} still exchange media`);
   } catch (error) {
-    if (!(error instanceof ScenarioFailure)) state.failures.push(`harness error: ${error.stack || error.message}`);
+    if (!(error instanceof ScenarioFailure) && !(error instanceof ScenarioDone)) state.failures.push(`harness error: ${error.stack || error.message}`);
   }
   if (cleanup.interrupted()) state.failures.unshift(`interrupted by ${cleanup.interrupted()}: browsers and server were stopped`);
 
   // Evidence and report, then teardown (always).
-  const result = await finish(state, { label, room, dtlsRole, leaveBy, say });
   await Promise.all(state.peers.map((p) => p.browser.close()));
+  if (state.relay) state.relayStats = await state.relay.stop();
+  const result = await finish(state, { label, room, dtlsRole, leaveBy, say, impairment, dtls, joinBy });
   if (state.server) {
     const exit = await state.server.stop();
     say(`server stopped: ${JSON.stringify(exit)}`);
   }
+  if (state.net) state.net.teardown();
   result.durationMs = Date.now() - startedAt;
   return result;
 }
@@ -271,36 +355,94 @@ function nameOf(peers, id) {
   return peer ? peer.name : id;
 }
 
-async function finish(state, { label, room, dtlsRole, leaveBy, say }) {
+async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, dtls, joinBy }) {
   const { peers } = state;
   const opened = (p) => p.browser.openedAt || 0;
-  const header = ['participant', 'id', 'connected', 'dtls', ...peers.map((p) => `1st frame ${p.name}`), 'frames', 'pkts lost', 'audio samples'];
-  const rows = peers.map((peer) => {
+  const serverHandshakes = state.server ? analysis.serverHandshakes(state.server.log.text()) : new Map();
+  const ms = (value) => (value === null || value === undefined ? '-' : `${value} ms`);
+  const summaries = peers.map((peer) => {
     const last = peer.latest;
     const firstFrames = analysis.timeToFirstFrame(peer.snapshots, opened(peer));
-    const connected = analysis.timeToConnected(peer.events, opened(peer));
-    return [
-      peer.name,
-      (last && last.participantId) || '-',
-      connected === null ? '-' : `${connected} ms`,
-      (last && last.stats && last.stats.transport && `${last.stats.transport.dtlsRole || '?'}/${last.stats.transport.dtlsState}`) || '-',
-      ...peers.map((other) => {
-        if (other === peer) return '(self)';
-        const id = other.latest && other.latest.participantId;
-        const t = id ? firstFrames.get(id) : undefined;
-        return t === undefined ? '-' : `${t} ms`;
-      }),
-      last ? analysis.sumInbound(last, 'framesDecoded', 'video') : '-',
-      last ? analysis.sumInbound(last, 'packetsLost') : '-',
-      last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : '-',
-    ];
+    const others = peers.filter((o) => o !== peer).map((o) => o.latest && o.latest.participantId);
+    const frameTimes = others.map((id) => (id ? firstFrames.get(id) : undefined));
+    const id = (last && last.participantId) || null;
+    return {
+      name: peer.name,
+      id,
+      impaired: Boolean(peer.impaired),
+      path: (last && last.stats && last.stats.path) || null,
+      connectedMs: analysis.timeToConnected(peer.events, opened(peer)),
+      dtlsHandshakeMs: analysis.dtlsHandshakeTime(peer.transportEvents),
+      serverHandshakeMs: id && serverHandshakes.has(id) ? serverHandshakes.get(id) : null,
+      dtls: (last && last.stats && last.stats.transport && `${last.stats.transport.dtlsRole || '?'}/${last.stats.transport.dtlsState}`) || null,
+      firstFrameFromEachMs: frameTimes.map((t) => (t === undefined ? null : t)),
+      firstFrameFromAllMs: frameTimes.every((t) => t !== undefined) && frameTimes.length ? Math.max(...frameTimes) : null,
+      framesDecoded: last ? analysis.sumInbound(last, 'framesDecoded', 'video') : null,
+      freezeCount: last ? analysis.sumInbound(last, 'freezeCount', 'video') : null,
+      freezesSeconds: last ? Number(analysis.sumInbound(last, 'totalFreezesDuration', 'video').toFixed(1)) : null,
+      packetsLost: last ? analysis.sumInbound(last, 'packetsLost') : null,
+      audioSamples: last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : null,
+    };
   });
+  const header = [
+    'participant',
+    'id',
+    'path',
+    'connected',
+    'dtls hs (browser)',
+    'dtls hs (server)',
+    'dtls',
+    '1st frame from all',
+    'frames',
+    'freezes',
+    'pkts lost',
+    'audio samples',
+  ];
+  const rows = summaries.map((p) => [
+    `${p.name}${p.impaired ? ' *' : ''}`,
+    p.id || '-',
+    p.path ? `${p.path.remote}${p.path.rttMs !== null ? ` rtt ${p.path.rttMs}` : ''}` : '-',
+    ms(p.connectedMs),
+    ms(p.dtlsHandshakeMs),
+    ms(p.serverHandshakeMs),
+    p.dtls || '-',
+    ms(p.firstFrameFromAllMs),
+    p.framesDecoded === null ? '-' : p.framesDecoded,
+    p.freezeCount === null ? '-' : `${p.freezeCount} (${p.freezesSeconds} s)`,
+    p.packetsLost === null ? '-' : p.packetsLost,
+    p.audioSamples === null ? '-' : p.audioSamples,
+  ]);
   const table = analysis.formatTable(header, rows);
   const ok = state.failures.length === 0;
   say(`${ok ? 'PASS' : 'FAIL'} (dtls.role ${dtlsRole}, leave by ${leaveBy})\n${table}`);
 
   let metrics = null;
   if (state.server && !state.server.exitInfo) metrics = await state.server.metrics();
+  const serverCounters = {
+    handshakesStarted: analysis.metricValue(metrics, 'sluice_dtls_handshakes_started_total'),
+    handshakesCompleted: analysis.metricValue(metrics, 'sluice_dtls_handshakes_completed_total'),
+    handshakesFailed: analysis.metricValue(metrics, 'sluice_dtls_handshakes_failed_total'),
+    retransmissions: analysis.metricValue(metrics, 'sluice_dtls_retransmissions_total'),
+  };
+  const summary = {
+    label,
+    dtlsRole,
+    dtls,
+    joinBy,
+    joinSpreadMs: state.joinSpreadMs,
+    impairment: impairment
+      ? { ...impairment, netns: state.net && state.net.name, hostAddr: state.net && state.net.hostAddr, nsAddr: state.net && state.net.nsAddr }
+      : null,
+    relayStats: state.relayStats,
+    server: serverCounters,
+    mediaUpMs: state.phases.mediaUpMs === undefined ? null : state.phases.mediaUpMs,
+    participants: summaries,
+  };
+  say(
+    `server: handshakes started ${serverCounters.handshakesStarted} completed ${serverCounters.handshakesCompleted} ` +
+      `failed ${serverCounters.handshakesFailed}, dtls retransmissions ${serverCounters.retransmissions}` +
+      (state.joinSpreadMs === null ? '' : `; join messages sent within ${state.joinSpreadMs} ms`),
+  );
   const keyMetrics = pickMetrics(metrics, [
     'sluice_sessions',
     'sluice_participants',
@@ -343,6 +485,7 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say }) {
     fs.writeFileSync(path.join(resultsDir, 'server.log'), state.server ? state.server.log.text() : '');
     fs.writeFileSync(path.join(resultsDir, 'metrics.txt'), metrics || '');
     fs.writeFileSync(path.join(resultsDir, 'table.txt'), `${table}\n`);
+    fs.writeFileSync(path.join(resultsDir, 'summary.json'), `${JSON.stringify(summary, null, 1)}\n`);
     fs.writeFileSync(
       path.join(resultsDir, 'participants.json'),
       JSON.stringify(
@@ -368,7 +511,7 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say }) {
   } catch (error) {
     say(`could not write results to ${resultsDir}: ${error.message}`);
   }
-  return { ok, failures: state.failures, table, phases: state.phases, resultsDir };
+  return { ok, failures: state.failures, table, summary, phases: state.phases, resultsDir };
 }
 
 module.exports = { runCall, DEFAULT_TIMINGS };

@@ -31,17 +31,24 @@ function serverBinary() {
   return bin;
 }
 
-/** YAML for one run. Only keys documented in docs/configuration.md. */
-function configYaml({ httpPort, mediaPort, dtlsRole, logLevel }) {
+/**
+ * YAML for one run. Only keys documented in docs/configuration.md. `httpHost` is the
+ * address the page is served on (a veth address when a participant sits in a network
+ * namespace), `announce` the media.announce list, `dtls` extra dtls.* keys (e.g.
+ * { max_datagram_size: 576, recovery: false }).
+ */
+function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {} }) {
+  const dtlsExtra = Object.entries(dtls).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   return [
     'http:',
-    `  listen: "127.0.0.1:${httpPort}"`,
+    `  listen: "${httpHost}:${httpPort}"`,
     'media:',
     `  listen: "127.0.0.1:${mediaPort}"`,
     '  workers: 1',
-    '  announce: ["127.0.0.1"]',
+    `  announce: [${announce.map((a) => JSON.stringify(a)).join(', ')}]`,
     'dtls:',
     `  role: ${dtlsRole}`,
+    ...dtlsExtra,
     'log:',
     `  level: "${logLevel}"`,
     'shutdown:',
@@ -104,15 +111,15 @@ class LogBuffer {
  * Starts a server. Returns { url, httpPort, mediaPort, log, exited, stop(), metrics() }.
  * Registered with the cleanup registry: it is stopped even if the caller forgets.
  */
-async function startServer({ dtlsRole = 'auto', logLevel } = {}) {
+async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls } = {}) {
   const bin = serverBinary();
-  const httpPort = await freeTcpPort();
-  const mediaPort = await freeUdpPort();
+  const httpPort = await freeTcpPort(httpHost);
+  const mediaPort = fixedMediaPort || (await freeUdpPort());
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-browser-server-'));
   cleanup.trackDir(tmpDir);
   const configPath = path.join(tmpDir, 'sluice.yaml');
   const level = logLevel || process.env.SLUICE_LOG_LEVEL || 'sluice=debug,info';
-  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level }));
+  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, announce, dtls }));
 
   const log = new LogBuffer(MAX_LOG_LINES);
   const child = spawn(bin, ['--config', configPath], {
@@ -159,7 +166,7 @@ async function startServer({ dtlsRole = 'auto', logLevel } = {}) {
   };
   const unregister = cleanup.register(`server ${child.pid}`, stop);
 
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `http://${httpHost}:${httpPort}`;
   const deadline = Date.now() + HEALTH_TIMEOUT_MS;
   let lastError = 'no answer yet';
   for (;;) {

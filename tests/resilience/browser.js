@@ -1,0 +1,135 @@
+'use strict';
+// Long form of the browser resilience scenarios (docs/resilience.md), one command:
+//
+//   node tests/resilience/browser.js [scenario1|scenario2|all] [--recovery on|off|both]
+//        [--participants N] [--steady-ms MS] [--out DIR]
+//
+// Scenario 1 (the seed): 6 participants, one on 225 kbit/s up / 5 Mbit/s down / 70 ms each
+// way, at 0, 5 and 15 % random loss and with 30 % loss during its first 10 s only.
+// Scenario 2 (handshake storm): 6 participants press Join at once, one link drops 30 %,
+// dtls.max_datagram_size 576, server as DTLS client and as DTLS server.
+// Each run once with the server's DTLS recovery on (default) and once with
+// `dtls.recovery: false`. Per-run artefacts go to tests/browser/results/<label>/; the
+// summary tables (Markdown) to OUT/summary.md (default tests/resilience/results/<time>/).
+// Needs root (network namespaces). Exit code 1 when any run with recovery on failed.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const cleanup = require('../browser/lib/cleanup');
+const { runCall } = require('../browser/lib/scenario');
+const { requireNetnsSupport } = require('../browser/lib/netns');
+const { seedScenario, stormScenario } = require('../browser/lib/resilience');
+
+function parseArgs(argv) {
+  const args = { which: 'all', recovery: 'both', participants: 6, steadyMs: 30000, out: null };
+  const rest = [...argv];
+  while (rest.length > 0) {
+    const arg = rest.shift();
+    if (arg === '--recovery') args.recovery = rest.shift();
+    else if (arg === '--participants') args.participants = Number(rest.shift());
+    else if (arg === '--steady-ms') args.steadyMs = Number(rest.shift());
+    else if (arg === '--out') args.out = rest.shift();
+    else if (['scenario1', 'scenario2', 'all'].includes(arg)) args.which = arg;
+    else throw new Error(`unknown argument ${arg}`);
+  }
+  if (!['on', 'off', 'both'].includes(args.recovery)) throw new Error('--recovery takes on, off or both');
+  return args;
+}
+
+function runsFor({ which, recovery, participants, steadyMs }) {
+  const modes = recovery === 'both' ? [true, false] : [recovery === 'on'];
+  const runs = [];
+  for (const rec of modes) {
+    if (which !== 'scenario2') {
+      for (const lossPercent of [0, 5, 15]) runs.push(seedScenario({ participants, lossPercent, recovery: rec, steadyMs }));
+      runs.push(seedScenario({ participants, lossPercent: 30, lossWindowS: 10, recovery: rec, steadyMs }));
+    }
+    if (which !== 'scenario1') {
+      for (const dtlsRole of ['client', 'server']) runs.push(stormScenario({ participants, dtlsRole, recovery: rec, steadyMs }));
+    }
+  }
+  return runs;
+}
+
+const fmt = (v) => (v === null || v === undefined ? '-' : String(v));
+
+/** One Markdown row per run: the impaired participant against the worst clean one. */
+function summaryRow(options, result) {
+  const s = result.summary || { participants: [], server: {} };
+  const impaired = s.participants.find((p) => p.impaired) || {};
+  const clean = s.participants.filter((p) => !p.impaired);
+  const max = (key) => {
+    const values = clean.map((p) => p[key]).filter((v) => v !== null && v !== undefined);
+    return values.length === clean.length && values.length ? Math.max(...values) : null;
+  };
+  const min = (key) => {
+    const values = clean.map((p) => p[key]).filter((v) => v !== null && v !== undefined);
+    return values.length ? Math.min(...values) : null;
+  };
+  const sum = (key) => clean.reduce((acc, p) => acc + (p[key] || 0), 0);
+  return (
+    `| ${options.label} | ${options.dtls.recovery === false ? 'off' : 'on'} | ${result.ok ? 'pass' : 'FAIL'} | ` +
+    `${fmt(s.server.handshakesCompleted)}/${fmt(s.server.handshakesStarted)} (${fmt(s.server.handshakesFailed)} failed) | ` +
+    `${fmt(impaired.dtlsHandshakeMs)} / ${fmt(max('dtlsHandshakeMs'))} | ` +
+    `${fmt(impaired.serverHandshakeMs)} / ${fmt(max('serverHandshakeMs'))} | ${fmt(s.server.retransmissions)} | ` +
+    `${fmt(impaired.firstFrameFromAllMs)} / ${fmt(max('firstFrameFromAllMs'))} | ` +
+    `${fmt(impaired.framesDecoded)} / ${fmt(min('framesDecoded'))} | ` +
+    `${fmt(impaired.freezeCount)} / ${fmt(sum('freezeCount'))} | ${fmt(s.joinSpreadMs)} |`
+  );
+}
+
+const HEADER = [
+  '| run | recovery | result | server handshakes done/started | DTLS handshake, browser (ms): impaired / slowest clean | server-side (ms): impaired / slowest clean | server DTLS retransmissions | first frame from all others (ms): impaired / slowest clean | frames decoded: impaired / fewest clean | freezes: impaired / all clean | join spread (ms) |',
+  '|---|---|---|---|---|---|---|---|---|---|---|',
+];
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  requireNetnsSupport();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const out = path.resolve(args.out || path.join(__dirname, 'results', stamp));
+  fs.mkdirSync(out, { recursive: true });
+  process.env.SLUICE_BROWSER_RESULTS = process.env.SLUICE_BROWSER_RESULTS || path.join(out, 'runs');
+  const runs = runsFor(args);
+  const rows = [];
+  const failedWithRecovery = [];
+  const details = [];
+  const machine = `${os.cpus().length} x ${os.cpus()[0] && os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.release()}`;
+  console.log(`${runs.length} runs, results in ${out} (machine: ${machine})`);
+  for (const options of runs) {
+    const result = await runCall(options);
+    rows.push(summaryRow(options, result));
+    details.push(`### ${options.label} (${result.ok ? 'pass' : 'FAIL'}, ${Math.round(result.durationMs / 1000)} s)\n`);
+    details.push('```');
+    details.push(result.table);
+    if (result.summary && result.summary.relayStats) details.push(`relay: ${JSON.stringify(result.summary.relayStats)}`);
+    if (!result.ok) details.push(`failures: ${result.failures.join('; ').slice(0, 2000)}`);
+    details.push('```\n');
+    if (!result.ok && options.dtls.recovery !== false) failedWithRecovery.push(options.label);
+    const text = [
+      `Browser resilience runs, ${new Date().toISOString()}, ${machine}`,
+      `Command: node tests/resilience/browser.js ${process.argv.slice(2).join(' ')}`,
+      '',
+      ...HEADER,
+      ...rows,
+      '',
+      ...details,
+    ].join('\n');
+    fs.writeFileSync(path.join(out, 'summary.md'), `${text}\n`);
+    if (cleanup.interrupted()) break;
+  }
+  console.log(fs.readFileSync(path.join(out, 'summary.md'), 'utf8'));
+  await cleanup.runAll();
+  if (failedWithRecovery.length > 0) {
+    console.error(`runs that failed with recovery on: ${failedWithRecovery.join(', ')}`);
+    process.exit(1);
+  }
+}
+
+main().catch(async (error) => {
+  console.error(error.stack || error.message);
+  await cleanup.runAll();
+  process.exit(1);
+});
