@@ -54,7 +54,7 @@ run_one() {
     set +e
     (cd "$FUZZ" && cargo fuzz run --sanitizer "$SANITIZER" "$target" "${inputs[@]}" -- \
         -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-        ${FUZZ_ARGS:-}) 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE)|stat::|==[0-9]+==|thread .* panicked|Done )' 
+        ${FUZZ_ARGS:-}) 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::|==[0-9]+==|thread .* panicked|Done )' 
     local status=${PIPESTATUS[0]}
     set -e
     if [ "$status" -ne 0 ]; then

@@ -6,7 +6,9 @@
 //! participant the router does not know); bit 2: RTCP (else RTP); bit 3: RTP built from
 //! the bytes with a valid header (SSRC, payload type, MID and transport-cc extensions
 //! picked by the first bytes) so that packets reach forwarding; bits 4-7: time that passes
-//! before the frame, in 20 ms steps. Every output must be addressed to a room member,
+//! before the frame, in 20 ms steps. An empty RTCP frame is a control-plane call instead
+//! (bits 0-1 and 3 pick it): someone leaves and rejoins, a track is unpublished or
+//! republished, a subscription ends or restarts, so teardown races with traffic. Every output must be addressed to a room member,
 //! RTP outputs must parse and carry an SSRC announced to their receiver, and the queue
 //! must stay within its bound.
 #![no_main]
@@ -119,7 +121,7 @@ fn structured_rtp(bytes: &[u8]) -> Vec<u8> {
         elements.extend_from_slice(&[0x31, get(8), ext]);
     }
     if !elements.is_empty() {
-        while elements.len() % 4 != 0 {
+        while !elements.len().is_multiple_of(4) {
             elements.push(0);
         }
         p[0] |= 0x10;
@@ -130,6 +132,39 @@ fn structured_rtp(bytes: &[u8]) -> Vec<u8> {
     p
 }
 
+/// A control-plane call racing with the traffic: leave/rejoin, unpublish/republish,
+/// unsubscribe/resubscribe. Errors (e.g. a track already gone) are expected and ignored.
+fn control(r: &mut Router, op: u8) {
+    let who = [ADA, BO, CY, STRANGER][usize::from(op & 3)];
+    match op >> 3 & 1 {
+        0 => {
+            let _ = r.remove_participant(who);
+            let _ = r.add_participant("room", who);
+        }
+        _ => {
+            for track in r.published_tracks(ADA).to_vec() {
+                let _ = r.unsubscribe(who, track);
+                if op & 3 == 0 {
+                    let _ = r.unpublish(track);
+                }
+            }
+            let mid = ["0", "1", "2", "3"][usize::from(op & 3)];
+            if let Ok(track) = r.publish(
+                ADA,
+                TrackSpec {
+                    mid: mid.into(),
+                    kind: Kind::Video,
+                    ssrc: None,
+                    rtx_ssrc: None,
+                },
+            ) {
+                let _ = r.subscribe(BO, track, SubscriptionSpec::new(0x0A04));
+                let _ = r.subscribe(CY, track, SubscriptionSpec::new(0x0C04));
+            }
+        }
+    }
+}
+
 fn drain(r: &mut Router) {
     assert!(
         r.queued_outputs() <= MAX_QUEUED_OUTPUTS,
@@ -137,7 +172,7 @@ fn drain(r: &mut Router) {
     );
     while let Some(out) = r.poll_output() {
         assert!(
-            [ADA, BO, CY].contains(&out.to),
+            r.participants("room").contains(&out.to),
             "output to {:?}, who is not in the room",
             out.to
         );
@@ -164,7 +199,9 @@ fuzz_target!(|data: &[u8]| {
             drain(&mut r);
         }
         let from = [ADA, BO, CY, STRANGER][usize::from(frame.control & 3)];
-        if frame.control & 4 != 0 {
+        if frame.control & 4 != 0 && frame.bytes.is_empty() {
+            control(&mut r, frame.control);
+        } else if frame.control & 4 != 0 {
             r.handle_rtcp(now, from, frame.bytes);
         } else if frame.control & 8 != 0 {
             r.handle_rtp(now, from, &structured_rtp(frame.bytes));

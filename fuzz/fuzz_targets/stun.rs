@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
                     _ => {}
                 }
                 m.extend_from_slice(frame.bytes);
-                while m.len() % 4 != 0 {
+                while !m.len().is_multiple_of(4) {
                     m.push(0);
                 }
                 seal(m, LOCAL_PWD)

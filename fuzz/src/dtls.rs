@@ -189,7 +189,7 @@ impl Pair {
 
     /// The side whose flight is next in the handshake and the side receiving it.
     pub fn next_sender_is_client(&self) -> bool {
-        self.deliveries % 2 == 0
+        self.deliveries.is_multiple_of(2)
     }
 
     /// Takes the flight that is next in the handshake (without delivering it).

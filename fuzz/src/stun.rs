@@ -45,7 +45,7 @@ pub fn push_attribute(message: &mut Vec<u8>, attr_type: u16, value: &[u8]) {
     message.extend_from_slice(&attr_type.to_be_bytes());
     message.extend_from_slice(&len.to_be_bytes());
     message.extend_from_slice(value.get(..usize::from(len)).unwrap_or(value));
-    while message.len() % 4 != 0 {
+    while !message.len().is_multiple_of(4) {
         message.push(0);
     }
 }
