@@ -80,12 +80,18 @@ pub struct HttpConfig {
     /// Address the HTTP server binds.
     #[serde(deserialize_with = "deserialize_socket_addr")]
     pub listen: SocketAddr,
+    /// Take the client address for per-address limits from the last entry of the
+    /// `X-Forwarded-For` header (the one the reverse proxy in front of us appended)
+    /// instead of the TCP peer. Only for a proxy that sets that header: a client
+    /// reaching `listen` directly could otherwise claim any address.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -868,6 +874,7 @@ mod tests {
     fn default_values_match_documented_ones() {
         let config = Config::default();
         assert_eq!(config.http.listen, "0.0.0.0:8080".parse().unwrap());
+        assert!(!config.http.trust_forwarded_for);
         assert_eq!(config.media.listen, "0.0.0.0:40000".parse().unwrap());
         assert_eq!(config.media.workers, 0);
         assert!(config.media.announce.is_empty());

@@ -13,19 +13,20 @@
 //! per-source limits): serve it with
 //! `router(state).into_make_service_with_connect_info::<SocketAddr>()`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use crate::limits::PerIpLimit;
+use crate::metrics::{AdmissionRefusal, Metrics, OPENMETRICS_CONTENT_TYPE};
 use crate::shutdown::Shutdown;
 use crate::signaling;
 use crate::signaling::rooms::Rooms;
@@ -47,17 +48,22 @@ pub struct AppState {
     /// The room registry over the media workers; `None` serves HTTP only (signalling
     /// then refuses every client with an `internal` error).
     pub rooms: Option<Arc<Rooms>>,
+    /// Signalling connections (one per participant session) per client address,
+    /// bounded by `limits.sessions_per_source_ip`.
+    pub sessions_per_ip: Arc<PerIpLimit>,
 }
 
 impl AppState {
     /// A state that is not ready yet: `main` sets `ready` once it is listening.
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
+        let sessions_per_ip = PerIpLimit::new(config.limits.sessions_per_source_ip);
         Self {
             config,
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown,
             rooms: None,
+            sessions_per_ip,
         }
     }
 
@@ -129,20 +135,54 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The client's address: the TCP peer, or with `http.trust_forwarded_for` the last
+/// `X-Forwarded-For` entry (appended by our reverse proxy; earlier entries come from
+/// the client and prove nothing).
+pub fn client_ip(peer_addr: SocketAddr, headers: &HeaderMap, trust_forwarded_for: bool) -> IpAddr {
+    if !trust_forwarded_for {
+        return peer_addr.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .next_back()
+        .and_then(|entry| entry.trim().parse::<IpAddr>().ok())
+        .unwrap_or_else(|| peer_addr.ip())
+}
+
 async fn websocket(
     upgrade: WebSocketUpgrade,
     ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     State(state): State<AppState>,
 ) -> Response {
     if !state.is_ready() {
+        state
+            .metrics
+            .admission_refused(AdmissionRefusal::ShuttingDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
     }
+    let ip = client_ip(peer_addr, &headers, state.config.http.trust_forwarded_for);
+    let Some(ip_slot) = state.sessions_per_ip.try_acquire(ip) else {
+        tracing::info!(client_ip = %ip, "signalling refused: limits.sessions_per_source_ip reached");
+        state
+            .metrics
+            .admission_refused(AdmissionRefusal::SessionsPerSourceIp);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sessions from this address",
+        )
+            .into_response();
+    };
     let max_message_bytes = state.config.limits.signaling_message_bytes;
     upgrade
         .max_message_size(max_message_bytes)
         .max_frame_size(max_message_bytes)
         .on_upgrade(move |socket| async move {
             let _open = state.shutdown.track();
+            let _ip_slot = ip_slot;
             signaling::handle_socket(socket, peer_addr, state).await;
         })
 }
@@ -306,6 +346,62 @@ mod tests {
             .metrics
             .encode()
             .contains("sluice_signaling_messages_total{direction=\"sent\"} 2"));
+    }
+
+    #[test]
+    fn client_ip_is_the_peer_unless_forwarded_for_is_trusted() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "10.9.9.9, 203.0.113.5".parse().unwrap());
+        assert_eq!(client_ip(peer, &headers, false), peer.ip());
+        // The last entry is the one our proxy appended; the first is the client's claim.
+        assert_eq!(
+            client_ip(peer, &headers, true),
+            "203.0.113.5".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(peer, &HeaderMap::new(), true), peer.ip());
+        headers.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(peer, &headers, true), peer.ip());
+    }
+
+    #[tokio::test]
+    async fn websockets_beyond_sessions_per_source_ip_are_refused_with_429() {
+        let mut config = Config::default();
+        config.limits.sessions_per_source_ip = 2;
+        let state = AppState::new(Arc::new(config), Arc::new(Metrics::new()), Shutdown::new());
+        state.set_ready(true);
+        let addr = serve(state.clone()).await;
+        let url = format!("ws://{addr}/ws");
+        // Two live sessions from 127.0.0.1 (held here, as open sockets would).
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let held = [
+            state.sessions_per_ip.try_acquire(loopback).unwrap(),
+            state.sessions_per_ip.try_acquire(loopback).unwrap(),
+        ];
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            }
+            other => panic!("expected HTTP 429, got {other:?}"),
+        }
+        assert!(state
+            .metrics
+            .encode()
+            .contains("sluice_admissions_refused_total{reason=\"sessions_per_source_ip\"} 1"));
+        // A freed slot admits the next connection, which holds a slot while it runs.
+        drop(held);
+        let (socket, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .expect("admitted");
+        drop(socket);
+        let released = async {
+            while state.sessions_per_ip.count(loopback) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), released)
+            .await
+            .expect("the slot is released when the connection ends");
     }
 
     #[tokio::test]

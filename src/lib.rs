@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod media;
 pub mod metrics;

@@ -178,6 +178,83 @@ impl Direction {
     }
 }
 
+/// Why a join (a new participant and its session) was refused
+/// (`sluice_admissions_refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdmissionRefusal {
+    /// `limits.rooms` rooms are open.
+    TooManyRooms,
+    /// The room has `limits.participants_per_room` participants.
+    RoomFull,
+    /// The source address has `limits.sessions_per_source_ip` sessions.
+    SessionsPerSourceIp,
+    /// Missing, invalid or expired join token, or one for another room.
+    Unauthorized,
+    /// The server is draining.
+    ShuttingDown,
+}
+
+impl AdmissionRefusal {
+    pub const ALL: [Self; 5] = [
+        Self::TooManyRooms,
+        Self::RoomFull,
+        Self::SessionsPerSourceIp,
+        Self::Unauthorized,
+        Self::ShuttingDown,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooManyRooms => "too_many_rooms",
+            Self::RoomFull => "room_full",
+            Self::SessionsPerSourceIp => "sessions_per_source_ip",
+            Self::Unauthorized => "unauthorized",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a signalling message was rejected (`sluice_signaling_rejected_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalingRejection {
+    /// Over `limits.signaling_messages_per_second`; the message was dropped.
+    RateLimited,
+    /// So far over the rate that the connection was closed.
+    RateLimitClosed,
+    /// Over `limits.signaling_message_bytes`; the connection was closed.
+    MessageTooLarge,
+    /// Not a valid message (JSON, schema, binary frame, state).
+    BadRequest,
+}
+
+impl SignalingRejection {
+    pub const ALL: [Self; 4] = [
+        Self::RateLimited,
+        Self::RateLimitClosed,
+        Self::MessageTooLarge,
+        Self::BadRequest,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::RateLimitClosed => "rate_limit_closed",
+            Self::MessageTooLarge => "message_too_large",
+            Self::BadRequest => "bad_request",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// All of Sluice's metrics. Create one per process, wrap it in an `Arc`, and hand
 /// clones to the HTTP server and every worker.
 #[derive(Debug)]
@@ -199,6 +276,14 @@ pub struct Metrics {
     ice_consent_expired: Counter,
     worker_busy_ratio: Family<WorkerLabel, RatioGauge>,
     signaling_messages: [Counter; Direction::ALL.len()],
+    admissions_refused: [Counter; AdmissionRefusal::ALL.len()],
+    signaling_rejected: [Counter; SignalingRejection::ALL.len()],
+    handshakes_in_flight: Gauge,
+    router_dropped: [Counter; sluice_sfu::DropReason::ALL.len()],
+    router_forwarded_packets: Counter,
+    router_keyframe_requests_sent: Counter,
+    router_nacks_received: Counter,
+    router_nacks_missed: Counter,
 }
 
 impl Default for Metrics {
@@ -305,6 +390,52 @@ impl Metrics {
             "direction",
             Direction::ALL.map(Direction::as_str),
         );
+        let admissions_refused = labelled_counters(
+            r,
+            "admissions_refused",
+            "Joins refused by a limit, authorisation or shutdown, by reason",
+            "reason",
+            AdmissionRefusal::ALL.map(AdmissionRefusal::as_str),
+        );
+        let signaling_rejected = labelled_counters(
+            r,
+            "signaling_rejected",
+            "Signalling messages rejected, by reason",
+            "reason",
+            SignalingRejection::ALL.map(SignalingRejection::as_str),
+        );
+        let handshakes_in_flight = gauge(
+            r,
+            "dtls_handshakes_in_flight",
+            "DTLS handshakes in progress now (bounded by limits.handshakes_in_flight)",
+        );
+        let router_dropped = labelled_counters(
+            r,
+            "router_dropped",
+            "Packets the media router did not forward, by reason",
+            "reason",
+            sluice_sfu::DropReason::ALL.map(sluice_sfu::DropReason::as_str),
+        );
+        let router_forwarded_packets = counter(
+            r,
+            "router_forwarded_packets",
+            "RTP packets the media router queued to subscribers (one per copy)",
+        );
+        let router_keyframe_requests_sent = counter(
+            r,
+            "router_keyframe_requests_sent",
+            "PLIs the media router sent to publishers",
+        );
+        let router_nacks_received = counter(
+            r,
+            "router_nacks_received",
+            "NACK packets received from subscribers",
+        );
+        let router_nacks_missed = counter(
+            r,
+            "router_nacks_missed",
+            "NACKed sequence numbers no longer in the retransmission cache",
+        );
         Self {
             registry,
             sessions,
@@ -323,6 +454,14 @@ impl Metrics {
             ice_consent_expired,
             worker_busy_ratio,
             signaling_messages,
+            admissions_refused,
+            signaling_rejected,
+            handshakes_in_flight,
+            router_dropped,
+            router_forwarded_packets,
+            router_keyframe_requests_sent,
+            router_nacks_received,
+            router_nacks_missed,
         }
     }
 
@@ -432,6 +571,50 @@ impl Metrics {
         self.worker_busy_gauge(worker).set(ratio.clamp(0.0, 1.0));
     }
 
+    pub fn admission_refused(&self, reason: AdmissionRefusal) {
+        if let Some(counter) = self.admissions_refused.get(reason.index()) {
+            counter.inc();
+        }
+    }
+
+    pub fn signaling_rejected(&self, reason: SignalingRejection) {
+        if let Some(counter) = self.signaling_rejected.get(reason.index()) {
+            counter.inc();
+        }
+    }
+
+    /// The `sluice_dtls_handshakes_in_flight` gauge, for the handshake budget to keep
+    /// up to date (a clone shares the value).
+    pub fn handshakes_in_flight_gauge(&self) -> Gauge {
+        self.handshakes_in_flight.clone()
+    }
+
+    /// Adds what a worker's router did between two of its stats snapshots
+    /// (`previous` taken before `current`; counters are monotonic).
+    pub fn record_router_stats(
+        &self,
+        previous: &sluice_sfu::RouterStats,
+        current: &sluice_sfu::RouterStats,
+    ) {
+        for (position, (reason, count)) in current.dropped.iter().enumerate() {
+            let delta = count.saturating_sub(previous.dropped.get(reason));
+            if let Some(counter) = self.router_dropped.get(position) {
+                counter.inc_by(delta);
+            }
+        }
+        let delta = |now: u64, before: u64| now.saturating_sub(before);
+        self.router_forwarded_packets
+            .inc_by(delta(current.forwarded_packets, previous.forwarded_packets));
+        self.router_keyframe_requests_sent.inc_by(delta(
+            current.keyframe_requests_sent,
+            previous.keyframe_requests_sent,
+        ));
+        self.router_nacks_received
+            .inc_by(delta(current.nacks_received, previous.nacks_received));
+        self.router_nacks_missed
+            .inc_by(delta(current.nacks_missed, previous.nacks_missed));
+    }
+
     /// Current value of `sluice_sessions` (for logs and tests).
     pub fn sessions(&self) -> i64 {
         self.sessions.get()
@@ -470,6 +653,14 @@ mod tests {
             "sluice_ice_consent_expired",
             "sluice_worker_busy_ratio",
             "sluice_signaling_messages",
+            "sluice_admissions_refused",
+            "sluice_signaling_rejected",
+            "sluice_dtls_handshakes_in_flight",
+            "sluice_router_dropped",
+            "sluice_router_forwarded_packets",
+            "sluice_router_keyframe_requests_sent",
+            "sluice_router_nacks_received",
+            "sluice_router_nacks_missed",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),
@@ -489,6 +680,12 @@ mod tests {
         }
         for (position, direction) in Direction::ALL.iter().enumerate() {
             assert_eq!(direction.index(), position);
+        }
+        for (position, reason) in AdmissionRefusal::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position);
+        }
+        for (position, reason) in SignalingRejection::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position);
         }
     }
 
@@ -690,5 +887,63 @@ mod tests {
         }
         let text = metrics.encode();
         assert_eq!(sample(&text, "sluice_packets_received_total"), Some(2000.0));
+    }
+
+    #[test]
+    fn admission_and_signalling_refusals_are_counted_by_reason() {
+        let metrics = Metrics::new();
+        metrics.admission_refused(AdmissionRefusal::SessionsPerSourceIp);
+        metrics.signaling_rejected(SignalingRejection::RateLimited);
+        metrics.signaling_rejected(SignalingRejection::RateLimited);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_admissions_refused_total{reason=\"sessions_per_source_ip\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_admissions_refused_total{reason=\"room_full\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "sluice_signaling_rejected_total{reason=\"rate_limited\"}"
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn router_stats_are_added_as_deltas_between_snapshots() {
+        let metrics = Metrics::new();
+        let zero = sluice_sfu::RouterStats::default();
+        let first = sluice_sfu::RouterStats {
+            forwarded_packets: 10,
+            nacks_missed: 2,
+            ..zero
+        };
+        let second = sluice_sfu::RouterStats {
+            forwarded_packets: 25,
+            nacks_missed: 2,
+            ..zero
+        };
+        metrics.record_router_stats(&zero, &first);
+        metrics.record_router_stats(&first, &second);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(&text, "sluice_router_forwarded_packets_total"),
+            Some(25.0)
+        );
+        assert_eq!(sample(&text, "sluice_router_nacks_missed_total"), Some(2.0));
+        assert_eq!(
+            sample(&text, "sluice_router_dropped_total{reason=\"ssrc_limit\"}"),
+            Some(0.0)
+        );
     }
 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use sluice_ice::{demux, IceConfig, PacketClass};
 
+use crate::limits::HandshakeBudget;
 use crate::media::command::{Command, ParticipantId, SessionSpec};
 use crate::media::router::{MediaRouter, OutputKind};
 use crate::media::session::{Context, Effect, Session};
@@ -31,6 +32,10 @@ pub struct CoreConfig {
     pub max_ssrcs_per_session: usize,
     /// `limits.participants_per_room`.
     pub max_participants_per_room: usize,
+    /// `limits.bitrate_bps_per_session`: inbound RTP budget of each session.
+    pub max_bitrate_bps_per_session: u64,
+    /// `limits.handshakes_in_flight`, one budget shared by every worker.
+    pub handshakes: Arc<HandshakeBudget>,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -44,7 +49,13 @@ pub struct WorkerCore {
     router: MediaRouter,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     effects: Vec<Effect>,
+    /// The router's counters as last added to the metrics, and when to add them next.
+    router_stats: sluice_sfu::RouterStats,
+    router_stats_due: Option<Instant>,
 }
+
+/// How often the router's counters are added to the metrics.
+const ROUTER_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl WorkerCore {
     /// An empty core.
@@ -61,6 +72,8 @@ impl WorkerCore {
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
             effects: Vec::new(),
+            router_stats: sluice_sfu::RouterStats::default(),
+            router_stats_due: None,
         }
     }
 
@@ -84,7 +97,11 @@ impl WorkerCore {
 
     fn upsert(&mut self, now: Instant, spec: SessionSpec) {
         if !self.sessions.contains_key(&spec.participant) {
-            match Session::new(&spec, self.config.ice.clone()) {
+            match Session::new(
+                &spec,
+                self.config.ice.clone(),
+                self.config.max_bitrate_bps_per_session,
+            ) {
                 Ok(session) => {
                     tracing::debug!(participant = spec.participant, room = %spec.room, "session created");
                     self.metrics.session_opened();
@@ -172,7 +189,13 @@ impl WorkerCore {
                     .get_mut(&id)
                     .ok_or(DropReason::UnknownSource)?;
                 let srtp = session.srtp.as_mut().ok_or(DropReason::BeforeKeys)?;
+                // Checked before decryption (cheap refusal of a flooding peer), spent
+                // after it (forged packets cannot drain a session's budget).
+                if !session.ingress.admits(now, datagram.len()) {
+                    return Err(DropReason::BitrateLimit);
+                }
                 let plain = srtp.unprotect_rtp(datagram)?;
+                session.ingress.consume(datagram.len());
                 self.router.handle_rtp(now, id, &plain);
                 self.flush_router();
                 Ok(())
@@ -224,6 +247,7 @@ impl WorkerCore {
                 metrics: &self.metrics,
                 dtls_config: &self.config.dtls,
                 max_ssrcs: self.config.max_ssrcs_per_session,
+                handshakes: &self.config.handshakes,
                 effects: &mut effects,
             };
             f(session, &mut ctx);
@@ -303,6 +327,19 @@ impl WorkerCore {
             self.router.handle_timeout(now);
             self.flush_router();
         }
+        self.publish_router_stats(now);
+    }
+
+    /// Adds the router's counters to the metrics, at most once per interval.
+    fn publish_router_stats(&mut self, now: Instant) {
+        if self.router_stats_due.is_some_and(|due| now < due) {
+            return;
+        }
+        self.router_stats_due = Some(now + ROUTER_STATS_INTERVAL);
+        let current = self.router.stats();
+        self.metrics
+            .record_router_stats(&self.router_stats, &current);
+        self.router_stats = current;
     }
 
     /// The earliest timer of all sessions and the router.
@@ -359,6 +396,8 @@ mod tests {
                 dtls: Arc::new(sluice_dtls::Config::new(Arc::clone(&server_cert))),
                 max_ssrcs_per_session: 4,
                 max_participants_per_room: 25,
+                max_bitrate_bps_per_session: 20_000_000,
+                handshakes: HandshakeBudget::new(2000),
             },
             Arc::clone(&metrics),
         );

@@ -65,6 +65,10 @@ impl MediaPlane {
             .worker_listen_addrs(worker_count)
             .unwrap_or_else(|_| vec![config.media.listen; worker_count]);
         let mut workers = Vec::with_capacity(worker_count);
+        let handshakes = crate::limits::HandshakeBudget::with_gauge(
+            config.limits.handshakes_in_flight,
+            metrics.handshakes_in_flight_gauge(),
+        );
         for (index, addr) in addrs.into_iter().enumerate() {
             let socket = std::net::UdpSocket::bind(addr).map_err(|source| MediaError::Bind {
                 worker: index,
@@ -89,6 +93,8 @@ impl MediaPlane {
                     dtls: Arc::clone(&dtls),
                     max_ssrcs_per_session: config.limits.ssrcs_per_session,
                     max_participants_per_room: config.limits.participants_per_room,
+                    max_bitrate_bps_per_session: config.limits.bitrate_bps_per_session,
+                    handshakes: Arc::clone(&handshakes),
                 },
                 Arc::clone(&metrics),
             );

@@ -11,9 +11,10 @@ use sluice_dtls::{Connection, Event as DtlsEvent, Fingerprint, PeerAuth, Role};
 use sluice_ice::{IceConfig, IceEvent, IceLite};
 use tokio::sync::mpsc;
 
+use crate::limits::{HandshakeBudget, HandshakeSlot, TokenBucket};
 use crate::media::command::{ParticipantId, SessionEvent, SessionSpec};
 use crate::media::srtp::SrtpSession;
-use crate::metrics::{HandshakeFailure, Metrics};
+use crate::metrics::{DropReason, HandshakeFailure, Metrics};
 
 /// What the worker must do after a session processed an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,11 +68,22 @@ pub struct Session {
     pub dead: bool,
     /// Tracing span with the participant and room ids.
     pub span: tracing::Span,
+    /// Counts this handshake against `limits.handshakes_in_flight` until it ends.
+    handshake_slot: Option<HandshakeSlot>,
+    /// As DTLS client, nomination came while the handshake budget was spent: start on
+    /// a later input (the peer's next check) once a slot is free.
+    client_start_pending: bool,
+    /// Inbound media budget (`limits.bitrate_bps_per_session`).
+    pub ingress: TokenBucket,
 }
 
 impl Session {
     /// A session from the first [`SessionSpec`]; fails only on invalid ICE credentials.
-    pub fn new(spec: &SessionSpec, ice_config: IceConfig) -> Result<Session, sluice_ice::IceError> {
+    pub fn new(
+        spec: &SessionSpec,
+        ice_config: IceConfig,
+        bitrate_bps: u64,
+    ) -> Result<Session, sluice_ice::IceError> {
         let mut ice = IceLite::new(ice_config, spec.local_ice.clone())?;
         ice.set_remote_credentials(spec.remote_ice.clone())?;
         let span =
@@ -88,6 +100,9 @@ impl Session {
             events: spec.events.clone(),
             dead: false,
             span,
+            handshake_slot: None,
+            client_start_pending: false,
+            ingress: TokenBucket::new(bitrate_bps),
         })
     }
 
@@ -132,38 +147,49 @@ impl Session {
         datagram: &[u8],
         ctx: &mut Context<'_>,
     ) {
-        self.dtls_peer = Some(from);
-        if self.dtls.is_none() {
-            self.start_dtls(now, from, ctx.metrics, ctx.dtls_config);
+        if self.dtls.is_none() && !self.start_dtls(now, from, ctx) {
+            // Over limits.handshakes_in_flight: the peer retransmits its ClientHello.
+            ctx.metrics.packet_dropped(DropReason::AdmissionLimit);
+            return;
         }
+        self.dtls_peer = Some(from);
         if let Some(dtls) = &mut self.dtls {
             dtls.handle_datagram(now, datagram);
         }
         self.drive(now, ctx);
     }
 
-    fn start_dtls(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        metrics: &Metrics,
-        config: &Arc<sluice_dtls::Config>,
-    ) {
+    /// Starts the handshake if `limits.handshakes_in_flight` allows; false if not.
+    fn start_dtls(&mut self, now: Instant, peer: SocketAddr, ctx: &Context<'_>) -> bool {
         let span = self.span.clone();
         let _enter = span.enter();
+        let Some(slot) = ctx.handshakes.try_acquire() else {
+            tracing::debug!(%peer, "DTLS handshake deferred: handshakes_in_flight reached");
+            return false;
+        };
+        self.handshake_slot = Some(slot);
         tracing::debug!(role = ?self.dtls_role, %peer, "DTLS handshake starting");
-        metrics.dtls_handshake_started();
+        ctx.metrics.dtls_handshake_started();
         self.dtls = Some(Connection::new(
-            Arc::clone(config),
+            Arc::clone(ctx.dtls_config),
             self.dtls_role,
             PeerAuth::Fingerprint(self.remote_fingerprint),
             peer.to_string().as_bytes(),
             now,
         ));
+        true
     }
 
     /// Drains the agent and the connection after any input.
     pub fn drive(&mut self, now: Instant, ctx: &mut Context<'_>) {
+        if self.client_start_pending && self.dtls.is_none() && !self.dead {
+            if let Some(addr) = self.ice.nominated() {
+                if self.start_dtls(now, addr, ctx) {
+                    self.client_start_pending = false;
+                    self.dtls_peer = Some(addr);
+                }
+            }
+        }
         while let Some(transmit) = self.ice.poll_transmit() {
             ctx.effects
                 .push(Effect::Transmit(transmit.destination, transmit.contents));
@@ -188,6 +214,7 @@ impl Session {
             let _enter = span.enter();
             match event {
                 DtlsEvent::Connected(connected) => {
+                    self.handshake_slot = None;
                     ctx.metrics
                         .dtls_handshake_completed(connected.handshake_duration);
                     ctx.metrics.dtls_retransmissions(
@@ -221,6 +248,7 @@ impl Session {
                 }
                 DtlsEvent::Closed => {
                     tracing::info!("DTLS closed by the peer");
+                    self.handshake_slot = None;
                     self.dead = true;
                     let _ = self.events.try_send(SessionEvent::Disconnected);
                 }
@@ -229,6 +257,7 @@ impl Session {
     }
 
     fn fail(&mut self, reason: HandshakeFailure, metrics: &Metrics) {
+        self.handshake_slot = None;
         if self.srtp.is_none() {
             metrics.dtls_handshake_failed(reason);
         }
@@ -249,8 +278,12 @@ impl Session {
                 tracing::debug!(%addr, "ICE nominated");
                 ctx.effects.push(Effect::Permit(addr));
                 if self.dtls.is_none() && self.dtls_role == Role::Client {
-                    self.dtls_peer = Some(addr);
-                    self.start_dtls(now, addr, ctx.metrics, ctx.dtls_config);
+                    if self.start_dtls(now, addr, ctx) {
+                        self.dtls_peer = Some(addr);
+                    } else {
+                        ctx.metrics.packet_dropped(DropReason::AdmissionLimit);
+                        self.client_start_pending = true;
+                    }
                 }
             }
             IceEvent::ConsentExpired(addr) => {
@@ -263,6 +296,7 @@ impl Session {
             IceEvent::Disconnected => {
                 tracing::info!("ICE consent expired on every path: disconnected");
                 ctx.metrics.ice_consent_expired();
+                self.handshake_slot = None;
                 self.dead = true;
                 let _ = self.events.try_send(SessionEvent::Disconnected);
             }
@@ -278,6 +312,8 @@ pub struct Context<'a> {
     pub dtls_config: &'a Arc<sluice_dtls::Config>,
     /// `limits.ssrcs_per_session`.
     pub max_ssrcs: usize,
+    /// `limits.handshakes_in_flight`, shared by every worker.
+    pub handshakes: &'a Arc<HandshakeBudget>,
     /// Collected effects, applied by the worker.
     pub effects: &'a mut Vec<Effect>,
 }

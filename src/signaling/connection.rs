@@ -27,7 +27,7 @@ use crate::media::{
     Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
     WorkerHandle,
 };
-use crate::metrics::Direction;
+use crate::metrics::{AdmissionRefusal, Direction, SignalingRejection};
 use crate::signaling::rooms::{
     parse_participant_label, participant_label, Admission, RoomEvent, Rooms,
 };
@@ -58,6 +58,33 @@ impl End {
             End::ShuttingDown => "shutting_down",
             End::SocketClosed => "closed",
         }
+    }
+}
+
+/// What to do with a signalling message, from the count in the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateCheck {
+    /// Within `limits.signaling_messages_per_second`.
+    Accept,
+    /// The first message over the limit in this window: dropped, and the client told
+    /// once (`rate_limited`), so a burst costs one reply, not one per message.
+    DropAndWarn,
+    /// Over the limit again in the same window: dropped silently.
+    Drop,
+    /// Twice the limit in one window: the client ignores `rate_limited`; close.
+    Close,
+}
+
+/// The verdict for the `count`th message of a one-second window under `limit`.
+pub fn rate_verdict(count: u32, limit: u32) -> RateCheck {
+    if count <= limit {
+        RateCheck::Accept
+    } else if count == limit.saturating_add(1) {
+        RateCheck::DropAndWarn
+    } else if count <= limit.saturating_mul(2) {
+        RateCheck::Drop
+    } else {
+        RateCheck::Close
     }
 }
 
@@ -147,7 +174,20 @@ impl Connection {
             };
             let end = match input {
                 Input::Frame(Some(Ok(message))) => self.on_frame(message).await,
-                Input::Frame(Some(Err(_)) | None) => Some(End::SocketClosed),
+                Input::Frame(Some(Err(error))) => {
+                    // axum refuses a frame over limits.signaling_message_bytes before
+                    // we see it; its error is the only trace.
+                    if error.to_string().to_ascii_lowercase().contains("too long") {
+                        self.state
+                            .metrics
+                            .signaling_rejected(SignalingRejection::MessageTooLarge);
+                        tracing::info!(
+                            "signalling closed: message over limits.signaling_message_bytes"
+                        );
+                    }
+                    Some(End::SocketClosed)
+                }
+                Input::Frame(None) => Some(End::SocketClosed),
                 Input::Room(event) => self.on_room_event(event).await,
                 Input::Session(event) => self.on_session_event(event),
                 Input::Shutdown => Some(End::ShuttingDown),
@@ -197,14 +237,17 @@ impl Connection {
         let _ = self.socket.send(Message::Close(Some(close))).await;
     }
 
-    fn rate_limited(&mut self) -> bool {
+    fn rate_check(&mut self) -> RateCheck {
         let now = Instant::now();
         if now.duration_since(self.window_start) >= RATE_WINDOW {
             self.window_start = now;
             self.window_messages = 0;
         }
-        self.window_messages += 1;
-        self.window_messages > self.state.config.limits.signaling_messages_per_second
+        self.window_messages = self.window_messages.saturating_add(1);
+        rate_verdict(
+            self.window_messages,
+            self.state.config.limits.signaling_messages_per_second,
+        )
     }
 
     async fn on_frame(&mut self, message: Message) -> Option<End> {
@@ -212,6 +255,9 @@ impl Connection {
             Message::Text(text) => text,
             Message::Binary(_) => {
                 self.state.metrics.signaling_message(Direction::Received);
+                self.state
+                    .metrics
+                    .signaling_rejected(SignalingRejection::BadRequest);
                 self.send_error(ErrorCode::BadRequest, "binary frames are not supported")
                     .await;
                 return None;
@@ -220,10 +266,29 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) => return None,
         };
         self.state.metrics.signaling_message(Direction::Received);
-        if self.rate_limited() {
-            self.send_error(ErrorCode::RateLimited, "too many messages")
-                .await;
-            return None;
+        match self.rate_check() {
+            RateCheck::Accept => {}
+            RateCheck::DropAndWarn => {
+                self.state
+                    .metrics
+                    .signaling_rejected(SignalingRejection::RateLimited);
+                self.send_error(ErrorCode::RateLimited, "too many messages")
+                    .await;
+                return None;
+            }
+            RateCheck::Drop => {
+                self.state
+                    .metrics
+                    .signaling_rejected(SignalingRejection::RateLimited);
+                return None;
+            }
+            RateCheck::Close => {
+                self.state
+                    .metrics
+                    .signaling_rejected(SignalingRejection::RateLimitClosed);
+                tracing::info!("signalling closed: far over limits.signaling_messages_per_second");
+                return Some(End::Fatal(ErrorCode::RateLimited));
+            }
         }
         let max_len = self.state.config.limits.signaling_message_bytes;
         let message = match decode_client_message(text.as_str(), max_len) {
@@ -231,8 +296,14 @@ impl Connection {
             Err(error) => {
                 let code = error.code();
                 if code == ErrorCode::MessageTooLarge {
+                    self.state
+                        .metrics
+                        .signaling_rejected(SignalingRejection::MessageTooLarge);
                     return Some(End::Fatal(code));
                 }
+                self.state
+                    .metrics
+                    .signaling_rejected(SignalingRejection::BadRequest);
                 self.send_error(code, "invalid message").await;
                 return None;
             }
@@ -255,15 +326,34 @@ impl Connection {
             return None;
         }
         if self.state.shutdown.is_begun() {
+            self.state
+                .metrics
+                .admission_refused(AdmissionRefusal::ShuttingDown);
             return Some(End::ShuttingDown);
         }
         let name = match authorize(&self.state.config, &room, name, token.as_deref()) {
             Ok(name) => name,
-            Err(code) => return Some(End::Fatal(code)),
+            Err(code) => {
+                self.state
+                    .metrics
+                    .admission_refused(AdmissionRefusal::Unauthorized);
+                return Some(End::Fatal(code));
+            }
         };
         let admission = match self.rooms.join(&room, &name) {
             Ok(admission) => admission,
-            Err(code) => return Some(End::Fatal(code)),
+            Err(code) => {
+                let refusal = match code {
+                    ErrorCode::RoomFull => Some(AdmissionRefusal::RoomFull),
+                    ErrorCode::TooManyRooms => Some(AdmissionRefusal::TooManyRooms),
+                    _ => None,
+                };
+                if let Some(refusal) = refusal {
+                    self.state.metrics.admission_refused(refusal);
+                }
+                tracing::info!(room = %room, code = code.as_str(), "join refused");
+                return Some(End::Fatal(code));
+            }
         };
         match self.start_session(room, admission) {
             Ok(joined) => {
@@ -625,5 +715,38 @@ fn fatal_message(code: ErrorCode) -> &'static str {
         ErrorCode::BadRequest => "invalid answer",
         ErrorCode::ShuttingDown => "the server is shutting down",
         _ => "internal error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_over_the_rate_are_warned_once_then_dropped_then_closed() {
+        let verdicts: Vec<RateCheck> = (1..=9).map(|count| rate_verdict(count, 4)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                RateCheck::Accept,
+                RateCheck::Accept,
+                RateCheck::Accept,
+                RateCheck::Accept,
+                RateCheck::DropAndWarn,
+                RateCheck::Drop,
+                RateCheck::Drop,
+                RateCheck::Drop,
+                RateCheck::Close,
+            ]
+        );
+        assert_eq!(rate_verdict(u32::MAX, u32::MAX), RateCheck::Accept);
+    }
+
+    #[test]
+    fn the_dtls_role_follows_the_setup_attributes() {
+        assert_eq!(dtls_role(Setup::ActPass, Setup::Active), Role::Server);
+        assert_eq!(dtls_role(Setup::ActPass, Setup::Passive), Role::Client);
+        assert_eq!(dtls_role(Setup::Active, Setup::Passive), Role::Client);
+        assert_eq!(dtls_role(Setup::Passive, Setup::Active), Role::Server);
     }
 }
