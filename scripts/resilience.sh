@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 which="${1:-all}"
 recovery="${RECOVERY:-both}"
 target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 bin="$target/release"
 stamp="$(date -u +%Y-%m-%dT%H-%M-%SZ)"
 out="tests/resilience/results/$stamp"
@@ -36,7 +37,7 @@ fi
 if [ -z "${SKIP_BUILD:-}" ]; then
   cargo build --release --quiet -p sluice -p sluice-netsim -p sluice-loadgen
 fi
-export SLUICE_BIN="$PWD/$bin/sluice" SLUICE_RELAY_BIN="$PWD/$bin/sluice-netsim-relay"
+export SLUICE_BIN="$bin/sluice" SLUICE_RELAY_BIN="$bin/sluice-netsim-relay"
 mkdir -p "$out"
 echo "results in $out"
 status=0

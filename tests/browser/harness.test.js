@@ -147,6 +147,20 @@ describe('resilience analysis', () => {
     assert.equal(times.has('4'), false);
   });
 
+  test('a peer counts as never decoded until some ssrc of theirs has a decoded frame', () => {
+    const s = snap(0, [video('p1', 1, 0), video('p2', 2, 3), audio('p3', 3, 10, 10)]);
+    assert.deepEqual(analysis.neverDecoded(s, ['p1', 'p2', 'p3']), [
+      { peer: 'p1', kind: 'video' },
+      { peer: 'p3', kind: 'video' },
+    ]);
+  });
+
+  test('the audio-only window check ignores a video freeze inside the window', () => {
+    const snaps = [snap(0, [video('p1', 1, 10), audio('p1', 2, 0, 100)]), snap(5000, [video('p1', 1, 10), audio('p1', 2, 0, 900)])];
+    assert.equal(analysis.checkWindows(snaps, 0, 5000, 5000, ['p1'], ['audio']).length, 0);
+    assert.deepEqual(analysis.checkWindows(snaps, 0, 5000, 5000, ['p1'])[0].missing, [{ peer: 'p1', kind: 'video' }]);
+  });
+
   test('a metric family is summed over its label sets and absent is null', () => {
     const text = [
       '# TYPE sluice_dtls_handshakes_failed counter',

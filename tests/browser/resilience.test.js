@@ -16,6 +16,8 @@ const { runCall } = require('./lib/scenario');
 const { requireNetnsSupport } = require('./lib/netns');
 const { seedScenario, stormScenario } = require('./lib/resilience');
 
+/** Scenario 2 is a storm: every join message must reach the server within this window. */
+const JOIN_WINDOW_MS = 200;
 /** Upper bound for one scenario; a healthy one takes well under a minute. */
 const SCENARIO_TIMEOUT_MS = 150000;
 const PARTICIPANTS = 5;
@@ -45,5 +47,9 @@ for (const options of scenarios) {
     const result = await runCall(options);
     assert.ok(result.ok, `scenario failed (details above and in ${result.resultsDir}):\n${result.failures.join('\n')}`);
     assertAllHandshakes(result);
+    if (options.joinBy === 'click') {
+      const spread = result.summary.joinSpreadMs;
+      assert.ok(spread !== null && spread <= JOIN_WINDOW_MS, `join messages spread over ${spread} ms, not within ${JOIN_WINDOW_MS} ms`);
+    }
   });
 }

@@ -78,7 +78,7 @@ EOF
     server_pid=$!
     pids+=("$server_pid")
     for _ in $(seq 100); do
-      node -e "require('http').get('http://127.0.0.1:$http_port/healthz', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))" && break
+      node -e "require('http').get('http://127.0.0.1:$http_port/healthz', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))" 2>/dev/null && break
       sleep 0.1
     done
     "$relay_bin" --listen "127.0.0.1:$relay_port" --upstream "127.0.0.1:$media_port" --loss "$loss" --seed 3 \

@@ -51,6 +51,14 @@ function missingMedia(previous, current, expectedPeers, kinds = ['video', 'audio
   return missing;
 }
 
+/** [{peer, kind: 'video'}] of expected peers from whom this snapshot has no decoded frame yet. */
+function neverDecoded(snapshot, expectedPeers) {
+  const byPeer = inboundByPeer(snapshot, 'video');
+  return expectedPeers
+    .filter((peer) => ![...((byPeer.get(peer) || new Map()).values())].some((e) => (e.framesDecoded || 0) > 0))
+    .map((peer) => ({ peer, kind: 'video' }));
+}
+
 /** The last snapshot taken at or before `time` (snapshots are in time order), or null. */
 function snapshotAt(snapshots, time) {
   let found = null;
@@ -65,7 +73,7 @@ function snapshotAt(snapshots, time) {
  * Splits [start, end] into windows of `windowMs` and checks that every expected peer's
  * media advanced inside each window. Returns the failing windows with what was missing.
  */
-function checkWindows(snapshots, start, end, windowMs, expectedPeers) {
+function checkWindows(snapshots, start, end, windowMs, expectedPeers, kinds = ['video', 'audio']) {
   const failures = [];
   for (let from = start; from + windowMs <= end + 1; from += windowMs) {
     const a = snapshotAt(snapshots, from);
@@ -74,7 +82,7 @@ function checkWindows(snapshots, start, end, windowMs, expectedPeers) {
       failures.push({ from, to: from + windowMs, missing: [{ peer: '*', kind: 'no snapshot' }] });
       continue;
     }
-    const missing = missingMedia(a, b, expectedPeers);
+    const missing = missingMedia(a, b, expectedPeers, kinds);
     if (missing.length > 0) failures.push({ from, to: from + windowMs, missing });
   }
   return failures;
@@ -174,6 +182,7 @@ module.exports = {
   inboundByPeer,
   risingPeers,
   missingMedia,
+  neverDecoded,
   snapshotAt,
   checkWindows,
   timeToConnected,

@@ -58,6 +58,10 @@ function stormScenario({ participants = 6, lossPercent = 30, dtlsRole, recovery 
       downRateKbit: null,
       relayArgs: ['--loss', String(lossPercent / 100)],
       seed,
+      // 30 % sustained loss each way: audio must keep arriving and every video must have been
+      // decoded, but a picture may stay frozen for the phase (no FEC; every retransmission
+      // and keyframe request crosses the same 30 %).
+      lossyVideo: 'once',
     },
     timings: { ...IMPAIRED_TIMINGS, ...(steadyMs ? { steadyMs } : {}) },
   };

@@ -35,6 +35,9 @@ const DEFAULT_TIMINGS = {
   snapshotTimeoutMs: 5000,
 };
 
+/** Lead time for scheduling the simultaneous Join presses (joinBy 'click'). */
+const JOIN_SCHEDULE_MS = 1000;
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class ScenarioFailure extends Error {}
@@ -47,7 +50,9 @@ class ScenarioDone extends Error {}
  * 'autojoin' (pages open with ?autojoin=1) | 'click' (pages load first, then every Join
  * button is pressed at once), impairment }.
  *
- * impairment: { participant: index, upRateKbit, downRateKbit, relayArgs: [...], seed }. That
+ * impairment: { participant: index, upRateKbit, downRateKbit, relayArgs: [...], seed,
+ * lossyVideo: 'phase' (default: video over the impaired link must advance during the steady
+ * phase) | 'once' (it must have been decoded, but may stay frozen, e.g. at 30 % loss) }. That
  * participant's Chromium runs in its own network namespace (lib/netns.js) and reaches the
  * server's media port only through the netsim relay on the host end of its veth; the
  * server announces 127.0.0.1 first (the clean participants' path) and the relay second,
@@ -178,10 +183,26 @@ async function runCall(options) {
     if (joinBy === 'click') {
       // Pages load first; then every participant presses Join within a few milliseconds.
       await Promise.all(state.peers.map((peer) => peer.browser.open(pageUrl(peer, false))));
-      const clickAt = Date.now();
-      await Promise.all(state.peers.map((peer) => peer.browser.page.evaluate(() => document.getElementById('join').click())));
+      // Open the fake camera once beforehand so that the page's own getUserMedia returns at
+      // once, then press Join in every page at the same wall-clock moment (one clock).
+      await Promise.all(
+        state.peers.map((peer) =>
+          peer.browser.page.evaluate(async () => {
+            window.warmStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+          }),
+        ),
+      );
+      const clickAt = Date.now() + JOIN_SCHEDULE_MS;
+      await Promise.all(
+        state.peers.map((peer) =>
+          peer.browser.page.evaluate((at) => {
+            setTimeout(() => document.getElementById('join').click(), Math.max(0, at - Date.now()));
+          }, clickAt),
+        ),
+      );
       for (const peer of state.peers) peer.browser.openedAt = clickAt;
-      say(`${count} Join buttons pressed within ${Date.now() - clickAt} ms`);
+      await sleep(Math.max(0, clickAt - Date.now()));
+      say(`${count} Join buttons pressed at the same moment`);
     } else {
       // All pages open at (nearly) the same moment: a real meeting start.
       await Promise.all(state.peers.map((peer) => peer.browser.open(pageUrl(peer, true))));
@@ -201,10 +222,14 @@ async function runCall(options) {
       if (previous && ids.every(Boolean)) {
         lastMissing = [];
         state.peers.forEach((peer, i) => {
-          const others = ids.filter((_, j) => j !== i);
-          for (const m of analysis.missingMedia(previous[i], snaps[i], others)) {
-            lastMissing.push(`${peer.name} <- ${nameOf(state.peers, m.peer)} ${m.kind}`);
-          }
+          const { strict, lossy } = splitOthers(state.peers, i, ids);
+          const missing = [
+            ...analysis.missingMedia(previous[i], snaps[i], strict),
+            // Over the impaired link: video decoded at all so far, audio still arriving.
+            ...analysis.missingMedia(previous[i], snaps[i], lossy, ['audio']),
+            ...analysis.neverDecoded(snaps[i], lossy),
+          ];
+          for (const m of missing) lastMissing.push(`${peer.name} <- ${nameOf(state.peers, m.peer)} ${m.kind}`);
         });
         if (lastMissing.length === 0) mediaUpAt = Date.now();
       }
@@ -270,8 +295,16 @@ async function runCall(options) {
       const ids = idsOf(state.peers);
       const problems = [];
       state.peers.forEach((peer, i) => {
-        const others = ids.filter((_, j) => j !== i);
-        for (const w of analysis.checkWindows(peer.snapshots, steadyStart, steadyEnd, timings.windowMs, others)) {
+        const { strict, lossy } = splitOthers(state.peers, i, ids);
+        const windows = [
+          ...analysis.checkWindows(peer.snapshots, steadyStart, steadyEnd, timings.windowMs, strict),
+          // Over the impaired link: receiving in every window, video advancing over the phase.
+          ...analysis.checkWindows(peer.snapshots, steadyStart, steadyEnd, timings.windowMs, lossy, ['audio']),
+          ...(impairment && impairment.lossyVideo === 'once'
+            ? []
+            : analysis.checkWindows(peer.snapshots, steadyStart, steadyEnd, steadyEnd - steadyStart, lossy, ['video'])),
+        ];
+        for (const w of windows) {
           problems.push(
             `${peer.name} ${((w.from - steadyStart) / 1000).toFixed(0)}-${((w.to - steadyStart) / 1000).toFixed(0)}s: ` +
               w.missing.map((m) => `${nameOf(state.peers, m.peer)} ${m.kind}`).join(', '),
@@ -350,6 +383,22 @@ async function runCall(options) {
   return result;
 }
 
+/**
+ * The other participants of peers[i], split by what is asked of the media between them:
+ * `strict` (clean path both ways: audio and video advance in every window) and `lossy`
+ * (either end is the impaired participant: audio keeps arriving in every window, video is
+ * decoded and advances over the steady phase, but may freeze within a window).
+ */
+function splitOthers(peers, i, ids) {
+  const strict = [];
+  const lossy = [];
+  peers.forEach((other, j) => {
+    if (j === i) return;
+    (peers[i].impaired || other.impaired ? lossy : strict).push(ids[j]);
+  });
+  return { strict, lossy };
+}
+
 function nameOf(peers, id) {
   const peer = peers.find((p) => p.latest && p.latest.participantId === id);
   return peer ? peer.name : id;
@@ -373,7 +422,8 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
       path: (last && last.stats && last.stats.path) || null,
       connectedMs: analysis.timeToConnected(peer.events, opened(peer)),
       dtlsHandshakeMs: analysis.dtlsHandshakeTime(peer.transportEvents),
-      serverHandshakeMs: id && serverHandshakes.has(id) ? serverHandshakes.get(id) : null,
+      // The server logs the numeric id (participant=3), the page shows its text form (p-3).
+      serverHandshakeMs: id ? serverHandshakes.get(id) ?? serverHandshakes.get(id.replace(/^\D+/, '')) ?? null : null,
       dtls: (last && last.stats && last.stats.transport && `${last.stats.transport.dtlsRole || '?'}/${last.stats.transport.dtlsState}`) || null,
       firstFrameFromEachMs: frameTimes.map((t) => (t === undefined ? null : t)),
       firstFrameFromAllMs: frameTimes.every((t) => t !== undefined) && frameTimes.length ? Math.max(...frameTimes) : null,
