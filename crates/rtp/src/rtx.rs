@@ -1,5 +1,7 @@
 //! Retransmission: a bounded cache of sent packets and RFC 4588 RTX encapsulation.
 
+use std::collections::VecDeque;
+
 use crate::error::RtpError;
 use crate::header::{set_payload_type, set_sequence_number, set_ssrc, RtpHeader};
 use crate::seq::SeqUnwrapper;
@@ -11,19 +13,42 @@ pub const DEFAULT_RTX_CACHE_BYTES: usize = 1024 * 1500;
 /// Largest packet the cache accepts.
 pub const MAX_RTX_PACKET_BYTES: usize = 1500;
 
-#[derive(Debug, Clone, Default)]
-struct Slot {
-    /// Extended sequence number held, or `None` when empty.
-    ext_seq: Option<u64>,
-    data: Vec<u8>,
+/// Where one cached packet lives in the byte ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    /// Extended sequence number of the packet.
+    ext_seq: u64,
+    /// Offset of its first byte in the ring.
+    offset: u32,
+    /// Its length in bytes (at most `MAX_RTX_PACKET_BYTES`).
+    len: u16,
 }
 
-/// Per outgoing track ring of packets as sent (plaintext RTP after rewrite), keyed by
-/// output sequence number, answering NACKs. Bounded in packets and bytes; slot buffers
-/// are reused, so steady state does not allocate.
+impl Stored {
+    fn start(&self) -> usize {
+        self.offset as usize
+    }
+
+    fn end(&self) -> usize {
+        self.start() + usize::from(self.len)
+    }
+}
+
+/// Per outgoing stream cache of packets as sent, keyed by sequence number, answering
+/// NACKs. Bounded in packets and bytes: the packets live back to back in one byte ring of
+/// at most `max_bytes` (allocated on first use), written like a circular log, so the
+/// memory held is the byte budget whatever the packet sizes, and steady state does not
+/// allocate.
 #[derive(Debug, Clone)]
 pub struct RetransmissionCache {
-    slots: Vec<Slot>,
+    /// Lookup by extended sequence number modulo the slot count.
+    slots: Vec<Option<Stored>>,
+    /// Packets in the order they were written into the ring (the oldest is overwritten
+    /// first); entries whose slot moved on are skipped when they reach the front.
+    written: VecDeque<Stored>,
+    ring: Vec<u8>,
+    /// Where the next packet is written.
+    write_at: usize,
     unwrapper: SeqUnwrapper,
     max_bytes: usize,
     total_bytes: usize,
@@ -43,9 +68,12 @@ impl RetransmissionCache {
     pub fn new(max_packets: usize, max_bytes: usize) -> Self {
         let n = max_packets.clamp(1, 1 << 15).next_power_of_two();
         Self {
-            slots: vec![Slot::default(); n],
+            slots: vec![None; n],
+            written: VecDeque::new(),
+            ring: Vec::new(),
+            write_at: 0,
             unwrapper: SeqUnwrapper::new(),
-            max_bytes,
+            max_bytes: max_bytes.min(u32::MAX as usize),
             total_bytes: 0,
             low: 0,
         }
@@ -55,16 +83,49 @@ impl RetransmissionCache {
         (ext % self.slots.len() as u64) as usize
     }
 
-    /// Bytes currently held.
+    /// Bytes of the packets currently held.
     pub fn total_bytes(&self) -> usize {
         self.total_bytes
     }
 
-    fn evict(&mut self, idx: usize) {
+    /// Heap memory the cache holds (the byte ring and its index), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.ring.capacity()
+            + self.slots.capacity() * std::mem::size_of::<Option<Stored>>()
+            + self.written.capacity() * std::mem::size_of::<Stored>()
+    }
+
+    /// Forgets every packet (e.g. when the stream's SSRC changed and sequence numbers
+    /// start over), keeping the allocation.
+    pub fn clear(&mut self) {
+        for slot in &mut self.slots {
+            *slot = None;
+        }
+        self.written.clear();
+        self.write_at = 0;
+        self.total_bytes = 0;
+        self.unwrapper = SeqUnwrapper::new();
+        self.low = 0;
+    }
+
+    /// Forgets the packet with extended sequence number `ext`, if held.
+    fn evict(&mut self, ext: u64) {
+        let idx = self.index(ext);
         if let Some(slot) = self.slots.get_mut(idx) {
-            if slot.ext_seq.take().is_some() {
-                self.total_bytes = self.total_bytes.saturating_sub(slot.data.len());
-                slot.data.clear();
+            if let Some(stored) = slot.filter(|s| s.ext_seq == ext) {
+                *slot = None;
+                self.total_bytes = self.total_bytes.saturating_sub(usize::from(stored.len));
+            }
+        }
+    }
+
+    /// Forgets `stored` if its slot still holds exactly that copy.
+    fn evict_stored(&mut self, stored: Stored) {
+        let idx = self.index(stored.ext_seq);
+        if let Some(slot) = self.slots.get_mut(idx) {
+            if *slot == Some(stored) {
+                *slot = None;
+                self.total_bytes = self.total_bytes.saturating_sub(usize::from(stored.len));
             }
         }
     }
@@ -75,26 +136,56 @@ impl RetransmissionCache {
             return;
         }
         if new_low - self.low >= self.slots.len() as u64 {
-            for i in 0..self.slots.len() {
-                self.evict(i);
+            for slot in &mut self.slots {
+                *slot = None;
             }
+            self.written.clear();
+            self.total_bytes = 0;
         } else {
             for s in self.low..new_low {
-                let i = self.index(s);
-                if self
-                    .slots
-                    .get(i)
-                    .is_some_and(|slot| slot.ext_seq == Some(s))
-                {
-                    self.evict(i);
-                }
+                self.evict(s);
             }
         }
         self.low = new_low;
     }
 
-    /// Stores a sent packet under its output sequence number, replacing whatever held that
-    /// slot. Returns false if the packet is larger than the limits or too old to keep.
+    /// Reserves `len` bytes of the ring, evicting the packets written there before.
+    fn claim(&mut self, len: usize) -> usize {
+        if self.write_at + len > self.max_bytes {
+            // The tail is skipped this lap: what still lies there was written in the
+            // previous lap, before anything at the start, so it goes first.
+            let tail = self.write_at;
+            while let Some(&front) = self.written.front() {
+                if front.start() < tail {
+                    break;
+                }
+                self.written.pop_front();
+                self.evict_stored(front);
+            }
+            self.write_at = 0;
+        }
+        let start = self.write_at;
+        let end = start + len;
+        while let Some(&front) = self.written.front() {
+            let overlaps = front.start() < end && front.end() > start;
+            if !overlaps && self.written.len() < self.slots.len() {
+                break;
+            }
+            self.written.pop_front();
+            self.evict_stored(front);
+        }
+        if self.ring.capacity() == 0 {
+            self.ring.reserve_exact(self.max_bytes);
+        }
+        if self.ring.len() < end {
+            self.ring.resize(end, 0);
+        }
+        self.write_at = end;
+        start
+    }
+
+    /// Stores a sent packet under its sequence number, replacing whatever held that slot.
+    /// Returns false if the packet is larger than the limits or too old to keep.
     pub fn insert(&mut self, seq: u16, packet: &[u8]) -> bool {
         if packet.len() > MAX_RTX_PACKET_BYTES || packet.len() > self.max_bytes {
             return false;
@@ -108,38 +199,37 @@ impl RetransmissionCache {
         self.unwrapper.extend(seq);
         let highest = self.unwrapper.highest().unwrap_or(ext);
         self.advance_low((highest + 1).saturating_sub(cap));
-        let idx = self.index(ext);
-        self.evict(idx);
-        // Make room in the byte budget by evicting the oldest packets.
-        while self.total_bytes + packet.len() > self.max_bytes && self.low < ext {
-            let i = self.index(self.low);
-            if self
-                .slots
-                .get(i)
-                .is_some_and(|s| s.ext_seq == Some(self.low))
-            {
-                self.evict(i);
-            }
-            self.low += 1;
-        }
-        if self.total_bytes + packet.len() > self.max_bytes {
+        self.evict(ext);
+        let (Ok(len), Ok(offset)) = (
+            u16::try_from(packet.len()),
+            u32::try_from(self.claim(packet.len())),
+        ) else {
             return false;
-        }
+        };
+        let stored = Stored {
+            ext_seq: ext,
+            offset,
+            len,
+        };
+        let Some(target) = self.ring.get_mut(stored.start()..stored.end()) else {
+            return false;
+        };
+        target.copy_from_slice(packet);
+        let idx = self.index(ext);
         if let Some(slot) = self.slots.get_mut(idx) {
-            slot.data.clear();
-            slot.data.extend_from_slice(packet);
-            slot.ext_seq = Some(ext);
+            *slot = Some(stored);
             self.total_bytes += packet.len();
         }
+        self.written.push_back(stored);
         true
     }
 
-    /// The packet sent with output sequence number `seq`, if still cached.
+    /// The packet stored under sequence number `seq`, if still cached.
     pub fn get(&self, seq: u16) -> Option<&[u8]> {
         self.unwrapper.highest()?;
         let ext = self.unwrapper.peek(seq);
-        let slot = self.slots.get(self.index(ext))?;
-        (slot.ext_seq == Some(ext)).then_some(slot.data.as_slice())
+        let stored = (*self.slots.get(self.index(ext))?).filter(|s| s.ext_seq == ext)?;
+        self.ring.get(stored.start()..stored.end())
     }
 }
 

@@ -162,6 +162,53 @@ impl StreamRewriter {
         Some((out_seq, out_ts))
     }
 
+    /// The input sequence number of the current source behind output sequence number
+    /// `out_seq`, so a NACK can be answered from one cache of the source's packets shared
+    /// by every subscriber. `None` when `out_seq` is newer than anything written or older
+    /// than the current source.
+    pub fn source_sequence_number(&self, out_seq: u16) -> Option<u16> {
+        let src = self.source.as_ref()?;
+        let highest = i64::try_from(self.highest_out_seq?).ok()?;
+        let delta = i64::from(out_seq.wrapping_sub(highest as u16) as i16);
+        let out_ext = highest + delta;
+        if delta > 0 {
+            return None;
+        }
+        let in_ext = out_ext - src.seq_offset;
+        if in_ext < i64::try_from(src.first_in_seq).ok()? {
+            return None;
+        }
+        Some(in_ext as u16)
+    }
+
+    /// Rewrites a copy of a packet of the current source that was already forwarded (a
+    /// retransmission) exactly as [`rewrite`](Self::rewrite) did the first time, without
+    /// changing any state. Returns `None` for a packet that was not forwarded.
+    pub fn rewrite_again(&self, buf: &mut [u8]) -> Option<(u16, u32)> {
+        let (ssrc, in_seq, in_ts) = {
+            let h = RtpHeader::parse(buf).ok()?;
+            (h.ssrc(), h.sequence_number(), h.timestamp())
+        };
+        let src = self.source.as_ref().filter(|s| s.ssrc == ssrc)?;
+        let in_ext = src.unwrapper.peek(in_seq);
+        if in_ext < src.first_in_seq {
+            return None;
+        }
+        let out_ext = u64::try_from(in_ext as i64 + src.seq_offset).ok()?;
+        if self.highest_out_seq.is_none_or(|h| out_ext > h) {
+            return None;
+        }
+        let out_seq = out_ext as u16;
+        let out_ts = in_ts.wrapping_add(src.ts_offset);
+        set_ssrc(buf, self.out_ssrc);
+        set_sequence_number(buf, out_seq);
+        set_timestamp(buf, out_ts);
+        if let Some(pt) = self.out_payload_type {
+            crate::header::set_payload_type(buf, pt);
+        }
+        Some((out_seq, out_ts))
+    }
+
     fn start_source(&mut self, p: PendingSwitch, in_seq: u16, in_ts: u32) {
         let mut unwrapper = SeqUnwrapper::new();
         let in_ext = unwrapper.extend(in_seq);
@@ -214,5 +261,36 @@ mod tests {
         let h = RtpHeader::parse(&p).unwrap();
         assert_eq!(h.ssrc(), 0xABCD);
         assert_eq!(h.payload_type(), 100);
+    }
+
+    #[test]
+    fn a_forwarded_packet_is_rewritten_again_identically_for_a_retransmission() {
+        let mut rw = StreamRewriter::new(0xABCD, 90_000);
+        rw.switch_source(1);
+        let _ = rw.rewrite(&mut pkt(1, 10, 100));
+        rw.switch_source(2);
+        let mut first = pkt(2, 500, 7000);
+        let (out_seq, _) = rw.rewrite(&mut first).unwrap();
+        let _ = rw.rewrite(&mut pkt(2, 501, 7000));
+        assert_eq!(rw.source_sequence_number(out_seq), Some(500));
+        let mut again = pkt(2, 500, 7000);
+        assert_eq!(
+            rw.rewrite_again(&mut again),
+            Some((
+                out_seq,
+                7000u32.wrapping_add(
+                    RtpHeader::parse(&first)
+                        .unwrap()
+                        .timestamp()
+                        .wrapping_sub(7000)
+                )
+            ))
+        );
+        assert_eq!(again, first);
+        // output numbers of the previous source, or not written yet, map to nothing
+        assert_eq!(rw.source_sequence_number(out_seq.wrapping_sub(1)), None);
+        assert_eq!(rw.source_sequence_number(out_seq.wrapping_add(2)), None);
+        assert_eq!(rw.rewrite_again(&mut pkt(2, 502, 7000)), None);
+        assert_eq!(rw.rewrite_again(&mut pkt(1, 10, 100)), None);
     }
 }

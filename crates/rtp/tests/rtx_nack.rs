@@ -138,3 +138,30 @@ fn a_gap_larger_than_the_limit_resets_instead_of_growing() {
         vec![5001, 5002]
     );
 }
+
+#[test]
+fn cache_memory_stays_within_its_byte_budget_whatever_the_packet_sizes() {
+    let max_bytes = 64 * 1024;
+    let mut c = RetransmissionCache::new(1024, max_bytes);
+    let index_bytes = c.heap_bytes();
+    for i in 0..5000u32 {
+        let seq = i as u16;
+        // alternate sizes so that freed slots could not simply be reused in place
+        let len = if i % 3 == 0 {
+            1200
+        } else {
+            150 + (i as usize % 900)
+        };
+        assert!(c.insert(seq, &pkt(seq, len)));
+        assert!(c.total_bytes() <= max_bytes);
+        assert_eq!(c.get(seq), Some(&pkt(seq, len)[..]));
+    }
+    assert!(
+        c.heap_bytes() <= max_bytes + 2 * index_bytes + 1024 * 32,
+        "heap {} for a budget of {max_bytes}",
+        c.heap_bytes()
+    );
+    // the newest packets are all still there, the oldest are gone
+    assert!(c.get(4999).is_some() && c.get(4990).is_some());
+    assert_eq!(c.get(1000), None);
+}

@@ -50,11 +50,12 @@ pub struct RouterConfig {
     pub twcc_window_packets: usize,
     /// NACK generation towards publishers.
     pub nack: NackSettings,
-    /// Packets kept per video subscription to answer NACKs (RFC 4588 or plain resend).
+    /// Packets kept per published video track to answer subscribers' NACKs (RFC 4588 or
+    /// plain resend). One cache per track is shared by all its subscribers.
     pub retransmission_cache_packets: usize,
-    /// Byte budget of each video subscription's retransmission cache.
+    /// Byte budget (and the memory held) of each track's retransmission cache.
     pub retransmission_cache_bytes: usize,
-    /// Packets kept per audio subscription (0: audio NACKs are not answered).
+    /// Packets kept per published audio track (0: audio NACKs are not answered).
     pub audio_retransmission_cache_packets: usize,
     /// Most packets resent for one incoming NACK, so a NACK cannot amplify into a flood.
     pub max_retransmissions_per_nack: usize,
@@ -89,8 +90,9 @@ impl Default for RouterConfig {
             twcc_feedback_interval: Duration::from_millis(50),
             twcc_window_packets: 1024,
             nack: NackSettings::default(),
-            retransmission_cache_packets: 1024,
-            retransmission_cache_bytes: 1024 * 1500,
+            // about 2 s of 500 kbit/s video: NACKs come within a round trip or two
+            retransmission_cache_packets: 512,
+            retransmission_cache_bytes: 128 * 1024,
             audio_retransmission_cache_packets: 0,
             max_retransmissions_per_nack: 64,
             max_participants_per_room: 64,

@@ -5,15 +5,15 @@
 use std::time::Instant;
 
 use sluice_rtp::rtcp::{Nack, SenderReport};
-use sluice_rtp::{write_rtx, RtcpIter, RtcpPacket, RtpHeader};
+use sluice_rtp::{set_extension, write_rtx, RtcpIter, RtcpPacket, RtpHeader};
 use tracing::trace;
 
 use crate::forward::{maybe_send_pli, stamp_transport_seq};
 use crate::ids::ParticipantId;
-use crate::media::rtx_payload_type;
+use crate::media::{abs_send_time, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME};
 use crate::output::OutputKind;
 use crate::router::Router;
-use crate::state::{SenderReportMapping, StreamRole};
+use crate::state::{SenderReportMapping, StreamRole, Track};
 use crate::stats::DropReason;
 
 impl Router {
@@ -34,7 +34,7 @@ impl Router {
             match rtcp {
                 RtcpPacket::SenderReport(sr) => self.on_sender_report(now, from, &sr),
                 RtcpPacket::ReceiverReport(_) => self.stats.receiver_reports_received += 1,
-                RtcpPacket::Nack(nack) => self.on_nack(from, &nack),
+                RtcpPacket::Nack(nack) => self.on_nack(now, from, &nack),
                 RtcpPacket::Pli { media_ssrc, .. } => {
                     self.on_keyframe_request(now, from, media_ssrc)
                 }
@@ -73,18 +73,22 @@ impl Router {
         }
     }
 
-    /// Answers a subscriber's NACK from its subscription's cache: RTX on the announced RTX
-    /// SSRC when there is one, the packet as first sent otherwise. At most
-    /// `max_retransmissions_per_nack` packets per NACK.
-    fn on_nack(&mut self, from: ParticipantId, nack: &Nack<'_>) {
+    /// Answers a subscriber's NACK from the track's cache: the cached packet is rewritten
+    /// again for the subscriber (SSRC, sequence number, timestamp, MID, a fresh transport
+    /// sequence number and send time) and sent as RTX on the announced RTX SSRC when there
+    /// is one, as is otherwise. At most `max_retransmissions_per_nack` packets per NACK.
+    fn on_nack(&mut self, now: Instant, from: ParticipantId, nack: &Nack<'_>) {
         let Router {
             config,
             participants,
             tracks,
             outbox,
             stats,
+            epoch,
+            scratch_packet,
             ..
         } = self;
+        let send_time = abs_send_time(now.saturating_duration_since(epoch.unwrap_or(now)));
         stats.nacks_received += 1;
         let Some(subscriber) = participants.get_mut(&from) else {
             return;
@@ -98,22 +102,44 @@ impl Router {
             stats.dropped.add(DropReason::RtcpUnknownSsrc);
             return;
         };
-        let Some(sub) = tracks
-            .get_mut(&announced.track)
-            .and_then(|t| t.subscription_mut(from))
-        else {
+        let Some(track) = tracks.get_mut(&announced.track) else {
             stats.dropped.add(DropReason::RtcpUnknownSsrc);
             return;
         };
+        let Track {
+            cache,
+            subscriptions,
+            ..
+        } = track;
+        let Some(sub) = subscriptions.iter_mut().find(|s| s.subscriber == from) else {
+            stats.dropped.add(DropReason::RtcpUnknownSsrc);
+            return;
+        };
+        let mut rewritten = std::mem::take(scratch_packet);
         for (i, seq) in nack.lost().enumerate() {
             if i >= config.max_retransmissions_per_nack {
                 stats.nacks_missed += 1;
                 continue;
             }
-            let Some(original) = sub.cache.as_ref().and_then(|c| c.get(seq)) else {
+            let cached = sub
+                .rewriter
+                .source_sequence_number(seq)
+                .and_then(|source_seq| cache.as_ref()?.get(source_seq));
+            let Some(cached) = cached else {
                 stats.nacks_missed += 1;
                 continue;
             };
+            rewritten.clear();
+            rewritten.extend_from_slice(cached);
+            if sub.rewriter.rewrite_again(&mut rewritten).is_none() {
+                stats.nacks_missed += 1;
+                continue;
+            }
+            if let Some(mid) = &sub.mid {
+                rewrite_mid(&mut rewritten, mid.as_bytes());
+            }
+            set_extension(&mut rewritten, EXT_ABS_SEND_TIME, &send_time);
+            let original = rewritten.as_slice();
             let mut buf = outbox.buffer();
             let rtx_pt = RtpHeader::parse(original)
                 .ok()
@@ -135,6 +161,7 @@ impl Router {
             trace!(subscriber = from.0, seq, "retransmission");
             outbox.push(from, OutputKind::Rtp, buf, stats);
         }
+        *scratch_packet = rewritten;
     }
 
     /// A subscriber's PLI/FIR for an SSRC we announced to it becomes a throttled PLI to

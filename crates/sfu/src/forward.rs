@@ -153,6 +153,9 @@ impl Router {
         if let Some(nack) = track.nack.as_mut() {
             nack.on_packet(h.sequence_number(), now);
         }
+        if let Some(cache) = track.cache.as_mut() {
+            cache.insert(h.sequence_number(), pkt);
+        }
         let keyframe = track.kind == Kind::Video && is_keyframe(track.codec, h.payload());
         if keyframe {
             track.keyframe.pending = false;
@@ -178,7 +181,7 @@ impl Router {
             }
             let mut buf = outbox.buffer();
             buf.extend_from_slice(pkt);
-            let Some((seq, ts)) = sub.rewriter.rewrite(&mut buf) else {
+            let Some((_, ts)) = sub.rewriter.rewrite(&mut buf) else {
                 outbox.recycle(buf);
                 stats.dropped.add(DropReason::Stale);
                 continue;
@@ -194,9 +197,6 @@ impl Router {
                 }
             }
             set_extension(&mut buf, EXT_ABS_SEND_TIME, &send_time);
-            if let Some(cache) = sub.cache.as_mut() {
-                cache.insert(seq, &buf);
-            }
             sub.sender.on_packet(ts, payload_len, now);
             stats.forwarded_packets += 1;
             stats.forwarded_bytes += buf.len() as u64;

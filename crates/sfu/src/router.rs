@@ -73,6 +73,16 @@ impl Router {
         }
     }
 
+    /// Heap memory held by the retransmission caches of every track (one per published
+    /// track, shared by its subscribers), for memory accounting.
+    pub fn retransmission_cache_bytes(&self) -> usize {
+        self.tracks
+            .values()
+            .filter_map(|t| t.cache.as_ref())
+            .map(RetransmissionCache::heap_bytes)
+            .sum()
+    }
+
     /// The configuration the router was created with.
     pub fn config(&self) -> &RouterConfig {
         &self.config
@@ -241,7 +251,21 @@ impl Router {
             keyframe: KeyframeRequest::default(),
             last_packet_at: None,
             subscriptions: Vec::new(),
+            cache: None,
         };
+        let (cache_packets, cache_bytes) = match spec.kind {
+            Kind::Video => (
+                self.config.retransmission_cache_packets,
+                self.config.retransmission_cache_bytes,
+            ),
+            Kind::Audio => (
+                self.config.audio_retransmission_cache_packets,
+                self.config.retransmission_cache_bytes,
+            ),
+        };
+        if cache_packets > 0 {
+            track.cache = Some(RetransmissionCache::new(cache_packets, cache_bytes));
+        }
         if let Some(ssrc) = spec.ssrc {
             track.ssrc = Some(ssrc);
             track.recv = Some(ReceiveStats::new(ssrc));
@@ -342,16 +366,6 @@ impl Router {
                 return Err(RouterError::BadMid(mid.len()));
             }
         }
-        let (cache_packets, cache_bytes) = match t.kind {
-            Kind::Video => (
-                cfg.retransmission_cache_packets,
-                cfg.retransmission_cache_bytes,
-            ),
-            Kind::Audio => (
-                cfg.audio_retransmission_cache_packets,
-                cfg.retransmission_cache_bytes,
-            ),
-        };
         let kind = t.kind;
         let mut rewriter = StreamRewriter::new(spec.ssrc, kind.clock_rate_hz());
         if let Some(src) = t.ssrc {
@@ -363,8 +377,6 @@ impl Router {
             rtx_ssrc: spec.rtx_ssrc,
             mid: spec.mid,
             rewriter,
-            cache: (cache_packets > 0)
-                .then(|| RetransmissionCache::new(cache_packets, cache_bytes)),
             sender: SenderStats::new(kind.clock_rate_hz()),
             rtx_seq: 0,
             awaiting_keyframe: kind == Kind::Video,

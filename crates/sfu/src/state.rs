@@ -107,8 +107,6 @@ pub(crate) struct Subscription {
     pub(crate) rtx_ssrc: Option<u32>,
     pub(crate) mid: Option<String>,
     pub(crate) rewriter: StreamRewriter,
-    /// Packets as sent, for NACKs; `None` when the cache size is 0.
-    pub(crate) cache: Option<RetransmissionCache>,
     pub(crate) sender: SenderStats,
     pub(crate) rtx_seq: u16,
     /// Video only: nothing is forwarded until a keyframe starts, so the decoder never sees
@@ -136,6 +134,11 @@ pub(crate) struct Track {
     /// over once it has been silent for a while, so a flood cannot steal a live track.
     pub(crate) last_packet_at: Option<Instant>,
     pub(crate) subscriptions: Vec<Subscription>,
+    /// The publisher's packets as received (plaintext, before any rewrite), keyed by their
+    /// sequence number, shared by every subscription: a NACK is answered by rewriting the
+    /// cached packet again for the subscriber, so memory does not grow with the number of
+    /// subscribers. `None` when the cache size is 0.
+    pub(crate) cache: Option<RetransmissionCache>,
 }
 
 /// How long the current media SSRC of a track must be silent before another SSRC bound
@@ -143,15 +146,6 @@ pub(crate) struct Track {
 pub(crate) const SSRC_TAKEOVER_SILENCE: Duration = Duration::from_secs(1);
 
 impl Track {
-    pub(crate) fn subscription_mut(
-        &mut self,
-        subscriber: ParticipantId,
-    ) -> Option<&mut Subscription> {
-        self.subscriptions
-            .iter_mut()
-            .find(|s| s.subscriber == subscriber)
-    }
-
     /// Makes `ssrc` the forwarded media stream: fresh receive statistics and loss
     /// tracking, every subscriber's rewriter switched (continuing its output numbering),
     /// video subscribers wait for a keyframe, which is requested.
@@ -164,6 +158,10 @@ impl Track {
         self.nack = nack.map(NackGenerator::new);
         self.sender_report = None;
         self.last_packet_at = None;
+        if let Some(cache) = self.cache.as_mut() {
+            // sequence numbers of the new SSRC start over
+            cache.clear();
+        }
         for sub in &mut self.subscriptions {
             sub.rewriter.switch_source(ssrc);
             if self.kind == Kind::Video {

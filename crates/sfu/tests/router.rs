@@ -768,3 +768,47 @@ fn drop_reason_labels_are_distinct() {
         DropReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(labels.len(), DropReason::ALL.len());
 }
+
+#[test]
+fn one_track_cache_answers_every_subscribers_nacks_rewritten_for_each() {
+    let mut r = room_of(6, RouterConfig::default());
+    let v = r.publish(ParticipantId(1), video("1", Some(0xA1))).unwrap();
+    for s in 2..=6u32 {
+        let spec = SubscriptionSpec {
+            ssrc: 0xB0 + s,
+            rtx_ssrc: None,
+            mid: Some(format!("m{s}")),
+        };
+        r.subscribe(ParticipantId(u64::from(s)), v, spec).unwrap();
+    }
+    let t0 = Instant::now();
+    for seq in 1..=5u16 {
+        let payload = if seq == 1 { VP8_KEYFRAME } else { VP8_DELTA };
+        let p = Rtp::new(96, 0xA1, seq, 3000 * u32::from(seq), payload)
+            .mid("1")
+            .twcc(seq);
+        r.handle_rtp(t0, ParticipantId(1), &p.build());
+    }
+    let first = drain(&mut r);
+    // one cache for the track, however many subscribe: five packets, not twenty-five
+    let held = r.retransmission_cache_bytes();
+    assert!(held > 0);
+    assert!(held < 2 * RouterConfig::default().retransmission_cache_bytes);
+    for s in 2..=6u64 {
+        let sent = rtp_to(&first, ParticipantId(s));
+        assert_eq!(sent.len(), 5);
+        let mut nack = Vec::new();
+        write_nack(0x2222, 0xB0 + s as u32, &[sent[2].seq], &mut nack);
+        r.handle_rtcp(t0 + ms(30), ParticipantId(s), &nack);
+        let again = rtp_to(&drain(&mut r), ParticipantId(s));
+        assert_eq!(again.len(), 1, "subscriber {s}");
+        let resent = &again[0];
+        assert_eq!(
+            (resent.ssrc, resent.seq, resent.ts, &resent.payload),
+            (sent[2].ssrc, sent[2].seq, sent[2].ts, &sent[2].payload)
+        );
+        assert_eq!(resent.mid.as_deref(), sent[2].mid.as_deref());
+    }
+    assert_eq!(r.retransmission_cache_bytes(), held);
+    assert_eq!(r.stats().nacks_answered, 5);
+}
