@@ -8,13 +8,14 @@
 // 5 participants each (6 in the long form: scripts/resilience.sh all) and a 15 s steady
 // phase (30 s in the long form), to stay within CI's time on 2 cores. Needs root.
 
-const { test, after } = require('node:test');
+const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 
 const cleanup = require('./lib/cleanup');
 const { runCall } = require('./lib/scenario');
 const { requireNetnsSupport } = require('./lib/netns');
 const { seedScenario, stormScenario } = require('./lib/resilience');
+const { relayBinary } = require('./lib/relay');
 
 /** Scenario 2 is a storm: every join message must reach the server within this window. */
 const JOIN_WINDOW_MS = 200;
@@ -23,6 +24,11 @@ const SCENARIO_TIMEOUT_MS = 150000;
 const PARTICIPANTS = 5;
 const STEADY_MS = 15000;
 
+/** Building the relay (when the CI built only the server) may take a while on 2 cores. */
+const RELAY_BUILD_TIMEOUT_MS = 600000;
+
+// Find or build sluice-netsim-relay before the scenarios' own timeouts start.
+before(() => relayBinary(), { timeout: RELAY_BUILD_TIMEOUT_MS });
 after(() => cleanup.runAll());
 
 /** Every DTLS handshake the server started completed, none failed. */

@@ -1,13 +1,15 @@
 'use strict';
 // Long form of the browser resilience scenarios (docs/resilience.md), one command:
 //
-//   node tests/resilience/browser.js [scenario1|scenario2|all] [--recovery on|off|both]
-//        [--participants N] [--steady-ms MS] [--out DIR]
+//   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes] [--recovery on|off|both]
+//        [--participants N] [--steady-ms MS] [--repeat N] [--out DIR]
 //
 // Scenario 1 (the seed): 6 participants, one on 225 kbit/s up / 5 Mbit/s down / 70 ms each
 // way, at 0, 5 and 15 % random loss and with 30 % loss during its first 10 s only.
 // Scenario 2 (handshake storm): 6 participants press Join at once, one link drops 30 %,
 // dtls.max_datagram_size 576, server as DTLS client and as DTLS server.
+// `handshakes`: scenario 2 `--repeat` times per role and recovery mode with a different
+// loss pattern each time (more samples of the one impaired handshake per run).
 // Each run once with the server's DTLS recovery on (default) and once with
 // `dtls.recovery: false`. Per-run artefacts go to tests/browser/results/<label>/; the
 // summary tables (Markdown) to OUT/summary.md (default tests/resilience/results/<time>/).
@@ -23,7 +25,7 @@ const { requireNetnsSupport } = require('../browser/lib/netns');
 const { seedScenario, stormScenario } = require('../browser/lib/resilience');
 
 function parseArgs(argv) {
-  const args = { which: 'all', recovery: 'both', participants: 6, steadyMs: 30000, out: null };
+  const args = { which: 'all', recovery: 'both', participants: 6, steadyMs: 30000, out: null, repeat: 5 };
   const rest = [...argv];
   while (rest.length > 0) {
     const arg = rest.shift();
@@ -31,16 +33,30 @@ function parseArgs(argv) {
     else if (arg === '--participants') args.participants = Number(rest.shift());
     else if (arg === '--steady-ms') args.steadyMs = Number(rest.shift());
     else if (arg === '--out') args.out = rest.shift();
-    else if (['scenario1', 'scenario2', 'all'].includes(arg)) args.which = arg;
+    else if (arg === '--repeat') args.repeat = Number(rest.shift());
+    else if (['scenario1', 'scenario2', 'all', 'handshakes'].includes(arg)) args.which = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!['on', 'off', 'both'].includes(args.recovery)) throw new Error('--recovery takes on, off or both');
   return args;
 }
 
-function runsFor({ which, recovery, participants, steadyMs }) {
+function runsFor({ which, recovery, participants, steadyMs, repeat }) {
   const modes = recovery === 'both' ? [true, false] : [recovery === 'on'];
   const runs = [];
+  if (which === 'handshakes') {
+    // More samples of the storm's impaired handshake: a different loss pattern per repeat.
+    for (let i = 0; i < repeat; i += 1) {
+      for (const rec of modes) {
+        for (const dtlsRole of ['server', 'client']) {
+          const options = stormScenario({ participants, dtlsRole, recovery: rec, steadyMs, seed: 100 + i });
+          options.label += `-${i}`;
+          runs.push(options);
+        }
+      }
+    }
+    return runs;
+  }
   for (const rec of modes) {
     if (which !== 'scenario2') {
       for (const lossPercent of [0, 5, 15]) runs.push(seedScenario({ participants, lossPercent, recovery: rec, steadyMs }));

@@ -119,7 +119,7 @@ function createImpairedNetwork({ upRateKbit = null, downRateKbit = null } = {}) 
     run(['ip', 'addr', 'add', `${nsAddr}/30`, 'dev', nsIf], { ns: name });
     run(['ip', 'link', 'set', nsIf, 'up'], { ns: name });
     // No default route: nothing beyond the /30 is reachable from the namespace. Chromium
-    // still gathers the veth address as a host candidate (checked on Chromium 156).
+    // still gathers the veth address as a host candidate (checked with Debian's Chromium 148).
     if (upRateKbit) {
       run(['tc', 'qdisc', 'add', 'dev', nsIf, 'root', 'tbf', 'rate', `${upRateKbit}kbit`, 'burst', TBF_BURST, 'latency', TBF_LATENCY], {
         ns: name,

@@ -173,7 +173,16 @@ async function runCall(options) {
       const name = NAMES[i] || `peer${i}`;
       const launchStart = Date.now();
       const impaired = Boolean(impairment) && i === (impairment.participant || 0);
-      const browser = await launchParticipant(name, { executablePath: impaired ? impairedExecutable : null, extraFlags });
+      const launch = () => launchParticipant(name, { executablePath: impaired ? impairedExecutable : null, extraFlags });
+      let browser;
+      try {
+        browser = await launch();
+      } catch (error) {
+        // Chromium 148 occasionally dies with SIGSEGV during start-up on a loaded machine
+        // (seen once in ~100 launches); one retry with a fresh profile, then give up.
+        say(`launching ${name} failed (${error.message.split('\n')[0]}); retrying once`);
+        browser = await launch();
+      }
       state.peers.push({ name, browser, impaired, snapshots: [], events: [], latest: null, left: false });
       say(`launched ${name}${impaired ? ' (impaired, in the namespace)' : ''} in ${Date.now() - launchStart} ms`);
     }
