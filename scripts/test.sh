@@ -5,6 +5,7 @@
 #
 #   scripts/test.sh            everything
 #   SLUICE_SKIP_BROWSER=1 ...  everything but the browser tier
+#   SLUICE_FUZZ_SECONDS=N ...  seconds per fuzz target (default 5; 0 skips the fuzz tier)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing system packages (openssl, chromium) and npm packages"
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-liberation)
 fi
@@ -30,13 +32,18 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "Rust tests (unit, DTLS matrix, interop, end to end)"
-cargo test --workspace --quiet 2>&1 | tee target/rust-tests.log
-grep -q "test result: ok" target/rust-tests.log
+cargo test --workspace
 
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   step "browser tests (headless Chromium)"
   cargo build --release --quiet -p sluice
   SLUICE_BIN="$PWD/target/release/sluice" node --test tests/browser/
+fi
+
+fuzz_seconds="${SLUICE_FUZZ_SECONDS:-5}"
+if [ "$fuzz_seconds" != 0 ]; then
+  step "fuzzing, ${fuzz_seconds} s per target"
+  bash scripts/fuzz.sh all "$fuzz_seconds"
 fi
 
 step "all tiers passed"
