@@ -646,6 +646,8 @@ async fn floods_leave_an_ongoing_call_intact_and_are_counted() {
         started.elapsed()
     );
     assert!(growth < MAX_RSS_GROWTH_BYTES, "RSS grew by {growth} bytes");
+    // The router's own counters reach /metrics too (added once a second).
+    wait_metric(&server, "sluice_router_forwarded_packets_total", 100.0).await;
     assert_eq!(
         server.state.metrics.sessions(),
         3,
