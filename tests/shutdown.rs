@@ -122,6 +122,15 @@ async fn sigterm_tells_participants_bye_and_exits_0_within_the_grace_period() {
         .expect("Ada's media connects");
     bo.wait_connected(WAIT).await.expect("Bo's media connects");
 
+    // JSON logs carry the participant and room: as fields of signalling events, and
+    // through the session span for media events.
+    let joined = process.wait_for_log("participant joined");
+    assert_eq!(joined["room"], "drain", "{joined}");
+    assert!(joined["participant"].is_u64(), "{joined}");
+    let connected = process.wait_for_log("DTLS connected");
+    assert_eq!(connected["span"]["room"], "drain", "{connected}");
+    assert!(connected["span"]["participant"].is_u64(), "{connected}");
+
     let signalled = Instant::now();
     process.terminate();
     for client in [&ada, &bo] {
