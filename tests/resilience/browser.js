@@ -2,7 +2,7 @@
 // Long form of the browser resilience scenarios (docs/resilience.md), one command:
 //
 //   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes] [--recovery on|off|both]
-//        [--participants N] [--steady-ms MS] [--repeat N] [--out DIR]
+//        [--participants N] [--steady-ms MS] [--repeat N] [--seed-base N] [--out DIR]
 //
 // Scenario 1 (the seed): 6 participants, one on 225 kbit/s up / 5 Mbit/s down / 70 ms each
 // way, at 0, 5 and 15 % random loss and with 30 % loss during its first 10 s only.
@@ -25,7 +25,7 @@ const { requireNetnsSupport } = require('../browser/lib/netns');
 const { seedScenario, stormScenario } = require('../browser/lib/resilience');
 
 function parseArgs(argv) {
-  const args = { which: 'all', recovery: 'both', participants: 6, steadyMs: 30000, out: null, repeat: 5 };
+  const args = { which: 'all', recovery: 'both', participants: 6, steadyMs: 30000, out: null, repeat: 5, seedBase: 100 };
   const rest = [...argv];
   while (rest.length > 0) {
     const arg = rest.shift();
@@ -34,6 +34,7 @@ function parseArgs(argv) {
     else if (arg === '--steady-ms') args.steadyMs = Number(rest.shift());
     else if (arg === '--out') args.out = rest.shift();
     else if (arg === '--repeat') args.repeat = Number(rest.shift());
+    else if (arg === '--seed-base') args.seedBase = Number(rest.shift());
     else if (['scenario1', 'scenario2', 'all', 'handshakes'].includes(arg)) args.which = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
@@ -41,7 +42,7 @@ function parseArgs(argv) {
   return args;
 }
 
-function runsFor({ which, recovery, participants, steadyMs, repeat }) {
+function runsFor({ which, recovery, participants, steadyMs, repeat, seedBase }) {
   const modes = recovery === 'both' ? [true, false] : [recovery === 'on'];
   const runs = [];
   if (which === 'handshakes') {
@@ -49,8 +50,8 @@ function runsFor({ which, recovery, participants, steadyMs, repeat }) {
     for (let i = 0; i < repeat; i += 1) {
       for (const rec of modes) {
         for (const dtlsRole of ['server', 'client']) {
-          const options = stormScenario({ participants, dtlsRole, recovery: rec, steadyMs, seed: 100 + i });
-          options.label += `-${i}`;
+          const options = stormScenario({ participants, dtlsRole, recovery: rec, steadyMs, seed: seedBase + i });
+          options.label += `-${seedBase + i}`;
           runs.push(options);
         }
       }

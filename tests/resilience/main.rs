@@ -8,6 +8,7 @@
 //! Cargo builds this file as the integration test `resilience` of the `sluice` package
 //! (tests/<name>/main.rs), so it uses the package's dev-dependencies only.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,6 @@ use sluice::metrics::Metrics;
 use sluice::shutdown::Shutdown;
 use sluice_loadgen::{Client, ClientConfig};
 use tokio::net::UdpSocket;
-use tokio::sync::Mutex;
 
 /// Participants that join at once.
 const CLIENTS: usize = 20;
@@ -64,21 +64,21 @@ async fn start_lossy_relay(upstream: SocketAddr) -> SocketAddr {
         let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
         let mut next_seed = 1u64;
         while let Ok((n, from)) = listen.recv_from(&mut buf).await {
-            if !clients.contains_key(&from) {
+            if let Entry::Vacant(slot) = clients.entry(from) {
                 let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("upstream"));
                 socket.connect(upstream).await.expect("connect upstream");
                 let reader = Arc::clone(&socket);
                 let back = Arc::clone(&listen);
-                let down = Mutex::new(Loss::new(next_seed.wrapping_mul(7919), LOSS));
+                let mut down = Loss::new(next_seed.wrapping_mul(7919), LOSS);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
                     while let Ok(n) = reader.recv(&mut buf).await {
-                        if !down.lock().await.drops() {
+                        if !down.drops() {
                             let _ = back.send_to(&buf[..n], from).await;
                         }
                     }
                 });
-                clients.insert(from, (socket, Loss::new(next_seed, LOSS)));
+                slot.insert((socket, Loss::new(next_seed, LOSS)));
                 next_seed += 1;
             }
             if let Some((socket, up)) = clients.get_mut(&from) {
