@@ -161,6 +161,17 @@ describe('resilience analysis', () => {
     assert.deepEqual(analysis.checkWindows(snaps, 0, 5000, 5000, ['p1'])[0].missing, [{ peer: 'p1', kind: 'video' }]);
   });
 
+  test('the join spread comes from the server log lines of that room only', () => {
+    const log = [
+      '2026-11-27T05:47:53.776761Z  INFO sluice::signaling::connection: participant joined participant=1 room=r1 worker=0',
+      '2026-11-27T05:47:53.791145Z  INFO sluice::signaling::connection: participant joined participant=2 room=r1 worker=0',
+      '2026-11-27T05:47:59.000000Z  INFO sluice::signaling::connection: participant joined participant=3 room=r2 worker=0',
+      '2026-11-27T05:47:53.924951Z  INFO sluice::signaling::connection: participant joined participant=4 room=r1 worker=0',
+    ].join('\n');
+    assert.equal(analysis.serverJoinSpread(log, 'r1'), 148);
+    assert.equal(analysis.serverJoinSpread(log, 'r2'), null);
+  });
+
   test('a metric family is summed over its label sets and absent is null', () => {
     const text = [
       '# TYPE sluice_dtls_handshakes_failed counter',

@@ -157,6 +157,20 @@ function serverHandshakes(logText) {
   return result;
 }
 
+/**
+ * Milliseconds between the first and the last "participant joined" line of `room` in the
+ * server's log (each line starts with an RFC 3339 timestamp), or null with fewer than 2.
+ */
+function serverJoinSpread(logText, room) {
+  const times = [];
+  for (const line of (logText || '').split('\n')) {
+    if (!line.includes('participant joined') || !line.includes(`room=${room}`)) continue;
+    const t = Date.parse(line.split(/\s+/)[0]);
+    if (Number.isFinite(t)) times.push(t);
+  }
+  return times.length < 2 ? null : Math.max(...times) - Math.min(...times);
+}
+
 /** Sum of the samples of one metric family (all label sets) in OpenMetrics text, or null. */
 function metricValue(text, name) {
   if (!text) return null;
@@ -190,6 +204,7 @@ module.exports = {
   sumInbound,
   dtlsHandshakeTime,
   serverHandshakes,
+  serverJoinSpread,
   metricValue,
   peerGone,
   formatTable,

@@ -483,6 +483,9 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
     handshakesFailed: analysis.metricValue(metrics, 'sluice_dtls_handshakes_failed_total'),
     retransmissions: analysis.metricValue(metrics, 'sluice_dtls_retransmissions_total'),
   };
+  // The join spread as the server saw it (authoritative); the pages' ws_open times otherwise.
+  const serverSpread = state.server ? analysis.serverJoinSpread(state.server.log.text(), room) : null;
+  if (serverSpread !== null) state.joinSpreadMs = serverSpread;
   const summary = {
     label,
     dtlsRole,
