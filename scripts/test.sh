@@ -36,7 +36,7 @@ cargo test --workspace
 
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   step "browser tests (headless Chromium)"
-  cargo build --release --quiet -p sluice
+  cargo build --release --quiet -p sluice -p sluice-netsim
   SLUICE_BIN="$PWD/target/release/sluice" node --test tests/browser/
 fi
 
