@@ -37,7 +37,8 @@ cargo test --workspace
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   step "browser tests (headless Chromium)"
   cargo build --release --quiet -p sluice -p sluice-netsim
-  SLUICE_BIN="$PWD/target/release/sluice" node --test tests/browser/
+  target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+  SLUICE_BIN="$target_dir/release/sluice" node --test tests/browser/
 fi
 
 fuzz_seconds="${SLUICE_FUZZ_SECONDS:-5}"
