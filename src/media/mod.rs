@@ -3,6 +3,7 @@
 //! [`router::MediaRouter`] (a `sluice_sfu::Router`). Signalling talks to workers only through [`Command`]s and
 //! hears back through per-session [`SessionEvent`] channels; nothing is shared.
 
+mod batch;
 pub mod certificate;
 pub mod command;
 pub mod core;

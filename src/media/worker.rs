@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::media::batch::{SendBatch, SEND_BATCH};
 use crate::media::command::Command;
 use crate::media::core::WorkerCore;
 use crate::metrics::{DropReason, Metrics};
@@ -19,6 +20,10 @@ use crate::metrics::{DropReason, Metrics};
 const MAX_DATAGRAM_BYTES: usize = 2048;
 /// Datagrams read in one go before timers and commands get a turn.
 const RECV_BATCH: usize = 64;
+/// Kernel socket buffer asked for in each direction (capped by net.core.[rw]mem_max):
+/// the default 208 KiB holds a few milliseconds of a busy worker's traffic, so a burst
+/// (a keyframe fanned out to a large room) or a slow reader would otherwise mean drops.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 /// How often the busy ratio gauge is refreshed.
 const BUSY_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -36,7 +41,10 @@ pub(crate) async fn run(
     let span = tracing::info_span!("worker", worker = index, %local);
     let _enter = span.enter();
     tracing::debug!("media worker running");
+    enlarge_buffers(&socket);
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
+    let mut batch = SendBatch::default();
+    let mut queue = Vec::with_capacity(SEND_BATCH);
     let mut busy = Duration::ZERO;
     let mut window_start = Instant::now();
     loop {
@@ -44,7 +52,7 @@ pub(crate) async fn run(
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        flush(&socket, &mut core, &metrics).await;
+        flush(&socket, &mut core, &metrics, &mut batch, &mut queue).await;
         busy += now.elapsed();
         if window_start.elapsed() >= BUSY_REPORT_INTERVAL {
             let ratio = busy.as_secs_f64() / window_start.elapsed().as_secs_f64();
@@ -89,14 +97,64 @@ pub(crate) async fn run(
     tracing::debug!("media worker stopped");
 }
 
-async fn flush(socket: &UdpSocket, core: &mut WorkerCore, metrics: &Metrics) {
-    while let Some((destination, data)) = core.poll_transmit() {
-        match socket.send_to(&data, destination).await {
-            Ok(_) => metrics.packet_sent(data.len()),
-            Err(error) => {
-                tracing::trace!(%error, %destination, "send_to failed");
-                metrics.packet_dropped(DropReason::QueueFull);
+/// Sends everything the core queued, [`SEND_BATCH`] datagrams per system call.
+async fn flush(
+    socket: &UdpSocket,
+    core: &mut WorkerCore,
+    metrics: &Metrics,
+    batch: &mut SendBatch,
+    queue: &mut Vec<(SocketAddr, Vec<u8>)>,
+) {
+    loop {
+        queue.clear();
+        while queue.len() < SEND_BATCH {
+            match core.poll_transmit() {
+                Some(transmit) => queue.push(transmit),
+                None => break,
             }
+        }
+        if queue.is_empty() {
+            return;
+        }
+        let mut next = 0;
+        while let Some(rest) = queue.get(next..).filter(|rest| !rest.is_empty()) {
+            match batch.try_send(socket, rest) {
+                Ok(sent) => {
+                    for (_, data) in rest.iter().take(sent) {
+                        metrics.packet_sent(data.len());
+                    }
+                    next += sent.max(1);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(error) = socket.writable().await {
+                        tracing::debug!(%error, "socket not writable");
+                        return;
+                    }
+                }
+                Err(error) => {
+                    // the first datagram of the batch failed (e.g. an ICMP error reported
+                    // for its destination): drop it, keep the others
+                    if let Some((destination, _)) = rest.first() {
+                        tracing::trace!(%error, %destination, "send failed");
+                    }
+                    metrics.packet_dropped(DropReason::QueueFull);
+                    next += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Asks for [`SOCKET_BUFFER_BYTES`] of send and receive buffer; failure only costs
+/// burst tolerance, so it is logged and ignored.
+fn enlarge_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    for result in [
+        setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER_BYTES),
+        setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER_BYTES),
+    ] {
+        if let Err(error) = result {
+            tracing::debug!(%error, "cannot enlarge the socket buffer");
         }
     }
 }

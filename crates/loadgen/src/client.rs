@@ -40,6 +40,9 @@ use crate::transport::{Received, Transport, TransportEvent, TransportParams};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Receive buffer asked for per client socket (capped by net.core.rmem_max).
+const CLIENT_RECV_BUFFER_BYTES: usize = 1 << 20;
+
 /// Most events kept in [`Client::events`].
 pub const MAX_EVENTS: usize = 4096;
 /// How often the stats snapshot is refreshed.
@@ -224,6 +227,9 @@ impl Client {
         let (participant_id, participants) = joined;
 
         let socket = UdpSocket::bind(SocketAddr::new(config.bind_ip, 0)).await?;
+        // A load test measures the server, not this process's default 208 KiB buffer:
+        // many clients share one core here, so each socket may wait a while to be read.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(CLIENT_RECV_BUFFER_BYTES);
         let local_addr = socket.local_addr()?;
 
         let mut stats = ClientStats {
