@@ -107,7 +107,10 @@ function createImpairedNetwork({ upRateKbit = null, downRateKbit = null } = {}) 
   cleanup.trackNetns(name);
   let unregister = () => {};
   const teardown = () => {
-    cleanup.deleteNetns(name); // takes the veth pair (and both qdiscs) with it
+    // Delete the host end first: that is synchronous and takes the pair with it, whereas
+    // the kernel removes a namespace's devices lazily after `ip netns del` returns.
+    spawnSync('ip', ['link', 'del', hostIf], { stdio: 'ignore' });
+    cleanup.deleteNetns(name);
     unregister();
   };
   unregister = cleanup.register(`netns ${name}`, async () => teardown());
