@@ -222,8 +222,8 @@ fn records_from_a_wrong_epoch_are_dropped_and_counted() {
     assert!(s.conn.is_connected());
 }
 
-#[test]
-fn fragment_beyond_its_message_fails_with_decode_error() {
+/// A fresh server given one epoch-0 handshake record: `header` then `len` zero bytes.
+fn server_fed_one_fragment(header: &[u8; 12], len: usize) -> Side {
     let now = Instant::now();
     let mut s = Side::new(
         Role::Server,
@@ -231,14 +231,20 @@ fn fragment_beyond_its_message_fails_with_decode_error() {
         PeerAuth::AcceptAnyCertificate,
         now,
     );
-    // ClientHello fragment: length 120, offset 100, fragment_length 50.
-    let mut body = vec![1, 0, 0, 120, 0, 0, 0, 0, 100, 0, 0, 50];
-    body.extend_from_slice(&[0u8; 50]);
+    let mut body = header.to_vec();
+    body.resize(12 + len, 0);
     let mut d = vec![22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
     d.extend_from_slice(&(body.len() as u16).to_be_bytes());
     d.extend_from_slice(&body);
     s.conn.handle_datagram(now, &d);
     s.drain();
+    s
+}
+
+#[test]
+fn fragment_beyond_its_message_fails_with_decode_error() {
+    // ClientHello fragment: length 120, offset 100, fragment_length 50.
+    let s = server_fed_one_fragment(&[1, 0, 0, 120, 0, 0, 0, 0, 100, 0, 0, 50], 50);
     assert!(matches!(
         s.failure(),
         Some(Error::FragmentOutOfBounds {
@@ -255,21 +261,8 @@ fn fragment_beyond_its_message_fails_with_decode_error() {
 
 #[test]
 fn oversized_message_is_a_fatal_alert_not_an_allocation() {
-    let now = Instant::now();
-    let mut s = Side::new(
-        Role::Server,
-        sim::small_cert(1),
-        PeerAuth::AcceptAnyCertificate,
-        now,
-    );
     // A ClientHello claiming 16 MiB.
-    let mut body = vec![1, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 4];
-    body.extend_from_slice(&[0u8; 4]);
-    let mut d = vec![22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
-    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    d.extend_from_slice(&body);
-    s.conn.handle_datagram(now, &d);
-    s.drain();
+    let s = server_fed_one_fragment(&[1, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 4], 4);
     assert!(
         matches!(s.failure(), Some(Error::MessageTooLarge { .. })),
         "{:?}",
