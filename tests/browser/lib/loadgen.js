@@ -15,19 +15,25 @@ const MAX_OUTPUT_BYTES = 1 << 20;
 /** SIGTERM-to-SIGKILL grace when stopping early. */
 const STOP_GRACE_MS = 3000;
 
-/** LOADGEN_BIN, else target/release/sluice-loadgen (CARGO_TARGET_DIR honoured). */
+/**
+ * LOADGEN_BIN, else next to the server binary (SLUICE_BIN's dir), else
+ * target/release/sluice-loadgen (CARGO_TARGET_DIR honoured). Not built here: a release
+ * build of the loadgen takes minutes (`cargo build --release -p sluice-loadgen`).
+ */
 function loadgenBinary() {
   if (process.env.LOADGEN_BIN) {
     const bin = path.resolve(process.env.LOADGEN_BIN);
     if (!fs.existsSync(bin)) throw new Error(`LOADGEN_BIN=${bin} does not exist`);
     return bin;
   }
+  const candidates = [];
+  if (process.env.SLUICE_BIN) candidates.push(path.join(path.dirname(path.resolve(process.env.SLUICE_BIN)), 'sluice-loadgen'));
   const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(process.env.CARGO_TARGET_DIR) : path.join(REPO_ROOT, 'target');
-  const bin = path.join(targetDir, 'release', 'sluice-loadgen');
-  if (!fs.existsSync(bin)) {
-    throw new Error(`load generator ${bin} not found: build it with \`cargo build --release -p sluice-loadgen\` or set LOADGEN_BIN`);
-  }
-  return bin;
+  candidates.push(path.join(targetDir, 'release', 'sluice-loadgen'));
+  for (const candidate of candidates) if (fs.existsSync(candidate)) return candidate;
+  throw new Error(
+    `load generator not found (tried ${candidates.join(', ')}): build it with \`cargo build --release -p sluice-loadgen\` or set LOADGEN_BIN`,
+  );
 }
 
 /**

@@ -277,7 +277,11 @@ async function runLoadgenRoom(options = {}) {
     const checks = [];
     if (r.code !== 0) checks.push(`loadgen exit code ${r.code} (a participant failed)`);
     if (json.handshakes_done !== wanted || json.failed !== 0) checks.push(`loadgen handshakes_done ${json.handshakes_done}/${wanted}, failed ${json.failed}, join_errors ${JSON.stringify(json.join_errors)}`);
-    if (json.decrypt_failures !== 0) checks.push(`loadgen decrypt_failures ${json.decrypt_failures}`);
+    if (json.decrypt_failures !== 0) {
+      // webrtc-srtp reports a replayed packet (same SSRC and sequence number twice) like an
+      // authentication failure, and the loadgen counts both as decrypt failures.
+      checks.push(`loadgen decrypt_failures ${json.decrypt_failures} (SRTP authentication failures or replays, e.g. a packet forwarded twice)`);
+    }
     const browserSent = state.peers.reduce((sum, p) => sum + room.packetsSent(p.latest), 0);
     state.sawBrowsers = room.loadgenSawBrowsers({ json, publishers, subscribers, browserPacketsSent: browserSent });
     const seen = state.sawBrowsers;
