@@ -152,6 +152,14 @@ pub fn client_ip(peer_addr: SocketAddr, headers: &HeaderMap, trust_forwarded_for
         .unwrap_or_else(|| peer_addr.ip())
 }
 
+/// Chunk in which a signalling WebSocket is read. The library default (128 KiB, allocated
+/// up front for every connection) was half of a participant's memory; signalling
+/// messages are a few KiB and arrive a few times per minute, so small reads cost nothing.
+const WEBSOCKET_READ_BUFFER_BYTES: usize = 4096;
+/// Largest messages' worth of unsent data kept for a client that does not read: beyond
+/// that the send fails and the connection ends, instead of memory growing without bound.
+const WEBSOCKET_QUEUED_MESSAGES: usize = 4;
+
 async fn websocket(
     upgrade: WebSocketUpgrade,
     ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
@@ -180,6 +188,9 @@ async fn websocket(
     upgrade
         .max_message_size(max_message_bytes)
         .max_frame_size(max_message_bytes)
+        .read_buffer_size(WEBSOCKET_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_message_bytes.saturating_mul(WEBSOCKET_QUEUED_MESSAGES))
         .on_upgrade(move |socket| async move {
             let _open = state.shutdown.track();
             let _ip_slot = ip_slot;

@@ -1,6 +1,7 @@
 //! Retransmission: a bounded cache of sent packets and RFC 4588 RTX encapsulation.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::error::RtpError;
 use crate::header::{set_payload_type, set_sequence_number, set_ssrc, RtpHeader};
@@ -12,6 +13,11 @@ pub const DEFAULT_RTX_CACHE_PACKETS: usize = 1024;
 pub const DEFAULT_RTX_CACHE_BYTES: usize = 1024 * 1500;
 /// Largest packet the cache accepts.
 pub const MAX_RTX_PACKET_BYTES: usize = 1500;
+/// Size of the byte ring before it first needs to grow: about 0.25 s of 500 kbit/s video.
+const INITIAL_RING_BYTES: usize = 16 * 1024;
+/// `Stored::sent_ms` of a packet inserted without a time: never old enough to overwrite
+/// instead of growing the ring.
+const UNKNOWN_TIME: u32 = u32::MAX;
 
 /// Where one cached packet lives in the byte ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +28,8 @@ struct Stored {
     offset: u32,
     /// Its length in bytes (at most `MAX_RTX_PACKET_BYTES`).
     len: u16,
+    /// When it was stored, in milliseconds since the cache's first timed insert.
+    sent_ms: u32,
 }
 
 impl Stored {
@@ -36,9 +44,16 @@ impl Stored {
 
 /// Per outgoing stream cache of packets as sent, keyed by sequence number, answering
 /// NACKs. Bounded in packets and bytes: the packets live back to back in one byte ring of
-/// at most `max_bytes` (allocated on first use), written like a circular log, so the
-/// memory held is the byte budget whatever the packet sizes, and steady state does not
-/// allocate.
+/// at most `max_bytes`, written like a circular log, so the memory held never exceeds the
+/// byte budget whatever the packet sizes, and steady state does not allocate.
+///
+/// With a retention window ([`with_window`](Self::with_window), packets stored with
+/// [`insert_at`](Self::insert_at)) the ring starts small and doubles only when wrapping
+/// would overwrite a packet younger than the window: memory follows the stream's bitrate
+/// times the window instead of the worst-case budget. A NACK for a packet older than a
+/// second or a few round trips is useless (the receiver has given up on it; libwebrtc's
+/// own sender keeps max(1 s, 3 x RTT)), so a quiet 500 kbit/s track holds about 64 KiB
+/// where a 5 Mbit/s one holds the whole budget.
 #[derive(Debug, Clone)]
 pub struct RetransmissionCache {
     /// Lookup by extended sequence number modulo the slot count.
@@ -51,9 +66,15 @@ pub struct RetransmissionCache {
     write_at: usize,
     unwrapper: SeqUnwrapper,
     max_bytes: usize,
+    /// Current lap length of the ring (grows up to `max_bytes`).
+    ring_limit: usize,
     total_bytes: usize,
     /// Lowest extended sequence number that may still be cached (eviction cursor).
     low: u64,
+    /// Packets younger than this are not overwritten while the ring may still grow.
+    window: Option<Duration>,
+    /// Time origin of `Stored::sent_ms`.
+    epoch: Option<Instant>,
 }
 
 impl Default for RetransmissionCache {
@@ -74,8 +95,30 @@ impl RetransmissionCache {
             write_at: 0,
             unwrapper: SeqUnwrapper::new(),
             max_bytes: max_bytes.min(u32::MAX as usize),
+            ring_limit: max_bytes.min(u32::MAX as usize),
             total_bytes: 0,
             low: 0,
+            window: None,
+            epoch: None,
+        }
+    }
+
+    /// Keeps packets for at least `window` (within the byte budget), growing the ring from
+    /// a small start only as far as the stream's bitrate requires. Applies to packets
+    /// stored with [`insert_at`](Self::insert_at).
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self.ring_limit = INITIAL_RING_BYTES.min(self.max_bytes);
+        self
+    }
+
+    /// Whether a packet stored at `sent_ms` is still inside the retention window at
+    /// `now_ms` (packets of unknown age always are).
+    fn is_young(&self, sent_ms: u32, now_ms: u32) -> bool {
+        match self.window {
+            None => true,
+            Some(_) if sent_ms == UNKNOWN_TIME || now_ms == UNKNOWN_TIME => true,
+            Some(window) => u128::from(now_ms.saturating_sub(sent_ms)) < window.as_millis(),
         }
     }
 
@@ -150,8 +193,18 @@ impl RetransmissionCache {
     }
 
     /// Reserves `len` bytes of the ring, evicting the packets written there before.
-    fn claim(&mut self, len: usize) -> usize {
-        if self.write_at + len > self.max_bytes {
+    fn claim(&mut self, len: usize, now_ms: u32) -> usize {
+        while self.write_at + len > self.ring_limit && self.ring_limit < self.max_bytes {
+            let oldest_is_young = self
+                .written
+                .front()
+                .is_some_and(|front| self.is_young(front.sent_ms, now_ms));
+            if !oldest_is_young {
+                break;
+            }
+            self.ring_limit = self.ring_limit.saturating_mul(2).min(self.max_bytes);
+        }
+        if self.write_at + len > self.ring_limit {
             // The tail is skipped this lap: what still lies there was written in the
             // previous lap, before anything at the start, so it goes first.
             let tail = self.write_at;
@@ -174,8 +227,9 @@ impl RetransmissionCache {
             self.written.pop_front();
             self.evict_stored(front);
         }
-        if self.ring.capacity() == 0 {
-            self.ring.reserve_exact(self.max_bytes);
+        if self.ring.capacity() < self.ring_limit {
+            self.ring
+                .reserve_exact(self.ring_limit.saturating_sub(self.ring.len()));
         }
         if self.ring.len() < end {
             self.ring.resize(end, 0);
@@ -185,8 +239,24 @@ impl RetransmissionCache {
     }
 
     /// Stores a sent packet under its sequence number, replacing whatever held that slot.
-    /// Returns false if the packet is larger than the limits or too old to keep.
+    /// Returns false if the packet is larger than the limits or too old to keep. Packets
+    /// stored without a time never count as outside the retention window.
     pub fn insert(&mut self, seq: u16, packet: &[u8]) -> bool {
+        self.store(seq, packet, UNKNOWN_TIME)
+    }
+
+    /// [`insert`](Self::insert) for a packet sent at `now`, so the retention window can
+    /// tell how old it is.
+    pub fn insert_at(&mut self, seq: u16, packet: &[u8], now: Instant) -> bool {
+        let epoch = *self.epoch.get_or_insert(now);
+        let ms = now.saturating_duration_since(epoch).as_millis();
+        // Wraps after 49 days; a wrapped clock only makes packets look young (grow, never
+        // evict early), so it cannot lose a packet the window should keep.
+        let now_ms = u32::try_from(ms % u128::from(UNKNOWN_TIME)).unwrap_or(0);
+        self.store(seq, packet, now_ms)
+    }
+
+    fn store(&mut self, seq: u16, packet: &[u8], now_ms: u32) -> bool {
         if packet.len() > MAX_RTX_PACKET_BYTES || packet.len() > self.max_bytes {
             return false;
         }
@@ -202,7 +272,7 @@ impl RetransmissionCache {
         self.evict(ext);
         let (Ok(len), Ok(offset)) = (
             u16::try_from(packet.len()),
-            u32::try_from(self.claim(packet.len())),
+            u32::try_from(self.claim(packet.len(), now_ms)),
         ) else {
             return false;
         };
@@ -210,6 +280,7 @@ impl RetransmissionCache {
             ext_seq: ext,
             offset,
             len,
+            sent_ms: now_ms,
         };
         let Some(target) = self.ring.get_mut(stored.start()..stored.end()) else {
             return false;

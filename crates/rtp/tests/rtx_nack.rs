@@ -165,3 +165,66 @@ fn cache_memory_stays_within_its_byte_budget_whatever_the_packet_sizes() {
     assert!(c.get(4999).is_some() && c.get(4990).is_some());
     assert_eq!(c.get(1000), None);
 }
+
+/// Sends `seconds` of a stream of `len`-byte packets at `per_second` through a windowed
+/// cache and returns it with the time of the last packet and its sequence number.
+fn windowed_stream(
+    max_bytes: usize,
+    per_second: u32,
+    len: usize,
+    seconds: u32,
+) -> (RetransmissionCache, Instant, u16) {
+    let window = Duration::from_secs(1);
+    let mut c = RetransmissionCache::new(512, max_bytes).with_window(window);
+    let t0 = Instant::now();
+    let gap = Duration::from_secs(1) / per_second;
+    let mut last = (t0, 0u16);
+    for i in 0..per_second * seconds {
+        let seq = i as u16;
+        let now = t0 + gap * i;
+        assert!(c.insert_at(seq, &pkt(seq, len), now));
+        assert!(c.total_bytes() <= max_bytes);
+        last = (now, seq);
+    }
+    (c, last.0, last.1)
+}
+
+#[test]
+fn a_windowed_cache_holds_about_its_window_of_a_slow_stream_not_its_whole_budget() {
+    // 500 kbit/s video: 60 packets/s of 1,040 bytes, 62 KB/s
+    let budget = 128 * 1024;
+    let (c, _, last) = windowed_stream(budget, 60, 1040, 10);
+    let ring = c.heap_bytes();
+    assert!(ring <= 64 * 1024 + 32 * 1024, "holds {ring} bytes");
+    assert!(ring < budget, "grew to its whole budget: {ring}");
+    // every packet of the last second can still be resent
+    for back in 0..60u16 {
+        let seq = last.wrapping_sub(back);
+        assert_eq!(c.get(seq), Some(&pkt(seq, 1040)[..]), "seq {seq}");
+    }
+}
+
+#[test]
+fn a_windowed_cache_of_a_fast_stream_grows_to_its_budget_and_no_further() {
+    // 5 Mbit/s: 520 packets/s of 1,200 bytes; one second would need 624 KB
+    let budget = 128 * 1024;
+    let (c, _, last) = windowed_stream(budget, 520, 1200, 3);
+    assert!(c.heap_bytes() >= budget);
+    assert!(c.heap_bytes() <= budget + 64 * 1024, "{}", c.heap_bytes());
+    // what fits in the budget (about 100 packets) is there
+    for back in 0..100u16 {
+        let seq = last.wrapping_sub(back);
+        assert!(c.get(seq).is_some(), "seq {seq}");
+    }
+}
+
+#[test]
+fn a_windowed_cache_of_a_tiny_stream_stays_at_its_initial_size() {
+    let (c, _, last) = windowed_stream(128 * 1024, 50, 100, 10);
+    assert!(
+        c.heap_bytes() <= 16 * 1024 + 32 * 1024,
+        "{}",
+        c.heap_bytes()
+    );
+    assert!(c.get(last.wrapping_sub(49)).is_some());
+}

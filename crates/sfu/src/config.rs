@@ -53,8 +53,11 @@ pub struct RouterConfig {
     /// Packets kept per published video track to answer subscribers' NACKs (RFC 4588 or
     /// plain resend). One cache per track is shared by all its subscribers.
     pub retransmission_cache_packets: usize,
-    /// Byte budget (and the memory held) of each track's retransmission cache.
+    /// Byte budget (the most memory held) of each track's retransmission cache.
     pub retransmission_cache_bytes: usize,
+    /// How long a sent packet stays resendable within that budget: the cache grows only
+    /// as far as the track's bitrate over this window needs, so memory follows bitrate.
+    pub retransmission_window: Duration,
     /// Packets kept per published audio track (0: audio NACKs are not answered).
     pub audio_retransmission_cache_packets: usize,
     /// Most packets resent for one incoming NACK, so a NACK cannot amplify into a flood.
@@ -90,9 +93,12 @@ impl Default for RouterConfig {
             twcc_feedback_interval: Duration::from_millis(50),
             twcc_window_packets: 1024,
             nack: NackSettings::default(),
-            // about 2 s of 500 kbit/s video: NACKs come within a round trip or two
+            // NACKs come within a round trip or two; libwebrtc's own sender keeps
+            // max(1 s, 3 x RTT). 1 s of 500 kbit/s video is about 64 KiB of the budget,
+            // which holds 2 s of it or 0.2 s of 5 Mbit/s.
             retransmission_cache_packets: 512,
             retransmission_cache_bytes: 128 * 1024,
+            retransmission_window: Duration::from_secs(1),
             audio_retransmission_cache_packets: 0,
             max_retransmissions_per_nack: 64,
             max_participants_per_room: 64,

@@ -154,7 +154,7 @@ impl Router {
             nack.on_packet(h.sequence_number(), now);
         }
         if let Some(cache) = track.cache.as_mut() {
-            cache.insert(h.sequence_number(), pkt);
+            cache.insert_at(h.sequence_number(), pkt, now);
         }
         let keyframe = track.kind == Kind::Video && is_keyframe(track.codec, h.payload());
         if keyframe {

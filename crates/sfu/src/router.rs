@@ -264,7 +264,10 @@ impl Router {
             ),
         };
         if cache_packets > 0 {
-            track.cache = Some(RetransmissionCache::new(cache_packets, cache_bytes));
+            track.cache = Some(
+                RetransmissionCache::new(cache_packets, cache_bytes)
+                    .with_window(self.config.retransmission_window),
+            );
         }
         if let Some(ssrc) = spec.ssrc {
             track.ssrc = Some(ssrc);
