@@ -88,7 +88,11 @@ impl Router {
                 let mut original = std::mem::take(&mut self.scratch_packet);
                 if unwrap_rtx(packet, media_ssrc, &mut original) {
                     self.stats.rtx_received += 1;
-                    self.forward_media(now, binding.track, &original, true);
+                    if already_forwarded(track, &original) {
+                        self.stats.dropped.add(DropReason::RtxDuplicate);
+                    } else {
+                        self.forward_media(now, binding.track, &original, true);
+                    }
                 } else {
                     self.stats.dropped.add(DropReason::RtxPadding);
                 }
@@ -217,6 +221,19 @@ impl Router {
 /// Writes the subscriber's next transport-wide sequence number into the packet's
 /// transport-cc extension (if it has one): each subscriber's transport numbers its own
 /// packets, whatever publisher they came from.
+/// Whether `original` (an unwrapped retransmission) is a packet the track already
+/// forwarded, i.e. its sequence number is still in the track's retransmission cache.
+/// Tracks without a cache (audio, where RTX is not negotiated) cannot tell and forward.
+fn already_forwarded(track: &Track, original: &[u8]) -> bool {
+    let Ok(header) = RtpHeader::parse(original) else {
+        return false;
+    };
+    track
+        .cache
+        .as_ref()
+        .is_some_and(|cache| cache.get(header.sequence_number()).is_some())
+}
+
 pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) {
     if set_extension(
         buf,

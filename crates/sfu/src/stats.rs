@@ -24,11 +24,15 @@ pub enum DropReason {
     MalformedRtcp,
     /// RTCP feedback naming an SSRC the sender neither publishes nor receives.
     RtcpUnknownSsrc,
+    /// An RTX packet repeating a packet already forwarded (Chrome probes bandwidth with
+    /// retransmissions of packets that arrived): forwarding it would hand subscribers the
+    /// same sequence number twice, which their SRTP replay window rejects.
+    RtxDuplicate,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (the order of [`RouterStats::dropped`] entries).
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::UnknownParticipant,
         DropReason::MalformedRtp,
         DropReason::UnknownSsrc,
@@ -39,6 +43,7 @@ impl DropReason {
         DropReason::OutputQueueFull,
         DropReason::MalformedRtcp,
         DropReason::RtcpUnknownSsrc,
+        DropReason::RtxDuplicate,
     ];
 
     /// A stable snake_case label for metrics.
@@ -54,6 +59,7 @@ impl DropReason {
             DropReason::OutputQueueFull => "output_queue_full",
             DropReason::MalformedRtcp => "malformed_rtcp",
             DropReason::RtcpUnknownSsrc => "rtcp_unknown_ssrc",
+            DropReason::RtxDuplicate => "rtx_duplicate",
         }
     }
 
@@ -69,13 +75,14 @@ impl DropReason {
             DropReason::OutputQueueFull => 7,
             DropReason::MalformedRtcp => 8,
             DropReason::RtcpUnknownSsrc => 9,
+            DropReason::RtxDuplicate => 10,
         }
     }
 }
 
 /// Per-reason drop counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DropCounts([u64; 10]);
+pub struct DropCounts([u64; 11]);
 
 impl DropCounts {
     /// Packets dropped for `reason`.

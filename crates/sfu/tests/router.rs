@@ -201,6 +201,39 @@ fn rtx_learnt_from_mid_and_payload_type_is_unwrapped_into_the_original_stream() 
 }
 
 #[test]
+fn a_retransmission_of_a_packet_already_forwarded_is_not_forwarded_again() {
+    let mut r = room_of(2, RouterConfig::default());
+    let (pubr, sub) = (ParticipantId(1), ParticipantId(2));
+    let v = r.publish(pubr, video("1", None)).unwrap();
+    r.subscribe(sub, v, SubscriptionSpec::new(0xBEEF)).unwrap();
+    let t0 = Instant::now();
+    for seq in [100u16, 101, 103] {
+        let payload: &[u8] = if seq == 100 { VP8_KEYFRAME } else { &[0x00, 2] };
+        r.handle_rtp(
+            t0 + ms(u64::from(seq - 100)),
+            pubr,
+            &Rtp::new(96, 0x5151, seq, 0, payload).mid("1").build(),
+        );
+    }
+    assert_eq!(rtp_to(&drain(&mut r), sub).len(), 3);
+    // Chrome's bandwidth probe: RTX copies of 100 and 101, which arrived, then the
+    // genuine retransmission of the lost 102
+    for (rtx_seq, original) in [(1u16, 100u16), (2, 101), (3, 102)] {
+        let mut payload = original.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[0x00, 1]);
+        r.handle_rtp(
+            t0 + ms(40),
+            pubr,
+            &Rtp::new(97, 0x7272, rtx_seq, 0, &payload).mid("1").build(),
+        );
+    }
+    let got = rtp_to(&drain(&mut r), sub);
+    assert_eq!(got.len(), 1, "only the lost packet is forwarded: {got:?}");
+    assert_eq!(got[0].payload, vec![0x00, 1]);
+    assert_eq!(r.stats().dropped.get(DropReason::RtxDuplicate), 2);
+}
+
+#[test]
 fn unknown_ssrc_unknown_mid_and_unknown_participant_are_dropped_and_counted() {
     let mut r = room_of(2, RouterConfig::default());
     let v = r.publish(ParticipantId(1), video("1", Some(7))).unwrap();
