@@ -36,7 +36,7 @@ cargo test --workspace
 
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   step "browser tests (headless Chromium)"
-  cargo build --release --quiet -p sluice -p sluice-netsim
+  cargo build --release --quiet -p sluice -p sluice-netsim -p sluice-loadgen
   target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
   SLUICE_BIN="$target_dir/release/sluice" node --test tests/browser/
 fi
