@@ -13,8 +13,10 @@ pub const DEFAULT_RTX_CACHE_PACKETS: usize = 1024;
 pub const DEFAULT_RTX_CACHE_BYTES: usize = 1024 * 1500;
 /// Largest packet the cache accepts.
 pub const MAX_RTX_PACKET_BYTES: usize = 1500;
-/// Size of the byte ring before it first needs to grow: about 0.25 s of 500 kbit/s video.
-const INITIAL_RING_BYTES: usize = 16 * 1024;
+/// Size of the byte ring before it first needs to grow (about 0.25 s of 500 kbit/s
+/// video), and the step it grows by: linear steps keep the ring within 16 KiB of what
+/// the window needs, where doubling could hold almost twice that.
+const RING_STEP_BYTES: usize = 16 * 1024;
 /// `Stored::sent_ms` of a packet inserted without a time: never old enough to overwrite
 /// instead of growing the ring.
 const UNKNOWN_TIME: u32 = u32::MAX;
@@ -48,7 +50,7 @@ impl Stored {
 /// byte budget whatever the packet sizes, and steady state does not allocate.
 ///
 /// With a retention window ([`with_window`](Self::with_window), packets stored with
-/// [`insert_at`](Self::insert_at)) the ring starts small and doubles only when wrapping
+/// [`insert_at`](Self::insert_at)) the ring starts small and grows only when wrapping
 /// would overwrite a packet younger than the window: memory follows the stream's bitrate
 /// times the window instead of the worst-case budget. A NACK for a packet older than a
 /// second or a few round trips is useless (the receiver has given up on it; libwebrtc's
@@ -108,7 +110,7 @@ impl RetransmissionCache {
     /// stored with [`insert_at`](Self::insert_at).
     pub fn with_window(mut self, window: Duration) -> Self {
         self.window = Some(window);
-        self.ring_limit = INITIAL_RING_BYTES.min(self.max_bytes);
+        self.ring_limit = RING_STEP_BYTES.min(self.max_bytes);
         self
     }
 
@@ -202,7 +204,7 @@ impl RetransmissionCache {
             if !oldest_is_young {
                 break;
             }
-            self.ring_limit = self.ring_limit.saturating_mul(2).min(self.max_bytes);
+            self.ring_limit = self.ring_limit.saturating_add(RING_STEP_BYTES).min(self.max_bytes);
         }
         if self.write_at + len > self.ring_limit {
             // The tail is skipped this lap: what still lies there was written in the

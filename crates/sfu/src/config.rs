@@ -91,12 +91,14 @@ impl Default for RouterConfig {
             rtcp_report_interval: Duration::from_secs(1),
             rtcp_jitter_seed: 0x5EED_5EED,
             twcc_feedback_interval: Duration::from_millis(50),
-            twcc_window_packets: 1024,
+            // feedback leaves every 50 ms: 512 packets there is 10,000 packets/s
+            twcc_window_packets: 512,
             nack: NackSettings::default(),
             // NACKs come within a round trip or two; libwebrtc's own sender keeps
             // max(1 s, 3 x RTT). 1 s of 500 kbit/s video is about 64 KiB of the budget,
             // which holds 2 s of it or 0.2 s of 5 Mbit/s.
-            retransmission_cache_packets: 512,
+            // 256 packets: the byte budget below holds about 110 full-size packets
+            retransmission_cache_packets: 256,
             retransmission_cache_bytes: 128 * 1024,
             retransmission_window: Duration::from_secs(1),
             audio_retransmission_cache_packets: 0,
