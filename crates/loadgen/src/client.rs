@@ -33,15 +33,20 @@ use crate::answer::{answer_setup, write_answer, AnswerParams, LocalTrack};
 use crate::config::ClientConfig;
 use crate::error::{AnswerError, ClientError};
 use crate::ice::IceClientConfig;
+use crate::recv::recv_batch;
 use crate::remote::{RemoteOffer, RemoteTrack};
 use crate::session::{MediaSession, Outgoing, SessionConfig};
 use crate::stats::{ClientStats, Phase};
-use crate::transport::{Received, Transport, TransportEvent, TransportParams};
+use crate::transport::{Received, RtpAction, Transport, TransportEvent, TransportParams};
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Receive buffer asked for per client socket (capped by net.core.rmem_max).
 const CLIENT_RECV_BUFFER_BYTES: usize = 1 << 20;
+
+/// Most `recvmmsg` batches read per wake-up before the task looks at its timers and
+/// the WebSocket again (the rest waits for the next turn of the loop).
+const MAX_BATCHES_PER_WAKE: usize = 8;
 
 /// Most events kept in [`Client::events`].
 pub const MAX_EVENTS: usize = 4096;
@@ -103,6 +108,7 @@ pub enum ClientEvent {
 
 enum Command {
     Leave,
+    Release,
 }
 
 /// One synthetic participant. Dropping it aborts its task; [`Client::leave`] leaves cleanly.
@@ -354,6 +360,16 @@ impl Client {
         }
     }
 
+    /// Starts ICE and DTLS of a client configured with
+    /// [`hold_transport`](ClientConfig::hold_transport): at once when it is
+    /// [`Phase::Held`], otherwise as soon as the first offer is answered. The handshake
+    /// time in its stats is then measured from this moment.
+    pub fn release(&self) -> Result<(), ClientError> {
+        self.commands
+            .try_send(Command::Release)
+            .map_err(|_| ClientError::Closed)
+    }
+
     /// Sends `leave`, waits (up to 5 s) for the server's `bye` and the task's end, and
     /// returns the final statistics.
     pub async fn leave(mut self) -> Result<ClientStats, ClientError> {
@@ -387,7 +403,20 @@ struct Runner {
     tracks: Vec<RemoteTrack>,
     offer_layout: Vec<(String, sluice_signal::sdp::Kind)>,
     first_offer_at: Option<Instant>,
+    /// Held back (hold_transport) and not released yet.
+    held: bool,
+    /// The server's candidate and our DTLS role, kept while held.
+    pending: Option<PendingTransport>,
     ending: bool,
+}
+
+/// What starting the transport needs from the first offer.
+struct PendingTransport {
+    to: SocketAddr,
+    role: Role,
+    remote_ufrag: String,
+    remote_pwd: String,
+    remote_fingerprint: [u8; 32],
 }
 
 impl Runner {
@@ -439,6 +468,8 @@ impl Runner {
             }),
         };
         Ok(Self {
+            held: config.hold_transport,
+            pending: None,
             config,
             participant_id,
             stats,
@@ -506,7 +537,6 @@ impl Runner {
         socket: &UdpSocket,
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<(), ClientError> {
-        let mut buffer = vec![0u8; 2048];
         let mut next_stats = Instant::now() + STATS_INTERVAL;
         let mut next_ping = Instant::now() + PING_INTERVAL;
         let mut leave_deadline: Option<Instant> = None;
@@ -562,16 +592,18 @@ impl Runner {
                         }
                     }
                 }
-                received = socket.recv_from(&mut buffer) => {
-                    let (len, from) = received?;
-                    if Some(from) == self.remote_addr {
-                        if let Some(datagram) = buffer.get(..len) {
-                            self.on_datagram(Instant::now(), datagram);
-                        }
-                    }
+                ready = socket.readable() => {
+                    ready?;
+                    self.drain_socket(socket)?;
                 }
                 command = commands.recv(), if !self.ending => {
                     match command {
+                        Some(Command::Release) => {
+                            self.held = false;
+                            if let Some(pending) = self.pending.take() {
+                                self.start_transport(pending, Instant::now())?;
+                            }
+                        }
                         Some(Command::Leave) | None => {
                             self.ending = true;
                             let _ = send_json(ws, &ClientMessage::Leave).await;
@@ -598,17 +630,37 @@ impl Runner {
         }
     }
 
+    /// Reads what is waiting on the socket in `recvmmsg` batches (one clock reading per
+    /// batch) until it is empty or [`MAX_BATCHES_PER_WAKE`] batches were read.
+    fn drain_socket(&mut self, socket: &UdpSocket) -> Result<(), ClientError> {
+        for _ in 0..MAX_BATCHES_PER_WAKE {
+            let now = Instant::now();
+            let remote = self.remote_addr;
+            match recv_batch(socket, |from, datagram| {
+                if Some(from) == remote {
+                    self.on_datagram(now, datagram);
+                }
+            }) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     fn on_datagram(&mut self, now: Instant, datagram: &[u8]) {
         let Some(transport) = self.transport.as_mut() else {
             return;
         };
-        let session = self.session.as_ref();
-        let received = transport.handle_datagram(now, datagram, |ssrc| {
-            session.is_some_and(|s| s.knows_ssrc(ssrc))
+        let session = self.session.as_mut();
+        let received = transport.handle_datagram_sampled(now, datagram, |clear| {
+            session.map_or(RtpAction::Drop, |s| s.rtp_action(clear))
         });
         if let Some(session) = self.session.as_mut() {
             match received {
                 Received::Rtp(p) => session.handle_rtp(now, &p),
+                Received::Clear(c) => session.handle_clear_rtp(now, &c),
                 Received::Rtcp(p) => session.handle_rtcp(now, &p),
                 Received::DecryptFailed { ssrc } => session.on_decrypt_failure(ssrc),
                 Received::Nothing => {}
@@ -632,6 +684,7 @@ impl Runner {
                     self.stats.handshake_time = self
                         .first_offer_at
                         .map(|t| now.saturating_duration_since(t));
+                    self.stats.connected_at = Some(now);
                     self.stats.phase = Phase::Connected;
                     let mut session = MediaSession::new(
                         SessionConfig {
@@ -647,6 +700,7 @@ impl Runner {
                             keyframe_interval: self.config.keyframe_interval,
                             rtcp_interval: Duration::from_secs(1),
                             nack_interval: Duration::from_millis(20),
+                            decrypt_every: self.config.decrypt_every,
                         },
                         &self.participant_id,
                         now,
@@ -724,6 +778,36 @@ impl Runner {
         Ok(false)
     }
 
+    /// Starts ICE (and so DTLS) towards the server's candidate; the handshake clock
+    /// starts here.
+    fn start_transport(
+        &mut self,
+        pending: PendingTransport,
+        now: Instant,
+    ) -> Result<(), ClientError> {
+        self.remote_addr = Some(pending.to);
+        self.first_offer_at = Some(now);
+        self.stats.transport_started_at = Some(now);
+        self.stats.phase = Phase::Connecting;
+        let mut dtls = sluice_dtls::Config::new(Arc::clone(&self.certificate));
+        dtls.max_datagram_size = self.config.dtls_max_datagram_size;
+        dtls.handshake_timeout = self.config.connect_timeout;
+        self.transport = Some(Transport::new(
+            TransportParams {
+                remote_ufrag: pending.remote_ufrag,
+                remote_pwd: pending.remote_pwd,
+                local_ufrag: self.ice_local.ufrag.clone(),
+                remote_fingerprint: pending.remote_fingerprint,
+                role: pending.role,
+                dtls: Arc::new(dtls),
+                ice: IceClientConfig::default(),
+            },
+            now,
+        )?);
+        self.publish();
+        Ok(())
+    }
+
     fn answer_offer(&mut self, revision: u64, sdp: &str) -> Result<String, ClientError> {
         let offer = RemoteOffer::parse(sdp)?;
         let layout: Vec<_> = offer
@@ -748,32 +832,27 @@ impl Runner {
         if let Some(session) = self.session.as_mut() {
             session.set_remote_tracks(&self.tracks);
         }
-        if self.transport.is_none() {
-            let now = Instant::now();
+        if self.transport.is_none() && self.pending.is_none() {
             let to = offer
                 .candidate_for(self.config.bind_ip)
                 .ok_or(AnswerError::NoCandidate)?;
-            self.remote_addr = Some(to);
-            self.first_offer_at = Some(now);
             let role = match answer_setup(offer.sdp.setup) {
                 Setup::Passive => Role::Server,
                 _ => Role::Client,
             };
-            let mut dtls = sluice_dtls::Config::new(Arc::clone(&self.certificate));
-            dtls.max_datagram_size = self.config.dtls_max_datagram_size;
-            dtls.handshake_timeout = self.config.connect_timeout;
-            self.transport = Some(Transport::new(
-                TransportParams {
-                    remote_ufrag: offer.sdp.ice_ufrag.clone(),
-                    remote_pwd: offer.sdp.ice_pwd.clone(),
-                    local_ufrag: self.ice_local.ufrag.clone(),
-                    remote_fingerprint: offer.sdp.fingerprint_sha256,
-                    role,
-                    dtls: Arc::new(dtls),
-                    ice: IceClientConfig::default(),
-                },
-                now,
-            )?);
+            let pending = PendingTransport {
+                to,
+                role,
+                remote_ufrag: offer.sdp.ice_ufrag.clone(),
+                remote_pwd: offer.sdp.ice_pwd.clone(),
+                remote_fingerprint: offer.sdp.fingerprint_sha256,
+            };
+            if self.held {
+                self.pending = Some(pending);
+                self.stats.phase = Phase::Held;
+            } else {
+                self.start_transport(pending, Instant::now())?;
+            }
         }
         self.stats.offer_revision = revision;
         let tracks = self.tracks.len();

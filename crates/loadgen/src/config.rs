@@ -3,6 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+/// Largest [`ClientConfig::decrypt_every`].
+pub const MAX_DECRYPT_EVERY: u32 = 4096;
+
 /// Configuration of one [`Client`](crate::Client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -30,6 +33,14 @@ pub struct ClientConfig {
     pub bind_ip: IpAddr,
     /// Give up when ICE+DTLS have not completed this long after the first offer.
     pub connect_timeout: Duration,
+    /// Decrypt one received media packet in this many per stream; count the others
+    /// from their clear RTP header (loss, jitter, NACKs). 1 = decrypt everything.
+    /// A load generator that decrypts everything runs out of CPU before the server.
+    pub decrypt_every: u32,
+    /// Join and answer offers but start ICE and DTLS only at
+    /// [`Client::release`](crate::Client::release): a handshake storm releases many
+    /// clients at once.
+    pub hold_transport: bool,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +58,8 @@ impl Default for ClientConfig {
             dtls_max_datagram_size: 1200,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             connect_timeout: Duration::from_secs(30),
+            decrypt_every: 1,
+            hold_transport: false,
         }
     }
 }
@@ -66,6 +79,9 @@ impl ClientConfig {
         }
         if self.publish_video && self.video_bitrate_bps < 8_000 {
             return Err(InvalidConfig("video_bitrate_bps must be at least 8000"));
+        }
+        if self.decrypt_every == 0 || self.decrypt_every > MAX_DECRYPT_EVERY {
+            return Err(InvalidConfig("decrypt_every must be 1..=4096"));
         }
         if self.dtls_max_datagram_size < sluice_dtls::MIN_DATAGRAM_SIZE {
             return Err(InvalidConfig(

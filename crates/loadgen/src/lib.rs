@@ -37,18 +37,21 @@
 #![warn(missing_docs)]
 
 pub mod answer;
+pub mod clear;
 mod client;
 mod config;
 mod error;
 pub mod ice;
 pub mod media;
+mod recv;
 pub mod remote;
 pub mod report;
+pub mod sequence;
 pub mod session;
 pub mod stats;
 pub mod transport;
 
 pub use client::{Client, ClientEvent, MAX_EVENTS};
-pub use config::ClientConfig;
+pub use config::{ClientConfig, MAX_DECRYPT_EVERY};
 pub use error::{AnswerError, ClientError};
 pub use stats::{ClientStats, Histogram, MediaKind, Phase, SentStats, TrackStats};

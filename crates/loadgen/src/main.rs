@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use sluice_loadgen::report::Summary;
+use sluice_loadgen::report::{StormReport, Summary};
 use sluice_loadgen::{Client, ClientConfig, ClientStats, Phase};
 use sluice_signal::token::{sign, JoinClaims, SigningKey};
 
@@ -58,6 +58,18 @@ struct Args {
     /// Per-participant join + handshake timeout in seconds.
     #[arg(long, default_value_t = 15)]
     connect_timeout_s: u64,
+    /// Decrypt one received media packet in N per stream; the others are counted
+    /// (loss, jitter) from their clear RTP header. 1 = decrypt every packet.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(sluice_loadgen::MAX_DECRYPT_EVERY)))]
+    decrypt_every: u32,
+    /// Handshake storm: join every participant through signalling first (ICE and DTLS
+    /// held back, no media), then release all their handshakes at once (or at
+    /// --storm-rate) and report handshake completion times and rates.
+    #[arg(long)]
+    handshake_storm: bool,
+    /// Handshakes released per second in a storm (default: all at once).
+    #[arg(long)]
+    storm_rate: Option<f64>,
     /// Print one JSON object at the end instead of progress lines and a table.
     #[arg(long)]
     json: bool,
@@ -105,14 +117,16 @@ fn participant_configs(args: &Args) -> Vec<ClientConfig> {
                 room: room_name,
                 name,
                 token,
-                publish_audio: publisher && !args.no_audio,
-                publish_video: publisher && !args.no_video,
+                publish_audio: publisher && !args.no_audio && !args.handshake_storm,
+                publish_video: publisher && !args.no_video && !args.handshake_storm,
                 video_bitrate_bps: args.video_kbps * 1000,
                 video_fps: args.fps,
                 keyframe_interval: Duration::from_secs(3),
                 dtls_max_datagram_size: 1200,
                 bind_ip: args.bind_ip,
                 connect_timeout: Duration::from_secs(args.connect_timeout_s),
+                decrypt_every: args.decrypt_every,
+                hold_transport: args.handshake_storm,
             });
         }
     }
@@ -129,6 +143,160 @@ fn snapshot(fleet: &Mutex<Fleet>) -> (Vec<ClientStats>, u64) {
     }
 }
 
+/// Starts one participant every 1/`per_second` seconds from `started` (none after
+/// `end`), each connecting in its own task; the returned task ends when every join
+/// has finished.
+fn spawn_ramp(
+    configs: Vec<ClientConfig>,
+    per_second: f64,
+    started: Instant,
+    end: Instant,
+    fleet: Arc<Mutex<Fleet>>,
+) -> tokio::task::JoinHandle<()> {
+    let interval = Duration::from_secs_f64(1.0 / per_second);
+    tokio::spawn(async move {
+        let mut joins = Vec::new();
+        for (i, config) in configs.into_iter().enumerate() {
+            let at = started + interval.mul_f64(i as f64);
+            if at >= end {
+                break;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            let fleet = Arc::clone(&fleet);
+            joins.push(tokio::spawn(async move {
+                let result = Client::connect(config).await;
+                if let Ok(mut f) = fleet.lock() {
+                    match result {
+                        Ok(client) => f.clients.push(client),
+                        Err(e) => {
+                            f.join_failures += 1;
+                            if f.join_errors.len() < 5 {
+                                f.join_errors.push(e.to_string());
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        for join in joins {
+            let _ = join.await;
+        }
+    })
+}
+
+async fn leave_all(fleet: &Mutex<Fleet>) -> Vec<String> {
+    let (clients, errors) = match fleet.lock() {
+        Ok(mut f) => (
+            std::mem::take(&mut f.clients),
+            std::mem::take(&mut f.join_errors),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    let leaving: Vec<_> = clients
+        .into_iter()
+        .map(|c| tokio::spawn(c.leave()))
+        .collect();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::future::join_all(leaving),
+    )
+    .await;
+    errors
+}
+
+/// Joins everyone, releases their handshakes, waits for the outcome and reports it.
+async fn run_storm(args: &Args) -> bool {
+    let configs = participant_configs(args);
+    let participants = configs.len();
+    let started = Instant::now();
+    let fleet = Arc::new(Mutex::new(Fleet::default()));
+    let join_deadline = started
+        + Duration::from_secs_f64(participants as f64 / args.ramp_per_second)
+        + Duration::from_secs(args.connect_timeout_s);
+    let ramp = spawn_ramp(
+        configs,
+        args.ramp_per_second,
+        started,
+        join_deadline,
+        Arc::clone(&fleet),
+    );
+    let _ = ramp.await;
+    // Every joined client answers its first offer and then waits in Phase::Held.
+    loop {
+        let (stats, _) = snapshot(&fleet);
+        let waiting = stats
+            .iter()
+            .filter(|s| matches!(s.phase, Phase::Joining | Phase::Connecting))
+            .count();
+        if waiting == 0 || Instant::now() >= join_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let joined_after = started.elapsed();
+
+    let released_at = Instant::now();
+    let release_interval = args
+        .storm_rate
+        .filter(|r| *r > 0.0 && r.is_finite())
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    let held: Vec<usize> = {
+        let (stats, _) = snapshot(&fleet);
+        (0..stats.len())
+            .filter(|&i| stats.get(i).is_some_and(|s| s.phase == Phase::Held))
+            .collect()
+    };
+    for (n, &index) in held.iter().enumerate() {
+        if let Some(interval) = release_interval {
+            let at = released_at + interval.mul_f64(n as f64);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        }
+        if let Ok(f) = fleet.lock() {
+            if let Some(client) = f.clients.get(index) {
+                let _ = client.release();
+            }
+        }
+    }
+    let outcome_deadline = Instant::now() + Duration::from_secs(args.connect_timeout_s + 5);
+    let stats = loop {
+        let (stats, _) = snapshot(&fleet);
+        let pending = stats
+            .iter()
+            .filter(|s| matches!(s.phase, Phase::Held | Phase::Connecting))
+            .count();
+        if pending == 0 || Instant::now() >= outcome_deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let join_failures = snapshot(&fleet).1;
+    let report = StormReport::new(&stats, join_failures, held.len() as u64, released_at);
+    let mut failures: Vec<String> = stats.iter().filter_map(|s| s.failure.clone()).collect();
+    failures.sort();
+    failures.dedup();
+    failures.truncate(5);
+    let join_errors = leave_all(&fleet).await;
+    if args.json {
+        let mut json = report.to_json();
+        json["joined_after_ms"] = serde_json::json!(joined_after.as_secs_f64() * 1000.0);
+        json["join_errors"] = serde_json::json!(join_errors);
+        json["failures"] = serde_json::json!(failures);
+        json["storm_rate"] = serde_json::json!(args.storm_rate);
+        println!("{json}");
+    } else {
+        println!(
+            "joined {} participants in {:.1} s",
+            participants,
+            joined_after.as_secs_f64()
+        );
+        print!("{}", report.table());
+        for e in join_errors.iter().chain(&failures) {
+            println!("error: {e}");
+        }
+    }
+    report.failed == 0 && report.completed == participants as u64
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -136,44 +304,21 @@ async fn main() {
         eprintln!("--ramp-per-second must be positive");
         std::process::exit(2);
     }
+    if args.handshake_storm {
+        let ok = run_storm(&args).await;
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let configs = participant_configs(&args);
     let started = Instant::now();
     let end = started + Duration::from_secs(args.duration_s);
     let fleet = Arc::new(Mutex::new(Fleet::default()));
-
-    // Ramp: start one participant every 1/R seconds, each connecting in its own task.
-    let ramp = {
-        let fleet = Arc::clone(&fleet);
-        let interval = Duration::from_secs_f64(1.0 / args.ramp_per_second);
-        tokio::spawn(async move {
-            let mut joins = Vec::new();
-            for (i, config) in configs.into_iter().enumerate() {
-                let at = started + interval * i as u32;
-                if at >= end {
-                    break;
-                }
-                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                let fleet = Arc::clone(&fleet);
-                joins.push(tokio::spawn(async move {
-                    let result = Client::connect(config).await;
-                    if let Ok(mut f) = fleet.lock() {
-                        match result {
-                            Ok(client) => f.clients.push(client),
-                            Err(e) => {
-                                f.join_failures += 1;
-                                if f.join_errors.len() < 5 {
-                                    f.join_errors.push(e.to_string());
-                                }
-                            }
-                        }
-                    }
-                }));
-            }
-            for join in joins {
-                let _ = join.await;
-            }
-        })
-    };
+    let ramp = spawn_ramp(
+        configs,
+        args.ramp_per_second,
+        started,
+        end,
+        Arc::clone(&fleet),
+    );
 
     let mut previous_sent = 0u64;
     let mut previous_received = 0u64;
@@ -204,27 +349,13 @@ async fn main() {
 
     let (stats, join_failures) = snapshot(&fleet);
     let summary = Summary::from_stats(&stats, join_failures);
-    let (clients, errors) = match fleet.lock() {
-        Ok(mut f) => (
-            std::mem::take(&mut f.clients),
-            std::mem::take(&mut f.join_errors),
-        ),
-        Err(_) => (Vec::new(), Vec::new()),
-    };
-    let leaving: Vec<_> = clients
-        .into_iter()
-        .map(|c| tokio::spawn(c.leave()))
-        .collect();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        futures_util::future::join_all(leaving),
-    )
-    .await;
+    let errors = leave_all(&fleet).await;
 
     if args.json {
         let mut json = summary.to_json();
         json["join_errors"] = serde_json::json!(errors);
         json["duration_s"] = serde_json::json!(args.duration_s);
+        json["decrypt_every"] = serde_json::json!(args.decrypt_every);
         println!("{json}");
     } else {
         println!();

@@ -17,8 +17,12 @@ use sluice_rtp::{
 use sluice_signal::sdp::codecs::{EXT_TRANSPORT_CC_ID, VP8_PT, VP8_RTX_PT};
 use sluice_signal::sdp::Kind;
 
+use crate::transport::RtpAction;
+
+use crate::clear::ClearRtp;
 use crate::media::{AudioSource, Stamp, VideoSource, AUDIO_PACKET_INTERVAL};
 use crate::remote::RemoteTrack;
+use crate::sequence::SequenceLoss;
 use crate::stats::{ClientStats, MediaKind, SentStats, TrackStats};
 
 /// Least time between PLIs for a video track that has not shown a keyframe yet.
@@ -46,7 +50,16 @@ pub struct SessionConfig {
     pub rtcp_interval: Duration,
     /// How often gaps are checked for NACKs.
     pub nack_interval: Duration,
+    /// Decrypt one received media packet in this many per remote stream (1 = all);
+    /// the others are counted from their clear header only. RTX packets and video
+    /// before its first keyframe are always decrypted.
+    pub decrypt_every: u32,
 }
+
+/// Largest sequence distance from the last decrypted packet of a stream before the
+/// next one is decrypted whatever the sampling says: webrtc-srtp guesses the rollover
+/// counter from that distance, which must stay below 2^15.
+pub const MAX_UNDECRYPTED_SEQUENCE_GAP: u16 = 1 << 13;
 
 /// A packet for the transport to protect and send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +79,44 @@ struct RemoteState {
     receive: ReceiveStats,
     nack: Option<NackGenerator>,
     last_pli: Option<Instant>,
+    /// Loss over every packet (decrypted or counted from the clear header).
+    sequence: SequenceLoss,
+    /// Loss of the track's earlier SSRCs.
+    lost_before: u64,
+    /// Packets since the last one decrypted, modulo `decrypt_every`.
+    since_decrypt: u32,
+    /// Sequence number of the last packet sent to decryption.
+    last_decrypted_seq: Option<u16>,
     stats: TrackStats,
+}
+
+/// The header-level counting shared by decrypted and clear-only packets.
+fn count_packet(
+    remote: &mut RemoteState,
+    seq: u16,
+    timestamp: u32,
+    payload_len: usize,
+    now: Instant,
+    started: Instant,
+) {
+    let clock_rate = match remote.kind {
+        Kind::Audio => 48_000,
+        Kind::Video => 90_000,
+    };
+    remote.receive.on_packet(seq, timestamp, now, clock_rate);
+    if let Some(nack) = remote.nack.as_mut() {
+        nack.on_packet(seq, now);
+    }
+    remote.sequence.on_packet(seq);
+    let stats = &mut remote.stats;
+    stats.packets += 1;
+    stats.bytes += payload_len as u64;
+    stats.lost = i64::try_from(remote.lost_before + remote.sequence.lost()).unwrap_or(i64::MAX);
+    stats.duplicates = remote.sequence.duplicates();
+    stats.jitter_ms = f64::from(remote.receive.jitter()) * 1000.0 / f64::from(clock_rate);
+    if stats.first_packet_after.is_none() {
+        stats.first_packet_after = Some(now.saturating_duration_since(started));
+    }
 }
 
 /// The media state machine of one client.
@@ -197,6 +247,10 @@ impl MediaSession {
                         receive: ReceiveStats::new(track.ssrc),
                         nack: None,
                         last_pli: None,
+                        sequence: SequenceLoss::default(),
+                        lost_before: 0,
+                        since_decrypt: 0,
+                        last_decrypted_seq: None,
                         stats: TrackStats::default(),
                     });
                     self.remotes.len() - 1
@@ -209,6 +263,10 @@ impl MediaSession {
             if remote.ssrc != track.ssrc {
                 remote.receive = ReceiveStats::new(track.ssrc);
                 remote.nack = None;
+                remote.lost_before += remote.sequence.lost();
+                remote.sequence = SequenceLoss::default();
+                remote.since_decrypt = 0;
+                remote.last_decrypted_seq = None;
             }
             remote.ssrc = track.ssrc;
             remote.rtx_ssrc = track.rtx_ssrc;
@@ -234,6 +292,62 @@ impl MediaSession {
             Some(remote) => remote.stats.decrypt_failures += 1,
             None => self.unknown_ssrc_packets += 1,
         }
+    }
+
+    /// Decides from a packet's clear header whether to decrypt it: unknown SSRCs are
+    /// dropped; RTX (its original sequence number is encrypted) and video that has not
+    /// shown a keyframe yet (keyframes are recognised in the payload) are decrypted;
+    /// otherwise one packet in `decrypt_every` per stream, and at the latest every
+    /// [`MAX_UNDECRYPTED_SEQUENCE_GAP`] sequence numbers.
+    pub fn rtp_action(&mut self, clear: &ClearRtp) -> RtpAction {
+        let every = self.config.decrypt_every.max(1);
+        let Some(remote) = self
+            .by_ssrc
+            .get(&clear.ssrc)
+            .and_then(|&i| self.remotes.get_mut(i))
+        else {
+            return RtpAction::Drop;
+        };
+        let must = every == 1
+            || Some(clear.ssrc) == remote.rtx_ssrc
+            || (remote.kind == Kind::Video && remote.stats.keyframes == 0)
+            || remote.since_decrypt == 0
+            || remote.last_decrypted_seq.is_none_or(|last| {
+                clear.sequence_number.wrapping_sub(last) >= MAX_UNDECRYPTED_SEQUENCE_GAP
+            });
+        if must {
+            remote.since_decrypt = 1 % every;
+            remote.last_decrypted_seq = Some(clear.sequence_number);
+            RtpAction::Decrypt
+        } else {
+            remote.since_decrypt = (remote.since_decrypt + 1) % every;
+            RtpAction::Count
+        }
+    }
+
+    /// Counts one packet that was not decrypted, from its clear header: packets,
+    /// bytes, loss, jitter and NACKs, but no delay, keyframes or attribution.
+    pub fn handle_clear_rtp(&mut self, now: Instant, clear: &ClearRtp) {
+        let started = self.started;
+        let Some(remote) = self
+            .by_ssrc
+            .get(&clear.ssrc)
+            .and_then(|&i| self.remotes.get_mut(i))
+        else {
+            self.unknown_ssrc_packets += 1;
+            return;
+        };
+        if Some(clear.ssrc) == remote.rtx_ssrc {
+            return; // its original sequence number is in the encrypted payload
+        }
+        count_packet(
+            remote,
+            clear.sequence_number,
+            clear.timestamp,
+            clear.payload_len,
+            now,
+            started,
+        );
     }
 
     /// Handles one decrypted RTP packet.
@@ -267,24 +381,9 @@ impl MediaSession {
         } else {
             (header.sequence_number(), header.payload())
         };
-        let clock_rate = match remote.kind {
-            Kind::Audio => 48_000,
-            Kind::Video => 90_000,
-        };
-        remote
-            .receive
-            .on_packet(seq, header.timestamp(), now, clock_rate);
-        if let Some(nack) = remote.nack.as_mut() {
-            nack.on_packet(seq, now);
-        }
+        count_packet(remote, seq, header.timestamp(), payload.len(), now, started);
         let stats = &mut remote.stats;
-        stats.packets += 1;
-        stats.bytes += payload.len() as u64;
-        stats.lost = remote.receive.cumulative_lost();
-        stats.jitter_ms = f64::from(remote.receive.jitter()) * 1000.0 / f64::from(clock_rate);
-        if stats.first_packet_after.is_none() {
-            stats.first_packet_after = Some(now.saturating_duration_since(started));
-        }
+        stats.decrypted += 1;
         if remote.kind == Kind::Video
             && header.payload_type() == VP8_PT
             && is_keyframe(Codec::Vp8, payload)

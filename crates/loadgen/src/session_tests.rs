@@ -19,6 +19,7 @@ fn config(audio: Option<u32>, video: Option<(u32, u32)>, rtcp: u32) -> SessionCo
         keyframe_interval: Duration::from_secs(100),
         rtcp_interval: Duration::from_secs(1),
         nack_interval: Duration::from_millis(20),
+        decrypt_every: 1,
     }
 }
 
@@ -310,4 +311,126 @@ fn video_that_starts_without_a_keyframe_is_pli_requested_until_one_arrives() {
     b.fill_stats(&mut stats);
     let video = &stats.remote[&("p-ada".to_owned(), MediaKind::Video)];
     assert_eq!((video.keyframes, video.plis_sent), (1, 3));
+}
+
+fn sampling_subscriber(now: Instant, every: u32) -> MediaSession {
+    let mut s = MediaSession::new(
+        SessionConfig {
+            decrypt_every: every,
+            ..config(None, None, 77)
+        },
+        "p-bo",
+        now,
+        UNIX_US,
+    );
+    s.set_remote_tracks(&[
+        RemoteTrack {
+            mid: "2".into(),
+            kind: Kind::Audio,
+            participant_id: "p-ada".into(),
+            ssrc: 11,
+            rtx_ssrc: None,
+        },
+        RemoteTrack {
+            mid: "3".into(),
+            kind: Kind::Video,
+            participant_id: "p-ada".into(),
+            ssrc: 22,
+            rtx_ssrc: Some(23),
+        },
+    ]);
+    s
+}
+
+/// The clear header a plain RTP packet would show once protected (no SRTP tag here).
+fn clear(packet: &[u8]) -> crate::clear::ClearRtp {
+    crate::clear::ClearRtp::parse(packet, 0).unwrap()
+}
+
+#[test]
+fn sampling_decrypts_one_packet_in_n_per_stream() {
+    let now = Instant::now();
+    let mut b = sampling_subscriber(now, 4);
+    let header = |ssrc: u32, seq: u16| crate::clear::ClearRtp {
+        ssrc,
+        sequence_number: seq,
+        timestamp: 0,
+        payload_type: 111,
+        marker: false,
+        payload_len: 100,
+    };
+    let actions: Vec<_> = (0..9).map(|i| b.rtp_action(&header(11, i))).collect();
+    use crate::transport::RtpAction::{Count, Decrypt, Drop};
+    assert_eq!(
+        actions,
+        [Decrypt, Count, Count, Count, Decrypt, Count, Count, Count, Decrypt]
+    );
+    assert_eq!(b.rtp_action(&header(999, 1)), Drop);
+    // RTX carries its original sequence number encrypted: always decrypted.
+    assert_eq!(b.rtp_action(&header(23, 1)), Decrypt);
+    assert_eq!(b.rtp_action(&header(23, 2)), Decrypt);
+    // Video that has not shown a keyframe yet is decrypted until it does.
+    assert_eq!(b.rtp_action(&header(22, 1)), Decrypt);
+    assert_eq!(b.rtp_action(&header(22, 2)), Decrypt);
+}
+
+#[test]
+fn sampling_forces_a_decryption_before_the_rollover_guess_could_fail() {
+    let now = Instant::now();
+    let mut b = sampling_subscriber(now, crate::MAX_DECRYPT_EVERY);
+    let header = |seq: u16| crate::clear::ClearRtp {
+        ssrc: 11,
+        sequence_number: seq,
+        timestamp: 0,
+        payload_type: 111,
+        marker: false,
+        payload_len: 100,
+    };
+    use crate::transport::RtpAction::{Count, Decrypt};
+    assert_eq!(b.rtp_action(&header(0)), Decrypt);
+    // a burst of loss: the next packet is far from the last decrypted one
+    assert_eq!(b.rtp_action(&header(10)), Count);
+    assert_eq!(
+        b.rtp_action(&header(MAX_UNDECRYPTED_SEQUENCE_GAP + 1)),
+        Decrypt
+    );
+}
+
+#[test]
+fn clear_header_packets_count_loss_without_delay() {
+    let now = Instant::now();
+    let (mut a, mut b) = (publisher(now), sampling_subscriber(now, 8));
+    let mut t = now;
+    let mut dropped = 0;
+    while t < now + Duration::from_secs(2) {
+        t = a.poll_timeout();
+        a.handle_timeout(t);
+        while let Some(out) = a.poll_output() {
+            let Outgoing::Rtp(p) = out else { continue };
+            let c = clear(&p);
+            if c.ssrc == 11 && c.sequence_number % 10 == 7 {
+                dropped += 1;
+                continue;
+            }
+            match b.rtp_action(&c) {
+                crate::transport::RtpAction::Decrypt => b.handle_rtp(t, &p),
+                crate::transport::RtpAction::Count => b.handle_clear_rtp(t, &c),
+                crate::transport::RtpAction::Drop => panic!("known ssrc dropped"),
+            }
+        }
+        while b.poll_output().is_some() {}
+    }
+    let mut stats = ClientStats::default();
+    b.fill_stats(&mut stats);
+    let audio = &stats.remote[&("p-ada".to_owned(), MediaKind::Audio)];
+    assert!(dropped >= 9, "{dropped}");
+    assert_eq!(audio.lost, dropped);
+    assert!((89..=92).contains(&audio.packets), "{}", audio.packets);
+    // one in eight decrypted, and only those give a delay
+    assert_eq!(audio.decrypted, audio.packets.div_ceil(8));
+    assert_eq!(audio.delay.count(), audio.decrypted);
+    let video = &stats.remote[&("p-ada".to_owned(), MediaKind::Video)];
+    assert_eq!(video.keyframes, 1);
+    assert_eq!(video.lost, 0);
+    assert!(video.decrypted < video.packets, "{video:?}");
 }

@@ -1,7 +1,7 @@
 //! What a client measured: per remote participant and kind, and for its own sending.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sluice_signal::sdp::Kind;
@@ -108,11 +108,17 @@ impl Histogram {
 pub struct TrackStats {
     /// The SSRC the server sends it with (latest).
     pub ssrc: u32,
-    /// Media packets received and decrypted (RTX recoveries included).
+    /// Media packets received (RTX recoveries included), decrypted or counted from
+    /// their clear header.
     pub packets: u64,
+    /// Of those, packets decrypted (all of them unless sampling is on).
+    pub decrypted: u64,
+    /// Packets received twice (by sequence number).
+    pub duplicates: u64,
     /// Payload bytes of those packets.
     pub bytes: u64,
-    /// Packets missing by sequence number (RFC 3550 cumulative loss).
+    /// Packets missing by sequence number, from every packet received (late packets
+    /// fill their gap; duplicates do not hide a loss).
     pub lost: i64,
     /// Packets recovered through RTX.
     pub rtx_packets: u64,
@@ -166,6 +172,9 @@ pub enum Phase {
     Joining,
     /// Joined; waiting for the offer or running ICE/DTLS.
     Connecting,
+    /// Joined and answered, ICE and DTLS held back until
+    /// [`Client::release`](crate::Client::release).
+    Held,
     /// ICE, DTLS and SRTP are up; media flows.
     Connected,
     /// The session ended after `leave` or `bye`.
@@ -185,8 +194,13 @@ pub struct ClientStats {
     pub offer_revision: u64,
     /// Other participants now in the room, id -> name.
     pub participants: BTreeMap<String, String>,
-    /// From the first offer to SRTP keys (ICE + DTLS).
+    /// From the first ICE check (sent when the first offer is answered, or at
+    /// release) to SRTP keys (ICE + DTLS).
     pub handshake_time: Option<Duration>,
+    /// When ICE started (the first check), on this process's clock.
+    pub transport_started_at: Option<Instant>,
+    /// When DTLS completed and SRTP keys were ready.
+    pub connected_at: Option<Instant>,
     /// ICE round trip of the first successful check.
     pub ice_rtt: Option<Duration>,
     /// DTLS handshake time as the engine measured it.

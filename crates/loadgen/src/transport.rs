@@ -19,6 +19,7 @@ use webrtc_srtp::context::Context;
 use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use webrtc_srtp::protection_profile::ProtectionProfile;
 
+use crate::clear::ClearRtp;
 use crate::error::ClientError;
 use crate::ice::{IceClient, IceClientConfig, IceClientEvent};
 
@@ -72,7 +73,11 @@ pub enum Received {
     Rtp(Vec<u8>),
     /// Decrypted RTCP.
     Rtcp(Vec<u8>),
-    /// SRTP/SRTCP authentication failed for a packet claiming this SSRC.
+    /// An SRTP packet counted from its clear header and not decrypted
+    /// ([`RtpAction::Count`]).
+    Clear(ClearRtp),
+    /// SRTP/SRTCP authentication failed for a packet claiming this SSRC (or, for
+    /// RTP, its SSRC was not wanted: [`RtpAction::Drop`]).
     DecryptFailed {
         /// The SSRC in the clear header.
         ssrc: u32,
@@ -81,9 +86,24 @@ pub enum Received {
     Nothing,
 }
 
+/// What to do with an SRTP packet, decided from its clear header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtpAction {
+    /// Not a stream we expect: dropped before decryption (the SRTP library creates
+    /// per-SSRC state first, so unknown SSRCs would grow it) and reported as
+    /// [`Received::DecryptFailed`].
+    Drop,
+    /// Count it from the clear header only ([`Received::Clear`]).
+    Count,
+    /// Authenticate and decrypt it ([`Received::Rtp`]).
+    Decrypt,
+}
+
 struct Srtp {
     local: Context,
     remote: Context,
+    /// Bytes SRTP adds to an RTP packet (authentication or AEAD tag).
+    rtp_overhead: usize,
 }
 
 /// The ICE + DTLS + SRTP stack of one client.
@@ -216,7 +236,12 @@ impl Transport {
             match event {
                 DtlsEvent::Connected(connected) => match srtp_contexts(&connected.srtp) {
                     Ok((local, remote)) => {
-                        self.srtp = Some(Srtp { local, remote });
+                        let profile = protection_profile(connected.srtp.profile);
+                        self.srtp = Some(Srtp {
+                            local,
+                            remote,
+                            rtp_overhead: profile.rtp_auth_tag_len() + profile.aead_auth_tag_len(),
+                        });
                         self.events.push_back(TransportEvent::Connected {
                             dtls_handshake: connected.handshake_duration,
                             profile: connected.srtp.profile,
@@ -250,6 +275,29 @@ impl Transport {
         datagram: &[u8],
         wanted_ssrc: impl Fn(u32) -> bool,
     ) -> Received {
+        self.handle_datagram_sampled(now, datagram, |clear| {
+            if wanted_ssrc(clear.ssrc) {
+                RtpAction::Decrypt
+            } else {
+                RtpAction::Drop
+            }
+        })
+    }
+
+    /// Like [`handle_datagram`](Self::handle_datagram), but `action` decides from each
+    /// SRTP packet's clear header whether it is decrypted, only counted
+    /// ([`Received::Clear`]) or dropped. SRTCP is always decrypted. Packets that are
+    /// not SRTP-sized (header plus tag) are dropped without asking.
+    ///
+    /// Skipping packets keeps webrtc-srtp's per-SSRC state right: its rollover counter
+    /// is guessed from the distance to the last decrypted sequence number (correct for
+    /// gaps below 2^15) and its replay window slides over the gaps.
+    pub fn handle_datagram_sampled(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        action: impl FnOnce(&ClearRtp) -> RtpAction,
+    ) -> Received {
         let received = match demux::classify(datagram) {
             PacketClass::Stun => {
                 let _ = self.ice.handle_stun(now, datagram);
@@ -268,8 +316,8 @@ impl Transport {
                 }
                 Received::Nothing
             }
-            PacketClass::Rtp => self.unprotect(datagram, false, &wanted_ssrc),
-            PacketClass::Rtcp => self.unprotect(datagram, true, &wanted_ssrc),
+            PacketClass::Rtp => self.unprotect_rtp(datagram, action),
+            PacketClass::Rtcp => self.unprotect_rtcp(datagram),
             _ => {
                 self.dropped_datagrams += 1;
                 Received::Nothing
@@ -279,40 +327,51 @@ impl Transport {
         received
     }
 
-    fn unprotect(
+    fn unprotect_rtp(
         &mut self,
         datagram: &[u8],
-        rtcp: bool,
-        wanted: &impl Fn(u32) -> bool,
+        action: impl FnOnce(&ClearRtp) -> RtpAction,
     ) -> Received {
         let Some(srtp) = self.srtp.as_mut() else {
             self.dropped_datagrams += 1;
             return Received::Nothing;
         };
-        // RTP: SSRC at bytes 8..12; RTCP: the sender SSRC at 4..8.
-        let at = if rtcp { 4 } else { 8 };
+        let Some(clear) = ClearRtp::parse(datagram, srtp.rtp_overhead) else {
+            self.dropped_datagrams += 1;
+            return Received::Nothing;
+        };
+        match action(&clear) {
+            RtpAction::Drop => {
+                self.dropped_datagrams += 1;
+                Received::DecryptFailed { ssrc: clear.ssrc }
+            }
+            RtpAction::Count => Received::Clear(clear),
+            RtpAction::Decrypt => srtp
+                .remote
+                .decrypt_rtp(datagram)
+                .map(|b| Received::Rtp(b.to_vec()))
+                .unwrap_or(Received::DecryptFailed { ssrc: clear.ssrc }),
+        }
+    }
+
+    fn unprotect_rtcp(&mut self, datagram: &[u8]) -> Received {
+        let Some(srtp) = self.srtp.as_mut() else {
+            self.dropped_datagrams += 1;
+            return Received::Nothing;
+        };
+        // The sender SSRC at bytes 4..8.
         let ssrc = datagram
-            .get(at..at + 4)
+            .get(4..8)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(u32::from_be_bytes);
         let Some(ssrc) = ssrc else {
             self.dropped_datagrams += 1;
             return Received::Nothing;
         };
-        if !rtcp && !wanted(ssrc) {
-            self.dropped_datagrams += 1;
-            return Received::DecryptFailed { ssrc };
-        }
-        let result = if rtcp {
-            srtp.remote
-                .decrypt_rtcp(datagram)
-                .map(|b| Received::Rtcp(b.to_vec()))
-        } else {
-            srtp.remote
-                .decrypt_rtp(datagram)
-                .map(|b| Received::Rtp(b.to_vec()))
-        };
-        result.unwrap_or(Received::DecryptFailed { ssrc })
+        srtp.remote
+            .decrypt_rtcp(datagram)
+            .map(|b| Received::Rtcp(b.to_vec()))
+            .unwrap_or(Received::DecryptFailed { ssrc })
     }
 
     /// Lets time pass.

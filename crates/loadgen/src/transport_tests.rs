@@ -254,3 +254,48 @@ fn no_dtls_before_ice_succeeds() {
     }
     assert!(client.dtls_stats().is_none());
 }
+
+#[test]
+fn sampled_decryption_keeps_the_srtp_rollover_counter_across_wraps() {
+    let (mut client, mut server, now) = pair(Role::Server);
+    let (now, _) = drive(&mut client, &mut server, now, Duration::from_secs(5));
+    assert!(client.is_connected());
+    // 70,000 packets from sequence number 65,000: two rollovers; one in 16 decrypted.
+    let mut source = AudioSource::new(4242, "0", 65_000, 1);
+    let stamp = Stamp {
+        send_time_unix_us: 1,
+        publisher_id: "me".into(),
+    };
+    let mut packet = Vec::new();
+    let (mut decrypted, mut counted) = (0, 0);
+    for i in 0..70_000u32 {
+        source.next_packet(&stamp, &mut packet);
+        let protected = server
+            .srtp
+            .as_mut()
+            .unwrap()
+            .0
+            .encrypt_rtp(&packet)
+            .unwrap()
+            .to_vec();
+        let sample = i % 16 == 0;
+        let received = client.handle_datagram_sampled(now, &protected, |c| {
+            assert_eq!(c.sequence_number, 65_000u16.wrapping_add(i as u16));
+            assert_eq!(c.payload_len, packet.len() - 24);
+            if sample {
+                RtpAction::Decrypt
+            } else {
+                RtpAction::Count
+            }
+        });
+        match received {
+            Received::Rtp(plain) => {
+                assert_eq!(plain, packet, "packet {i}");
+                decrypted += 1;
+            }
+            Received::Clear(_) => counted += 1,
+            other => panic!("packet {i}: {other:?}"),
+        }
+    }
+    assert_eq!((decrypted, counted), (4375, 65_625));
+}
