@@ -351,6 +351,12 @@ impl WorkerCore {
             .min()
     }
 
+    /// How many datagrams wait for [`WorkerCore::poll_transmit`]: the worker compares it
+    /// before and after a datagram to learn whether that datagram was forwarded.
+    pub fn queued_transmits(&self) -> usize {
+        self.transmits.len()
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.transmits.pop_front()

@@ -8,18 +8,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sluice_ice::{demux, PacketClass};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::media::batch::{SendBatch, SEND_BATCH};
 use crate::media::command::Command;
 use crate::media::core::WorkerCore;
+use crate::media::delay::DelaySampler;
+use crate::media::recv::{self, RecvBatch};
 use crate::metrics::{DropReason, Metrics};
 
-/// Largest datagram we read; anything larger is truncated and fails to parse.
-const MAX_DATAGRAM_BYTES: usize = 2048;
-/// Datagrams read in one go before timers and commands get a turn.
-const RECV_BATCH: usize = 64;
 /// Kernel socket buffer asked for in each direction (capped by net.core.[rw]mem_max):
 /// the default 208 KiB holds a few milliseconds of a busy worker's traffic, so a burst
 /// (a keyframe fanned out to a large room) or a slow reader would otherwise mean drops.
@@ -42,7 +41,11 @@ pub(crate) async fn run(
     let _enter = span.enter();
     tracing::debug!("media worker running");
     enlarge_buffers(&socket);
-    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
+    if let Err(error) = recv::enable_receive_timestamps(&socket) {
+        tracing::debug!(%error, "no kernel receive timestamps");
+    }
+    let mut received = RecvBatch::default();
+    let mut delays = DelaySampler::default();
     let mut batch = SendBatch::default();
     let mut queue = Vec::with_capacity(SEND_BATCH);
     let mut busy = Duration::ZERO;
@@ -53,6 +56,7 @@ pub(crate) async fn run(
             core.handle_timeout(now);
         }
         flush(&socket, &mut core, &metrics, &mut batch, &mut queue).await;
+        delays.flushed(Instant::now(), |delay| metrics.forward_delay(delay));
         busy += now.elapsed();
         if window_start.elapsed() >= BUSY_REPORT_INTERVAL {
             let ratio = busy.as_secs_f64() / window_start.elapsed().as_secs_f64();
@@ -66,20 +70,28 @@ pub(crate) async fn run(
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + BUSY_REPORT_INTERVAL);
         tokio::select! {
-            received = socket.recv_from(&mut buf) => {
+            readable = socket.readable() => {
                 let started = Instant::now();
-                match received {
-                    Ok((len, from)) => {
-                        core.handle_datagram(started, local, from, buf.get(..len).unwrap_or(&[]));
-                        for _ in 1..RECV_BATCH {
-                            match socket.try_recv_from(&mut buf) {
-                                Ok((len, from)) => core.handle_datagram(
-                                    Instant::now(), local, from, buf.get(..len).unwrap_or(&[])),
-                                Err(_) => break,
+                match readable.and_then(|()| received.try_recv(&socket)) {
+                    Ok(outcome) => {
+                        for _ in 0..outcome.truncated {
+                            metrics.packet_dropped(DropReason::Malformed);
+                        }
+                        if outcome.truncated > 0 {
+                            metrics.packets_received(outcome.truncated as u64, outcome.truncated_bytes);
+                        }
+                        for (from, datagram, received_at) in received.datagrams() {
+                            let queued = core.queued_transmits();
+                            core.handle_datagram(started, local, from, datagram);
+                            if core.queued_transmits() > queued
+                                && demux::classify(datagram) == PacketClass::Rtp
+                            {
+                                delays.forwarded(received_at);
                             }
                         }
                     }
-                    Err(error) => tracing::debug!(%error, "recv_from failed"),
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => tracing::debug!(%error, "recvmmsg failed"),
                 }
                 busy += started.elapsed();
             }
