@@ -23,6 +23,9 @@ use crate::metrics::{DropReason, Metrics};
 /// the default 208 KiB holds a few milliseconds of a busy worker's traffic, so a burst
 /// (a keyframe fanned out to a large room) or a slow reader would otherwise mean drops.
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+/// Datagrams taken from the core per send plan: more than one system call's worth, so
+/// that a destination's packets of one flush can be grouped into GSO runs.
+const FLUSH_DATAGRAMS: usize = 8 * SEND_BATCH;
 /// How often the busy ratio gauge is refreshed.
 const BUSY_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -46,8 +49,8 @@ pub(crate) async fn run(
     }
     let mut received = RecvBatch::default();
     let mut delays = DelaySampler::default();
-    let mut batch = SendBatch::default();
-    let mut queue = Vec::with_capacity(SEND_BATCH);
+    let mut batch = SendBatch::new(&socket);
+    let mut queue = Vec::with_capacity(FLUSH_DATAGRAMS);
     let mut busy = Duration::ZERO;
     let mut window_start = Instant::now();
     loop {
@@ -109,7 +112,8 @@ pub(crate) async fn run(
     tracing::debug!("media worker stopped");
 }
 
-/// Sends everything the core queued, [`SEND_BATCH`] datagrams per system call.
+/// Sends everything the core queued, up to [`FLUSH_DATAGRAMS`] datagrams per plan
+/// (grouped by destination for GSO, [`SEND_BATCH`] messages per system call).
 async fn flush(
     socket: &UdpSocket,
     core: &mut WorkerCore,
@@ -119,7 +123,7 @@ async fn flush(
 ) {
     loop {
         queue.clear();
-        while queue.len() < SEND_BATCH {
+        while queue.len() < FLUSH_DATAGRAMS {
             match core.poll_transmit() {
                 Some(transmit) => queue.push(transmit),
                 None => break,
@@ -128,32 +132,7 @@ async fn flush(
         if queue.is_empty() {
             return;
         }
-        let mut next = 0;
-        while let Some(rest) = queue.get(next..).filter(|rest| !rest.is_empty()) {
-            match batch.try_send(socket, rest) {
-                Ok(sent) => {
-                    for (_, data) in rest.iter().take(sent) {
-                        metrics.packet_sent(data.len());
-                    }
-                    next += sent.max(1);
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Err(error) = socket.writable().await {
-                        tracing::debug!(%error, "socket not writable");
-                        return;
-                    }
-                }
-                Err(error) => {
-                    // the first datagram of the batch failed (e.g. an ICMP error reported
-                    // for its destination): drop it, keep the others
-                    if let Some((destination, _)) = rest.first() {
-                        tracing::trace!(%error, %destination, "send failed");
-                    }
-                    metrics.packet_dropped(DropReason::QueueFull);
-                    next += 1;
-                }
-            }
-        }
+        batch.send_all(socket, queue, metrics).await;
     }
 }
 
