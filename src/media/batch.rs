@@ -206,6 +206,9 @@ pub struct SendBatch {
     gso_state: GsoState,
     plan: Plan,
     addresses: Vec<Option<SockaddrStorage>>,
+    /// Allocations of the I/O vectors, kept from one flush to the next (see [`recycle`]).
+    iov_storage: Vec<io::IoSlice<'static>>,
+    slice_storage: Vec<&'static [io::IoSlice<'static>]>,
 }
 
 impl std::fmt::Debug for SendBatch {
@@ -241,6 +244,8 @@ impl SendBatch {
             },
             plan: Plan::default(),
             addresses: Vec::with_capacity(SEND_BATCH),
+            iov_storage: Vec::new(),
+            slice_storage: Vec::with_capacity(SEND_BATCH),
         }
     }
 
@@ -260,14 +265,27 @@ impl SendBatch {
     ) {
         let limits = self.gso_enabled().then(GsoLimits::default);
         self.plan.build(queue, limits);
-        let iovs: Vec<io::IoSlice<'_>> = self
-            .plan
-            .order()
-            .map(|index| io::IoSlice::new(queue.get(index).map_or(&[][..], |(_, d)| d)))
-            .collect();
+        let mut iovs: Vec<io::IoSlice<'_>> = recycle(std::mem::take(&mut self.iov_storage));
+        iovs.extend(
+            self.plan
+                .order()
+                .map(|index| io::IoSlice::new(queue.get(index).map_or(&[][..], |(_, d)| d))),
+        );
+        self.send_planned(socket, queue, &iovs, metrics).await;
+        self.iov_storage = recycle(iovs);
+    }
+
+    /// Sends the planned messages, `iovs` holding the datagrams in planned order.
+    async fn send_planned(
+        &mut self,
+        socket: &UdpSocket,
+        queue: &[(SocketAddr, Vec<u8>)],
+        iovs: &[io::IoSlice<'_>],
+        metrics: &Metrics,
+    ) {
         let mut next = 0;
         while next < self.plan.messages.len() {
-            match self.try_send_from(socket, queue, &iovs, next) {
+            match self.try_send_from(socket, queue, iovs, next) {
                 Ok((messages, datagrams, bytes)) => {
                     metrics.packets_sent(datagrams as u64, bytes);
                     next += messages.max(1);
@@ -332,7 +350,7 @@ impl SendBatch {
             .count();
         let call = self.plan.messages.get(first..first + count).unwrap_or(&[]);
         self.addresses.clear();
-        let mut slices: Vec<&[io::IoSlice<'_>]> = Vec::with_capacity(count);
+        let mut slices: Vec<&[io::IoSlice<'_>]> = recycle(std::mem::take(&mut self.slice_storage));
         for (_, message) in call {
             let destination = self.plan.order.get(message.start).map(|(d, _)| *d);
             self.addresses.push(destination.map(SockaddrStorage::from));
@@ -343,27 +361,28 @@ impl SendBatch {
         }
         let fd = socket.as_raw_fd();
         let addresses = &self.addresses;
-        let sent = if segment_bytes == 0 {
+        let result = if segment_bytes == 0 {
             let headers = &mut self.plain;
             socket.try_io(Interest::WRITABLE, || {
                 let none: [ControlMessage<'_>; 0] = [];
                 sendmmsg(fd, headers, &slices, addresses, none, MsgFlags::empty())
                     .map(Iterator::count)
                     .map_err(io::Error::from)
-            })?
+            })
         } else {
             let headers = &mut self.gso;
-            let sent = socket.try_io(Interest::WRITABLE, || {
+            socket.try_io(Interest::WRITABLE, || {
                 let segment = [ControlMessage::UdpGsoSegments(&segment_bytes)];
                 sendmmsg(fd, headers, &slices, addresses, segment, MsgFlags::empty())
                     .map(Iterator::count)
                     .map_err(io::Error::from)
-            })?;
-            if sent > 0 && self.gso_state == GsoState::Untested {
-                self.gso_state = GsoState::Working;
-            }
-            sent
+            })
         };
+        self.slice_storage = recycle(slices);
+        let sent = result?;
+        if segment_bytes > 0 && sent > 0 && self.gso_state == GsoState::Untested {
+            self.gso_state = GsoState::Working;
+        }
         let (datagrams, bytes) = call
             .iter()
             .take(sent)
@@ -375,6 +394,14 @@ impl SendBatch {
             });
         Ok((sent, datagrams, bytes))
     }
+}
+
+/// An empty vector with `vector`'s allocation, for values of another lifetime: the I/O
+/// vectors borrow the queued datagrams for one flush only, but their memory serves the
+/// next. (The standard library collects a `filter_map` over `into_iter` in place when
+/// the element layouts match, as they do here; otherwise this merely allocates.)
+fn recycle<T, U>(vector: Vec<T>) -> Vec<U> {
+    vector.into_iter().filter_map(|_| None).collect()
 }
 
 #[cfg(test)]
@@ -529,6 +556,16 @@ mod tests {
             .filter(|i| *i < 3)
             .collect();
         assert_eq!(a, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn recycling_keeps_the_allocation() {
+        let data = [1u8; 4];
+        let mut vector: Vec<io::IoSlice<'_>> = Vec::with_capacity(64);
+        vector.push(io::IoSlice::new(&data));
+        let recycled: Vec<io::IoSlice<'static>> = recycle(vector);
+        assert!(recycled.is_empty());
+        assert!(recycled.capacity() >= 64);
     }
 
     #[tokio::test]
