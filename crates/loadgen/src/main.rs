@@ -133,6 +133,17 @@ fn participant_configs(args: &Args) -> Vec<ClientConfig> {
     configs
 }
 
+/// Distinct failure reasons of the clients with how many clients gave each.
+fn failure_reasons(stats: &[ClientStats]) -> std::collections::BTreeMap<String, u64> {
+    let mut reasons = std::collections::BTreeMap::new();
+    for reason in stats.iter().filter_map(|s| s.failure.as_ref()) {
+        if reasons.len() < 20 || reasons.contains_key(reason) {
+            *reasons.entry(reason.clone()).or_insert(0) += 1;
+        }
+    }
+    reasons
+}
+
 fn snapshot(fleet: &Mutex<Fleet>) -> (Vec<ClientStats>, u64) {
     match fleet.lock() {
         Ok(f) => (
@@ -271,10 +282,7 @@ async fn run_storm(args: &Args) -> bool {
     };
     let join_failures = snapshot(&fleet).1;
     let report = StormReport::new(&stats, join_failures, held.len() as u64, released_at);
-    let mut failures: Vec<String> = stats.iter().filter_map(|s| s.failure.clone()).collect();
-    failures.sort();
-    failures.dedup();
-    failures.truncate(5);
+    let failures = failure_reasons(&stats);
     let join_errors = leave_all(&fleet).await;
     if args.json {
         let mut json = report.to_json();
@@ -290,8 +298,11 @@ async fn run_storm(args: &Args) -> bool {
             joined_after.as_secs_f64()
         );
         print!("{}", report.table());
-        for e in join_errors.iter().chain(&failures) {
-            println!("error: {e}");
+        for e in &join_errors {
+            println!("join error: {e}");
+        }
+        for (reason, clients) in &failures {
+            println!("failure ({clients} clients): {reason}");
         }
     }
     report.failed == 0 && report.completed == participants as u64
@@ -349,6 +360,7 @@ async fn main() {
 
     let (stats, join_failures) = snapshot(&fleet);
     let summary = Summary::from_stats(&stats, join_failures);
+    let failures_by_reason = failure_reasons(&stats);
     let errors = leave_all(&fleet).await;
 
     if args.json {
@@ -356,12 +368,16 @@ async fn main() {
         json["join_errors"] = serde_json::json!(errors);
         json["duration_s"] = serde_json::json!(args.duration_s);
         json["decrypt_every"] = serde_json::json!(args.decrypt_every);
+        json["failures"] = serde_json::json!(failures_by_reason);
         println!("{json}");
     } else {
         println!();
         print!("{}", summary.table());
         for e in errors {
             println!("join error: {e}");
+        }
+        for (reason, clients) in &failures_by_reason {
+            println!("failure ({clients} clients): {reason}");
         }
     }
     let ok = summary.failed == 0 && summary.handshakes_done > 0;
