@@ -177,3 +177,28 @@ fn offer_without_a_usable_codec_is_an_error() {
         Err(AnswerError::NoCommonCodec { mid: "1".into() })
     );
 }
+
+#[test]
+fn offer_for_a_room_of_fifty_is_parsed_past_the_default_sdp_limit() {
+    let mut n = negotiator(Setup::ActPass);
+    for i in 0..49u32 {
+        add(&mut n, &format!("participant-{i:04}"), 100_000 + 100 * i);
+    }
+    let (_, offer) = n.create_offer().unwrap();
+    assert!(
+        offer.len() > sluice_signal::sdp::MAX_SDP_LEN,
+        "offer of {} bytes is within the default limit",
+        offer.len()
+    );
+    assert!(parse_offer(&offer).is_err());
+    let parsed = crate::remote::RemoteOffer::parse(&offer).unwrap();
+    assert_eq!(parsed.sdp.setup, Setup::ActPass);
+    assert_eq!(parsed.tracks().len(), 98);
+    assert_eq!(parsed.candidates.len(), 1);
+    let answer = write_answer(&parsed.sdp, &params(1, true, true)).unwrap();
+    eprintln!(
+        "room of 50: offer {} bytes, answer {} bytes",
+        offer.len(),
+        answer.len()
+    );
+}

@@ -50,8 +50,6 @@ const MAX_BATCHES_PER_WAKE: usize = 8;
 
 /// Most events kept in [`Client::events`].
 pub const MAX_EVENTS: usize = 4096;
-/// How often the stats snapshot is refreshed.
-const STATS_INTERVAL: Duration = Duration::from_millis(100);
 /// Keep-alive interval of the signalling socket, like the demo page.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Largest WebSocket message accepted from the server (an offer for a full room).
@@ -283,9 +281,17 @@ impl Client {
         self.local_addr
     }
 
-    /// The latest statistics snapshot (refreshed every 100 ms and at every event).
+    /// The latest statistics snapshot (refreshed every
+    /// [`stats_interval`](ClientConfig::stats_interval) while counters move, and at
+    /// every event).
     pub fn stats(&self) -> ClientStats {
         self.stats.borrow().clone()
+    }
+
+    /// Where the connection stands, without copying the whole snapshot (cheap enough
+    /// to poll for thousands of clients).
+    pub fn phase(&self) -> Phase {
+        self.stats.borrow().phase
     }
 
     /// Every event so far (at most [`MAX_EVENTS`]).
@@ -405,6 +411,8 @@ struct Runner {
     first_offer_at: Option<Instant>,
     /// Held back (hold_transport) and not released yet.
     held: bool,
+    /// [`Runner::activity`] at the last published snapshot.
+    published_activity: Option<(u64, u64, u64)>,
     /// The server's candidate and our DTLS role, kept while held.
     pending: Option<PendingTransport>,
     ending: bool,
@@ -469,6 +477,7 @@ impl Runner {
         };
         Ok(Self {
             held: config.hold_transport,
+            published_activity: None,
             pending: None,
             config,
             participant_id,
@@ -506,7 +515,30 @@ impl Runner {
         self.event(ClientEvent::Failed(why));
     }
 
+    /// A cheap summary of everything the periodic snapshot would change.
+    fn activity(&self) -> (u64, u64, u64) {
+        let media = self.session.as_ref().map_or(0, MediaSession::activity);
+        let (retransmissions, checks) = self.transport.as_ref().map_or((0, 0), |t| {
+            let d = t
+                .dtls_stats()
+                .map_or(0, |d| d.timer_retransmissions + d.repeat_retransmissions);
+            (d, t.ice_checks_sent())
+        });
+        (media, retransmissions, checks)
+    }
+
+    /// The periodic refresh: copies the statistics only when something moved (an idle
+    /// or held client costs nothing; copying thousands of snapshots ten times a second
+    /// was most of a handshake storm's CPU).
+    fn publish_if_changed(&mut self) {
+        let activity = self.activity();
+        if self.published_activity != Some(activity) {
+            self.publish();
+        }
+    }
+
     fn publish(&mut self) {
+        self.published_activity = Some(self.activity());
         if let Some(session) = &self.session {
             session.fill_stats(&mut self.stats);
         }
@@ -537,14 +569,15 @@ impl Runner {
         socket: &UdpSocket,
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<(), ClientError> {
-        let mut next_stats = Instant::now() + STATS_INTERVAL;
+        let stats_interval = self.config.stats_interval;
+        let mut next_stats = Instant::now() + stats_interval;
         let mut next_ping = Instant::now() + PING_INTERVAL;
         let mut leave_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
             if now >= next_stats {
-                next_stats = now + STATS_INTERVAL;
-                self.publish();
+                next_stats = now + stats_interval;
+                self.publish_if_changed();
             }
             if now >= next_ping && !self.ending {
                 next_ping = now + PING_INTERVAL;

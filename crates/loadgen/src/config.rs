@@ -41,6 +41,10 @@ pub struct ClientConfig {
     /// [`Client::release`](crate::Client::release): a handshake storm releases many
     /// clients at once.
     pub hold_transport: bool,
+    /// How often [`Client::stats`](crate::Client::stats) is refreshed while counters
+    /// move. Each refresh copies the client's statistics; a load generator with
+    /// hundreds of clients on one core sets this higher than a test does.
+    pub stats_interval: Duration,
 }
 
 impl Default for ClientConfig {
@@ -60,6 +64,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(30),
             decrypt_every: 1,
             hold_transport: false,
+            stats_interval: Duration::from_millis(100),
         }
     }
 }
@@ -79,6 +84,9 @@ impl ClientConfig {
         }
         if self.publish_video && self.video_bitrate_bps < 8_000 {
             return Err(InvalidConfig("video_bitrate_bps must be at least 8000"));
+        }
+        if self.stats_interval.is_zero() {
+            return Err(InvalidConfig("stats_interval must be positive"));
         }
         if self.decrypt_every == 0 || self.decrypt_every > MAX_DECRYPT_EVERY {
             return Err(InvalidConfig("decrypt_every must be 1..=4096"));

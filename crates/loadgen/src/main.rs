@@ -127,6 +127,8 @@ fn participant_configs(args: &Args) -> Vec<ClientConfig> {
                 connect_timeout: Duration::from_secs(args.connect_timeout_s),
                 decrypt_every: args.decrypt_every,
                 hold_transport: args.handshake_storm,
+                // the progress line reads snapshots once a second
+                stats_interval: Duration::from_millis(500),
             });
         }
     }
@@ -142,6 +144,15 @@ fn failure_reasons(stats: &[ClientStats]) -> std::collections::BTreeMap<String, 
         }
     }
     reasons
+}
+
+/// Every client's phase, without copying their statistics (polled while thousands of
+/// clients handshake on the same core).
+fn phases(fleet: &Mutex<Fleet>) -> Vec<Phase> {
+    fleet
+        .lock()
+        .map(|f| f.clients.iter().map(Client::phase).collect())
+        .unwrap_or_default()
 }
 
 fn snapshot(fleet: &Mutex<Fleet>) -> (Vec<ClientStats>, u64) {
@@ -234,10 +245,10 @@ async fn run_storm(args: &Args) -> bool {
     let _ = ramp.await;
     // Every joined client answers its first offer and then waits in Phase::Held.
     loop {
-        let (stats, _) = snapshot(&fleet);
-        let waiting = stats
+        let phases = phases(&fleet);
+        let waiting = phases
             .iter()
-            .filter(|s| matches!(s.phase, Phase::Joining | Phase::Connecting))
+            .filter(|p| matches!(p, Phase::Joining | Phase::Connecting))
             .count();
         if waiting == 0 || Instant::now() >= join_deadline {
             break;
@@ -251,12 +262,12 @@ async fn run_storm(args: &Args) -> bool {
         .storm_rate
         .filter(|r| *r > 0.0 && r.is_finite())
         .map(|r| Duration::from_secs_f64(1.0 / r));
-    let held: Vec<usize> = {
-        let (stats, _) = snapshot(&fleet);
-        (0..stats.len())
-            .filter(|&i| stats.get(i).is_some_and(|s| s.phase == Phase::Held))
-            .collect()
-    };
+    let held: Vec<usize> = phases(&fleet)
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p == Phase::Held)
+        .map(|(i, _)| i)
+        .collect();
     for (n, &index) in held.iter().enumerate() {
         if let Some(interval) = release_interval {
             let at = released_at + interval.mul_f64(n as f64);
@@ -269,17 +280,17 @@ async fn run_storm(args: &Args) -> bool {
         }
     }
     let outcome_deadline = Instant::now() + Duration::from_secs(args.connect_timeout_s + 5);
-    let stats = loop {
-        let (stats, _) = snapshot(&fleet);
-        let pending = stats
+    loop {
+        let pending = phases(&fleet)
             .iter()
-            .filter(|s| matches!(s.phase, Phase::Held | Phase::Connecting))
+            .filter(|p| matches!(p, Phase::Held | Phase::Connecting))
             .count();
         if pending == 0 || Instant::now() >= outcome_deadline {
-            break stats;
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stats, _) = snapshot(&fleet);
     let join_failures = snapshot(&fleet).1;
     let report = StormReport::new(&stats, join_failures, held.len() as u64, released_at);
     let failures = failure_reasons(&stats);

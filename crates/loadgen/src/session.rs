@@ -595,6 +595,23 @@ impl MediaSession {
         self.out.pop_front()
     }
 
+    /// A number that changes whenever a counter copied by
+    /// [`fill_stats`](Self::fill_stats) does (packets in and out, RTCP, failures).
+    pub fn activity(&self) -> u64 {
+        let sent = self.sent.audio_packets
+            + self.sent.video_packets
+            + self.sent.rtx_packets
+            + self.sent.rtcp_packets
+            + self.sent.nacks_received
+            + self.sent.keyframe_requests;
+        let received: u64 = self
+            .remotes
+            .iter()
+            .map(|r| r.stats.packets + r.stats.decrypt_failures + r.stats.nacked)
+            .sum();
+        sent + received + self.rtcp_received + self.unknown_ssrc_packets
+    }
+
     /// Copies the session's counters into `stats`.
     pub fn fill_stats(&self, stats: &mut ClientStats) {
         stats.sent = self.sent;
