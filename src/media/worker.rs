@@ -3,6 +3,11 @@
 //! The loop waits for whichever comes first: a datagram, a command from signalling,
 //! or the earliest timer any state machine asked for (so every timer is honoured
 //! whether or not data arrives). It runs on a tokio current-thread runtime of its own.
+//!
+//! Datagrams come in by `recvmmsg` batches ([`RecvBatch`], with kernel receive times)
+//! and go out by `sendmmsg`, runs to one destination as GSO datagrams ([`SendBatch`]).
+//! Everything the core queued while handling a batch leaves in the flush that follows
+//! it, so the forwarding delay of a packet ends when that flush does ([`DelaySampler`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
