@@ -53,7 +53,8 @@ pub const MAX_ANNOUNCE_ADDRESSES: usize = 32;
 pub const MIN_AUTH_SECRET_BYTES: usize = 32;
 /// Longest `auth.keys[].id`.
 pub const MAX_AUTH_KEY_ID_BYTES: usize = 64;
-/// Bounds of `limits.signaling_message_bytes`: an SDP offer with simulcast is a few KB.
+/// Bounds of `limits.signaling_message_bytes`: an SDP answer needs about 1.4 KB per
+/// m-line, two m-lines per other participant.
 pub const MIN_SIGNALING_MESSAGE_BYTES: usize = 1_024;
 pub const MAX_SIGNALING_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest `shutdown.grace_period_ms` (one hour).
@@ -421,7 +422,7 @@ impl Default for LimitsConfig {
             participants_per_room: 25,
             sessions_per_source_ip: 50,
             handshakes_in_flight: 2000,
-            signaling_message_bytes: 65_536,
+            signaling_message_bytes: 262_144,
             signaling_messages_per_second: 50,
             ssrcs_per_session: 32,
             bitrate_bps_per_session: 20_000_000,
@@ -893,7 +894,7 @@ mod tests {
         assert_eq!(config.limits.participants_per_room, 25);
         assert_eq!(config.limits.sessions_per_source_ip, 50);
         assert_eq!(config.limits.handshakes_in_flight, 2000);
-        assert_eq!(config.limits.signaling_message_bytes, 65_536);
+        assert_eq!(config.limits.signaling_message_bytes, 262_144);
         assert_eq!(config.limits.signaling_messages_per_second, 50);
         assert_eq!(config.limits.ssrcs_per_session, 32);
         assert_eq!(config.limits.bitrate_bps_per_session, 20_000_000);

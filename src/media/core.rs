@@ -32,6 +32,9 @@ pub struct CoreConfig {
     pub max_ssrcs_per_session: usize,
     /// `limits.participants_per_room`.
     pub max_participants_per_room: usize,
+    /// `limits.rooms` x `limits.participants_per_room`: what signalling can admit, so the
+    /// router never refuses a participant signalling let in.
+    pub max_participants: usize,
     /// `limits.bitrate_bps_per_session`: inbound RTP budget of each session.
     pub max_bitrate_bps_per_session: u64,
     /// `limits.handshakes_in_flight`, one budget shared by every worker.
@@ -64,6 +67,7 @@ impl WorkerCore {
             router: MediaRouter::new(
                 config.max_ssrcs_per_session,
                 config.max_participants_per_room,
+                config.max_participants,
             ),
             config,
             metrics,
@@ -402,6 +406,7 @@ mod tests {
                 dtls: Arc::new(sluice_dtls::Config::new(Arc::clone(&server_cert))),
                 max_ssrcs_per_session: 4,
                 max_participants_per_room: 25,
+                max_participants: 1000,
                 max_bitrate_bps_per_session: 20_000_000,
                 handshakes: HandshakeBudget::new(2000),
             },

@@ -96,6 +96,10 @@ impl MediaPlane {
                     dtls: Arc::clone(&dtls),
                     max_ssrcs_per_session: config.limits.ssrcs_per_session,
                     max_participants_per_room: config.limits.participants_per_room,
+                    max_participants: config
+                        .limits
+                        .rooms
+                        .saturating_mul(config.limits.participants_per_room),
                     max_bitrate_bps_per_session: config.limits.bitrate_bps_per_session,
                     handshakes: Arc::clone(&handshakes),
                 },

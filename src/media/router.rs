@@ -60,12 +60,18 @@ pub struct MediaRouter {
 
 impl MediaRouter {
     /// A router with `max_ssrcs` SSRCs per participant and rooms of up to
-    /// `max_participants_per_room` (signalling enforces the same limit first).
-    pub fn new(max_ssrcs: usize, max_participants_per_room: usize) -> Self {
+    /// `max_participants_per_room`, `max_participants` in all (signalling enforces the same
+    /// limits first).
+    pub fn new(
+        max_ssrcs: usize,
+        max_participants_per_room: usize,
+        max_participants: usize,
+    ) -> Self {
         let defaults = RouterConfig::default();
         let config = RouterConfig {
             max_ssrcs_per_participant: max_ssrcs.max(1),
             max_participants_per_room: max_participants_per_room.max(1),
+            max_participants: max_participants.max(1),
             max_subscriptions_per_participant: defaults
                 .max_subscriptions_per_participant
                 .max(2 * max_participants_per_room),
@@ -223,7 +229,7 @@ mod tests {
     #[test]
     fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
         let now = Instant::now();
-        let mut router = MediaRouter::new(32, 25);
+        let mut router = MediaRouter::new(32, 25, 1000);
         let wants_ada = SubscriptionSpec {
             publisher: 1,
             kind: Kind::Audio,
@@ -256,7 +262,7 @@ mod tests {
     #[test]
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
-        let mut router = MediaRouter::new(32, 25);
+        let mut router = MediaRouter::new(32, 25, 1000);
         let publication = PublicationSpec {
             kind: Kind::Audio,
             mid: "0".into(),

@@ -17,7 +17,7 @@ use sluice_signal::protocol::{
     decode_client_message, encode_server_message, ClientMessage, ErrorCode, ParticipantInfo,
     ServerMessage,
 };
-use sluice_signal::sdp::{Answer, Kind, SendStream, Setup};
+use sluice_signal::sdp::{Answer, Kind, ParseLimits, SendStream, Setup};
 use sluice_signal::token::{self, SigningKey};
 use tokio::sync::mpsc;
 
@@ -413,7 +413,10 @@ impl Connection {
             id,
             room,
             worker,
-            negotiator: Negotiator::new(transport, NegotiatorConfig::default()),
+            negotiator: Negotiator::new(
+                transport,
+                negotiator_config(self.state.config.limits.signaling_message_bytes),
+            ),
             local_ice,
             setup,
             room_events: events,
@@ -442,7 +445,7 @@ impl Connection {
         let answer = match joined.negotiator.on_answer(revision, sdp) {
             Ok(answer) => answer,
             Err(error) => {
-                tracing::info!(participant = joined.id, %error, "answer refused");
+                tracing::warn!(participant = joined.id, %error, "answer refused");
                 return Some(End::Fatal(ErrorCode::BadRequest));
             }
         };
@@ -718,9 +721,83 @@ fn fatal_message(code: ErrorCode) -> &'static str {
     }
 }
 
+/// Negotiation limits for one connection: an answer may be as large as any signalling
+/// message the WebSocket accepts (Chrome's answer grows by about 1.4 KB per m-line, so a
+/// room of 50 answers with about 70 KB).
+fn negotiator_config(max_message_bytes: usize) -> NegotiatorConfig {
+    let defaults = NegotiatorConfig::default();
+    NegotiatorConfig {
+        answer_limits: ParseLimits {
+            max_sdp_len: max_message_bytes,
+            ..defaults.answer_limits
+        },
+        ..defaults
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Offers a room of `others + 1` to a negotiator and answers it like a client.
+    fn negotiate_room(others: u32, config: NegotiatorConfig) -> (usize, bool) {
+        use sluice_loadgen::answer::{write_answer, AnswerParams};
+        use sluice_loadgen::remote::RemoteOffer;
+        let transport = TransportParams {
+            session_id: 7,
+            ice: ("serverufrag".into(), "serverpasswordserverpassword".into()),
+            fingerprint_sha256: [7; 32],
+            setup: Setup::ActPass,
+            candidates: vec!["127.0.0.1:40000".parse().expect("address")],
+        };
+        let mut negotiator = Negotiator::new(transport, config);
+        for other in 0..others {
+            for kind in [Kind::Audio, Kind::Video] {
+                let id = format!("p-{other}");
+                let stream = SendStream {
+                    stream_id: id.clone(),
+                    track_id: format!("{id}-{}", kind.as_str()),
+                    ssrc: other * 4 + 1 + u32::from(kind == Kind::Video),
+                    rtx_ssrc: (kind == Kind::Video).then_some(other * 4 + 3),
+                    cname: id.clone(),
+                };
+                negotiator
+                    .add_remote_track(&id, kind, stream)
+                    .expect("room fits the negotiator");
+            }
+        }
+        let (revision, offer) = negotiator.create_offer().expect("offer");
+        let offer = RemoteOffer::parse(&offer).expect("client parses the offer");
+        let answer = write_answer(
+            &offer.sdp,
+            &AnswerParams {
+                session_id: 9,
+                version: 1,
+                ice_ufrag: "clientufrag".into(),
+                ice_pwd: "clientpasswordclientpassword".into(),
+                fingerprint_sha256: [9; 32],
+                stream_id: "me".into(),
+                cname: "me".into(),
+                audio: None,
+                video: None,
+            },
+        )
+        .expect("answer");
+        (
+            answer.len(),
+            negotiator.on_answer(revision, &answer).is_ok(),
+        )
+    }
+
+    #[test]
+    fn the_answer_for_a_room_of_fifty_is_accepted_with_the_default_limits() {
+        let limit = crate::config::LimitsConfig::default().signaling_message_bytes;
+        let (len, accepted) = negotiate_room(49, negotiator_config(limit));
+        assert!(len > 64 * 1024, "a room of 50 answers with {len} bytes");
+        assert!(accepted);
+        // the negotiator's own default (64 KiB) would have refused it
+        assert!(!negotiate_room(49, NegotiatorConfig::default()).1);
+    }
 
     #[test]
     fn messages_over_the_rate_are_warned_once_then_dropped_then_closed() {

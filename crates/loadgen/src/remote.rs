@@ -3,9 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sluice_signal::sdp::{
-    parse_answer_with_limits, parse_offer, Answer, Direction, Kind, ParseLimits, Setup, MAX_SDP_LEN,
-};
+use sluice_signal::sdp::{parse_offer_with_limits, Answer, Direction, Kind, ParseLimits};
 
 use crate::error::AnswerError;
 
@@ -17,26 +15,6 @@ pub const MAX_OFFER_SDP_BYTES: usize = 512 * 1024;
 
 /// Most lines accepted in an offer of [`MAX_OFFER_SDP_BYTES`].
 pub const MAX_OFFER_SDP_LINES: usize = 32 * 1024;
-
-/// Parses an offer larger than sluice-signal's default limit. Its public parser for
-/// offers has fixed limits; the answer parser takes limits but refuses
-/// `a=setup:actpass`, the only difference (an offer's setup), so the offer is parsed
-/// as an answer with `passive` in its place and `actpass` put back afterwards.
-fn parse_large_offer(text: &str) -> Result<Answer, AnswerError> {
-    const ACTPASS: &str = "a=setup:actpass";
-    let actpass = text.contains(ACTPASS);
-    let rewritten = text.replace(ACTPASS, "a=setup:passive");
-    let limits = ParseLimits {
-        max_sdp_len: MAX_OFFER_SDP_BYTES,
-        max_lines: MAX_OFFER_SDP_LINES,
-        ..ParseLimits::default()
-    };
-    let mut sdp = parse_answer_with_limits(&rewritten, &limits)?;
-    if actpass {
-        sdp.setup = Setup::ActPass;
-    }
-    Ok(sdp)
-}
 
 /// Most candidates kept from one offer; the server writes one per announced address.
 pub const MAX_CANDIDATES: usize = 16;
@@ -68,11 +46,12 @@ pub struct RemoteOffer {
 impl RemoteOffer {
     /// Parses one of the server's offers.
     pub fn parse(text: &str) -> Result<Self, AnswerError> {
-        let sdp = if text.len() <= MAX_SDP_LEN {
-            parse_offer(text)?
-        } else {
-            parse_large_offer(text)?
+        let limits = ParseLimits {
+            max_sdp_len: MAX_OFFER_SDP_BYTES,
+            max_lines: MAX_OFFER_SDP_LINES,
+            ..ParseLimits::default()
         };
+        let sdp = parse_offer_with_limits(text, &limits)?;
         let candidates = parse_candidates(text);
         Ok(Self { sdp, candidates })
     }

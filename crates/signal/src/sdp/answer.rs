@@ -486,7 +486,13 @@ pub fn parse_answer_with_limits(text: &str, limits: &ParseLimits) -> Result<Answ
 /// (`a=setup:actpass` allowed). For tests and for synthetic clients that play
 /// the browser's part (loadgen).
 pub fn parse_offer(text: &str) -> Result<Answer, SdpError> {
-    parse_description(text, &ParseLimits::default(), true)
+    parse_offer_with_limits(text, &ParseLimits::default())
+}
+
+/// [`parse_offer`] with explicit limits: the server's offer for a room of 50 is over
+/// the default 64 KiB.
+pub fn parse_offer_with_limits(text: &str, limits: &ParseLimits) -> Result<Answer, SdpError> {
+    parse_description(text, limits, true)
 }
 
 fn parse_description(

@@ -18,7 +18,8 @@ mod offer;
 mod types;
 
 pub use answer::{
-    parse_answer, parse_answer_with_limits, parse_offer, Answer, AnswerMedia, Codec, ParseLimits,
+    parse_answer, parse_answer_with_limits, parse_offer, parse_offer_with_limits, Answer,
+    AnswerMedia, Codec, ParseLimits,
 };
 pub use error::SdpError;
 pub use offer::{write_offer, MediaSection, OfferBuilder, OfferParams, SendStream, MAX_ID_LEN};
