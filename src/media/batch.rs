@@ -74,8 +74,9 @@ pub struct Message {
 /// carry them. Reused from flush to flush (no allocation once warm).
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// (destination, queue index), grouped by destination, queue order within each.
-    order: Vec<(SocketAddr, usize)>,
+    /// (destination, queue index, length in bytes), grouped by destination, queue order
+    /// within each.
+    order: Vec<(SocketAddr, usize, usize)>,
     /// (round, message): the round is the message's rank among its destination's
     /// messages, so sorting by it keeps each destination's order.
     messages: Vec<(usize, Message)>,
@@ -93,7 +94,7 @@ impl Plan {
             queue
                 .iter()
                 .enumerate()
-                .map(|(index, (destination, _))| (*destination, index)),
+                .map(|(index, (destination, data))| (*destination, index, data.len())),
         );
         let Some(limits) = gso else {
             self.messages
@@ -103,16 +104,12 @@ impl Plan {
         // (destination, index) pairs are unique: an unstable sort is deterministic and
         // keeps queue order within a destination, without a scratch allocation.
         self.order.sort_unstable();
-        let length_at = |position: usize| {
-            self.order
-                .get(position)
-                .and_then(|(_, index)| queue.get(*index))
-                .map_or(0, |(_, data)| data.len())
-        };
+        let length_at =
+            |position: usize| self.order.get(position).map_or(0, |(_, _, length)| *length);
         let mut position = 0;
         let mut round = 0;
         let mut previous: Option<SocketAddr> = None;
-        while let Some(&(destination, _)) = self.order.get(position) {
+        while let Some(&(destination, _, _)) = self.order.get(position) {
             round = if previous == Some(destination) {
                 round + 1
             } else {
@@ -123,7 +120,7 @@ impl Plan {
             let mut segments = 1;
             let mut bytes = segment;
             if segment > 0 && segment <= limits.max_segment_bytes {
-                while let Some(&(next, _)) = self.order.get(position + segments) {
+                while let Some(&(next, _, _)) = self.order.get(position + segments) {
                     let length = length_at(position + segments);
                     if next != destination
                         || segments >= limits.max_segments
@@ -151,9 +148,49 @@ impl Plan {
             self.messages.push((round, message));
             position += message.segments;
         }
+        // Within a round each destination has one message, so any order is fine: largest
+        // first, GSO before plain at equal size, lets a GSO call carry the plain messages
+        // that follow it (see `call_at`).
+        let order = &self.order;
         self.messages.sort_unstable_by_key(|(round, message)| {
-            (*round, message.segment_bytes, message.start)
+            let size = match message.segment_bytes {
+                0 => order.get(message.start).map_or(0, |(_, _, length)| *length),
+                segment => usize::from(segment),
+            };
+            (
+                *round,
+                std::cmp::Reverse(size),
+                message.segment_bytes == 0,
+                message.start,
+            )
         });
+    }
+
+    /// The messages that one `sendmmsg` call starting at `first` carries: at most
+    /// [`SEND_BATCH`]; returns their count and the call's GSO segment size (0: none).
+    /// One control message applies to every message of a call, so a GSO call takes the
+    /// GSO messages of its segment size and the plain datagrams no longer than it (the
+    /// kernel sends a datagram no longer than the segment size unsegmented); a plain
+    /// call takes plain datagrams only.
+    pub fn call_at(&self, first: usize) -> (usize, u16) {
+        let Some((_, head)) = self.messages.get(first) else {
+            return (0, 0);
+        };
+        let segment_bytes = head.segment_bytes;
+        let count = self
+            .messages()
+            .skip(first)
+            .take(SEND_BATCH)
+            .take_while(|message| match (segment_bytes, message.segment_bytes) {
+                (0, other) => other == 0,
+                (segment, 0) => self
+                    .order
+                    .get(message.start)
+                    .is_some_and(|(_, _, length)| *length <= usize::from(segment)),
+                (segment, other) => other == segment,
+            })
+            .count();
+        (count, segment_bytes)
     }
 
     /// The messages, in sending order.
@@ -163,7 +200,7 @@ impl Plan {
 
     /// The queue indices of the datagrams, in planned order (messages point into it).
     pub fn order(&self) -> impl Iterator<Item = usize> + '_ {
-        self.order.iter().map(|(_, index)| *index)
+        self.order.iter().map(|(_, index, _)| *index)
     }
 
     /// Replaces the message at `position` (in sending order) by plain messages, one per
@@ -317,7 +354,7 @@ impl SendBatch {
                         .plan
                         .order
                         .get(message.start)
-                        .map(|(destination, _)| *destination);
+                        .map(|(destination, _, _)| *destination);
                     tracing::trace!(%error, ?destination, "send failed");
                     for _ in 0..message.segments {
                         metrics.packet_dropped(DropReason::QueueFull);
@@ -337,22 +374,15 @@ impl SendBatch {
         iovs: &[io::IoSlice<'_>],
         first: usize,
     ) -> io::Result<(usize, usize, usize)> {
-        let segment_bytes = match self.plan.messages.get(first) {
-            Some((_, message)) => message.segment_bytes,
-            None => return Ok((0, 0, 0)),
-        };
-        let count = self
-            .plan
-            .messages()
-            .skip(first)
-            .take(SEND_BATCH)
-            .take_while(|message| message.segment_bytes == segment_bytes)
-            .count();
+        let (count, segment_bytes) = self.plan.call_at(first);
+        if count == 0 {
+            return Ok((0, 0, 0));
+        }
         let call = self.plan.messages.get(first..first + count).unwrap_or(&[]);
         self.addresses.clear();
         let mut slices: Vec<&[io::IoSlice<'_>]> = recycle(std::mem::take(&mut self.slice_storage));
         for (_, message) in call {
-            let destination = self.plan.order.get(message.start).map(|(d, _)| *d);
+            let destination = self.plan.order.get(message.start).map(|(d, _, _)| *d);
             self.addresses.push(destination.map(SockaddrStorage::from));
             slices.push(
                 iovs.get(message.start..message.start + message.segments)
@@ -388,7 +418,7 @@ impl SendBatch {
             .take(sent)
             .flat_map(|(_, message)| message.start..message.start + message.segments)
             .filter_map(|position| self.plan.order.get(position))
-            .filter_map(|(_, index)| queue.get(*index))
+            .filter_map(|(_, index, _)| queue.get(*index))
             .fold((0, 0), |(count, bytes), (_, data)| {
                 (count + 1, bytes + data.len())
             });
@@ -532,9 +562,53 @@ mod tests {
         }
         let sizes: Vec<u16> = messages.iter().map(|(_, _, s)| *s).collect();
         // round 0: A [0,3,6] seg 100, B [1,4] seg 100, C [2,5] seg 80; round 1: C [7]
-        assert_eq!(sizes, vec![80, 100, 100, 0]);
+        assert_eq!(sizes, vec![100, 100, 80, 0]);
         let covered: usize = messages.iter().map(|(_, i, _)| i.len()).sum();
         assert_eq!(covered, q.len());
+    }
+
+    #[test]
+    fn a_gso_call_carries_plain_datagrams_no_longer_than_its_segments() {
+        const D: &str = "192.0.2.4:1000";
+        const E: &str = "192.0.2.5:1000";
+        const F: &str = "192.0.2.6:1000";
+        let q = queue(&[
+            (F, 200),
+            (A, 100),
+            (A, 100),
+            (B, 100),
+            (B, 100),
+            (D, 90),
+            (C, 80),
+            (C, 80),
+            (E, 50),
+        ]);
+        let mut plan = Plan::default();
+        plan.build(&q, Some(GsoLimits::default()));
+        let mut calls = Vec::new();
+        let mut first = 0;
+        loop {
+            let (count, segment) = plan.call_at(first);
+            if count == 0 {
+                break;
+            }
+            let messages: Vec<(usize, u16)> = plan
+                .messages()
+                .skip(first)
+                .take(count)
+                .map(|m| (m.segments, m.segment_bytes))
+                .collect();
+            calls.push((segment, messages));
+            first += count;
+        }
+        assert_eq!(
+            calls,
+            vec![
+                (0, vec![(1, 0)]),                       // F: longer than any segment
+                (100, vec![(2, 100), (2, 100), (1, 0)]), // A, B runs, then D (90)
+                (80, vec![(2, 80), (1, 0)]),             // C run, then E (50)
+            ]
+        );
     }
 
     #[test]
