@@ -37,6 +37,9 @@ const SESSION_EVENT_QUEUE: usize = 16;
 /// The rate-limit window.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
+/// Longest wait for the client's Close frame after ours.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Why a connection ends (the `bye` reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -234,7 +237,27 @@ impl Connection {
             },
             reason: end.reason().into(),
         };
-        let _ = self.socket.send(Message::Close(Some(close))).await;
+        if self.socket.send(Message::Close(Some(close))).await.is_ok() {
+            self.await_peer_close().await;
+        }
+    }
+
+    /// Reads and discards what the client still sends until its Close frame, the end of
+    /// the stream or [`CLOSE_HANDSHAKE_TIMEOUT`] (RFC 6455 section 7.1.1). Dropping the
+    /// socket with unread bytes in the kernel's buffer makes TCP reset the connection,
+    /// and the reset throws away the `bye` and error still on their way to the client.
+    async fn await_peer_close(&mut self) {
+        let deadline = tokio::time::sleep(CLOSE_HANDSHAKE_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                frame = self.socket.recv() => match frame {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                },
+                () = &mut deadline => return,
+            }
+        }
     }
 
     fn rate_check(&mut self) -> RateCheck {
