@@ -5,7 +5,7 @@
 //! `handle_datagram` / `handle_command` / `handle_timeout` in, `poll_transmit` and
 //! `poll_timeout` out. Unit tests drive it the same way, with no socket.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +47,12 @@ pub struct WorkerCore {
     config: CoreConfig,
     metrics: Arc<Metrics>,
     sessions: HashMap<ParticipantId, Session>,
+    /// Every session's next deadline, earliest first, so finding what is due costs a
+    /// lookup instead of a scan of every session on each wake-up (thousands of sessions
+    /// during a reconnect storm).
+    timers: BTreeSet<(Instant, ParticipantId)>,
+    /// The deadline each session has in `timers`.
+    timer_of: HashMap<ParticipantId, Instant>,
     by_ufrag: HashMap<String, ParticipantId>,
     by_addr: HashMap<SocketAddr, ParticipantId>,
     router: MediaRouter,
@@ -72,6 +78,8 @@ impl WorkerCore {
             config,
             metrics,
             sessions: HashMap::new(),
+            timers: BTreeSet::new(),
+            timer_of: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             transmits: VecDeque::new(),
@@ -112,6 +120,7 @@ impl WorkerCore {
                     self.by_ufrag
                         .insert(spec.local_ice.ufrag.clone(), spec.participant);
                     self.sessions.insert(spec.participant, session);
+                    self.reschedule(spec.participant);
                 }
                 Err(error) => {
                     tracing::warn!(participant = spec.participant, %error, "session refused");
@@ -139,6 +148,7 @@ impl WorkerCore {
             self.by_ufrag.retain(|_, p| *p != id);
             self.by_addr.retain(|_, p| *p != id);
         }
+        self.reschedule(id);
         self.router.remove_participant(id);
     }
 
@@ -259,6 +269,26 @@ impl WorkerCore {
         let _ = now;
         self.apply(id, &mut effects);
         self.effects = effects;
+        self.reschedule(id);
+    }
+
+    /// Files `id`'s current deadline in the timer index (or removes it, for a session
+    /// that is gone or has nothing scheduled). Called after anything touched the session.
+    fn reschedule(&mut self, id: ParticipantId) {
+        let next = self.sessions.get(&id).and_then(Session::poll_timeout);
+        let previous = match next {
+            Some(at) => self.timer_of.insert(id, at),
+            None => self.timer_of.remove(&id),
+        };
+        if previous == next {
+            return;
+        }
+        if let Some(at) = previous {
+            self.timers.remove(&(at, id));
+        }
+        if let Some(at) = next {
+            self.timers.insert((at, id));
+        }
     }
 
     fn drive(&mut self, now: Instant, id: ParticipantId) {
@@ -319,10 +349,10 @@ impl WorkerCore {
     /// Lets time pass for every session whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<ParticipantId> = self
-            .sessions
+            .timers
             .iter()
-            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             self.with_session(now, id, |session, ctx| session.handle_timeout(now, ctx));
@@ -348,9 +378,10 @@ impl WorkerCore {
 
     /// The earliest timer of all sessions and the router.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions
-            .values()
-            .filter_map(Session::poll_timeout)
+        self.timers
+            .first()
+            .map(|(at, _)| *at)
+            .into_iter()
             .chain(self.router.poll_timeout())
             .min()
     }
@@ -650,6 +681,24 @@ mod tests {
         h.core.handle_timeout(h.now);
         let again = h.sent();
         assert!(!again.is_empty(), "the ClientHello is retransmitted");
+    }
+
+    #[test]
+    fn the_timer_index_follows_a_session_and_forgets_it_when_removed() {
+        let mut h = harness(Role::Client);
+        let _ = h.pass_ice();
+        let session = h.core.sessions.get(&7).and_then(Session::poll_timeout);
+        assert!(session.is_some(), "the ClientHello's retransmission timer");
+        assert_eq!(h.core.timers.first().map(|(at, _)| *at), session);
+        // a retransmission moves the deadline; the index moves with it
+        h.now = session.expect("deadline");
+        h.core.handle_timeout(h.now);
+        let moved = h.core.sessions.get(&7).and_then(Session::poll_timeout);
+        assert!(moved > session);
+        assert_eq!(h.core.timers.len(), 1);
+        assert_eq!(h.core.timers.first().map(|(at, _)| *at), moved);
+        h.core.handle_command(h.now, Command::Remove(7));
+        assert!(h.core.timers.is_empty() && h.core.timer_of.is_empty());
     }
 
     #[test]

@@ -43,6 +43,8 @@ fn sfu_kind(kind: Kind) -> sluice_sfu::Kind {
 
 #[derive(Debug, Default)]
 struct Member {
+    /// The room it is in: only members of one room subscribe to each other.
+    room: String,
     /// Published tracks by kind.
     tracks: HashMap<Kind, TrackId>,
     /// What signalling asked this participant to receive.
@@ -97,7 +99,13 @@ impl MediaRouter {
                 return;
             }
             let _ = self.router.set_cname(SfuId(id), &participant_label(id));
-            self.members.insert(id, Member::default());
+            self.members.insert(
+                id,
+                Member {
+                    room: room.to_owned(),
+                    ..Member::default()
+                },
+            );
         }
         let Some(member) = self.members.get_mut(&id) else {
             return;
@@ -120,17 +128,19 @@ impl MediaRouter {
             }
         }
         member.wanted = subscriptions.to_vec();
-        self.reconcile();
+        self.reconcile(room);
     }
 
-    /// Brings the router's subscriptions in line with what every member wants.
-    fn reconcile(&mut self) {
+    /// Brings the router's subscriptions in line with what every member of `room` wants.
+    /// One room at a time: a join costs the size of its room, not of the whole worker.
+    fn reconcile(&mut self, room: &str) {
         let tracks: HashMap<(ParticipantId, Kind), TrackId> = self
             .members
             .iter()
+            .filter(|(_, m)| m.room == room)
             .flat_map(|(id, m)| m.tracks.iter().map(move |(k, t)| ((*id, *k), *t)))
             .collect();
-        for (id, member) in &mut self.members {
+        for (id, member) in self.members.iter_mut().filter(|(_, m)| m.room == room) {
             let desired: Vec<(SubscriptionSpec, TrackId)> = member
                 .wanted
                 .iter()
@@ -162,9 +172,9 @@ impl MediaRouter {
 
     /// Forgets `id` and every subscription to its tracks.
     pub fn remove_participant(&mut self, id: ParticipantId) {
-        if self.members.remove(&id).is_some() {
+        if let Some(gone) = self.members.remove(&id) {
             let removed = self.router.remove_participant(SfuId(id));
-            for member in self.members.values_mut() {
+            for member in self.members.values_mut().filter(|m| m.room == gone.room) {
                 member.active.retain(|(_, t)| !removed.contains(t));
             }
         }
