@@ -204,7 +204,10 @@ impl RetransmissionCache {
             if !oldest_is_young {
                 break;
             }
-            self.ring_limit = self.ring_limit.saturating_add(RING_STEP_BYTES).min(self.max_bytes);
+            self.ring_limit = self
+                .ring_limit
+                .saturating_add(RING_STEP_BYTES)
+                .min(self.max_bytes);
         }
         if self.write_at + len > self.ring_limit {
             // The tail is skipped this lap: what still lies there was written in the
