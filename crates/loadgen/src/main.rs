@@ -155,6 +155,14 @@ fn phases(fleet: &Mutex<Fleet>) -> Vec<Phase> {
         .unwrap_or_default()
 }
 
+/// Polls the fleet every 50 ms until no client is in a phase `pending` matches, or until
+/// `deadline`.
+async fn wait_while_any(fleet: &Mutex<Fleet>, deadline: Instant, pending: impl Fn(&Phase) -> bool) {
+    while phases(fleet).iter().any(&pending) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn snapshot(fleet: &Mutex<Fleet>) -> (Vec<ClientStats>, u64) {
     match fleet.lock() {
         Ok(f) => (
@@ -244,17 +252,10 @@ async fn run_storm(args: &Args) -> bool {
     );
     let _ = ramp.await;
     // Every joined client answers its first offer and then waits in Phase::Held.
-    loop {
-        let phases = phases(&fleet);
-        let waiting = phases
-            .iter()
-            .filter(|p| matches!(p, Phase::Joining | Phase::Connecting))
-            .count();
-        if waiting == 0 || Instant::now() >= join_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_while_any(&fleet, join_deadline, |p| {
+        matches!(p, Phase::Joining | Phase::Connecting)
+    })
+    .await;
     let joined_after = started.elapsed();
 
     let released_at = Instant::now();
@@ -280,18 +281,11 @@ async fn run_storm(args: &Args) -> bool {
         }
     }
     let outcome_deadline = Instant::now() + Duration::from_secs(args.connect_timeout_s + 5);
-    loop {
-        let pending = phases(&fleet)
-            .iter()
-            .filter(|p| matches!(p, Phase::Held | Phase::Connecting))
-            .count();
-        if pending == 0 || Instant::now() >= outcome_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (stats, _) = snapshot(&fleet);
-    let join_failures = snapshot(&fleet).1;
+    wait_while_any(&fleet, outcome_deadline, |p| {
+        matches!(p, Phase::Held | Phase::Connecting)
+    })
+    .await;
+    let (stats, join_failures) = snapshot(&fleet);
     let report = StormReport::new(&stats, join_failures, held.len() as u64, released_at);
     let failures = failure_reasons(&stats);
     let join_errors = leave_all(&fleet).await;

@@ -115,12 +115,7 @@ impl Summary {
 
     /// A human-readable table.
     pub fn table(&self) -> String {
-        let fmt = |d: Option<Duration>| {
-            d.map_or_else(
-                || "-".to_owned(),
-                |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
-            )
-        };
+        let fmt = milliseconds_cell;
         let mut out = String::new();
         let rows: [(&str, String); 14] = [
             ("clients", self.clients.to_string()),
@@ -267,12 +262,7 @@ impl StormReport {
 
     /// A human-readable table.
     pub fn table(&self) -> String {
-        let fmt = |d: Option<Duration>| {
-            d.map_or_else(
-                || "-".to_owned(),
-                |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
-            )
-        };
+        let fmt = milliseconds_cell;
         let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.0} /s"));
         let rows: [(&str, String); 8] = [
             (
@@ -313,6 +303,14 @@ impl StormReport {
         }
         out
     }
+}
+
+/// A table cell for an optional duration: "12.3 ms" or "-".
+fn milliseconds_cell(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".to_owned(),
+        |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
+    )
 }
 
 #[cfg(test)]

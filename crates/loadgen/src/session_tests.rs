@@ -28,7 +28,16 @@ fn publisher(now: Instant) -> MediaSession {
 }
 
 fn subscriber(now: Instant) -> MediaSession {
-    let mut s = MediaSession::new(config(None, None, 77), "p-bo", now, UNIX_US);
+    subscribed(MediaSession::new(
+        config(None, None, 77),
+        "p-bo",
+        now,
+        UNIX_US,
+    ))
+}
+
+/// `s` subscribed to p-ada's audio (SSRC 11) and video (22, RTX 23).
+fn subscribed(mut s: MediaSession) -> MediaSession {
     s.set_remote_tracks(&[
         RemoteTrack {
             mid: "2".into(),
@@ -314,7 +323,7 @@ fn video_that_starts_without_a_keyframe_is_pli_requested_until_one_arrives() {
 }
 
 fn sampling_subscriber(now: Instant, every: u32) -> MediaSession {
-    let mut s = MediaSession::new(
+    subscribed(MediaSession::new(
         SessionConfig {
             decrypt_every: every,
             ..config(None, None, 77)
@@ -322,24 +331,7 @@ fn sampling_subscriber(now: Instant, every: u32) -> MediaSession {
         "p-bo",
         now,
         UNIX_US,
-    );
-    s.set_remote_tracks(&[
-        RemoteTrack {
-            mid: "2".into(),
-            kind: Kind::Audio,
-            participant_id: "p-ada".into(),
-            ssrc: 11,
-            rtx_ssrc: None,
-        },
-        RemoteTrack {
-            mid: "3".into(),
-            kind: Kind::Video,
-            participant_id: "p-ada".into(),
-            ssrc: 22,
-            rtx_ssrc: Some(23),
-        },
-    ]);
-    s
+    ))
 }
 
 /// The clear header a plain RTP packet would show once protected (no SRTP tag here).

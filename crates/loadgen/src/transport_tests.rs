@@ -22,6 +22,17 @@ struct FakeServer {
 }
 
 impl FakeServer {
+    /// `packet` protected with the server's outbound SRTP context.
+    fn protect(&mut self, packet: &[u8]) -> Vec<u8> {
+        self.srtp
+            .as_mut()
+            .expect("keys")
+            .0
+            .encrypt_rtp(packet)
+            .expect("protect")
+            .to_vec()
+    }
+
     fn new(role: Role, cert: Arc<Certificate>, client_fp: Fingerprint, now: Instant) -> Self {
         let ice = IceLite::new(
             IceConfig::default(),
@@ -191,14 +202,7 @@ fn client_completes_ice_dtls_and_srtp_against_a_dtls_server() {
     assert_ne!(protected, packet);
     assert_eq!(server.handle(now, &protected), Some(packet.clone()));
 
-    let from_server = server
-        .srtp
-        .as_mut()
-        .unwrap()
-        .0
-        .encrypt_rtp(&packet)
-        .unwrap()
-        .to_vec();
+    let from_server = server.protect(&packet);
     assert_eq!(
         client.handle_datagram(now, &from_server, |s| s == 4242),
         Received::Rtp(packet.clone())
@@ -210,14 +214,7 @@ fn client_completes_ice_dtls_and_srtp_against_a_dtls_server() {
     );
     // a tampered packet fails authentication
     source.next_packet(&stamp, &mut packet);
-    let mut tampered = server
-        .srtp
-        .as_mut()
-        .unwrap()
-        .0
-        .encrypt_rtp(&packet)
-        .unwrap()
-        .to_vec();
+    let mut tampered = server.protect(&packet);
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     assert_eq!(
@@ -270,14 +267,7 @@ fn sampled_decryption_keeps_the_srtp_rollover_counter_across_wraps() {
     let (mut decrypted, mut counted) = (0, 0);
     for i in 0..70_000u32 {
         source.next_packet(&stamp, &mut packet);
-        let protected = server
-            .srtp
-            .as_mut()
-            .unwrap()
-            .0
-            .encrypt_rtp(&packet)
-            .unwrap()
-            .to_vec();
+        let protected = server.protect(&packet);
         let sample = i % 16 == 0;
         let received = client.handle_datagram_sampled(now, &protected, |c| {
             assert_eq!(c.sequence_number, 65_000u16.wrapping_add(i as u16));
