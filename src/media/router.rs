@@ -5,6 +5,7 @@
 //! each participant wants and reconciles it with the router after every change, so a
 //! subscription to a track that is not published yet starts as soon as it is.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -58,6 +59,10 @@ struct Member {
 pub struct MediaRouter {
     router: Router,
     members: HashMap<ParticipantId, Member>,
+    /// The router's next deadline as of its last change (`None`: changed since). Finding
+    /// it walks every participant and track, and the worker asks on every wake-up, most
+    /// of which (ICE, DTLS) never touch the router.
+    deadline: Cell<Option<Option<Instant>>>,
 }
 
 impl MediaRouter {
@@ -82,6 +87,7 @@ impl MediaRouter {
         Self {
             router: Router::new(config),
             members: HashMap::new(),
+            deadline: Cell::new(None),
         }
     }
 
@@ -93,6 +99,7 @@ impl MediaRouter {
         publications: &[PublicationSpec],
         subscriptions: &[SubscriptionSpec],
     ) {
+        self.deadline.set(None);
         if !self.members.contains_key(&id) {
             if let Err(error) = self.router.add_participant(room, SfuId(id)) {
                 tracing::warn!(participant = id, %error, "router refused the participant");
@@ -172,6 +179,7 @@ impl MediaRouter {
 
     /// Forgets `id` and every subscription to its tracks.
     pub fn remove_participant(&mut self, id: ParticipantId) {
+        self.deadline.set(None);
         if let Some(gone) = self.members.remove(&id) {
             let removed = self.router.remove_participant(SfuId(id));
             for member in self.members.values_mut().filter(|m| m.room == gone.room) {
@@ -182,16 +190,19 @@ impl MediaRouter {
 
     /// Routes one plaintext RTP packet (drops are counted in the router's stats).
     pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        self.deadline.set(None);
         self.router.handle_rtp(now, SfuId(from), packet);
     }
 
     /// Handles one plaintext RTCP packet.
     pub fn handle_rtcp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        self.deadline.set(None);
         self.router.handle_rtcp(now, SfuId(from), packet);
     }
 
     /// The next packet to protect and send.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.deadline.set(None);
         self.router.poll_output().map(|o| Output {
             to: o.to.0,
             kind: match o.kind {
@@ -209,11 +220,17 @@ impl MediaRouter {
 
     /// The router's next report/feedback deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.router.poll_timeout()
+        if let Some(deadline) = self.deadline.get() {
+            return deadline;
+        }
+        let deadline = self.router.poll_timeout();
+        self.deadline.set(Some(deadline));
+        deadline
     }
 
     /// Lets time pass for reports, feedback and NACKs.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.deadline.set(None);
         self.router.handle_timeout(now);
     }
 
@@ -290,5 +307,34 @@ mod tests {
         router.remove_participant(1);
         router.handle_rtp(now, 1, &opus(1, 0xA0));
         assert!(std::iter::from_fn(|| router.poll_output()).all(|o| o.kind != OutputKind::Rtp));
+    }
+
+    #[test]
+    fn the_cached_deadline_follows_every_change_of_the_router() {
+        let now = Instant::now();
+        let mut router = MediaRouter::new(32, 25, 1000);
+        assert_eq!(router.poll_timeout(), None);
+        let publication = PublicationSpec {
+            kind: Kind::Audio,
+            mid: "0".into(),
+            ssrc: Some(0xA0),
+            rtx_ssrc: None,
+        };
+        router.set_participant("r", 1, &[publication], &[]);
+        router.handle_rtp(now, 1, &opus(1, 0xA0));
+        let first = router.poll_timeout().expect("a report or feedback is due");
+        assert_eq!(
+            router.poll_timeout(),
+            Some(first),
+            "asked again: same answer"
+        );
+        router.handle_timeout(first);
+        let _ = std::iter::from_fn(|| router.poll_output()).count();
+        let next = router.poll_timeout().expect("the next report");
+        assert!(
+            next > first,
+            "not the stale deadline: {next:?} <= {first:?}"
+        );
+        assert_eq!(router.poll_timeout(), router.router.poll_timeout());
     }
 }

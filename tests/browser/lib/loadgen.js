@@ -5,8 +5,8 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 
+const { spawnTracked } = require('./child');
 const cleanup = require('./cleanup');
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -74,40 +74,21 @@ function startLoadgen({ wsUrl, roomPrefix, publishers, subscribers, durationS, e
     '--json',
     ...extraArgs,
   ];
-  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanup.trackPid(child.pid);
+  const { child, exited: closed, exitInfo, terminate } = spawnTracked(bin, argv);
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
   child.stdout.on('data', (chunk) => {
     if (stdout.length < MAX_OUTPUT_BYTES) stdout += chunk;
   });
   child.stderr.on('data', (chunk) => {
     if (stderr.length < MAX_OUTPUT_BYTES) stderr += chunk;
   });
-  let exitInfo = null;
-  const exited = new Promise((resolve) => {
-    const done = (info) => {
-      if (exitInfo) return;
-      exitInfo = info;
-      cleanup.untrackPid(child.pid);
-      unregister();
-      resolve({ ...info, json: parseSummary(stdout), stdout, stderr });
-    };
-    // 'close' (not 'exit'): stdout is complete only once the pipes are closed.
-    child.on('close', (code, signal) => done({ code, signal }));
-    child.on('error', (error) => done({ code: null, signal: null, error: error.message }));
+  const exited = closed.then((info) => {
+    unregister();
+    return { ...info, json: parseSummary(stdout), stdout, stderr };
   });
   const stop = async () => {
-    if (!exitInfo) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => {
-        if (!exitInfo) child.kill('SIGKILL');
-      }, STOP_GRACE_MS);
-      await exited;
-      clearTimeout(timer);
-    }
+    await terminate(STOP_GRACE_MS);
     return exited;
   };
   const unregister = cleanup.register(`loadgen ${child.pid}`, stop);
@@ -116,7 +97,7 @@ function startLoadgen({ wsUrl, roomPrefix, publishers, subscribers, durationS, e
     room: `${roomPrefix}-0`,
     argv: [bin, ...argv],
     exited,
-    running: () => exitInfo === null,
+    running: () => exitInfo() === null,
     stop,
   };
 }

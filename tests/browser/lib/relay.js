@@ -5,8 +5,9 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 
+const { spawnTracked } = require('./child');
 const cleanup = require('./cleanup');
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -44,22 +45,11 @@ function relayBinary() {
 async function startRelay({ listen, upstream, args = [], seed = 1 }) {
   const bin = relayBinary();
   const argv = ['--listen', listen, '--upstream', upstream, '--seed', String(seed), ...args];
-  const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanup.trackPid(child.pid);
+  const { child, exited, terminate } = spawnTracked(bin, argv);
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
   child.stdout.on('data', (chunk) => {
     if (stdout.length < 1 << 20) stdout += chunk;
-  });
-  let exitInfo = null;
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      exitInfo = { code, signal };
-      cleanup.untrackPid(child.pid);
-      resolve(exitInfo);
-    });
   });
   const listening = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`relay did not start within ${START_TIMEOUT_MS} ms: ${stderr}`)), START_TIMEOUT_MS);
@@ -80,14 +70,7 @@ async function startRelay({ listen, upstream, args = [], seed = 1 }) {
   const stop = () => {
     if (stopped) return stopped;
     stopped = (async () => {
-      if (!exitInfo) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-          if (!exitInfo) child.kill('SIGKILL');
-        }, STOP_GRACE_MS);
-        await exited;
-        clearTimeout(timer);
-      }
+      await terminate(STOP_GRACE_MS);
       unregister();
       try {
         return JSON.parse(stdout.trim().split('\n').pop());

@@ -6,8 +6,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
-const { spawn } = require('node:child_process');
 
+const { spawnTracked } = require('./child');
 const cleanup = require('./cleanup');
 const { freeTcpPort, freeUdpPort } = require('./ports');
 
@@ -122,42 +122,18 @@ async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1'
   fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, announce, dtls }));
 
   const log = new LogBuffer(MAX_LOG_LINES);
-  const child = spawn(bin, ['--config', configPath], {
+  const { child, exited, exitInfo: exitState, terminate } = spawnTracked(bin, ['--config', configPath], {
     cwd: tmpDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: '', NO_COLOR: '1' },
   });
-  cleanup.trackPid(child.pid);
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
   child.stdout.on('data', (chunk) => log.push(chunk));
   child.stderr.on('data', (chunk) => log.push(chunk));
-
-  let exitInfo = null;
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      exitInfo = { code, signal };
-      cleanup.untrackPid(child.pid);
-      resolve(exitInfo);
-    });
-    child.on('error', (error) => {
-      exitInfo = { code: null, signal: null, error: error.message };
-      resolve(exitInfo);
-    });
-  });
 
   let stopped = null;
   const stop = () => {
     if (stopped) return stopped;
     stopped = (async () => {
-      if (!exitInfo) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-          if (!exitInfo) child.kill('SIGKILL');
-        }, STOP_GRACE_MS);
-        await exited;
-        clearTimeout(timer);
-      }
+      const exitInfo = await terminate(STOP_GRACE_MS);
       cleanup.removeDir(tmpDir);
       unregister();
       return exitInfo;
@@ -170,10 +146,10 @@ async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1'
   const deadline = Date.now() + HEALTH_TIMEOUT_MS;
   let lastError = 'no answer yet';
   for (;;) {
-    if (exitInfo) {
+    if (exitState()) {
       await stop();
       throw new Error(
-        `server exited before /healthz answered (${JSON.stringify(exitInfo)}); log tail:\n${log.tail(40)}`,
+        `server exited before /healthz answered (${JSON.stringify(exitState())}); log tail:\n${log.tail(40)}`,
       );
     }
     try {
@@ -202,7 +178,7 @@ async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1'
     log,
     exited,
     get exitInfo() {
-      return exitInfo;
+      return exitState();
     },
     stop,
     /** The /metrics text, or null when the server does not answer. */
