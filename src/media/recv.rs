@@ -277,12 +277,16 @@ mod tests {
             .await
             .unwrap();
         receiver.readable().await.unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // The datagram waits in the socket for a while (this sleep is the delay being
+        // measured, not synchronisation); the stamp must tell its arrival, not the read.
+        // The margin is wide because the wall-to-monotonic conversion reads two clocks
+        // and a loaded machine may preempt between them.
+        std::thread::sleep(Duration::from_millis(200));
         let read_after = Instant::now();
         let mut batch = RecvBatch::default();
         assert_eq!(batch.try_recv(&receiver).unwrap().received, 1);
         let (_, _, received_at) = batch.datagrams().next().unwrap();
-        assert!(read_after.duration_since(received_at) >= Duration::from_millis(15));
+        assert!(read_after.duration_since(received_at) >= Duration::from_millis(100));
     }
 
     #[tokio::test]
