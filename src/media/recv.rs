@@ -260,7 +260,7 @@ mod tests {
             assert_eq!(data, vec![n; 100 + usize::from(n)].as_slice());
             assert!(received_at <= after, "not in the future");
             // the wall clock and the monotonic clock may drift apart a little
-            assert!(received_at + Duration::from_millis(50) >= before);
+            assert!(received_at + Duration::from_millis(1000) >= before);
         }
         assert_eq!(
             batch.try_recv(&receiver).unwrap_err().kind(),
