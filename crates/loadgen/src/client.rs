@@ -619,6 +619,10 @@ impl Runner {
         mut commands: mpsc::Receiver<Command>,
     ) {
         if let Err(e) = self.run_inner(&mut ws, &socket, &mut commands).await {
+            let e = match e {
+                ClientError::Closed => self.last_words(&mut ws).unwrap_or(ClientError::Closed),
+                e => e,
+            };
             self.fail(e.to_string());
         }
         if let Some(t) = self.transport.as_mut() {
@@ -626,6 +630,31 @@ impl Runner {
         }
         drop(ws);
         self.publish();
+    }
+
+    /// What the server said before its socket closed, read after a send found the
+    /// signalling task gone: the server's `bye` (and any error before it) may still wait
+    /// in the queue behind the offer this task was answering, and is the real ending.
+    fn last_words(&mut self, ws: &mut Signalling) -> Option<ClientError> {
+        while let Ok(message) = ws.incoming.try_recv() {
+            match message {
+                Ok(Some(ServerMessage::Error { code, message })) => {
+                    self.event(ClientEvent::ServerError {
+                        code: error_code(code),
+                        message,
+                    });
+                }
+                Ok(Some(ServerMessage::Bye { reason })) => {
+                    self.event(ClientEvent::Bye {
+                        reason: reason.clone(),
+                    });
+                    return Some(ClientError::Bye { reason });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+        None
     }
 
     async fn run_inner(
