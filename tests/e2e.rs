@@ -3,24 +3,17 @@
 //! join through the real WebSocket and UDP sockets, publish synthetic RTP and decrypt
 //! what the others send.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod support;
+
+use support::{start_server, Server};
+
 use std::time::Duration;
 
-use sluice::config::Config;
-use sluice::http::{self, AppState};
-use sluice::metrics::Metrics;
-use sluice::shutdown::Shutdown;
 use sluice_loadgen::{Client, ClientConfig, ClientEvent, MediaKind};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-e2e";
 /// Generous bound for slow CI machines; the waits end as soon as the condition holds.
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Server {
-    url: String,
-    state: AppState,
-}
 
 async fn start(role: &str, with_keys: bool) -> Server {
     let auth = if with_keys {
@@ -33,18 +26,7 @@ async fn start(role: &str, with_keys: bool) -> Server {
          media:\n  listen: \"127.0.0.1:0\"\n  workers: 1\n  announce: [\"127.0.0.1\"]\n\
          dtls:\n  role: {role}\n{auth}"
     );
-    let config = Arc::new(Config::load_str(&yaml).expect("valid test configuration"));
-    let state = AppState::new(config, Arc::new(Metrics::with_workers(1)), Shutdown::new());
-    let state = sluice::signaling::with_media(state).expect("media plane starts");
-    state.set_ready(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server {
-        url: format!("ws://{addr}/ws"),
-        state,
-    }
+    start_server(&yaml).await
 }
 
 fn client_config(server: &Server, room: &str, name: &str) -> ClientConfig {

@@ -15,6 +15,10 @@
 //! (`Transport`, `write_answer`) so they can do what a normal client never does: stop
 //! halfway through a handshake, or send RTP under thousands of SSRCs.
 
+mod support;
+
+use support::{start_server, Server};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +26,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use ring::rand::SystemRandom;
-use sluice::config::Config;
-use sluice::http::{self, AppState};
-use sluice::metrics::Metrics;
-use sluice::shutdown::Shutdown;
 use sluice_dtls::{Certificate, Role};
 use sluice_ice::Credentials;
 use sluice_loadgen::answer::{answer_setup, write_answer, AnswerParams, LocalTrack};
@@ -60,11 +60,6 @@ const SIGNALING_PER_SECOND: u32 = 20;
 /// `limits.signaling_message_bytes` of the test server.
 const SIGNALING_BYTES: usize = 16 * 1024;
 
-struct Server {
-    url: String,
-    state: AppState,
-}
-
 async fn start() -> Server {
     start_with("bitrate_bps_per_session: 20000000").await
 }
@@ -81,18 +76,7 @@ async fn start_with(extra_limit: &str) -> Server {
          signaling_message_bytes: {SIGNALING_BYTES}\n  sessions_per_source_ip: 40\n  \
          {extra_limit}\n"
     );
-    let config = Arc::new(Config::load_str(&yaml).expect("valid test configuration"));
-    let state = AppState::new(config, Arc::new(Metrics::with_workers(1)), Shutdown::new());
-    let state = sluice::signaling::with_media(state).expect("media plane starts");
-    state.set_ready(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server {
-        url: format!("ws://{addr}/ws"),
-        state,
-    }
+    start_server(&yaml).await
 }
 
 impl Server {

@@ -2,22 +2,15 @@
 //! the real WebSocket. Each refusal must reach the client with its code and be counted
 //! in `sluice_admissions_refused_total{reason}`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod support;
+
+use support::{start_server, Server};
+
 use std::time::Duration;
 
-use sluice::config::Config;
-use sluice::http::{self, AppState};
-use sluice::metrics::Metrics;
-use sluice::shutdown::Shutdown;
 use sluice_loadgen::{Client, ClientConfig, ClientError};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-struct Server {
-    url: String,
-    state: AppState,
-}
 
 async fn start(limits: &str) -> Server {
     let yaml = format!(
@@ -25,18 +18,7 @@ async fn start(limits: &str) -> Server {
          media:\n  listen: \"127.0.0.1:0\"\n  workers: 1\n  announce: [\"127.0.0.1\"]\n\
          limits:\n{limits}"
     );
-    let config = Arc::new(Config::load_str(&yaml).expect("valid test configuration"));
-    let state = AppState::new(config, Arc::new(Metrics::with_workers(1)), Shutdown::new());
-    let state = sluice::signaling::with_media(state).expect("media plane starts");
-    state.set_ready(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server {
-        url: format!("ws://{addr}/ws"),
-        state,
-    }
+    start_server(&yaml).await
 }
 
 impl Server {

@@ -8,6 +8,11 @@
 //! Cargo builds this file as the integration test `resilience` of the `sluice` package
 //! (tests/<name>/main.rs), so it uses the package's dev-dependencies only.
 
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::start_server;
+
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,10 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use sluice::config::Config;
-use sluice::http::{self, AppState};
-use sluice::metrics::Metrics;
-use sluice::shutdown::Shutdown;
 use sluice_loadgen::{Client, ClientConfig};
 use tokio::net::UdpSocket;
 
@@ -114,19 +115,12 @@ async fn twenty_clients_joining_at_once_through_30_percent_loss_all_complete_the
          media:\n  listen: \"127.0.0.1:{media_port}\"\n  workers: 1\n  announce: [\"{relay}\"]\n\
          limits:\n  sessions_per_source_ip: 100\n"
     );
-    let config = Arc::new(Config::load_str(&yaml).expect("valid configuration"));
-    let state = AppState::new(config, Arc::new(Metrics::with_workers(1)), Shutdown::new());
-    let state = sluice::signaling::with_media(state).expect("media plane starts");
-    state.set_ready(true);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = start_server(&yaml).await;
 
     let started = Instant::now();
     let joins = (0..CLIENTS).map(|i| {
         Client::connect(ClientConfig {
-            server_url: format!("ws://{addr}/ws"),
+            server_url: server.url.clone(),
             room: "storm".to_owned(),
             name: format!("p{i}"),
             publish_audio: true,
