@@ -123,15 +123,7 @@ impl Summary {
                 "handshakes done / failed",
                 format!("{} / {}", self.handshakes_done, self.failed),
             ),
-            (
-                "handshake p50 / p95 / p99",
-                format!(
-                    "{} / {} / {}",
-                    fmt(self.handshake.quantile(0.5)),
-                    fmt(self.handshake.quantile(0.95)),
-                    fmt(self.handshake.quantile(0.99))
-                ),
-            ),
+            ("handshake p50 / p95 / p99", tail_cell(&self.handshake)),
             ("one-way delay p50", fmt(self.delay.quantile(0.5))),
             ("one-way delay p99", fmt(self.delay.quantile(0.99))),
             ("packets sent", self.packets_sent.to_string()),
@@ -283,15 +275,7 @@ impl StormReport {
                 "per second, middle 80 %",
                 rate(self.completed_per_second_middle_80),
             ),
-            (
-                "handshake p50 / p95 / p99",
-                format!(
-                    "{} / {} / {}",
-                    fmt(self.handshake.quantile(0.5)),
-                    fmt(self.handshake.quantile(0.95)),
-                    fmt(self.handshake.quantile(0.99))
-                ),
-            ),
+            ("handshake p50 / p95 / p99", tail_cell(&self.handshake)),
             (
                 "dtls retransmissions",
                 self.dtls_retransmissions.to_string(),
@@ -303,6 +287,16 @@ impl StormReport {
         }
         out
     }
+}
+
+/// A table cell with the p50 / p95 / p99 of `histogram`.
+fn tail_cell(histogram: &Histogram) -> String {
+    format!(
+        "{} / {} / {}",
+        milliseconds_cell(histogram.quantile(0.5)),
+        milliseconds_cell(histogram.quantile(0.95)),
+        milliseconds_cell(histogram.quantile(0.99))
+    )
 }
 
 /// A table cell for an optional duration: "12.3 ms" or "-".
