@@ -68,6 +68,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub dtls: DtlsConfig,
     pub ice: IceConfig,
+    pub signaling: SignalingConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -110,6 +111,8 @@ pub struct MediaConfig {
     /// Addresses announced to peers as host candidates. Empty means the host's
     /// interface addresses (see [`default_announce_addresses`]).
     pub announce: Vec<AnnounceAddress>,
+    /// How long after its first answer a participant may take to complete ICE and DTLS.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -118,11 +121,16 @@ impl Default for MediaConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 40000)),
             workers: 0,
             announce: Vec::new(),
+            connect_timeout_ms: 40_000,
         }
     }
 }
 
 impl MediaConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
     /// The number of workers to start: `workers`, or the number of available cores when 0.
     pub fn resolved_workers(&self) -> usize {
         if self.workers > 0 {
@@ -493,6 +501,50 @@ impl ShutdownConfig {
     }
 }
 
+/// `signaling`: how long the server waits for a client, and how far it lets one fall behind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingConfig {
+    /// An offer unanswered this long ends the participant (`answer_timeout`).
+    pub answer_timeout_ms: u64,
+    /// A socket that has not joined this long after opening is closed (`idle_timeout`).
+    pub join_timeout_ms: u64,
+    /// A socket write that takes longer ends the connection (`send_timeout`).
+    pub send_timeout_ms: u64,
+    /// Room changes queued per connection before it needs a full `room_state`.
+    pub room_event_queue: usize,
+}
+
+impl Default for SignalingConfig {
+    fn default() -> Self {
+        Self {
+            answer_timeout_ms: 10_000,
+            join_timeout_ms: 10_000,
+            send_timeout_ms: 10_000,
+            room_event_queue: 256,
+        }
+    }
+}
+
+impl SignalingConfig {
+    pub fn answer_timeout(&self) -> Duration {
+        Duration::from_millis(self.answer_timeout_ms)
+    }
+
+    pub fn join_timeout(&self) -> Duration {
+        Duration::from_millis(self.join_timeout_ms)
+    }
+
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_millis(self.send_timeout_ms)
+    }
+}
+
+/// Smallest `signaling.*_timeout_ms`.
+pub const MIN_SIGNALING_TIMEOUT_MS: u64 = 1_000;
+/// Smallest `signaling.room_event_queue`.
+pub const MIN_ROOM_EVENT_QUEUE: usize = 16;
+
 /// One broken rule of [`Config::validate`]: the key path and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -619,6 +671,7 @@ impl Config {
         );
         self.validate_auth(&mut rules);
         self.validate_limits(&mut rules);
+        self.validate_signaling(&mut rules);
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             rules.fail(
                 "log.level",
@@ -758,6 +811,31 @@ impl Config {
                     ),
                 );
             }
+        }
+    }
+
+    fn validate_signaling(&self, rules: &mut Rules) {
+        let signaling = &self.signaling;
+        for (key, value) in [
+            ("signaling.answer_timeout_ms", signaling.answer_timeout_ms),
+            ("signaling.join_timeout_ms", signaling.join_timeout_ms),
+            ("signaling.send_timeout_ms", signaling.send_timeout_ms),
+        ] {
+            rules.at_least(key, value, MIN_SIGNALING_TIMEOUT_MS);
+        }
+        rules.at_least(
+            "signaling.room_event_queue",
+            signaling.room_event_queue,
+            MIN_ROOM_EVENT_QUEUE,
+        );
+        if self.media.connect_timeout_ms < self.dtls.handshake_timeout_ms {
+            rules.fail(
+                "media.connect_timeout_ms",
+                format!(
+                    "{} is below dtls.handshake_timeout_ms ({}): a progressing handshake would be cut",
+                    self.media.connect_timeout_ms, self.dtls.handshake_timeout_ms
+                ),
+            );
         }
     }
 

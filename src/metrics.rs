@@ -262,6 +262,68 @@ impl SignalingRejection {
     }
 }
 
+/// Why a signalling connection ended (`sluice_signaling_sessions_ended_total{reason}`):
+/// the `bye` reasons, with every error code folded into `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEnd {
+    /// The client sent `leave`.
+    Left,
+    /// The socket closed without `leave`.
+    Closed,
+    /// A fatal error (bad token, full room, invalid answer, ...).
+    Error,
+    /// An offer went unanswered for `signaling.answer_timeout_ms`.
+    AnswerTimeout,
+    /// ICE and DTLS did not complete within `media.connect_timeout_ms` of the answer.
+    ConnectTimeout,
+    /// The socket sent no `join` within `signaling.join_timeout_ms`.
+    IdleTimeout,
+    /// A write to the socket did not complete within `signaling.send_timeout_ms`
+    /// (the client stopped reading).
+    SendTimeout,
+    /// The media session failed (DTLS, ICE).
+    MediaFailed,
+    /// The media session lost consent (ICE) or was closed by the peer (DTLS).
+    Disconnected,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl SessionEnd {
+    pub const ALL: [Self; 10] = [
+        Self::Left,
+        Self::Closed,
+        Self::Error,
+        Self::AnswerTimeout,
+        Self::ConnectTimeout,
+        Self::IdleTimeout,
+        Self::SendTimeout,
+        Self::MediaFailed,
+        Self::Disconnected,
+        Self::ShuttingDown,
+    ];
+
+    /// The label value (the `bye` reason, `error` for every error code).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Closed => "closed",
+            Self::Error => "error",
+            Self::AnswerTimeout => "answer_timeout",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::IdleTimeout => "idle_timeout",
+            Self::SendTimeout => "send_timeout",
+            Self::MediaFailed => "media_failed",
+            Self::Disconnected => "disconnected",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// All of Sluice's metrics. Create one per process, wrap it in an `Arc`, and hand
 /// clones to the HTTP server and every worker.
 #[derive(Debug)]
@@ -286,6 +348,8 @@ pub struct Metrics {
     signaling_messages: [Counter; Direction::ALL.len()],
     admissions_refused: [Counter; AdmissionRefusal::ALL.len()],
     signaling_rejected: [Counter; SignalingRejection::ALL.len()],
+    sessions_ended: [Counter; SessionEnd::ALL.len()],
+    room_events_overflowed: Counter,
     handshakes_in_flight: Gauge,
     router_dropped: [Counter; sluice_sfu::DropReason::ALL.len()],
     router_forwarded_packets: Counter,
@@ -418,6 +482,18 @@ impl Metrics {
             "reason",
             SignalingRejection::ALL.map(SignalingRejection::as_str),
         );
+        let sessions_ended = labelled_counters(
+            r,
+            "signaling_sessions_ended",
+            "Signalling connections ended, by reason (the bye reason)",
+            "reason",
+            SessionEnd::ALL.map(SessionEnd::as_str),
+        );
+        let room_events_overflowed = counter(
+            r,
+            "signaling_room_resyncs",
+            "Room changes that did not fit a connection's queue: it was resynchronised with a full room_state",
+        );
         let handshakes_in_flight = gauge(
             r,
             "dtls_handshakes_in_flight",
@@ -471,6 +547,8 @@ impl Metrics {
             signaling_messages,
             admissions_refused,
             signaling_rejected,
+            sessions_ended,
+            room_events_overflowed,
             handshakes_in_flight,
             router_dropped,
             router_forwarded_packets,
@@ -495,6 +573,17 @@ impl Metrics {
 
     pub fn session_closed(&self) {
         self.sessions.dec();
+    }
+
+    pub fn session_ended(&self, reason: SessionEnd) {
+        if let Some(counter) = self.sessions_ended.get(reason.index()) {
+            counter.inc();
+        }
+    }
+
+    /// Counts a connection that fell behind its room's changes (it gets a resync).
+    pub fn room_events_overflowed(&self) {
+        self.room_events_overflowed.inc();
     }
 
     pub fn room_opened(&self) {

@@ -15,6 +15,17 @@ use crate::metrics::HandshakeFailure;
 /// A participant, unique for the life of the process.
 pub type ParticipantId = u64;
 
+/// The text form of a participant id: its `participant_id` on the wire, the msid stream
+/// id and RTCP CNAME of everything forwarded from it.
+pub fn participant_label(id: ParticipantId) -> String {
+    format!("p-{id}")
+}
+
+/// The inverse of [`participant_label`].
+pub fn parse_participant_label(label: &str) -> Option<ParticipantId> {
+    label.strip_prefix("p-")?.parse().ok()
+}
+
 /// A track the participant sends us (its microphone on mid 0, camera on mid 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicationSpec {
@@ -28,8 +39,9 @@ pub struct PublicationSpec {
     pub rtx_ssrc: Option<u32>,
 }
 
-/// A track of another participant that this participant receives on a `sendonly` m-line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A track of another participant that this participant receives on a `sendonly` m-line,
+/// as the participant's answer accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionSpec {
     /// Whose track.
     pub publisher: ParticipantId,
@@ -37,8 +49,15 @@ pub struct SubscriptionSpec {
     pub kind: Kind,
     /// The SSRC we announced on that m-line: forwarded packets carry it.
     pub ssrc: u32,
-    /// The RTX SSRC we announced (video), if any.
+    /// The RTX SSRC we announced (video), kept only when the answer accepted RTX on the
+    /// m-line; `None` means NACKs are answered with plain retransmissions.
     pub rtx_ssrc: Option<u32>,
+    /// The subscriber's mid of that m-line: forwarded packets name it in `sdes:mid`, so a
+    /// receiver that demultiplexes by MID alone finds every stream.
+    pub mid: String,
+    /// The media payload types the answer accepted on that m-line; a packet with any
+    /// other payload type is not forwarded (the subscriber could not decode it).
+    pub payload_types: Vec<u8>,
 }
 
 /// Everything a worker needs to run one participant's session; sent after every answer.

@@ -12,8 +12,7 @@ use std::time::Instant;
 use sluice_sfu::{ParticipantId as SfuId, Router, RouterConfig, TrackId, TrackSpec};
 use sluice_signal::sdp::Kind;
 
-use crate::media::command::{ParticipantId, PublicationSpec, SubscriptionSpec};
-use crate::signaling::rooms::participant_label;
+use crate::media::command::{participant_label, ParticipantId, PublicationSpec, SubscriptionSpec};
 
 /// RTP or RTCP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +150,7 @@ impl MediaRouter {
             let desired: Vec<(SubscriptionSpec, TrackId)> = member
                 .wanted
                 .iter()
-                .filter_map(|s| tracks.get(&(s.publisher, s.kind)).map(|t| (*s, *t)))
+                .filter_map(|s| tracks.get(&(s.publisher, s.kind)).map(|t| (s.clone(), *t)))
                 .collect();
             let (keep, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut member.active)
                 .into_iter()
@@ -161,13 +160,13 @@ impl MediaRouter {
             }
             member.active = keep;
             for (spec, track) in desired {
-                if member.active.contains(&(spec, track)) {
+                if member.active.iter().any(|(s, t)| *s == spec && *t == track) {
                     continue;
                 }
                 let subscription = sluice_sfu::SubscriptionSpec {
                     ssrc: spec.ssrc,
                     rtx_ssrc: spec.rtx_ssrc,
-                    mid: None,
+                    mid: (!spec.mid.is_empty()).then(|| spec.mid.clone()),
                 };
                 match self.router.subscribe(SfuId(*id), track, subscription) {
                     Ok(()) => member.active.push((spec, track)),
@@ -262,6 +261,8 @@ mod tests {
             kind: Kind::Audio,
             ssrc: 0xB0,
             rtx_ssrc: None,
+            mid: "2".into(),
+            payload_types: vec![111],
         };
         // Bo answers first: Ada's track does not exist yet.
         router.set_participant("r", 2, &[], &[wants_ada]);
@@ -301,6 +302,8 @@ mod tests {
             kind: Kind::Audio,
             ssrc: 0xB0,
             rtx_ssrc: None,
+            mid: "2".into(),
+            payload_types: vec![111],
         };
         router.set_participant("r", 1, &[publication], &[]);
         router.set_participant("r", 2, &[], &[wants_ada]);

@@ -5,6 +5,7 @@
 //! events, shutdown) and tells the worker what to forward after every answer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,13 +25,11 @@ use tokio::sync::mpsc;
 use crate::config::{Config, DtlsRole};
 use crate::http::AppState;
 use crate::media::{
-    Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
-    WorkerHandle,
+    participant_label, Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec,
+    SubscriptionSpec, WorkerHandle,
 };
-use crate::metrics::{AdmissionRefusal, Direction, SignalingRejection};
-use crate::signaling::rooms::{
-    parse_participant_label, participant_label, Admission, RoomEvent, Rooms,
-};
+use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
+use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
 
 /// Session events queued from the worker (it never blocks on signalling).
 const SESSION_EVENT_QUEUE: usize = 16;
@@ -49,18 +48,40 @@ enum End {
     Disconnected,
     ShuttingDown,
     SocketClosed,
+    AnswerTimeout,
+    ConnectTimeout,
+    IdleTimeout,
+    /// A write did not complete in time: the client stopped reading, so nothing more
+    /// is sent to it (no `bye`, no close handshake).
+    SendTimeout,
 }
 
 impl End {
     fn reason(self) -> &'static str {
         match self {
-            End::Left => "left",
             End::Fatal(code) => code.as_str(),
-            End::MediaFailed => "media_failed",
-            End::Disconnected => "disconnected",
-            End::ShuttingDown => "shutting_down",
-            End::SocketClosed => "closed",
+            other => other.metric().as_str(),
         }
+    }
+
+    fn metric(self) -> SessionEnd {
+        match self {
+            End::Left => SessionEnd::Left,
+            End::Fatal(_) => SessionEnd::Error,
+            End::MediaFailed => SessionEnd::MediaFailed,
+            End::Disconnected => SessionEnd::Disconnected,
+            End::ShuttingDown => SessionEnd::ShuttingDown,
+            End::SocketClosed => SessionEnd::Closed,
+            End::AnswerTimeout => SessionEnd::AnswerTimeout,
+            End::ConnectTimeout => SessionEnd::ConnectTimeout,
+            End::IdleTimeout => SessionEnd::IdleTimeout,
+            End::SendTimeout => SessionEnd::SendTimeout,
+        }
+    }
+
+    /// Whether the client can still be told why (it reads its socket).
+    fn says_bye(self) -> bool {
+        !matches!(self, End::SocketClosed | End::SendTimeout)
     }
 }
 
@@ -100,6 +121,8 @@ struct Joined {
     local_ice: Credentials,
     setup: Setup,
     room_events: mpsc::Receiver<RoomEvent>,
+    /// Raised by the room when `room_events` overflowed: resynchronise from a snapshot.
+    resync: Arc<AtomicBool>,
     session_events: mpsc::Receiver<SessionEvent>,
     session_events_tx: mpsc::Sender<SessionEvent>,
     /// Subscriptions in the offer awaiting its answer.
@@ -112,8 +135,15 @@ struct Joined {
     session_created: bool,
     /// Which participants' tracks the negotiator carries, with the SSRCs we chose.
     streams: HashMap<(ParticipantId, Kind), SubscriptionSpec>,
-    /// Who was in the room at join time (for `joined`).
-    others: Vec<ParticipantInfo>,
+    /// Everyone else in the room as this connection last told its client.
+    peers: HashMap<ParticipantId, Peer>,
+    /// What this participant publishes, as last told to the room.
+    published: Published,
+    /// When the outstanding offer was sent (the answer deadline runs from it).
+    offer_sent_at: Option<Instant>,
+    /// When the first answer was applied while ICE/DTLS have not completed yet (the
+    /// connect deadline runs from it); `None` once connected.
+    connecting_since: Option<Instant>,
 }
 
 /// What woke the connection up.
@@ -122,6 +152,7 @@ enum Input {
     Room(Option<RoomEvent>),
     Session(Option<SessionEvent>),
     Shutdown,
+    Deadline(End),
 }
 
 struct Connection {
@@ -132,6 +163,9 @@ struct Connection {
     joined: Option<Joined>,
     window_start: Instant,
     window_messages: u32,
+    opened_at: Instant,
+    /// A write timed out: the client no longer reads.
+    stalled: bool,
 }
 
 /// Runs one signalling connection to completion.
@@ -144,19 +178,63 @@ pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>) {
         joined: None,
         window_start: Instant::now(),
         window_messages: 0,
+        opened_at: Instant::now(),
+        stalled: false,
     };
     let end = connection.serve().await;
+    connection.state.metrics.session_ended(end.metric());
     connection.finish(end).await;
 }
 
 impl Connection {
+    /// Sends one message; false when the socket is gone or the write did not complete
+    /// within `signaling.send_timeout_ms` (then the connection is marked stalled).
     async fn send(&mut self, message: &ServerMessage) -> bool {
         let text = encode_server_message(message);
-        let ok = self.socket.send(Message::Text(text.into())).await.is_ok();
-        if ok {
-            self.state.metrics.signaling_message(Direction::Sent);
+        self.send_frame(Message::Text(text.into())).await
+    }
+
+    async fn send_frame(&mut self, frame: Message) -> bool {
+        if self.stalled {
+            return false;
         }
-        ok
+        let is_text = matches!(frame, Message::Text(_));
+        let timeout = self.state.config.signaling.send_timeout();
+        match tokio::time::timeout(timeout, self.socket.send(frame)).await {
+            Ok(Ok(())) => {
+                if is_text {
+                    self.state.metrics.signaling_message(Direction::Sent);
+                }
+                true
+            }
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::info!("signalling write timed out: the client stopped reading");
+                self.stalled = true;
+                false
+            }
+        }
+    }
+
+    /// The earliest deadline this connection is waiting for, and what it means.
+    fn deadline(&self) -> Option<(Instant, End)> {
+        let signaling = &self.state.config.signaling;
+        let Some(joined) = &self.joined else {
+            return Some((self.opened_at + signaling.join_timeout(), End::IdleTimeout));
+        };
+        let answer = joined
+            .offer_sent_at
+            .map(|at| (at + signaling.answer_timeout(), End::AnswerTimeout));
+        let connect = joined.connecting_since.map(|at| {
+            (
+                at + self.state.config.media.connect_timeout(),
+                End::ConnectTimeout,
+            )
+        });
+        [answer, connect]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
     }
 
     async fn send_error(&mut self, code: ErrorCode, message: &str) -> bool {
@@ -170,10 +248,12 @@ impl Connection {
     async fn serve(&mut self) -> End {
         let shutdown = self.state.shutdown.clone();
         loop {
+            let deadline = self.deadline();
             let input = tokio::select! {
                 frame = self.socket.recv() => Input::Frame(frame),
                 input = next_event(&mut self.joined) => input,
                 () = shutdown.begun() => Input::Shutdown,
+                end = expire(deadline) => Input::Deadline(end),
             };
             let end = match input {
                 Input::Frame(Some(Ok(message))) => self.on_frame(message).await,
@@ -194,8 +274,20 @@ impl Connection {
                 Input::Room(event) => self.on_room_event(event).await,
                 Input::Session(event) => self.on_session_event(event),
                 Input::Shutdown => Some(End::ShuttingDown),
+                Input::Deadline(end) => {
+                    if let Some(joined) = &self.joined {
+                        tracing::info!(participant = joined.id, room = %joined.room, reason = end.reason(), "participant timed out");
+                    }
+                    Some(end)
+                }
             };
+            if self.stalled {
+                return End::SendTimeout;
+            }
             if let Some(end) = end {
+                return end;
+            }
+            if let Some(end) = self.resync_if_needed().await {
                 return end;
             }
             if let Err(end) = self.offer_if_needed().await {
@@ -214,7 +306,7 @@ impl Connection {
                 .send(Command::Remove(joined.id))
                 .await;
         }
-        if end == End::SocketClosed {
+        if !end.says_bye() {
             return;
         }
         if let End::Fatal(code) = end {
@@ -237,7 +329,7 @@ impl Connection {
             },
             reason: end.reason().into(),
         };
-        if self.socket.send(Message::Close(Some(close))).await.is_ok() {
+        if self.send_frame(Message::Close(Some(close))).await {
             self.await_peer_close().await;
         }
     }
@@ -334,6 +426,15 @@ impl Connection {
         match message {
             ClientMessage::Join { room, name, token } => self.on_join(room, name, token).await,
             ClientMessage::Answer { revision, sdp } => self.on_answer(revision, &sdp).await,
+            ClientMessage::Mute { kind, muted } => {
+                match &self.joined {
+                    Some(joined) => self.rooms.set_muted(&joined.room, joined.id, kind, muted),
+                    None => {
+                        self.send_error(ErrorCode::NotInRoom, "join first").await;
+                    }
+                }
+                None
+            }
             ClientMessage::Leave => Some(End::Left),
             ClientMessage::Ping => {
                 self.send(&ServerMessage::Pong).await;
@@ -381,11 +482,10 @@ impl Connection {
         match self.start_session(room, admission) {
             Ok(joined) => {
                 tracing::info!(participant = joined.id, room = %joined.room, worker = joined.worker.index, "participant joined");
-                let others = joined.others.clone();
                 let message = ServerMessage::Joined {
                     participant_id: participant_label(joined.id),
                     room: joined.room.clone(),
-                    participants: others,
+                    participants: joined.peers.values().map(|p| p.info.clone()).collect(),
                 };
                 self.joined = Some(joined);
                 if !self.send(&message).await {
@@ -403,6 +503,7 @@ impl Connection {
             worker,
             others,
             events,
+            resync,
         } = admission;
         let local_ice = Credentials::generate(&self.rng).map_err(|_| ErrorCode::Internal);
         let local_ice = match local_ice {
@@ -443,6 +544,7 @@ impl Connection {
             local_ice,
             setup,
             room_events: events,
+            resync,
             session_events,
             session_events_tx,
             offered: Vec::new(),
@@ -451,12 +553,15 @@ impl Connection {
             publications: Vec::new(),
             session_created: false,
             streams: HashMap::new(),
-            others: Vec::new(),
+            peers: HashMap::new(),
+            published: Published::default(),
+            offer_sent_at: None,
+            connecting_since: None,
         };
-        for other in &others {
-            add_participant_tracks(&mut joined, &self.rng, other);
+        for peer in others {
+            sync_tracks(&mut joined, &self.rng, peer.id, peer.published);
+            joined.peers.insert(peer.id, peer);
         }
-        joined.others = others;
         Ok(joined)
     }
 
@@ -473,13 +578,22 @@ impl Connection {
             }
         };
         tracing::debug!(participant = joined.id, revision, "answer accepted");
+        joined.offer_sent_at = None;
         let offered = std::mem::take(&mut joined.offered);
-        // Only tracks whose publisher is still here (a leave may have raced the answer).
+        // Only tracks whose publisher is still here (a leave may have raced the answer),
+        // and only as far as the answer accepted them.
         joined.active = offered
             .into_iter()
-            .filter(|s| joined.streams.get(&(s.publisher, s.kind)) == Some(s))
+            .filter(|s| {
+                joined
+                    .streams
+                    .get(&(s.publisher, s.kind))
+                    .is_some_and(|stream| stream.ssrc == s.ssrc)
+            })
+            .filter_map(|s| accepted_subscription(s, &answer))
             .collect();
         if joined.transport.is_none() {
+            joined.connecting_since = Some(Instant::now());
             let role = dtls_role(joined.setup, answer.setup);
             joined.transport = Some((
                 Credentials {
@@ -491,6 +605,14 @@ impl Connection {
             ));
         }
         joined.publications = publications(&answer);
+        let published = Published {
+            audio: joined.publications.iter().any(|p| p.kind == Kind::Audio),
+            video: joined.publications.iter().any(|p| p.kind == Kind::Video),
+        };
+        if published != joined.published {
+            joined.published = published;
+            self.rooms.set_published(&joined.room, joined.id, published);
+        }
         self.update_worker().await
     }
 
@@ -525,38 +647,113 @@ impl Connection {
     async fn on_room_event(&mut self, event: Option<RoomEvent>) -> Option<End> {
         let event = event?;
         let joined = self.joined.as_mut()?;
-        match event {
-            RoomEvent::Joined(info) => {
-                add_participant_tracks(joined, &self.rng, &info);
-                self.send(&ServerMessage::ParticipantJoined {
+        // Every handler is idempotent: after a resync, events queued before the
+        // snapshot may repeat what it already said.
+        let message = match event {
+            RoomEvent::Joined(peer) => {
+                if joined.peers.contains_key(&peer.id) {
+                    return None;
+                }
+                let info = peer.info.clone();
+                sync_tracks(joined, &self.rng, peer.id, peer.published);
+                joined.peers.insert(peer.id, peer);
+                ServerMessage::ParticipantJoined {
                     id: info.id,
                     name: info.name,
-                })
-                .await;
-                None
-            }
-            RoomEvent::Left(label) => {
-                if let Some(other) = parse_participant_label(&label) {
-                    joined.negotiator.remove_participant(&label);
-                    joined.streams.retain(|(p, _), _| *p != other);
-                    joined.active.retain(|s| s.publisher != other);
-                    joined.offered.retain(|s| s.publisher != other);
+                    audio_muted: info.audio_muted,
+                    video_muted: info.video_muted,
                 }
-                self.send(&ServerMessage::ParticipantLeft { id: label })
-                    .await;
-                if self.joined.as_ref().is_some_and(|j| j.session_created) {
-                    return self.update_worker().await;
-                }
-                None
             }
+            RoomEvent::Published { id, published } => {
+                let peer = joined.peers.get_mut(&id)?;
+                peer.published = published;
+                if sync_tracks(joined, &self.rng, id, published) {
+                    return self.update_worker_if_created().await;
+                }
+                return None;
+            }
+            RoomEvent::Muted { id, kind, muted } => {
+                let peer = joined.peers.get_mut(&id)?;
+                match kind {
+                    Kind::Audio => peer.info.audio_muted = muted,
+                    Kind::Video => peer.info.video_muted = muted,
+                }
+                ServerMessage::ParticipantMuted {
+                    id: peer.info.id.clone(),
+                    kind,
+                    muted,
+                }
+            }
+            RoomEvent::Left(id) => {
+                let peer = joined.peers.remove(&id)?;
+                sync_tracks(joined, &self.rng, id, Published::default());
+                if !self
+                    .send(&ServerMessage::ParticipantLeft { id: peer.info.id })
+                    .await
+                {
+                    return None;
+                }
+                return self.update_worker_if_created().await;
+            }
+        };
+        self.send(&message).await;
+        None
+    }
+
+    /// Updates the worker after a change of forwarded tracks, once a session exists.
+    async fn update_worker_if_created(&mut self) -> Option<End> {
+        if self.joined.as_ref().is_some_and(|j| j.session_created) {
+            return self.update_worker().await;
         }
+        None
+    }
+
+    /// After the room's queue overflowed: drops what is queued, takes the room as it is
+    /// now, brings the offer in line with it and sends the client one `room_state`.
+    async fn resync_if_needed(&mut self) -> Option<End> {
+        let joined = self.joined.as_mut()?;
+        if !joined.resync.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        while joined.room_events.try_recv().is_ok() {}
+        let now: HashMap<ParticipantId, Peer> = self
+            .rooms
+            .snapshot(&joined.room, joined.id)
+            .into_iter()
+            .map(|peer| (peer.id, peer))
+            .collect();
+        let gone: Vec<ParticipantId> = joined
+            .peers
+            .keys()
+            .filter(|id| !now.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            joined.peers.remove(&id);
+            sync_tracks(joined, &self.rng, id, Published::default());
+        }
+        for (id, peer) in now {
+            sync_tracks(joined, &self.rng, id, peer.published);
+            joined.peers.insert(id, peer);
+        }
+        let mut participants: Vec<ParticipantInfo> =
+            joined.peers.values().map(|p| p.info.clone()).collect();
+        participants.sort_by(|a, b| a.id.cmp(&b.id));
+        tracing::info!(participant = joined.id, room = %joined.room, peers = participants.len(), "room resynchronised");
+        if !self.send(&ServerMessage::RoomState { participants }).await {
+            return None;
+        }
+        self.update_worker_if_created().await
     }
 
     fn on_session_event(&mut self, event: Option<SessionEvent>) -> Option<End> {
         let event = event?;
-        let joined = self.joined.as_ref()?;
         match event {
             SessionEvent::Connected { handshake_duration } => {
+                if let Some(joined) = self.joined.as_mut() {
+                    joined.connecting_since = None;
+                }
+                let joined = self.joined.as_ref()?;
                 tracing::info!(
                     participant = joined.id,
                     room = %joined.room,
@@ -566,6 +763,7 @@ impl Connection {
                 None
             }
             SessionEvent::Failed { reason } => {
+                let joined = self.joined.as_ref()?;
                 tracing::info!(participant = joined.id, room = %joined.room, reason = reason.as_str(), "media failed");
                 Some(End::MediaFailed)
             }
@@ -584,13 +782,36 @@ impl Connection {
             .negotiator
             .create_offer()
             .map_err(|_| End::Fatal(ErrorCode::Internal))?;
-        joined.offered = joined.streams.values().copied().collect();
+        let negotiator = &joined.negotiator;
+        joined.offer_sent_at = Some(Instant::now());
+        joined.offered = joined
+            .streams
+            .values()
+            .filter_map(|s| {
+                let mid = negotiator.mid_of(&participant_label(s.publisher), s.kind)?;
+                Some(SubscriptionSpec {
+                    mid: mid.to_owned(),
+                    ..s.clone()
+                })
+            })
+            .collect();
         tracing::debug!(participant = joined.id, revision, "offer sent");
         if self.send(&ServerMessage::Offer { revision, sdp }).await {
             Ok(())
         } else {
             Err(End::SocketClosed)
         }
+    }
+}
+
+/// Resolves at `deadline` with what it means; never when there is none.
+async fn expire(deadline: Option<(Instant, End)>) -> End {
+    match deadline {
+        Some((at, end)) => {
+            tokio::time::sleep_until(at.into()).await;
+            end
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -680,6 +901,23 @@ pub fn publications(answer: &Answer) -> Vec<PublicationSpec> {
         .collect()
 }
 
+/// `offered` as the answer accepted it: `None` when the subscriber rejected the m-line,
+/// does not receive on it or accepted no codec; RTX only where the answer kept it.
+pub fn accepted_subscription(
+    offered: SubscriptionSpec,
+    answer: &Answer,
+) -> Option<SubscriptionSpec> {
+    let media = answer.media.iter().find(|m| m.mid == offered.mid)?;
+    if media.rejected || !media.direction.receives() || media.codecs.is_empty() {
+        return None;
+    }
+    Some(SubscriptionSpec {
+        rtx_ssrc: offered.rtx_ssrc.filter(|_| !media.rtx.is_empty()),
+        payload_types: media.codecs.iter().map(|c| c.pt).collect(),
+        ..offered
+    })
+}
+
 fn random_u64(rng: &SystemRandom) -> u64 {
     let mut bytes = [0u8; 8];
     let _ = rng.fill(&mut bytes);
@@ -698,22 +936,44 @@ fn random_ssrc(rng: &SystemRandom) -> u32 {
     }
 }
 
-/// Adds another participant's audio and video to this participant's offer.
-fn add_participant_tracks(joined: &mut Joined, rng: &SystemRandom, other: &ParticipantInfo) {
-    let Some(publisher) = parse_participant_label(&other.id) else {
-        return;
-    };
+/// Brings the tracks of `publisher` in this participant's offer in line with what it
+/// publishes: an m-line for each published kind, none for the others (a participant
+/// without a camera costs nobody a video m-line). Returns whether anything changed.
+fn sync_tracks(
+    joined: &mut Joined,
+    rng: &SystemRandom,
+    publisher: ParticipantId,
+    published: Published,
+) -> bool {
+    let label = participant_label(publisher);
+    let mut changed = false;
     for kind in [Kind::Audio, Kind::Video] {
+        let carried = joined.streams.contains_key(&(publisher, kind));
+        if published.has(kind) == carried {
+            continue;
+        }
+        changed = true;
+        if carried {
+            joined.negotiator.remove_remote_track(&label, kind);
+            joined.streams.remove(&(publisher, kind));
+            joined
+                .active
+                .retain(|s| !(s.publisher == publisher && s.kind == kind));
+            joined
+                .offered
+                .retain(|s| !(s.publisher == publisher && s.kind == kind));
+            continue;
+        }
         let ssrc = random_ssrc(rng);
         let rtx_ssrc = (kind == Kind::Video).then(|| random_ssrc(rng));
         let stream = SendStream {
-            stream_id: other.id.clone(),
-            track_id: format!("{}-{}", other.id, kind.as_str()),
+            stream_id: label.clone(),
+            track_id: format!("{label}-{}", kind.as_str()),
             ssrc,
             rtx_ssrc,
-            cname: other.id.clone(),
+            cname: label.clone(),
         };
-        match joined.negotiator.add_remote_track(&other.id, kind, stream) {
+        match joined.negotiator.add_remote_track(&label, kind, stream) {
             Ok(_) => {
                 joined.streams.insert(
                     (publisher, kind),
@@ -722,6 +982,8 @@ fn add_participant_tracks(joined: &mut Joined, rng: &SystemRandom, other: &Parti
                         kind,
                         ssrc,
                         rtx_ssrc,
+                        mid: String::new(),
+                        payload_types: Vec::new(),
                     },
                 );
             }
@@ -730,6 +992,7 @@ fn add_participant_tracks(joined: &mut Joined, rng: &SystemRandom, other: &Parti
             }
         }
     }
+    changed
 }
 
 fn fatal_message(code: ErrorCode) -> &'static str {

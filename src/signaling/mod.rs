@@ -61,6 +61,7 @@ pub fn with_media(state: AppState) -> Result<AppState, crate::media::MediaError>
         media,
         state.config.limits.rooms,
         state.config.limits.participants_per_room,
+        state.config.signaling.room_event_queue,
         std::sync::Arc::clone(&state.metrics),
     );
     Ok(state.with_rooms(std::sync::Arc::new(rooms)))

@@ -1,40 +1,80 @@
-//! The room registry: which rooms exist, who is in them, and which worker hosts each.
+//! The room registry: which rooms exist, who is in them, what each member publishes,
+//! and which worker hosts each room.
 //!
 //! It lives on the tokio side, behind one short-held mutex (joins and leaves are
 //! rare next to media). A room is placed on the least loaded worker when it opens
 //! and stays there: every participant of a room has its session on that worker, so
 //! forwarding never crosses threads.
+//!
+//! Room changes reach each member's connection through a bounded queue. A member that
+//! falls behind by more than the queue holds loses events, never blocks the room: its
+//! [`Admission::resync`] flag is raised, and its connection then replaces what it
+//! knows with a [`Rooms::snapshot`] and tells its client with a full `room_state`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sluice_signal::protocol::{ErrorCode, ParticipantInfo};
+use sluice_signal::sdp::Kind;
 use tokio::sync::mpsc;
 
-use crate::media::{MediaPlane, ParticipantId, WorkerHandle};
+use crate::media::{participant_label, MediaPlane, ParticipantId, WorkerHandle};
 use crate::metrics::Metrics;
 
-/// Room changes queued per participant before the slowest connection loses events
-/// (and is told to reconnect).
-const ROOM_EVENT_QUEUE: usize = 256;
+/// What a participant publishes: the kinds its answer sends on its own m-lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Its microphone (mid 0).
+    pub audio: bool,
+    /// Its camera (mid 1).
+    pub video: bool,
+}
+
+impl Published {
+    /// Whether `kind` is published.
+    pub fn has(self, kind: Kind) -> bool {
+        match kind {
+            Kind::Audio => self.audio,
+            Kind::Video => self.video,
+        }
+    }
+}
+
+/// Another member of the room as a connection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The member.
+    pub id: ParticipantId,
+    /// Its id, name and mute state as the protocol announces them.
+    pub info: ParticipantInfo,
+    /// What it publishes: only these tracks get m-lines in the others' offers.
+    pub published: Published,
+}
 
 /// A change in a participant's room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
-    /// Someone joined.
-    Joined(ParticipantInfo),
+    /// Someone joined (it publishes nothing yet).
+    Joined(Peer),
+    /// Someone's published tracks changed (after its answer).
+    Published {
+        /// Who.
+        id: ParticipantId,
+        /// What it publishes now.
+        published: Published,
+    },
+    /// Someone turned its microphone or camera off or on.
+    Muted {
+        /// Who.
+        id: ParticipantId,
+        /// Which track.
+        kind: Kind,
+        /// Off or on.
+        muted: bool,
+    },
     /// Someone left.
-    Left(String),
-}
-
-/// The text form of a participant id (msid stream id, `participant_id` on the wire).
-pub fn participant_label(id: ParticipantId) -> String {
-    format!("p-{id}")
-}
-
-/// The inverse of [`participant_label`].
-pub fn parse_participant_label(label: &str) -> Option<ParticipantId> {
-    label.strip_prefix("p-")?.parse().ok()
+    Left(ParticipantId),
 }
 
 /// What a successful join returns.
@@ -45,21 +85,53 @@ pub struct Admission {
     /// The worker hosting the room.
     pub worker: WorkerHandle,
     /// Everyone else already in the room.
-    pub others: Vec<ParticipantInfo>,
+    pub others: Vec<Peer>,
     /// Changes in the room from now on.
     pub events: mpsc::Receiver<RoomEvent>,
+    /// Raised when a change could not be queued: `events` is no longer complete.
+    pub resync: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
 struct Member {
-    name: String,
+    info: ParticipantInfo,
+    published: Published,
     events: mpsc::Sender<RoomEvent>,
+    resync: Arc<AtomicBool>,
+}
+
+impl Member {
+    fn peer(&self, id: ParticipantId) -> Peer {
+        Peer {
+            id,
+            info: self.info.clone(),
+            published: self.published,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Room {
     worker: usize,
     members: BTreeMap<ParticipantId, Member>,
+}
+
+impl Room {
+    /// Queues `event` for every member but `except`; a full queue raises the member's
+    /// resync flag instead of blocking or dropping silently.
+    fn broadcast(&self, except: ParticipantId, event: &RoomEvent, metrics: &Metrics) {
+        for (id, member) in &self.members {
+            if *id == except {
+                continue;
+            }
+            if member.events.try_send(event.clone()).is_err()
+                && !member.resync.swap(true, Ordering::AcqRel)
+            {
+                metrics.room_events_overflowed();
+                tracing::info!(participant = *id, "room events overflowed: resync");
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,15 +148,18 @@ pub struct Rooms {
     media: MediaPlane,
     max_rooms: usize,
     max_participants_per_room: usize,
+    event_queue: usize,
     metrics: Arc<Metrics>,
 }
 
 impl Rooms {
-    /// An empty registry over `media`'s workers.
+    /// An empty registry over `media`'s workers; each member's connection is sent up to
+    /// `event_queue` room changes ahead of what it has read before it needs a resync.
     pub fn new(
         media: MediaPlane,
         max_rooms: usize,
         max_participants_per_room: usize,
+        event_queue: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -96,6 +171,7 @@ impl Rooms {
             media,
             max_rooms,
             max_participants_per_room,
+            event_queue: event_queue.max(1),
             metrics,
         }
     }
@@ -154,32 +230,73 @@ impl Rooms {
             .ok_or(ErrorCode::Internal)?;
         let id = inner.next_id;
         inner.next_id += 1;
-        let info = ParticipantInfo {
-            id: participant_label(id),
-            name: name.to_owned(),
+        let (events, receiver) = mpsc::channel(self.event_queue);
+        let member = Member {
+            info: ParticipantInfo::new(participant_label(id), name),
+            published: Published::default(),
+            events,
+            resync: Arc::new(AtomicBool::new(false)),
         };
-        let mut others = Vec::with_capacity(entry.members.len());
-        for (other, member) in &entry.members {
-            others.push(ParticipantInfo {
-                id: participant_label(*other),
-                name: member.name.clone(),
-            });
-            let _ = member.events.try_send(RoomEvent::Joined(info.clone()));
-        }
-        let (events, receiver) = mpsc::channel(ROOM_EVENT_QUEUE);
-        entry.members.insert(
-            id,
-            Member {
-                name: name.to_owned(),
-                events,
-            },
-        );
+        let others = entry.members.iter().map(|(id, m)| m.peer(*id)).collect();
+        entry.broadcast(id, &RoomEvent::Joined(member.peer(id)), &self.metrics);
+        let resync = Arc::clone(&member.resync);
+        entry.members.insert(id, member);
         self.metrics.participant_joined();
         Ok(Admission {
             id,
             worker,
             others,
             events: receiver,
+            resync,
+        })
+    }
+
+    /// Records what `id` publishes and tells the others when it changed.
+    pub fn set_published(&self, room: &str, id: ParticipantId, published: Published) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(member) = entry.members.get_mut(&id) else {
+            return;
+        };
+        if member.published == published {
+            return;
+        }
+        member.published = published;
+        entry.broadcast(id, &RoomEvent::Published { id, published }, &self.metrics);
+    }
+
+    /// Records that `id` turned its `kind` track off or on and tells the others.
+    pub fn set_muted(&self, room: &str, id: ParticipantId, kind: Kind, muted: bool) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(member) = entry.members.get_mut(&id) else {
+            return;
+        };
+        let flag = match kind {
+            Kind::Audio => &mut member.info.audio_muted,
+            Kind::Video => &mut member.info.video_muted,
+        };
+        if *flag == muted {
+            return;
+        }
+        *flag = muted;
+        entry.broadcast(id, &RoomEvent::Muted { id, kind, muted }, &self.metrics);
+    }
+
+    /// Everyone in `room` but `except`, as they are now.
+    pub fn snapshot(&self, room: &str, except: ParticipantId) -> Vec<Peer> {
+        let inner = self.lock();
+        inner.rooms.get(room).map_or_else(Vec::new, |entry| {
+            entry
+                .members
+                .iter()
+                .filter(|(id, _)| **id != except)
+                .map(|(id, m)| m.peer(*id))
+                .collect()
         })
     }
 
@@ -194,10 +311,7 @@ impl Rooms {
             return;
         }
         self.metrics.participant_left();
-        let label = participant_label(id);
-        for member in entry.members.values() {
-            let _ = member.events.try_send(RoomEvent::Left(label.clone()));
-        }
+        entry.broadcast(id, &RoomEvent::Left(id), &self.metrics);
         if entry.members.is_empty() {
             let worker = entry.worker;
             inner.rooms.remove(room);

@@ -875,10 +875,33 @@ impl Runner {
                 let sdp = self.answer_offer(revision, &sdp)?;
                 ws.send(&ClientMessage::Answer { revision, sdp }).await?;
             }
-            ServerMessage::ParticipantJoined { id, name } => {
+            ServerMessage::ParticipantJoined { id, name, .. } => {
                 self.stats.participants.insert(id.clone(), name.clone());
                 self.event(ClientEvent::ParticipantJoined { id, name });
             }
+            ServerMessage::RoomState { participants } => {
+                // A resync: whoever we knew and is not listed has left.
+                let now: std::collections::HashMap<String, String> =
+                    participants.into_iter().map(|p| (p.id, p.name)).collect();
+                let gone: Vec<String> = self
+                    .stats
+                    .participants
+                    .keys()
+                    .filter(|id| !now.contains_key(*id))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    self.stats.participants.remove(&id);
+                    self.event(ClientEvent::ParticipantLeft { id });
+                }
+                for (id, name) in now {
+                    if !self.stats.participants.contains_key(&id) {
+                        self.stats.participants.insert(id.clone(), name.clone());
+                        self.event(ClientEvent::ParticipantJoined { id, name });
+                    }
+                }
+            }
+            ServerMessage::ParticipantMuted { .. } => {}
             ServerMessage::ParticipantLeft { id } => {
                 self.stats.participants.remove(&id);
                 self.event(ClientEvent::ParticipantLeft { id });

@@ -121,9 +121,9 @@ async fn handle_ws(shared: Shared, tcp: tokio::net::TcpStream) {
                             candidates: vec![server.media_addr],
                         }, NegotiatorConfig::default());
                         let participants: Vec<ParticipantInfo> = server.peers.iter()
-                            .map(|(id, p)| ParticipantInfo { id: id.clone(), name: p.name.clone() }).collect();
+                            .map(|(id, p)| ParticipantInfo::new(id.clone(), p.name.clone())).collect();
                         for peer in server.peers.values() {
-                            let _ = peer.tx.send(ServerMessage::ParticipantJoined { id: id.clone(), name: name.clone() });
+                            let _ = peer.tx.send(ServerMessage::ParticipantJoined { id: id.clone(), name: name.clone(), audio_muted: false, video_muted: false });
                         }
                         let _ = tx.send(ServerMessage::Joined { participant_id: id.clone(), room: "r".into(), participants });
                         server.peers.insert(id.clone(), Peer {

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::sdp::Kind;
 use crate::token::MAX_TOKEN_LEN;
 
 /// Longest room name, in bytes.
@@ -39,6 +40,15 @@ pub enum ClientMessage {
         /// The answer SDP.
         sdp: String,
     },
+    /// This participant turned its microphone (`audio`) or camera (`video`) off or on.
+    /// The server tells the others, so that they show a placeholder instead of the
+    /// last frame they decoded.
+    Mute {
+        /// Which of its tracks.
+        kind: Kind,
+        /// Off (`true`) or on again.
+        muted: bool,
+    },
     /// Leave the room; the server replies `bye` and closes.
     Leave,
     /// Keep-alive; the server replies `pong`.
@@ -52,6 +62,24 @@ pub struct ParticipantInfo {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Its microphone is off (it said so with `mute`); absent means false.
+    #[serde(default)]
+    pub audio_muted: bool,
+    /// Its camera is off; absent means false.
+    #[serde(default)]
+    pub video_muted: bool,
+}
+
+impl ParticipantInfo {
+    /// A participant with microphone and camera on.
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            audio_muted: false,
+            video_muted: false,
+        }
+    }
 }
 
 /// A message from the server to the browser.
@@ -74,17 +102,38 @@ pub enum ServerMessage {
         /// The offer SDP.
         sdp: String,
     },
-    /// Someone joined the room (their media arrives with the next offer).
+    /// Someone joined the room (their media arrives with an offer once they publish).
     ParticipantJoined {
         /// Participant id.
         id: String,
         /// Display name.
         name: String,
+        /// Its microphone is off.
+        #[serde(default)]
+        audio_muted: bool,
+        /// Its camera is off.
+        #[serde(default)]
+        video_muted: bool,
     },
     /// Someone left the room.
     ParticipantLeft {
         /// Participant id.
         id: String,
+    },
+    /// Someone turned its microphone or camera off or on.
+    ParticipantMuted {
+        /// Participant id.
+        id: String,
+        /// Which of its tracks.
+        kind: Kind,
+        /// Off (`true`) or on again.
+        muted: bool,
+    },
+    /// Everyone else in the room now: replaces what the client knew. Sent when room
+    /// changes could not be delivered one by one (the connection fell behind).
+    RoomState {
+        /// Everyone else in the room.
+        participants: Vec<ParticipantInfo>,
     },
     /// A request failed; fatal codes are followed by `bye` and close.
     Error {
@@ -293,6 +342,10 @@ mod tests {
                 revision: 7,
                 sdp: "v=0\r\n".into(),
             },
+            ClientMessage::Mute {
+                kind: Kind::Video,
+                muted: true,
+            },
             ClientMessage::Leave,
             ClientMessage::Ping,
         ];
@@ -315,10 +368,21 @@ mod tests {
         let text = encode_server_message(&ServerMessage::ParticipantJoined {
             id: "p2".into(),
             name: "Bo".into(),
+            audio_muted: false,
+            video_muted: true,
         });
         assert_eq!(
             text,
-            r#"{"type":"participant_joined","id":"p2","name":"Bo"}"#
+            r#"{"type":"participant_joined","id":"p2","name":"Bo","audio_muted":false,"video_muted":true}"#
+        );
+        let text = encode_server_message(&ServerMessage::ParticipantMuted {
+            id: "p2".into(),
+            kind: Kind::Video,
+            muted: true,
+        });
+        assert_eq!(
+            text,
+            r#"{"type":"participant_muted","id":"p2","kind":"video","muted":true}"#
         );
         assert_eq!(
             encode_server_message(&ServerMessage::Pong),
@@ -332,10 +396,18 @@ mod tests {
             ServerMessage::Joined {
                 participant_id: "p1".into(),
                 room: "r".into(),
+                participants: vec![ParticipantInfo::new("p0", "Ada")],
+            },
+            ServerMessage::RoomState {
                 participants: vec![ParticipantInfo {
-                    id: "p0".into(),
-                    name: "Ada".into(),
+                    audio_muted: true,
+                    ..ParticipantInfo::new("p0", "Ada")
                 }],
+            },
+            ServerMessage::ParticipantMuted {
+                id: "p0".into(),
+                kind: Kind::Audio,
+                muted: false,
             },
             ServerMessage::Offer {
                 revision: 1,
@@ -344,6 +416,8 @@ mod tests {
             ServerMessage::ParticipantJoined {
                 id: "p2".into(),
                 name: "Bo".into(),
+                audio_muted: true,
+                video_muted: false,
             },
             ServerMessage::ParticipantLeft { id: "p2".into() },
             ServerMessage::Error {
@@ -415,6 +489,8 @@ mod tests {
             r#"{"type":"join","room":"r"}"#,
             r#"{"type":"answer","revision":-1,"sdp":""}"#,
             r#"{"type":"answer","revision":"1","sdp":""}"#,
+            r#"{"type":"mute","kind":"screen","muted":true}"#,
+            r#"{"type":"mute","kind":"audio"}"#,
         ] {
             let err = decode_client_message(text, MAX).unwrap_err();
             assert!(matches!(err, ProtocolError::Malformed { .. }), "{text}");

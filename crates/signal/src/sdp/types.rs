@@ -3,7 +3,10 @@
 use std::fmt;
 
 /// The media kind of an m-line. Sluice only negotiates audio and video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Also a field of signalling messages (`"audio"`, `"video"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// `m=audio`
     Audio,
