@@ -31,6 +31,25 @@ use crate::shutdown::Shutdown;
 use crate::signaling;
 use crate::signaling::rooms::Rooms;
 
+/// Kernel send buffer of every HTTP/WebSocket connection (Linux doubles the value for
+/// its bookkeeping). Loopback and LAN connections would otherwise autotune it to
+/// megabytes, so a client that stops reading would hold that much memory before its
+/// writes block and `signaling.send_timeout_ms` can end it. 64 KiB still carries a
+/// 256 KiB offer at the pace the client reads it.
+pub const SOCKET_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Bounds the send buffer of every connection `listener` accepts to
+/// [`SOCKET_SEND_BUFFER_BYTES`] (accepted sockets inherit it from the listening one).
+pub fn bound_send_buffers(listener: &tokio::net::TcpListener) {
+    if let Err(error) = nix::sys::socket::setsockopt(
+        listener,
+        nix::sys::socket::sockopt::SndBuf,
+        &SOCKET_SEND_BUFFER_BYTES,
+    ) {
+        tracing::warn!(%error, "cannot bound the HTTP connections' send buffers");
+    }
+}
+
 /// The demo page, embedded so the binary is self-contained.
 pub const INDEX_HTML: &str = include_str!("web/index.html");
 /// The demo page's script.

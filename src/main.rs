@@ -144,6 +144,7 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
         })?;
     let local_addr = listener.local_addr().unwrap_or(listen);
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    http::bound_send_buffers(&listener);
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move { shutdown.begun().await }

@@ -89,16 +89,6 @@ impl Server {
             .expect("one worker")
     }
 
-    /// The value of a metric sample line, exactly as exposed (0 when absent).
-    fn metric(&self, series: &str) -> f64 {
-        self.state
-            .metrics
-            .encode()
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
-    }
-
     fn dropped(&self, reason: &str) -> f64 {
         self.metric(&format!(
             "sluice_packets_dropped_total{{reason=\"{reason}\"}}"

@@ -30,9 +30,22 @@ pub async fn start_server(yaml: &str) -> Server {
         .expect("a loopback port");
     let addr: SocketAddr = listener.local_addr().expect("bound address");
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    http::bound_send_buffers(&listener);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server {
         url: format!("ws://{addr}/ws"),
         state,
+    }
+}
+
+impl Server {
+    /// The value of a metric sample line, exactly as exposed (0 when absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        self.state
+            .metrics
+            .encode()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 }

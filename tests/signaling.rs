@@ -1,0 +1,443 @@
+//! Signalling end to end: the real server in process and clients on the real WebSocket.
+//! What a participant is sent (offers only for published tracks, mute state, a resync
+//! after falling behind) and how the server ends clients that stall (no join, no
+//! answer, no media, no reading).
+
+mod support;
+
+use support::{start_server, Server};
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use sluice_loadgen::answer::{write_answer, AnswerParams};
+use sluice_loadgen::remote::RemoteOffer;
+use sluice_loadgen::{Client, ClientConfig, ClientEvent};
+use sluice_signal::protocol::{
+    decode_server_message, encode_client_message, ClientMessage, ParticipantInfo, ServerMessage,
+};
+use sluice_signal::sdp::Kind;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Generous bound for slow CI machines; the waits end as soon as the condition holds.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A server with one worker, the given `signaling` section and extra top-level YAML.
+async fn start(signaling: &str, extra: &str) -> Server {
+    start_with_media(signaling, "", extra).await
+}
+
+/// [`start`] with extra `media` keys.
+async fn start_with_media(signaling: &str, media: &str, extra: &str) -> Server {
+    let yaml = format!(
+        "http:\n  listen: \"127.0.0.1:0\"\n\
+         media:\n  listen: \"127.0.0.1:0\"\n  workers: 1\n  announce: [\"127.0.0.1\"]\n{media}\
+         signaling:\n{signaling}\n\
+         limits:\n  signaling_messages_per_second: 1000000\n\
+         {extra}"
+    );
+    start_server(&yaml).await
+}
+
+/// A client speaking the protocol by hand: it answers only when told to.
+struct Raw {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    id: String,
+}
+
+impl Raw {
+    async fn connect(server: &Server) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(server.url.as_str())
+            .await
+            .expect("websocket connects");
+        Self {
+            ws,
+            id: String::new(),
+        }
+    }
+
+    /// A connection whose kernel receive buffer is tiny, so that when the test stops
+    /// reading, the server's writes soon block.
+    async fn connect_small_buffer(server: &Server) -> Self {
+        let addr = server
+            .url
+            .trim_start_matches("ws://")
+            .trim_end_matches("/ws")
+            .parse()
+            .expect("server address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("tcp connects");
+        let (ws, _) =
+            tokio_tungstenite::client_async(server.url.as_str(), MaybeTlsStream::Plain(stream))
+                .await
+                .expect("websocket handshake");
+        Self {
+            ws,
+            id: String::new(),
+        }
+    }
+
+    async fn send(&mut self, message: &ClientMessage) {
+        let text = encode_client_message(message);
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next server message; `None` when the socket closed.
+    async fn recv(&mut self) -> Option<ServerMessage> {
+        let deadline = tokio::time::sleep(WAIT);
+        tokio::pin!(deadline);
+        loop {
+            let frame = tokio::select! {
+                frame = self.ws.next() => frame,
+                () = &mut deadline => panic!("{}: no message within {WAIT:?}", self.id),
+            };
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(
+                        decode_server_message(text.as_str(), usize::MAX).expect("valid message"),
+                    )
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Reads until `pick` returns something, failing on close.
+    async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        loop {
+            let message = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("{}: closed while waiting", self.id));
+            if let Some(found) = pick(&message) {
+                return found;
+            }
+        }
+    }
+
+    async fn join(server: &Server, room: &str, name: &str) -> Self {
+        let mut raw = Self::connect(server).await;
+        raw.join_room(room, name).await;
+        raw
+    }
+
+    async fn join_room(&mut self, room: &str, name: &str) -> Vec<ParticipantInfo> {
+        self.send(&ClientMessage::Join {
+            room: room.into(),
+            name: name.into(),
+            token: None,
+        })
+        .await;
+        let (id, participants) = self
+            .until(|m| match m {
+                ServerMessage::Joined {
+                    participant_id,
+                    participants,
+                    ..
+                } => Some((participant_id.clone(), participants.clone())),
+                _ => None,
+            })
+            .await;
+        self.id = id;
+        participants
+    }
+
+    /// Answers the next offer without publishing anything; returns the offer's text.
+    async fn answer_next_offer(&mut self) -> String {
+        let (revision, sdp) = self
+            .until(|m| match m {
+                ServerMessage::Offer { revision, sdp } => Some((*revision, sdp.clone())),
+                _ => None,
+            })
+            .await;
+        let offer = RemoteOffer::parse(&sdp).expect("offer parses");
+        let answer = write_answer(
+            &offer.sdp,
+            &AnswerParams {
+                session_id: 9,
+                version: revision,
+                ice_ufrag: "rawufrag".into(),
+                ice_pwd: "rawpasswordrawpasswordrawpass".into(),
+                fingerprint_sha256: [9; 32],
+                stream_id: self.id.clone(),
+                cname: self.id.clone(),
+                audio: None,
+                video: None,
+            },
+        )
+        .expect("answer");
+        self.send(&ClientMessage::Answer {
+            revision,
+            sdp: answer,
+        })
+        .await;
+        sdp
+    }
+
+    /// Reads to the `bye` and returns its reason.
+    async fn bye(&mut self) -> String {
+        self.until(|m| match m {
+            ServerMessage::Bye { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+    }
+}
+
+fn loadgen_config(server: &Server, room: &str, name: &str) -> ClientConfig {
+    ClientConfig {
+        server_url: server.url.clone(),
+        room: room.to_owned(),
+        name: name.to_owned(),
+        video_bitrate_bps: 200_000,
+        video_fps: 10,
+        connect_timeout: WAIT,
+        ..ClientConfig::default()
+    }
+}
+
+/// The revision and remote track count of every offer `client` has answered.
+fn answered(client: &Client) -> Vec<(u64, usize)> {
+    client
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Answered { revision, tracks } => Some((revision, tracks)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent_m_lines(offer: &str) -> usize {
+    offer
+        .lines()
+        .filter(|l| l.trim_end() == "a=sendonly")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_never_joins_is_closed_after_the_join_timeout() {
+    let server = start("  join_timeout_ms: 1000", "").await;
+    let mut idle = Raw::connect(&server).await;
+    let started = Instant::now();
+    assert_eq!(idle.bye().await, "idle_timeout");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(
+        server.metric("sluice_signaling_sessions_ended_total{reason=\"idle_timeout\"}"),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_offer_ends_the_participant_and_the_others_see_it_leave() {
+    let server = start("  answer_timeout_ms: 1000", "").await;
+    let mut watcher = Raw::join(&server, "ghosts", "watcher").await;
+    watcher.answer_next_offer().await;
+    let mut ghost = Raw::join(&server, "ghosts", "ghost").await;
+    let ghost_id = ghost.id.clone();
+    assert!(matches!(
+        ghost.recv().await,
+        Some(ServerMessage::Offer { .. })
+    ));
+    assert_eq!(ghost.bye().await, "answer_timeout");
+    watcher
+        .until(|m| {
+            matches!(m, ServerMessage::ParticipantLeft { id } if *id == ghost_id).then_some(())
+        })
+        .await;
+    assert_eq!(
+        server.metric("sluice_signaling_sessions_ended_total{reason=\"answer_timeout\"}"),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_whose_media_never_connects_is_ended() {
+    let server = start_with_media(
+        "  answer_timeout_ms: 60000",
+        "  connect_timeout_ms: 1000\n",
+        "dtls:\n  handshake_timeout_ms: 1000\n",
+    )
+    .await;
+    let mut silent = Raw::join(&server, "silent", "no-ice").await;
+    silent.answer_next_offer().await;
+    assert_eq!(silent.bye().await, "connect_timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_publishes_nothing_causes_no_offer_to_anyone() {
+    let server = start("  answer_timeout_ms: 60000", "").await;
+    let publisher = Client::connect(loadgen_config(&server, "webinar", "speaker"))
+        .await
+        .expect("speaker joins");
+    publisher.wait_connected(WAIT).await.expect("speaker media");
+    let before = answered(&publisher);
+
+    let mut viewer = Raw::join(&server, "webinar", "viewer").await;
+    let offer = viewer.answer_next_offer().await;
+    assert_eq!(
+        sent_m_lines(&offer),
+        2,
+        "the viewer receives the speaker's two tracks"
+    );
+
+    // A second speaker: its offer to the first is the next one, and it carries only
+    // the new speaker's two tracks, nothing for the viewer.
+    let second = Client::connect(loadgen_config(&server, "webinar", "second"))
+        .await
+        .expect("second speaker joins");
+    second
+        .wait_connected(WAIT)
+        .await
+        .expect("second speaker media");
+    publisher
+        .wait_for(|s| s.participants.len() == 2, WAIT)
+        .await
+        .expect("speaker sees both");
+    publisher
+        .wait_for_event(
+            |e| matches!(e, ClientEvent::Answered { tracks, .. } if *tracks == 2),
+            WAIT,
+        )
+        .await
+        .expect("speaker is offered the second speaker");
+    let after = answered(&publisher);
+    let new: Vec<_> = after[before.len()..].to_vec();
+    let last_revision = before.last().map_or(0, |(r, _)| *r);
+    assert_eq!(
+        new,
+        vec![(last_revision + 1, 2)],
+        "offers to the speaker after the viewer joined (revision, remote tracks)"
+    );
+    // The viewer is offered the second speaker too, and still sends nothing.
+    let offer = viewer.answer_next_offer().await;
+    assert_eq!(sent_m_lines(&offer), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_state_reaches_the_others_and_newcomers() {
+    let server = start("  answer_timeout_ms: 60000", "").await;
+    let mut ada = Raw::join(&server, "mutes", "Ada").await;
+    let mut bo = Raw::join(&server, "mutes", "Bo").await;
+    ada.send(&ClientMessage::Mute {
+        kind: Kind::Video,
+        muted: true,
+    })
+    .await;
+    let ada_id = ada.id.clone();
+    bo.until(|m| match m {
+        ServerMessage::ParticipantMuted { id, kind, muted } if *id == ada_id => {
+            assert_eq!((*kind, *muted), (Kind::Video, true));
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    let mut cy = Raw::connect(&server).await;
+    let participants = cy.join_room("mutes", "Cy").await;
+    let ada_seen = participants
+        .iter()
+        .find(|p| p.id == ada.id)
+        .expect("Ada listed");
+    assert!(ada_seen.video_muted && !ada_seen.audio_muted);
+    let cy_id = cy.id.clone();
+    ada.until(|m| match m {
+        ServerMessage::ParticipantJoined {
+            id, video_muted, ..
+        } if *id == cy_id => Some(*video_muted),
+        _ => None,
+    })
+    .await;
+}
+
+/// Toggles `toggler`'s microphone `count` times: each toggle is one room event for
+/// every other member.
+async fn toggle_mute(toggler: &mut Raw, count: usize) {
+    for i in 0..count {
+        toggler
+            .send(&ClientMessage::Mute {
+                kind: Kind::Audio,
+                muted: i % 2 == 0,
+            })
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_ended_by_the_send_timeout() {
+    let server = start("  answer_timeout_ms: 60000\n  send_timeout_ms: 1000", "").await;
+    let mut stalled = Raw::connect_small_buffer(&server).await;
+    stalled.join_room("stall", "stalled").await;
+    let stalled_id = stalled.id.clone();
+    let mut toggler = Raw::join(&server, "stall", "toggler").await;
+    // The stalled client reads nothing from here on.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        toggle_mute(&mut toggler, 500).await;
+        if server.metric("sluice_signaling_sessions_ended_total{reason=\"send_timeout\"}") >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client was never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    toggler
+        .until(|m| {
+            matches!(m, ServerMessage::ParticipantLeft { id } if *id == stalled_id).then_some(())
+        })
+        .await;
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_falls_behind_gets_the_whole_room_state() {
+    let server = start(
+        "  answer_timeout_ms: 60000\n  send_timeout_ms: 60000\n  room_event_queue: 16",
+        "",
+    )
+    .await;
+    let mut behind = Raw::connect_small_buffer(&server).await;
+    behind.join_room("resync", "behind").await;
+    let mut toggler = Raw::join(&server, "resync", "toggler").await;
+    let leaver = Raw::join(&server, "resync", "leaver").await;
+    let leaver_id = leaver.id.clone();
+    // `behind` reads nothing until its queue overflowed.
+    let deadline = Instant::now() + WAIT;
+    while server.metric("sluice_signaling_room_resyncs_total") < 1.0 {
+        toggle_mute(&mut toggler, 200).await;
+        assert!(Instant::now() < deadline, "the room queue never overflowed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(leaver);
+    let stayer = Raw::join(&server, "resync", "stayer").await;
+    let truth: std::collections::BTreeSet<String> = [toggler.id.clone(), stayer.id.clone()].into();
+
+    // Now read: apply every change as a client would, until the view is the room.
+    let mut view = std::collections::BTreeSet::new();
+    let mut resynced = false;
+    while !(resynced && view == truth) {
+        match behind.recv().await.expect("still connected") {
+            ServerMessage::ParticipantJoined { id, .. } => {
+                view.insert(id);
+            }
+            ServerMessage::ParticipantLeft { id } => {
+                view.remove(&id);
+            }
+            ServerMessage::RoomState { participants } => {
+                resynced = true;
+                view = participants.into_iter().map(|p| p.id).collect();
+            }
+            _ => {}
+        }
+    }
+    assert!(!view.contains(&leaver_id));
+}
