@@ -13,23 +13,17 @@
 //! per-source limits): serve it with
 //! `router(state).into_make_service_with_connect_info::<SocketAddr>()`.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::config::Config;
-use crate::limits::PerIpLimit;
-use crate::metrics::{AdmissionRefusal, Metrics, OPENMETRICS_CONTENT_TYPE};
-use crate::shutdown::Shutdown;
+use crate::app::AppState;
+use crate::metrics::{AdmissionRefusal, OPENMETRICS_CONTENT_TYPE};
 use crate::signaling;
-use crate::signaling::rooms::Rooms;
 
 /// Kernel send buffer of every HTTP/WebSocket connection (Linux doubles the value for
 /// its bookkeeping). Loopback and LAN connections would otherwise autotune it to
@@ -54,52 +48,6 @@ pub fn bound_send_buffers(listener: &tokio::net::TcpListener) {
 pub const INDEX_HTML: &str = include_str!("web/index.html");
 /// The demo page's script.
 pub const APP_JS: &str = include_str!("web/app.js");
-
-/// State shared by every HTTP handler and signalling connection; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub metrics: Arc<Metrics>,
-    /// True while the server accepts new sessions; `/readyz` reports it.
-    pub ready: Arc<AtomicBool>,
-    /// Shutdown signal and open-connection count (signalling sockets hold a guard).
-    pub shutdown: Shutdown,
-    /// The room registry over the media workers; `None` serves HTTP only (signalling
-    /// then refuses every client with an `internal` error).
-    pub rooms: Option<Arc<Rooms>>,
-    /// Signalling connections (one per participant session) per client address,
-    /// bounded by `limits.sessions_per_source_ip`.
-    pub sessions_per_ip: Arc<PerIpLimit>,
-}
-
-impl AppState {
-    /// A state that is not ready yet: `main` sets `ready` once it is listening.
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
-        let sessions_per_ip = PerIpLimit::new(config.limits.sessions_per_source_ip);
-        Self {
-            config,
-            metrics,
-            ready: Arc::new(AtomicBool::new(false)),
-            shutdown,
-            rooms: None,
-            sessions_per_ip,
-        }
-    }
-
-    /// The same state with signalling wired to `rooms`.
-    pub fn with_rooms(mut self, rooms: Arc<Rooms>) -> Self {
-        self.rooms = Some(rooms);
-        self
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.shutdown.is_begun()
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-    }
-}
 
 /// The HTTP routes.
 pub fn router(state: AppState) -> Router {
@@ -221,6 +169,11 @@ async fn websocket(
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::shutdown::Shutdown;
     use axum::body::{to_bytes, Body};
     use axum::http::Request;
     use futures_util::StreamExt;

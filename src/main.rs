@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use sluice::app::{self, AppState};
 use sluice::config::{Config, DEFAULT_CONFIG_YAML};
-use sluice::http::{self, AppState};
+use sluice::http;
 use sluice::logging;
 use sluice::metrics::Metrics;
 use sluice::shutdown::Shutdown;
@@ -132,7 +133,7 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
     let shutdown = Shutdown::new();
     let metrics = Arc::new(Metrics::with_workers(config.media.resolved_workers()));
     let state = AppState::new(Arc::clone(&config), metrics, shutdown.clone());
-    let state = sluice::signaling::with_media(state)?;
+    let state = app::start_media(state)?;
     let mut stop_signals = StopSignals::install().map_err(ServerError::Signals)?;
 
     let listen = config.http.listen;

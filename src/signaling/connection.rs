@@ -22,8 +22,8 @@ use sluice_signal::sdp::{Answer, Kind, ParseLimits, SendStream, Setup};
 use sluice_signal::token::{self, SigningKey};
 use tokio::sync::mpsc;
 
+use crate::app::AppState;
 use crate::config::{Config, DtlsRole};
-use crate::http::AppState;
 use crate::media::{
     participant_label, Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec,
     SubscriptionSpec, WorkerHandle,

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::metrics::Direction;
 
 /// Runs one signalling connection from `peer_addr` to completion.
@@ -50,19 +50,4 @@ async fn refuse(mut socket: WebSocket, peer_addr: SocketAddr, state: AppState) {
         reason: "media workers not running".into(),
     };
     let _ = socket.send(Message::Close(Some(close))).await;
-}
-
-/// Starts the media workers and wires signalling to them: the state `main` (and the
-/// end-to-end tests) serve.
-pub fn with_media(state: AppState) -> Result<AppState, crate::media::MediaError> {
-    let media =
-        crate::media::MediaPlane::start(&state.config, std::sync::Arc::clone(&state.metrics))?;
-    let rooms = rooms::Rooms::new(
-        media,
-        state.config.limits.rooms,
-        state.config.limits.participants_per_room,
-        state.config.signaling.room_event_queue,
-        std::sync::Arc::clone(&state.metrics),
-    );
-    Ok(state.with_rooms(std::sync::Arc::new(rooms)))
 }

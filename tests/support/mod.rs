@@ -6,8 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use sluice::app::{self, AppState};
 use sluice::config::Config;
-use sluice::http::{self, AppState};
+use sluice::http;
 use sluice::metrics::Metrics;
 use sluice::shutdown::Shutdown;
 
@@ -23,7 +24,7 @@ pub struct Server {
 pub async fn start_server(yaml: &str) -> Server {
     let config = Arc::new(Config::load_str(yaml).expect("valid test configuration"));
     let state = AppState::new(config, Arc::new(Metrics::with_workers(1)), Shutdown::new());
-    let state = sluice::signaling::with_media(state).expect("media plane starts");
+    let state = app::start_media(state).expect("media plane starts");
     state.set_ready(true);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -1,0 +1,76 @@
+//! The composition root: the state every HTTP handler and signalling connection shares,
+//! and the one place that starts the media workers and wires signalling to them.
+//!
+//! `main` (and the end-to-end tests) build an [`AppState`], call [`start_media`], and
+//! serve [`crate::http::router`] with it. The other modules take what they need from
+//! the state and never start each other.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::limits::PerIpLimit;
+use crate::media::{MediaError, MediaPlane};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::signaling::rooms::Rooms;
+
+/// State shared by every HTTP handler and signalling connection; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// True while the server accepts new sessions; `/readyz` reports it.
+    pub ready: Arc<AtomicBool>,
+    /// Shutdown signal and open-connection count (signalling sockets hold a guard).
+    pub shutdown: Shutdown,
+    /// The room registry over the media workers; `None` serves HTTP only (signalling
+    /// then refuses every client with an `internal` error).
+    pub rooms: Option<Arc<Rooms>>,
+    /// Signalling connections (one per participant session) per client address,
+    /// bounded by `limits.sessions_per_source_ip`.
+    pub sessions_per_ip: Arc<PerIpLimit>,
+}
+
+impl AppState {
+    /// A state that is not ready yet: `main` sets `ready` once it is listening.
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
+        let sessions_per_ip = PerIpLimit::new(config.limits.sessions_per_source_ip);
+        Self {
+            config,
+            metrics,
+            ready: Arc::new(AtomicBool::new(false)),
+            shutdown,
+            rooms: None,
+            sessions_per_ip,
+        }
+    }
+
+    /// The same state with signalling wired to `rooms`.
+    pub fn with_rooms(mut self, rooms: Arc<Rooms>) -> Self {
+        self.rooms = Some(rooms);
+        self
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.shutdown.is_begun()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Starts the media workers and the room registry over them: the state `main` (and
+/// the end-to-end tests) serve.
+pub fn start_media(state: AppState) -> Result<AppState, MediaError> {
+    let media = MediaPlane::start(&state.config, Arc::clone(&state.metrics))?;
+    let rooms = Rooms::new(
+        media,
+        state.config.limits.rooms,
+        state.config.limits.participants_per_room,
+        state.config.signaling.room_event_queue,
+        Arc::clone(&state.metrics),
+    );
+    Ok(state.with_rooms(Arc::new(rooms)))
+}
