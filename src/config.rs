@@ -513,6 +513,8 @@ pub struct SignalingConfig {
     pub send_timeout_ms: u64,
     /// Room changes queued per connection before it needs a full `room_state`.
     pub room_event_queue: usize,
+    /// How long room changes are gathered into one re-offer.
+    pub renegotiation_delay_ms: u64,
 }
 
 impl Default for SignalingConfig {
@@ -522,6 +524,7 @@ impl Default for SignalingConfig {
             join_timeout_ms: 10_000,
             send_timeout_ms: 10_000,
             room_event_queue: 256,
+            renegotiation_delay_ms: 100,
         }
     }
 }
@@ -538,10 +541,17 @@ impl SignalingConfig {
     pub fn send_timeout(&self) -> Duration {
         Duration::from_millis(self.send_timeout_ms)
     }
+
+    pub fn renegotiation_delay(&self) -> Duration {
+        Duration::from_millis(self.renegotiation_delay_ms)
+    }
 }
 
 /// Smallest `signaling.*_timeout_ms`.
 pub const MIN_SIGNALING_TIMEOUT_MS: u64 = 1_000;
+/// Largest `signaling.renegotiation_delay_ms`: longer would make media of a newcomer
+/// noticeably late.
+pub const MAX_RENEGOTIATION_DELAY_MS: u64 = 2_000;
 /// Smallest `signaling.room_event_queue`.
 pub const MIN_ROOM_EVENT_QUEUE: usize = 16;
 
@@ -823,6 +833,11 @@ impl Config {
         ] {
             rules.at_least(key, value, MIN_SIGNALING_TIMEOUT_MS);
         }
+        rules.at_most(
+            "signaling.renegotiation_delay_ms",
+            signaling.renegotiation_delay_ms,
+            MAX_RENEGOTIATION_DELAY_MS,
+        );
         rules.at_least(
             "signaling.room_event_queue",
             signaling.room_event_queue,

@@ -144,6 +144,8 @@ struct Joined {
     /// When the first answer was applied while ICE/DTLS have not completed yet (the
     /// connect deadline runs from it); `None` once connected.
     connecting_since: Option<Instant>,
+    /// When the re-offer that gathers the room changes since the last one goes out.
+    offer_due: Option<Instant>,
 }
 
 /// What woke the connection up.
@@ -152,7 +154,16 @@ enum Input {
     Room(Option<RoomEvent>),
     Session(Option<SessionEvent>),
     Shutdown,
-    Deadline(End),
+    Deadline(Timer),
+}
+
+/// What a connection's next deadline means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The connection ends.
+    End(End),
+    /// The renegotiation window closed: send the re-offer that gathers its changes.
+    Offer,
 }
 
 struct Connection {
@@ -217,21 +228,28 @@ impl Connection {
     }
 
     /// The earliest deadline this connection is waiting for, and what it means.
-    fn deadline(&self) -> Option<(Instant, End)> {
+    fn deadline(&self) -> Option<(Instant, Timer)> {
         let signaling = &self.state.config.signaling;
         let Some(joined) = &self.joined else {
-            return Some((self.opened_at + signaling.join_timeout(), End::IdleTimeout));
+            return Some((
+                self.opened_at + signaling.join_timeout(),
+                Timer::End(End::IdleTimeout),
+            ));
         };
-        let answer = joined
-            .offer_sent_at
-            .map(|at| (at + signaling.answer_timeout(), End::AnswerTimeout));
+        let answer = joined.offer_sent_at.map(|at| {
+            (
+                at + signaling.answer_timeout(),
+                Timer::End(End::AnswerTimeout),
+            )
+        });
         let connect = joined.connecting_since.map(|at| {
             (
                 at + self.state.config.media.connect_timeout(),
-                End::ConnectTimeout,
+                Timer::End(End::ConnectTimeout),
             )
         });
-        [answer, connect]
+        let offer = joined.offer_due.map(|at| (at, Timer::Offer));
+        [answer, connect, offer]
             .into_iter()
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -253,7 +271,7 @@ impl Connection {
                 frame = self.socket.recv() => Input::Frame(frame),
                 input = next_event(&mut self.joined) => input,
                 () = shutdown.begun() => Input::Shutdown,
-                end = expire(deadline) => Input::Deadline(end),
+                timer = expire(deadline) => Input::Deadline(timer),
             };
             let end = match input {
                 Input::Frame(Some(Ok(message))) => self.on_frame(message).await,
@@ -274,7 +292,8 @@ impl Connection {
                 Input::Room(event) => self.on_room_event(event).await,
                 Input::Session(event) => self.on_session_event(event),
                 Input::Shutdown => Some(End::ShuttingDown),
-                Input::Deadline(end) => {
+                Input::Deadline(Timer::Offer) => None,
+                Input::Deadline(Timer::End(end)) => {
                     if let Some(joined) = &self.joined {
                         tracing::info!(participant = joined.id, room = %joined.room, reason = end.reason(), "participant timed out");
                     }
@@ -557,6 +576,7 @@ impl Connection {
             published: Published::default(),
             offer_sent_at: None,
             connecting_since: None,
+            offer_due: None,
         };
         for peer in others {
             sync_tracks(&mut joined, &self.rng, peer.id, peer.published);
@@ -778,6 +798,18 @@ impl Connection {
         if !joined.negotiator.needs_offer() {
             return Ok(());
         }
+        // The first offer goes out at once; a re-offer waits for the renegotiation
+        // window, so a burst of joins, leaves and publications costs one offer.
+        if joined.negotiator.revision() > 0 {
+            let now = Instant::now();
+            let due = *joined
+                .offer_due
+                .get_or_insert(now + self.state.config.signaling.renegotiation_delay());
+            if now < due {
+                return Ok(());
+            }
+        }
+        joined.offer_due = None;
         let (revision, sdp) = joined
             .negotiator
             .create_offer()
@@ -805,11 +837,11 @@ impl Connection {
 }
 
 /// Resolves at `deadline` with what it means; never when there is none.
-async fn expire(deadline: Option<(Instant, End)>) -> End {
+async fn expire(deadline: Option<(Instant, Timer)>) -> Timer {
     match deadline {
-        Some((at, end)) => {
+        Some((at, timer)) => {
             tokio::time::sleep_until(at.into()).await;
-            end
+            timer
         }
         None => std::future::pending().await,
     }
