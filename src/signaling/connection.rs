@@ -1057,6 +1057,100 @@ fn negotiator_config(max_message_bytes: usize) -> NegotiatorConfig {
 mod tests {
     use super::*;
 
+    use sluice_signal::sdp::{AnswerMedia, Codec, Direction};
+
+    fn vp8() -> Codec {
+        Codec {
+            pt: 96,
+            name: "VP8".into(),
+            clock_rate: 90_000,
+            channels: None,
+            fmtp: None,
+            rtcp_fb: vec!["nack".into()],
+        }
+    }
+
+    fn answer_with(mid: &str, direction: Direction, rejected: bool, rtx: Vec<(u8, u8)>) -> Answer {
+        Answer {
+            ice_ufrag: "u".into(),
+            ice_pwd: "p".into(),
+            fingerprint_sha256: [0; 32],
+            setup: Setup::Active,
+            bundle_mids: vec![mid.into()],
+            media: vec![AnswerMedia {
+                mid: mid.into(),
+                kind: Kind::Video,
+                direction,
+                rejected,
+                codecs: vec![vp8()],
+                rtx,
+                ssrcs: Vec::new(),
+                fid_groups: Vec::new(),
+                extmaps: Vec::new(),
+                msid: None,
+            }],
+        }
+    }
+
+    fn offered(mid: &str) -> SubscriptionSpec {
+        SubscriptionSpec {
+            publisher: 3,
+            kind: Kind::Video,
+            ssrc: 0xB0,
+            rtx_ssrc: Some(0xB1),
+            mid: mid.into(),
+            payload_types: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_subscription_carries_what_its_answer_accepted() {
+        let accepted = accepted_subscription(
+            offered("4"),
+            &answer_with("4", Direction::RecvOnly, false, vec![(97, 96)]),
+        )
+        .expect("accepted");
+        assert_eq!(accepted.payload_types, vec![96]);
+        assert_eq!(accepted.rtx_ssrc, Some(0xB1));
+        assert_eq!(accepted.mid, "4");
+    }
+
+    #[test]
+    fn no_rtx_is_sent_to_a_subscriber_whose_answer_dropped_it() {
+        let accepted = accepted_subscription(
+            offered("4"),
+            &answer_with("4", Direction::RecvOnly, false, Vec::new()),
+        )
+        .expect("accepted");
+        assert_eq!(accepted.rtx_ssrc, None);
+    }
+
+    #[test]
+    fn nothing_is_forwarded_on_an_m_line_answered_inactive_or_rejected() {
+        for (direction, rejected) in [
+            (Direction::Inactive, false),
+            (Direction::SendOnly, false),
+            (Direction::RecvOnly, true),
+        ] {
+            assert_eq!(
+                accepted_subscription(
+                    offered("4"),
+                    &answer_with("4", direction, rejected, Vec::new())
+                ),
+                None,
+                "{direction:?} rejected={rejected}"
+            );
+        }
+        // an answer without the m-line at all
+        assert_eq!(
+            accepted_subscription(
+                offered("5"),
+                &answer_with("4", Direction::RecvOnly, false, Vec::new())
+            ),
+            None
+        );
+    }
+
     /// Offers a room of `others + 1` to a negotiator and answers it like a client.
     fn negotiate_room(others: u32, config: NegotiatorConfig) -> (usize, bool) {
         use sluice_loadgen::answer::{write_answer, AnswerParams};
