@@ -167,6 +167,7 @@ impl MediaRouter {
                     ssrc: spec.ssrc,
                     rtx_ssrc: spec.rtx_ssrc,
                     mid: (!spec.mid.is_empty()).then(|| spec.mid.clone()),
+                    payload_types: spec.payload_types.clone(),
                 };
                 match self.router.subscribe(SfuId(*id), track, subscription) {
                     Ok(()) => member.active.push((spec, track)),

@@ -175,7 +175,12 @@ impl Router {
         let since_epoch = now.saturating_duration_since(epoch.unwrap_or(now));
         let send_time = abs_send_time(since_epoch);
         let payload_len = h.payload().len();
+        let payload_type = h.payload_type();
         for sub in &mut track.subscriptions {
+            if !sub.payload_types.is_empty() && !sub.payload_types.contains(&payload_type) {
+                stats.dropped.add(DropReason::PayloadTypeNotAccepted);
+                continue;
+            }
             if sub.awaiting_keyframe {
                 if gate && !keyframe {
                     stats.dropped.add(DropReason::AwaitingKeyframe);

@@ -56,15 +56,21 @@ pub struct SubscriptionSpec {
     /// is rewritten to it (or hidden if the lengths differ, since extensions are never
     /// resized in place); when `None` the publisher's MID is left as is.
     pub mid: Option<String>,
+    /// The media payload types the subscriber's answer accepted on the m-line. A packet
+    /// of any other payload type is not forwarded: the subscriber could not decode it,
+    /// and an independent receiver may treat it as a protocol error. Empty accepts all.
+    pub payload_types: Vec<u8>,
 }
 
 impl SubscriptionSpec {
-    /// A subscription announced with `ssrc` only (no RTX, MID left unchanged).
+    /// A subscription announced with `ssrc` only (no RTX, MID left unchanged, every
+    /// payload type accepted).
     pub fn new(ssrc: u32) -> Self {
         Self {
             ssrc,
             rtx_ssrc: None,
             mid: None,
+            payload_types: Vec::new(),
         }
     }
 }

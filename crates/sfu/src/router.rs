@@ -379,6 +379,7 @@ impl Router {
             ssrc: spec.ssrc,
             rtx_ssrc: spec.rtx_ssrc,
             mid: spec.mid,
+            payload_types: spec.payload_types,
             rewriter,
             sender: SenderStats::new(kind.clock_rate_hz()),
             rtx_seq: 0,

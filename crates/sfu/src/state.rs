@@ -106,6 +106,8 @@ pub(crate) struct Subscription {
     pub(crate) ssrc: u32,
     pub(crate) rtx_ssrc: Option<u32>,
     pub(crate) mid: Option<String>,
+    /// Accepted media payload types (empty: all).
+    pub(crate) payload_types: Vec<u8>,
     pub(crate) rewriter: StreamRewriter,
     pub(crate) sender: SenderStats,
     pub(crate) rtx_seq: u16,

@@ -28,11 +28,13 @@ pub enum DropReason {
     /// retransmissions of packets that arrived): forwarding it would hand subscribers the
     /// same sequence number twice, which their SRTP replay window rejects.
     RtxDuplicate,
+    /// A copy for a subscriber whose answer did not accept the packet's payload type.
+    PayloadTypeNotAccepted,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order (the order of [`RouterStats::dropped`] entries).
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::UnknownParticipant,
         DropReason::MalformedRtp,
         DropReason::UnknownSsrc,
@@ -44,6 +46,7 @@ impl DropReason {
         DropReason::MalformedRtcp,
         DropReason::RtcpUnknownSsrc,
         DropReason::RtxDuplicate,
+        DropReason::PayloadTypeNotAccepted,
     ];
 
     /// A stable snake_case label for metrics.
@@ -60,6 +63,7 @@ impl DropReason {
             DropReason::MalformedRtcp => "malformed_rtcp",
             DropReason::RtcpUnknownSsrc => "rtcp_unknown_ssrc",
             DropReason::RtxDuplicate => "rtx_duplicate",
+            DropReason::PayloadTypeNotAccepted => "payload_type_not_accepted",
         }
     }
 
@@ -76,13 +80,14 @@ impl DropReason {
             DropReason::MalformedRtcp => 8,
             DropReason::RtcpUnknownSsrc => 9,
             DropReason::RtxDuplicate => 10,
+            DropReason::PayloadTypeNotAccepted => 11,
         }
     }
 }
 
 /// Per-reason drop counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DropCounts([u64; 11]);
+pub struct DropCounts([u64; 12]);
 
 impl DropCounts {
     /// Packets dropped for `reason`.

@@ -273,6 +273,7 @@ fn forwarded_video(rtx: Option<u32>) -> (Router, Vec<RtpView>, Instant) {
         ssrc: 0xB0,
         rtx_ssrc: rtx,
         mid: None,
+        payload_types: Vec::new(),
     };
     r.subscribe(ParticipantId(2), v, spec).unwrap();
     let t0 = Instant::now();
@@ -728,6 +729,7 @@ fn forwarded_mid_names_the_subscribers_m_line() {
         ssrc,
         rtx_ssrc: None,
         mid: Some(mid.into()),
+        payload_types: Vec::new(),
     };
     r.subscribe(ParticipantId(2), v, spec(0xB2, "3")).unwrap();
     r.subscribe(ParticipantId(3), v, spec(0xB3, "11")).unwrap();
@@ -811,6 +813,7 @@ fn one_track_cache_answers_every_subscribers_nacks_rewritten_for_each() {
             ssrc: 0xB0 + s,
             rtx_ssrc: None,
             mid: Some(format!("m{s}")),
+            payload_types: Vec::new(),
         };
         r.subscribe(ParticipantId(u64::from(s)), v, spec).unwrap();
     }
@@ -844,4 +847,40 @@ fn one_track_cache_answers_every_subscribers_nacks_rewritten_for_each() {
     }
     assert_eq!(r.retransmission_cache_bytes(), held);
     assert_eq!(r.stats().nacks_answered, 5);
+}
+
+#[test]
+fn a_payload_type_the_subscribers_answer_did_not_accept_is_not_forwarded_to_it() {
+    let mut r = room_of(3, RouterConfig::default());
+    let v = r.publish(ParticipantId(1), video("1", Some(0xA1))).unwrap();
+    let spec = |ssrc, payload_types: Vec<u8>| SubscriptionSpec {
+        ssrc,
+        rtx_ssrc: None,
+        mid: None,
+        payload_types,
+    };
+    // Subscriber 2 accepted VP8 (96) only; subscriber 3 accepted VP8 and H.264 (102).
+    r.subscribe(ParticipantId(2), v, spec(0xB2, vec![96]))
+        .unwrap();
+    r.subscribe(ParticipantId(3), v, spec(0xB3, vec![96, 102]))
+        .unwrap();
+    let t0 = Instant::now();
+    let h264_idr = [0x65, 0x88, 0x84, 0x00];
+    let p = Rtp::new(102, 0xA1, 1, 3000, &h264_idr).twcc(1);
+    r.handle_rtp(t0, ParticipantId(1), &p.build());
+    let out = drain(&mut r);
+    assert!(
+        rtp_to(&out, ParticipantId(2)).is_empty(),
+        "H.264 to a VP8-only answer"
+    );
+    assert_eq!(rtp_to(&out, ParticipantId(3)).len(), 1);
+    assert_eq!(r.stats().dropped.get(DropReason::PayloadTypeNotAccepted), 1);
+    let p = Rtp::new(96, 0xA1, 2, 6000, VP8_KEYFRAME).twcc(2);
+    r.handle_rtp(t0, ParticipantId(1), &p.build());
+    let out = drain(&mut r);
+    assert_eq!(
+        rtp_to(&out, ParticipantId(2)).len(),
+        1,
+        "VP8 still reaches it"
+    );
 }
