@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{AnnounceAddress, Config};
 use crate::limits::PerIpLimit;
 use crate::media::{MediaError, MediaPlane};
 use crate::metrics::Metrics;
@@ -30,13 +30,19 @@ pub struct AppState {
     /// Signalling connections (one per participant session) per client address,
     /// bounded by `limits.sessions_per_source_ip`.
     pub sessions_per_ip: Arc<PerIpLimit>,
+    /// The addresses every offer announces as host candidates, resolved once at start-up:
+    /// listing the host's interfaces is a system call per interface, too slow to repeat
+    /// on every join of a join storm.
+    pub announce: Arc<[AnnounceAddress]>,
 }
 
 impl AppState {
     /// A state that is not ready yet: `main` sets `ready` once it is listening.
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, shutdown: Shutdown) -> Self {
         let sessions_per_ip = PerIpLimit::new(config.limits.sessions_per_source_ip);
+        let announce = config.media.announce_addresses().into();
         Self {
+            announce,
             config,
             metrics,
             ready: Arc::new(AtomicBool::new(false)),

@@ -3,10 +3,33 @@
 //! The filter comes from `log.level`; a `RUST_LOG` environment variable, when set
 //! and valid, overrides it, so an operator can turn on `debug` for one module
 //! without editing the file.
+//!
+//! Lines go through a bounded queue to a dedicated writer thread: a media worker that
+//! logs never waits for stderr (a slow terminal, a full pipe to a log collector). When
+//! the queue is full the line is dropped and counted (`sluice_log_lines_dropped_total`),
+//! which is the right trade for a real-time forwarder.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+
+/// Lines queued for the writer thread before new ones are dropped.
+pub const LOG_QUEUE_LINES: usize = 16_384;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because the writer's queue was full.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// Keeps the writer thread alive; dropping it flushes the queued lines (at exit).
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -37,13 +60,20 @@ pub fn filter_for(config: &LogConfig, rust_log: Option<&str>) -> Result<EnvFilte
     })
 }
 
-/// Installs the global subscriber. Call once, early in `main`.
-pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
+/// Installs the global subscriber. Call once, early in `main`, and keep the guard until
+/// the process ends.
+pub fn init(config: &LogConfig) -> Result<LogGuard, LoggingError> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter_for(config, rust_log.as_deref())?;
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("sluice-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colours only for a person at a terminal, not in files or log collectors.
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match config.format {
@@ -54,7 +84,7 @@ pub fn init(config: &LogConfig) -> Result<(), LoggingError> {
     if let Some(text) = rust_log.filter(|text| EnvFilter::try_new(text).is_err()) {
         tracing::warn!(rust_log = %text, level = %config.level, "RUST_LOG is not a valid filter; using log.level");
     }
-    Ok(())
+    Ok(LogGuard(guard))
 }
 
 #[cfg(test)]

@@ -85,10 +85,13 @@ fn main() -> ExitCode {
         println!("sluice: configuration in {source} is valid");
         return ExitCode::SUCCESS;
     }
-    if let Err(err) = logging::init(&config.log) {
-        eprintln!("sluice: {err}");
-        return ExitCode::from(EXIT_INVALID_CONFIG);
-    }
+    let _log_guard = match logging::init(&config.log) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("sluice: {err}");
+            return ExitCode::from(EXIT_INVALID_CONFIG);
+        }
+    };
     tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "sluice starting");
     match run(config) {
         Ok(()) => {
@@ -117,22 +120,16 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
     if config.auth.is_development_mode() {
         tracing::warn!("auth.keys is empty: unsigned joins are accepted (development mode)");
     }
-    let announce: Vec<String> = config
-        .media
-        .announce_addresses()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let shutdown = Shutdown::new();
+    let metrics = Arc::new(Metrics::with_workers(config.media.resolved_workers()));
+    let state = AppState::new(Arc::clone(&config), metrics, shutdown.clone());
+    let announce: Vec<String> = state.announce.iter().map(ToString::to_string).collect();
     tracing::info!(
         media_listen = %config.media.listen,
         workers = config.media.resolved_workers(),
         announce = ?announce,
         "media configuration"
     );
-
-    let shutdown = Shutdown::new();
-    let metrics = Arc::new(Metrics::with_workers(config.media.resolved_workers()));
-    let state = AppState::new(Arc::clone(&config), metrics, shutdown.clone());
     let state = app::start_media(state)?;
     let mut stop_signals = StopSignals::install().map_err(ServerError::Signals)?;
 

@@ -59,6 +59,9 @@ pub enum DropReason {
     NotNominated,
     /// RTP or RTCP before the DTLS handshake produced SRTP keys.
     BeforeKeys,
+    /// DTLS for a session whose answer has not reached the worker yet, beyond the few
+    /// datagrams held for it.
+    BeforeAnswer,
     /// SRTP or SRTCP authentication failed.
     SrtpAuthFailed,
     /// Replayed SRTP packet.
@@ -74,13 +77,14 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::UnknownProtocol,
         Self::Malformed,
         Self::UnknownSource,
         Self::StunAuthFailed,
         Self::NotNominated,
         Self::BeforeKeys,
+        Self::BeforeAnswer,
         Self::SrtpAuthFailed,
         Self::Replay,
         Self::SsrcLimit,
@@ -98,6 +102,7 @@ impl DropReason {
             Self::StunAuthFailed => "stun_auth_failed",
             Self::NotNominated => "not_nominated",
             Self::BeforeKeys => "before_keys",
+            Self::BeforeAnswer => "before_answer",
             Self::SrtpAuthFailed => "srtp_auth_failed",
             Self::Replay => "replay",
             Self::SsrcLimit => "ssrc_limit",
@@ -350,6 +355,7 @@ pub struct Metrics {
     signaling_rejected: [Counter; SignalingRejection::ALL.len()],
     sessions_ended: [Counter; SessionEnd::ALL.len()],
     room_events_overflowed: Counter,
+    log_lines_dropped: Counter,
     handshakes_in_flight: Gauge,
     router_dropped: [Counter; sluice_sfu::DropReason::ALL.len()],
     router_forwarded_packets: Counter,
@@ -494,6 +500,11 @@ impl Metrics {
             "signaling_room_resyncs",
             "Room changes that did not fit a connection's queue: it was resynchronised with a full room_state",
         );
+        let log_lines_dropped = counter(
+            r,
+            "log_lines_dropped",
+            "Log lines dropped because the log writer's queue was full (the writer never blocks a worker)",
+        );
         let handshakes_in_flight = gauge(
             r,
             "dtls_handshakes_in_flight",
@@ -549,6 +560,7 @@ impl Metrics {
             signaling_rejected,
             sessions_ended,
             room_events_overflowed,
+            log_lines_dropped,
             handshakes_in_flight,
             router_dropped,
             router_forwarded_packets,
@@ -584,6 +596,14 @@ impl Metrics {
     /// Counts a connection that fell behind its room's changes (it gets a resync).
     pub fn room_events_overflowed(&self) {
         self.room_events_overflowed.inc();
+    }
+
+    /// Brings the dropped-log-lines counter up to `total` (the log writer's own count).
+    pub fn record_log_lines_dropped(&self, total: u64) {
+        let seen = self.log_lines_dropped.get();
+        if total > seen {
+            self.log_lines_dropped.inc_by(total - seen);
+        }
     }
 
     pub fn room_opened(&self) {
@@ -1080,5 +1100,15 @@ mod tests {
             sample(&text, "sluice_router_dropped_total{reason=\"ssrc_limit\"}"),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn dropped_log_lines_follow_the_writers_total() {
+        let metrics = Metrics::new();
+        metrics.record_log_lines_dropped(3);
+        metrics.record_log_lines_dropped(3);
+        metrics.record_log_lines_dropped(5);
+        let text = metrics.encode();
+        assert_eq!(sample(&text, "sluice_log_lines_dropped_total"), Some(5.0));
     }
 }

@@ -85,9 +85,29 @@ pub struct SessionSpec {
     pub events: mpsc::Sender<SessionEvent>,
 }
 
+/// What a worker needs to answer a participant's connectivity checks before its answer
+/// arrived: our ICE credentials are in the offer, and a browser starts checking as soon
+/// as it has applied that offer and its own answer, which can be before signalling has
+/// carried the answer to us. Checks that found no session would be dropped, and a peer
+/// that backs off far enough gives up.
+#[derive(Debug, Clone)]
+pub struct PrepareSpec {
+    /// The participant.
+    pub participant: ParticipantId,
+    /// Its room.
+    pub room: String,
+    /// Our ICE credentials for it (in every offer).
+    pub local_ice: Credentials,
+    /// Where the worker reports this session's events.
+    pub events: mpsc::Sender<SessionEvent>,
+}
+
 /// A request to a worker.
 #[derive(Debug)]
 pub enum Command {
+    /// Open a session that answers ICE checks and holds early DTLS until its answer's
+    /// transport parameters arrive with the first `Upsert`.
+    Prepare(Box<PrepareSpec>),
     /// Create or update a session.
     Upsert(Box<SessionSpec>),
     /// Forget a session (the participant left); its media stops at once.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use sluice_ice::{demux, IceConfig, PacketClass};
 
 use crate::limits::HandshakeBudget;
-use crate::media::command::{Command, ParticipantId, SessionSpec};
+use crate::media::command::{Command, ParticipantId, PrepareSpec, SessionSpec};
 use crate::media::router::{MediaRouter, OutputKind};
 use crate::media::session::{Context, Effect, Session};
 use crate::metrics::{DropReason, Metrics};
@@ -102,36 +102,71 @@ impl WorkerCore {
     /// Applies a command from signalling.
     pub fn handle_command(&mut self, now: Instant, command: Command) {
         match command {
+            Command::Prepare(spec) => {
+                self.prepare(&spec);
+            }
             Command::Upsert(spec) => self.upsert(now, *spec),
             Command::Remove(id) => self.remove(id),
         }
     }
 
-    fn upsert(&mut self, now: Instant, spec: SessionSpec) {
-        if !self.sessions.contains_key(&spec.participant) {
-            match Session::new(
-                &spec,
-                self.config.ice.clone(),
-                self.config.max_bitrate_bps_per_session,
-            ) {
-                Ok(session) => {
-                    tracing::debug!(participant = spec.participant, room = %spec.room, "session created");
-                    self.metrics.session_opened();
-                    self.by_ufrag
-                        .insert(spec.local_ice.ufrag.clone(), spec.participant);
-                    self.sessions.insert(spec.participant, session);
-                    self.reschedule(spec.participant);
-                }
-                Err(error) => {
-                    tracing::warn!(participant = spec.participant, %error, "session refused");
-                    let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
-                        reason: crate::metrics::HandshakeFailure::ProtocolError,
-                    });
-                    return;
-                }
+    /// Opens `spec`'s session unless it exists; false if its credentials are refused.
+    fn prepare(&mut self, spec: &PrepareSpec) -> bool {
+        if self.sessions.contains_key(&spec.participant) {
+            return true;
+        }
+        match Session::new(
+            spec,
+            self.config.ice.clone(),
+            self.config.max_bitrate_bps_per_session,
+        ) {
+            Ok(session) => {
+                tracing::debug!(participant = spec.participant, room = %spec.room, "session created");
+                self.metrics.session_opened();
+                self.by_ufrag
+                    .insert(spec.local_ice.ufrag.clone(), spec.participant);
+                self.sessions.insert(spec.participant, session);
+                self.reschedule(spec.participant);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(participant = spec.participant, %error, "session refused");
+                let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
+                    reason: crate::metrics::HandshakeFailure::ProtocolError,
+                });
+                false
             }
         }
-        let _ = now;
+    }
+
+    fn upsert(&mut self, now: Instant, spec: SessionSpec) {
+        let prepared = self.prepare(&PrepareSpec {
+            participant: spec.participant,
+            room: spec.room.clone(),
+            local_ice: spec.local_ice.clone(),
+            events: spec.events.clone(),
+        });
+        if !prepared {
+            return;
+        }
+        let needs_transport = self
+            .sessions
+            .get(&spec.participant)
+            .is_some_and(|s| !s.has_transport());
+        if needs_transport {
+            let mut refused = None;
+            self.with_session(now, spec.participant, |session, ctx| {
+                refused = session.set_transport(now, &spec, ctx).err();
+            });
+            if let Some(error) = refused {
+                tracing::warn!(participant = spec.participant, %error, "answer's ICE credentials refused");
+                let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
+                    reason: crate::metrics::HandshakeFailure::ProtocolError,
+                });
+                self.remove(spec.participant);
+                return;
+            }
+        }
         self.router.set_participant(
             &spec.room,
             spec.participant,
@@ -424,9 +459,17 @@ mod tests {
         client_cert: Arc<Certificate>,
         server_cert: Arc<Certificate>,
         events: mpsc::Receiver<SessionEvent>,
+        events_tx: mpsc::Sender<SessionEvent>,
     }
 
     fn harness(role: Role) -> Harness {
+        let mut h = prepared_harness();
+        h.answer(role);
+        h
+    }
+
+    /// A core whose participant 7 joined (the offer is out) but has not answered yet.
+    fn prepared_harness() -> Harness {
         let rng = ring::rand::SystemRandom::new();
         let server_cert = Arc::new(Certificate::generate().unwrap());
         let client_cert = Arc::new(Certificate::generate().unwrap());
@@ -449,16 +492,11 @@ mod tests {
         let now = Instant::now();
         core.handle_command(
             now,
-            Command::Upsert(Box::new(SessionSpec {
+            Command::Prepare(Box::new(PrepareSpec {
                 participant: 7,
                 room: "r".into(),
                 local_ice: server_creds.clone(),
-                remote_ice: client_creds.clone(),
-                remote_fingerprint: client_cert.fingerprint(),
-                dtls_role: role,
-                publications: Vec::new(),
-                subscriptions: Vec::new(),
-                events: events_tx,
+                events: events_tx.clone(),
             })),
         );
         Harness {
@@ -472,10 +510,39 @@ mod tests {
             client_cert,
             server_cert,
             events,
+            events_tx,
         }
     }
 
     impl Harness {
+        /// Participant 7's answer reaches the worker: we play `role`.
+        fn answer(&mut self, role: Role) {
+            self.core.handle_command(
+                self.now,
+                Command::Upsert(Box::new(SessionSpec {
+                    participant: 7,
+                    room: "r".into(),
+                    local_ice: self.server_creds.clone(),
+                    remote_ice: self.client_creds.clone(),
+                    remote_fingerprint: self.client_cert.fingerprint(),
+                    dtls_role: role,
+                    publications: Vec::new(),
+                    subscriptions: Vec::new(),
+                    events: self.events_tx.clone(),
+                })),
+            );
+        }
+
+        fn dtls_client(&self) -> Connection {
+            Connection::new(
+                Arc::new(sluice_dtls::Config::new(Arc::clone(&self.client_cert))),
+                Role::Client,
+                PeerAuth::Fingerprint(self.server_cert.fingerprint()),
+                b"server",
+                self.now,
+            )
+        }
+
         fn feed(&mut self, datagram: &[u8]) {
             self.core
                 .handle_datagram(self.now, self.local, self.peer, datagram);
@@ -681,6 +748,54 @@ mod tests {
         h.core.handle_timeout(h.now);
         let again = h.sent();
         assert!(!again.is_empty(), "the ClientHello is retransmitted");
+    }
+
+    #[test]
+    fn checks_before_the_answer_are_answered_and_early_dtls_waits_for_it() {
+        let mut h = prepared_harness();
+        assert!(
+            h.pass_ice().is_empty(),
+            "validated and nominated, nothing else"
+        );
+        let mut client = h.dtls_client();
+        let hello = client.poll_transmit().expect("a ClientHello");
+        h.feed(&hello);
+        assert!(h.sent().is_empty(), "no role yet: the ClientHello is held");
+        assert_eq!(
+            counter(&h.metrics.encode(), "sluice_dtls_handshakes_started_total"),
+            0
+        );
+        h.answer(Role::Server);
+        let flight = h.sent();
+        assert!(!flight.is_empty(), "the held ClientHello is answered");
+        for datagram in flight {
+            client.handle_datagram(h.now, &datagram);
+        }
+        let client = handshake(&mut h, client);
+        assert!(client.is_connected() && h.core.is_connected(7));
+        assert_eq!(h.dropped(DropReason::UnknownSource), 0);
+    }
+
+    #[test]
+    fn nominated_before_the_answer_the_dtls_client_starts_when_it_arrives() {
+        let mut h = prepared_harness();
+        assert!(h.pass_ice().is_empty(), "no role yet: no ClientHello");
+        h.answer(Role::Client);
+        let hello = h.sent();
+        assert_eq!(hello.len(), 1, "one ClientHello");
+        assert_eq!(hello.first().and_then(|d| d.first()), Some(&22));
+    }
+
+    #[test]
+    fn early_dtls_beyond_the_held_few_is_dropped_and_counted() {
+        let mut h = prepared_harness();
+        let _ = h.pass_ice();
+        let mut client = h.dtls_client();
+        let hello = client.poll_transmit().expect("a ClientHello");
+        for _ in 0..crate::media::session::MAX_EARLY_DTLS_DATAGRAMS + 3 {
+            h.feed(&hello);
+        }
+        assert_eq!(h.dropped(DropReason::BeforeAnswer), 3);
     }
 
     #[test]

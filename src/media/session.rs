@@ -3,6 +3,7 @@
 //! The session is sans-IO like the crates it combines: the worker feeds it datagrams
 //! and time and collects [`Effect`]s (datagrams to send, addresses to index).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use sluice_ice::{IceConfig, IceEvent, IceLite};
 use tokio::sync::mpsc;
 
 use crate::limits::{HandshakeBudget, HandshakeSlot, TokenBucket};
-use crate::media::command::{ParticipantId, SessionEvent, SessionSpec};
+use crate::media::command::{ParticipantId, PrepareSpec, SessionEvent, SessionSpec};
 use crate::media::srtp::SrtpSession;
 use crate::metrics::{DropReason, HandshakeFailure, Metrics};
 
@@ -57,8 +58,12 @@ pub struct Session {
     /// The ICE-lite agent.
     pub ice: IceLite,
     dtls: Option<Connection>,
-    dtls_role: Role,
-    remote_fingerprint: Fingerprint,
+    /// Our DTLS role and the only certificate fingerprint accepted, from the answer;
+    /// `None` while the session is prepared but its answer has not arrived.
+    transport: Option<(Role, Fingerprint)>,
+    /// DTLS that came from a validated address before the answer did (a browser that
+    /// is DTLS client starts right after ICE): replayed when the answer arrives.
+    early_dtls: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Where the last DTLS datagram came from (answers go back there before nomination).
     dtls_peer: Option<SocketAddr>,
     /// SRTP contexts, once DTLS connected.
@@ -70,22 +75,28 @@ pub struct Session {
     pub span: tracing::Span,
     /// Counts this handshake against `limits.handshakes_in_flight` until it ends.
     handshake_slot: Option<HandshakeSlot>,
-    /// As DTLS client, nomination came while the handshake budget was spent: start on
-    /// a later input (the peer's next check) once a slot is free.
+    /// Nomination came while the handshake budget was spent, or before the answer said
+    /// which DTLS role we play: as client, start on a later input (the peer's next check,
+    /// the answer) once a slot is free.
     client_start_pending: bool,
     /// Inbound media budget (`limits.bitrate_bps_per_session`).
     pub ingress: TokenBucket,
 }
 
+/// DTLS datagrams held per session while its answer is on the way: a ClientHello flight
+/// and a few retransmissions of it. More are dropped (the peer retransmits).
+pub const MAX_EARLY_DTLS_DATAGRAMS: usize = 8;
+
 impl Session {
-    /// A session from the first [`SessionSpec`]; fails only on invalid ICE credentials.
+    /// A session that answers ICE checks with our credentials (any remote ufrag until
+    /// the answer names one) and waits for [`set_transport`](Self::set_transport).
+    /// Fails only on invalid ICE credentials.
     pub fn new(
-        spec: &SessionSpec,
+        spec: &PrepareSpec,
         ice_config: IceConfig,
         bitrate_bps: u64,
     ) -> Result<Session, sluice_ice::IceError> {
-        let mut ice = IceLite::new(ice_config, spec.local_ice.clone())?;
-        ice.set_remote_credentials(spec.remote_ice.clone())?;
+        let ice = IceLite::new(ice_config, spec.local_ice.clone())?;
         let span =
             tracing::info_span!("session", participant = spec.participant, room = %spec.room);
         Ok(Session {
@@ -93,8 +104,8 @@ impl Session {
             room: spec.room.clone(),
             ice,
             dtls: None,
-            dtls_role: spec.dtls_role,
-            remote_fingerprint: spec.remote_fingerprint,
+            transport: None,
+            early_dtls: VecDeque::new(),
             dtls_peer: None,
             srtp: None,
             events: spec.events.clone(),
@@ -104,6 +115,35 @@ impl Session {
             client_start_pending: false,
             ingress: TokenBucket::new(bitrate_bps),
         })
+    }
+
+    /// Whether the answer's transport parameters have arrived.
+    pub fn has_transport(&self) -> bool {
+        self.transport.is_some()
+    }
+
+    /// Applies the answer's transport parameters (once: they cannot change on a
+    /// connection), then replays any DTLS that arrived before them.
+    pub fn set_transport(
+        &mut self,
+        now: Instant,
+        spec: &SessionSpec,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), sluice_ice::IceError> {
+        if self.transport.is_some() {
+            return Ok(());
+        }
+        self.ice.set_remote_credentials(spec.remote_ice.clone())?;
+        self.transport = Some((spec.dtls_role, spec.remote_fingerprint));
+        let held = std::mem::take(&mut self.early_dtls);
+        for (from, datagram) in held {
+            if self.dead {
+                break;
+            }
+            self.handle_dtls(now, from, &datagram, ctx);
+        }
+        self.drive(now, ctx);
+        Ok(())
     }
 
     /// Where media goes: the nominated address, else where DTLS came from.
@@ -147,6 +187,14 @@ impl Session {
         datagram: &[u8],
         ctx: &mut Context<'_>,
     ) {
+        if self.transport.is_none() {
+            if self.early_dtls.len() < MAX_EARLY_DTLS_DATAGRAMS {
+                self.early_dtls.push_back((from, datagram.to_vec()));
+            } else {
+                ctx.metrics.packet_dropped(DropReason::BeforeAnswer);
+            }
+            return;
+        }
         if self.dtls.is_none() && !self.start_dtls(now, from, ctx) {
             // Over limits.handshakes_in_flight: the peer retransmits its ClientHello.
             ctx.metrics.packet_dropped(DropReason::AdmissionLimit);
@@ -161,6 +209,9 @@ impl Session {
 
     /// Starts the handshake if `limits.handshakes_in_flight` allows; false if not.
     fn start_dtls(&mut self, now: Instant, peer: SocketAddr, ctx: &Context<'_>) -> bool {
+        let Some((role, fingerprint)) = self.transport else {
+            return false;
+        };
         let span = self.span.clone();
         let _enter = span.enter();
         let Some(slot) = ctx.handshakes.try_acquire() else {
@@ -168,12 +219,12 @@ impl Session {
             return false;
         };
         self.handshake_slot = Some(slot);
-        tracing::debug!(role = ?self.dtls_role, %peer, "DTLS handshake starting");
+        tracing::debug!(?role, %peer, "DTLS handshake starting");
         ctx.metrics.dtls_handshake_started();
         self.dtls = Some(Connection::new(
             Arc::clone(ctx.dtls_config),
-            self.dtls_role,
-            PeerAuth::Fingerprint(self.remote_fingerprint),
+            role,
+            PeerAuth::Fingerprint(fingerprint),
             peer.to_string().as_bytes(),
             now,
         ));
@@ -182,7 +233,8 @@ impl Session {
 
     /// Drains the agent and the connection after any input.
     pub fn drive(&mut self, now: Instant, ctx: &mut Context<'_>) {
-        if self.client_start_pending && self.dtls.is_none() && !self.dead {
+        let client = matches!(self.transport, Some((Role::Client, _)));
+        if client && self.client_start_pending && self.dtls.is_none() && !self.dead {
             if let Some(addr) = self.ice.nominated() {
                 if self.start_dtls(now, addr, ctx) {
                     self.client_start_pending = false;
@@ -277,7 +329,10 @@ impl Session {
             IceEvent::Nominated(addr) => {
                 tracing::debug!(%addr, "ICE nominated");
                 ctx.effects.push(Effect::Permit(addr));
-                if self.dtls.is_none() && self.dtls_role == Role::Client {
+                if self.dtls.is_none() && self.transport.is_none() {
+                    // The role is in the answer: start (as client) once it arrives.
+                    self.client_start_pending = true;
+                } else if self.dtls.is_none() && matches!(self.transport, Some((Role::Client, _))) {
                     if self.start_dtls(now, addr, ctx) {
                         self.dtls_peer = Some(addr);
                     } else {

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use crate::app::AppState;
 use crate::config::{Config, DtlsRole};
 use crate::media::{
-    participant_label, Command, ParticipantId, PublicationSpec, SessionEvent, SessionSpec,
-    SubscriptionSpec, WorkerHandle,
+    participant_label, Command, ParticipantId, PrepareSpec, PublicationSpec, SessionEvent,
+    SessionSpec, SubscriptionSpec, WorkerHandle,
 };
 use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
 use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
@@ -506,7 +506,23 @@ impl Connection {
                     room: joined.room.clone(),
                     participants: joined.peers.values().map(|p| p.info.clone()).collect(),
                 };
+                // Before any offer: the worker answers the checks a browser may send
+                // before its answer has reached us.
+                let prepare = PrepareSpec {
+                    participant: joined.id,
+                    room: joined.room.clone(),
+                    local_ice: joined.local_ice.clone(),
+                    events: joined.session_events_tx.clone(),
+                };
+                let prepared = joined
+                    .worker
+                    .commands
+                    .send(Command::Prepare(Box::new(prepare)))
+                    .await;
                 self.joined = Some(joined);
+                if prepared.is_err() {
+                    return Some(End::Fatal(ErrorCode::Internal));
+                }
                 if !self.send(&message).await {
                     return Some(End::SocketClosed);
                 }
@@ -538,9 +554,9 @@ impl Connection {
             DtlsRole::Server => Setup::Passive,
             DtlsRole::Client => Setup::Active,
         };
-        let candidates = config
-            .media
-            .announce_addresses()
+        let candidates = self
+            .state
+            .announce
             .iter()
             .filter_map(|a| a.candidate_addr(worker.index, worker.local_addr.port()))
             .collect();
@@ -958,13 +974,18 @@ fn random_u64(rng: &SystemRandom) -> u64 {
 
 /// A random SSRC, never 0 or 1 (values some stacks treat as special).
 fn random_ssrc(rng: &SystemRandom) -> u32 {
-    loop {
-        let mut bytes = [0u8; 4];
-        let _ = rng.fill(&mut bytes);
-        let ssrc = u32::from_be_bytes(bytes);
-        if ssrc > 1 {
-            return ssrc;
-        }
+    let mut bytes = [0u8; 4];
+    let _ = rng.fill(&mut bytes);
+    ssrc_from(bytes)
+}
+
+/// An SSRC from four random bytes without a retry loop: 0 and 1 (which some stacks
+/// treat as "unset" or reserve for RTCP) map to the top of the range. A random source
+/// that failed (all zeros) still yields a valid SSRC instead of spinning for ever.
+fn ssrc_from(bytes: [u8; 4]) -> u32 {
+    match u32::from_be_bytes(bytes) {
+        low @ (0 | 1) => u32::MAX - low,
+        ssrc => ssrc,
     }
 }
 
@@ -1101,6 +1122,13 @@ mod tests {
             mid: mid.into(),
             payload_types: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_ssrc_is_never_zero_or_one_even_from_a_failed_random_source() {
+        assert_eq!(ssrc_from([0; 4]), u32::MAX);
+        assert_eq!(ssrc_from([0, 0, 0, 1]), u32::MAX - 1);
+        assert_eq!(ssrc_from([0, 0, 0, 2]), 2);
     }
 
     #[test]
