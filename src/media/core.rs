@@ -187,18 +187,24 @@ impl WorkerCore {
         self.router.remove_participant(id);
     }
 
-    /// Processes one received datagram.
+    /// Processes one received datagram. Returns how many RTP packets it made the worker
+    /// queue for subscribers (its forwarded copies), which the worker uses to measure
+    /// forwarding delay.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         local: SocketAddr,
         from: SocketAddr,
         datagram: &[u8],
-    ) {
+    ) -> usize {
         self.metrics.packet_received(datagram.len());
-        if let Err(reason) = self.route(now, local, from, datagram) {
-            tracing::trace!(%from, reason = reason.as_str(), "datagram dropped");
-            self.metrics.packet_dropped(reason);
+        match self.route(now, local, from, datagram) {
+            Ok(forwarded) => forwarded,
+            Err(reason) => {
+                tracing::trace!(%from, reason = reason.as_str(), "datagram dropped");
+                self.metrics.packet_dropped(reason);
+                0
+            }
         }
     }
 
@@ -208,7 +214,7 @@ impl WorkerCore {
         local: SocketAddr,
         from: SocketAddr,
         datagram: &[u8],
-    ) -> Result<(), DropReason> {
+    ) -> Result<usize, DropReason> {
         match demux::classify(datagram) {
             PacketClass::Stun => {
                 let ufrag = demux::stun_local_ufrag(datagram).ok_or(DropReason::Malformed)?;
@@ -219,7 +225,7 @@ impl WorkerCore {
                     .ok_or(DropReason::UnknownSource)?;
                 let result = session.ice.handle_stun(now, local, from, datagram);
                 self.drive(now, id);
-                result.map_err(|e| match e.drop_reason() {
+                result.map(|_| 0).map_err(|e| match e.drop_reason() {
                     sluice_ice::DropReason::Malformed => DropReason::Malformed,
                     _ => DropReason::StunAuthFailed,
                 })
@@ -229,7 +235,7 @@ impl WorkerCore {
                 self.with_session(now, id, |session, ctx| {
                     session.handle_dtls(now, from, datagram, ctx);
                 });
-                Ok(())
+                Ok(0)
             }
             PacketClass::Rtp => {
                 let id = self.permitted_session(now, from)?;
@@ -246,8 +252,7 @@ impl WorkerCore {
                 let plain = srtp.unprotect_rtp(datagram)?;
                 session.ingress.consume(datagram.len());
                 self.router.handle_rtp(now, id, &plain);
-                self.flush_router();
-                Ok(())
+                Ok(self.flush_router())
             }
             PacketClass::Rtcp => {
                 let id = self.permitted_session(now, from)?;
@@ -259,7 +264,7 @@ impl WorkerCore {
                 let plain = srtp.unprotect_rtcp(datagram)?;
                 self.router.handle_rtcp(now, id, &plain);
                 self.flush_router();
-                Ok(())
+                Ok(0)
             }
             PacketClass::Zrtp | PacketClass::TurnChannel | PacketClass::Unknown => {
                 Err(DropReason::UnknownProtocol)
@@ -333,7 +338,9 @@ impl WorkerCore {
     fn apply(&mut self, id: ParticipantId, effects: &mut Vec<Effect>) {
         for effect in effects.drain(..) {
             match effect {
-                Effect::Transmit(destination, data) => self.queue(destination, data),
+                Effect::Transmit(destination, data) => {
+                    self.queue(destination, data);
+                }
                 Effect::Permit(addr) => {
                     // An address belongs to the session that validated it last.
                     self.by_addr.insert(addr, id);
@@ -347,16 +354,20 @@ impl WorkerCore {
         }
     }
 
-    fn queue(&mut self, destination: SocketAddr, data: Vec<u8>) {
+    /// Queues a datagram; false if the queue was full and it was dropped.
+    fn queue(&mut self, destination: SocketAddr, data: Vec<u8>) -> bool {
         if self.transmits.len() >= MAX_QUEUED_TRANSMITS {
             self.metrics.packet_dropped(DropReason::QueueFull);
-            return;
+            return false;
         }
         self.transmits.push_back((destination, data));
+        true
     }
 
     /// Protects and queues what the router produced, returning buffers to its pool.
-    fn flush_router(&mut self) {
+    /// Returns how many RTP packets were queued.
+    fn flush_router(&mut self) -> usize {
+        let mut rtp = 0;
         while let Some(output) = self.router.poll_output() {
             let Some(session) = self.sessions.get_mut(&output.to) else {
                 continue;
@@ -375,10 +386,13 @@ impl WorkerCore {
                 OutputKind::Rtcp => srtp.protect_rtcp(&output.data),
             };
             if let Some(protected) = protected {
-                self.queue(destination, protected);
+                if self.queue(destination, protected) && output.kind == OutputKind::Rtp {
+                    rtp += 1;
+                }
             }
             self.router.recycle(output.data);
         }
+        rtp
     }
 
     /// Lets time pass for every session whose timer is due.

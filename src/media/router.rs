@@ -341,4 +341,69 @@ mod tests {
         );
         assert_eq!(router.poll_timeout(), router.router.poll_timeout());
     }
+
+    /// Opus with a one-byte header extension block carrying `sdes:mid` (id 1).
+    fn opus_with_mid(seq: u16, ssrc: u32, mid: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x90, 111];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&960u32.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        let element_len = 1 + mid.len();
+        let words = element_len.div_ceil(4);
+        p.extend_from_slice(&[0xBE, 0xDE]);
+        p.extend_from_slice(&(words as u16).to_be_bytes());
+        p.push((1 << 4) | (mid.len() as u8 - 1));
+        p.extend_from_slice(mid);
+        p.resize(p.len() + words * 4 - element_len, 0);
+        p.extend_from_slice(&[0xF8, 0xFF, 0xFE]);
+        p
+    }
+
+    #[test]
+    fn a_receiver_demultiplexing_by_mid_alone_finds_every_stream() {
+        let now = Instant::now();
+        let mut router = MediaRouter::new(32, 25, 1000);
+        // Ada (1) and Cy (3) both publish audio on their own mid "0".
+        for publisher in [1, 3] {
+            let publication = PublicationSpec {
+                kind: Kind::Audio,
+                mid: "0".into(),
+                ssrc: None,
+                rtx_ssrc: None,
+            };
+            router.set_participant("r", publisher, &[publication], &[]);
+        }
+        // Bo (2) receives them on its m-lines "1" and "2".
+        let wants = |publisher, ssrc, mid: &str| SubscriptionSpec {
+            publisher,
+            kind: Kind::Audio,
+            ssrc,
+            rtx_ssrc: None,
+            mid: mid.into(),
+            payload_types: vec![111],
+        };
+        router.set_participant("r", 2, &[], &[wants(1, 0xB1, "1"), wants(3, 0xB3, "2")]);
+        router.handle_rtp(now, 1, &opus_with_mid(1, 0xA1, b"0"));
+        router.handle_rtp(now, 3, &opus_with_mid(1, 0xC3, b"0"));
+        let mut by_mid: HashMap<Vec<u8>, usize> = HashMap::new();
+        for output in std::iter::from_fn(|| router.poll_output()) {
+            if output.kind != OutputKind::Rtp || output.to != 2 {
+                continue;
+            }
+            let header = sluice_rtp::RtpHeader::parse(&output.data).expect("RTP");
+            let mid = header.extension(1).expect("every packet names its m-line");
+            *by_mid.entry(mid.to_vec()).or_default() += 1;
+        }
+        assert_eq!(
+            by_mid.get(&b"1"[..]),
+            Some(&1),
+            "Ada's stream on Bo's mid 1"
+        );
+        assert_eq!(by_mid.get(&b"2"[..]), Some(&1), "Cy's stream on Bo's mid 2");
+        assert_eq!(
+            by_mid.len(),
+            2,
+            "nothing under the publishers' mid: {by_mid:?}"
+        );
+    }
 }

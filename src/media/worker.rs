@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_ice::{demux, PacketClass};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -89,11 +88,7 @@ pub(crate) async fn run(
                             metrics.packets_received(outcome.truncated as u64, outcome.truncated_bytes);
                         }
                         for (from, datagram, received_at) in received.datagrams() {
-                            let queued = core.queued_transmits();
-                            core.handle_datagram(started, local, from, datagram);
-                            if core.queued_transmits() > queued
-                                && demux::classify(datagram) == PacketClass::Rtp
-                            {
+                            if core.handle_datagram(started, local, from, datagram) > 0 {
                                 delays.forwarded(received_at);
                             }
                         }
