@@ -5,7 +5,6 @@
 //! each participant wants and reconciles it with the router after every change, so a
 //! subscription to a track that is not published yet starts as soon as it is.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -58,10 +57,6 @@ struct Member {
 pub struct MediaRouter {
     router: Router,
     members: HashMap<ParticipantId, Member>,
-    /// The router's next deadline as of its last change (`None`: changed since). Finding
-    /// it walks every participant and track, and the worker asks on every wake-up, most
-    /// of which (ICE, DTLS) never touch the router.
-    deadline: Cell<Option<Option<Instant>>>,
 }
 
 impl MediaRouter {
@@ -86,7 +81,6 @@ impl MediaRouter {
         Self {
             router: Router::new(config),
             members: HashMap::new(),
-            deadline: Cell::new(None),
         }
     }
 
@@ -98,7 +92,6 @@ impl MediaRouter {
         publications: &[PublicationSpec],
         subscriptions: &[SubscriptionSpec],
     ) {
-        self.deadline.set(None);
         if !self.members.contains_key(&id) {
             if let Err(error) = self.router.add_participant(room, SfuId(id)) {
                 tracing::warn!(participant = id, %error, "router refused the participant");
@@ -179,7 +172,6 @@ impl MediaRouter {
 
     /// Forgets `id` and every subscription to its tracks.
     pub fn remove_participant(&mut self, id: ParticipantId) {
-        self.deadline.set(None);
         if let Some(gone) = self.members.remove(&id) {
             let removed = self.router.remove_participant(SfuId(id));
             for member in self.members.values_mut().filter(|m| m.room == gone.room) {
@@ -190,19 +182,16 @@ impl MediaRouter {
 
     /// Routes one plaintext RTP packet (drops are counted in the router's stats).
     pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
-        self.deadline.set(None);
         self.router.handle_rtp(now, SfuId(from), packet);
     }
 
     /// Handles one plaintext RTCP packet.
     pub fn handle_rtcp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
-        self.deadline.set(None);
         self.router.handle_rtcp(now, SfuId(from), packet);
     }
 
     /// The next packet to protect and send.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.deadline.set(None);
         self.router.poll_output().map(|o| Output {
             to: o.to.0,
             kind: match o.kind {
@@ -218,19 +207,13 @@ impl MediaRouter {
         self.router.recycle(buffer);
     }
 
-    /// The router's next report/feedback deadline.
+    /// The router's next report/feedback deadline (cached by the router).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if let Some(deadline) = self.deadline.get() {
-            return deadline;
-        }
-        let deadline = self.router.poll_timeout();
-        self.deadline.set(Some(deadline));
-        deadline
+        self.router.poll_timeout()
     }
 
     /// Lets time pass for reports, feedback and NACKs.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.deadline.set(None);
         self.router.handle_timeout(now);
     }
 

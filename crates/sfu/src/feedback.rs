@@ -20,6 +20,7 @@ impl Router {
     /// Handles one decrypted RTCP datagram (compound or reduced-size) from `from` at `now`.
     /// Packets after a malformed one are dropped (their boundaries are unknown).
     pub fn handle_rtcp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        self.deadline.set(None);
         self.touch(now);
         self.stats.rtcp_packets_received += 1;
         if !self.participants.contains_key(&from) {

@@ -24,6 +24,13 @@ impl Router {
     /// announced SSRC and continuous sequence numbers is queued. RTX answering our NACKs is
     /// unwrapped into the original stream first. Anything unusable is dropped and counted.
     pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
+        let track = self.route_rtp(now, from, packet);
+        self.lower_deadline_after_rtp(from, track);
+    }
+
+    /// [`handle_rtp`](Self::handle_rtp) without the deadline bookkeeping; returns the
+    /// track the packet was matched to, if any.
+    fn route_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) -> Option<TrackId> {
         self.touch(now);
         self.stats.rtp_packets_received += 1;
         self.stats.rtp_bytes_received += packet.len() as u64;
@@ -31,11 +38,11 @@ impl Router {
         let twcc_interval = self.config.twcc_feedback_interval;
         let Some(p) = self.participants.get_mut(&from) else {
             self.stats.dropped.add(DropReason::UnknownParticipant);
-            return;
+            return None;
         };
         let Ok(h) = RtpHeader::parse(packet) else {
             self.stats.dropped.add(DropReason::MalformedRtp);
-            return;
+            return None;
         };
         // Transport-wide: every packet of the transport counts, even ones dropped below
         // (bandwidth probes are padding on the RTX SSRC).
@@ -67,7 +74,7 @@ impl Router {
                         "RTP dropped"
                     );
                     self.stats.dropped.add(reason);
-                    return;
+                    return None;
                 }
             },
         };
@@ -76,14 +83,14 @@ impl Router {
             StreamRole::Rtx => {
                 let Some(track) = self.tracks.get_mut(&binding.track) else {
                     self.stats.dropped.add(DropReason::UnknownSsrc);
-                    return;
+                    return None;
                 };
                 if track.rtx_ssrc.is_none() {
                     track.rtx_ssrc = Some(h.ssrc());
                 }
                 let Some(media_ssrc) = track.ssrc else {
                     self.stats.dropped.add(DropReason::UnknownSsrc);
-                    return;
+                    return None;
                 };
                 let mut original = std::mem::take(&mut self.scratch_packet);
                 if unwrap_rtx(packet, media_ssrc, &mut original) {
@@ -99,6 +106,7 @@ impl Router {
                 self.scratch_packet = original;
             }
         }
+        Some(binding.track)
     }
 
     /// Records and fans out one packet of a track's media stream (`recovered`: unwrapped

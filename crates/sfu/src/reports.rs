@@ -7,6 +7,7 @@ use sluice_rtp::rtcp::MAX_REPORT_BLOCKS;
 use sluice_rtp::{write_nack, write_receiver_report, write_sdes_cname, write_sender_report};
 
 use crate::forward::maybe_send_pli;
+use crate::ids::{ParticipantId, TrackId};
 use crate::output::OutputKind;
 use crate::router::Router;
 
@@ -22,8 +23,54 @@ fn duration_to_ntp(d: Duration) -> u64 {
 }
 
 impl Router {
-    /// The next instant [`handle_timeout`](Self::handle_timeout) has work, if any.
+    /// The next instant [`handle_timeout`](Self::handle_timeout) has work, if any (or a
+    /// little earlier: an early wake-up finds nothing due and costs nothing else).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(deadline) = self.deadline.get() {
+            return deadline;
+        }
+        let deadline = self.earliest_timer();
+        self.deadline.set(Some(deadline));
+        deadline
+    }
+
+    /// Lowers the cached deadline to the timers of what one RTP packet touched: its
+    /// publisher, its track and the track's subscribers.
+    pub(crate) fn lower_deadline_after_rtp(&self, from: ParticipantId, track: Option<TrackId>) {
+        let Some(cached) = self.deadline.get() else {
+            return;
+        };
+        let mut next = cached;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if let Some(p) = self.participants.get(&from) {
+            consider(p.next_twcc_at);
+            consider(p.next_rr_at);
+            consider(p.next_sr_at);
+        }
+        if let Some(t) = track.and_then(|id| self.tracks.get(&id)) {
+            if t.ssrc.is_some() {
+                consider(t.nack.as_ref().and_then(|n| n.poll_timeout()));
+            }
+            if let Some(now) = self.last_now {
+                consider(t.keyframe_due(self.config.keyframe_request_interval, now));
+            }
+            for sub in &t.subscriptions {
+                consider(
+                    self.participants
+                        .get(&sub.subscriber)
+                        .and_then(|s| s.next_sr_at),
+                );
+            }
+        }
+        self.deadline.set(Some(next));
+    }
+
+    /// The earliest timer of every participant and track.
+    fn earliest_timer(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
@@ -48,6 +95,7 @@ impl Router {
 
     /// Lets time pass to `now`: sends every report, feedback, NACK and deferred PLI due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.deadline.set(None);
         self.touch(now);
         let Router {
             config,
@@ -186,6 +234,73 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::ids::{Kind, SubscriptionSpec, TrackSpec};
+    use crate::RouterConfig;
+
+    /// A VP8 packet (keyframe when `key`) with sequence number `seq` on SSRC 0xA1.
+    fn vp8(seq: u16, key: bool) -> Vec<u8> {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 3000).to_be_bytes());
+        p.extend_from_slice(&0xA1u32.to_be_bytes());
+        // VP8 descriptor (S=1, partition 0), then a payload header: P bit clear on keyframes.
+        p.extend_from_slice(&[0x10, if key { 0x00 } else { 0x01 }, 0, 0, 0x9d, 0x01, 0x2a]);
+        p
+    }
+
+    #[test]
+    fn the_cached_deadline_is_never_later_than_the_earliest_timer() {
+        let mut r = Router::new(RouterConfig::default());
+        for id in 1..=4 {
+            r.add_participant("room", ParticipantId(id)).unwrap();
+        }
+        let track = r
+            .publish(
+                ParticipantId(1),
+                TrackSpec {
+                    mid: "1".into(),
+                    kind: Kind::Video,
+                    ssrc: Some(0xA1),
+                    rtx_ssrc: None,
+                },
+            )
+            .unwrap();
+        for id in 2..=4u32 {
+            r.subscribe(
+                ParticipantId(u64::from(id)),
+                track,
+                SubscriptionSpec::new(0xB0 + id),
+            )
+            .unwrap();
+        }
+        let mut now = Instant::now();
+        let mut seq = 0u16;
+        for step in 0..2_000u32 {
+            now += Duration::from_millis(7);
+            // every 13th packet lost: NACK timers come and go
+            seq = seq.wrapping_add(if step % 13 == 0 { 2 } else { 1 });
+            r.handle_rtp(now, ParticipantId(1), &vp8(seq, step % 300 == 0));
+            while r.poll_output().is_some() {}
+            let cached = r.poll_timeout();
+            let exact = r.earliest_timer();
+            assert!(
+                exact.is_none() || cached.is_some_and(|c| exact.is_some_and(|e| c <= e)),
+                "step {step}: cached {cached:?} later than the earliest timer {exact:?}"
+            );
+            if let Some(due) = cached.filter(|&t| t <= now) {
+                r.handle_timeout(now.max(due));
+                while r.poll_output().is_some() {}
+                assert_eq!(
+                    r.poll_timeout(),
+                    r.earliest_timer(),
+                    "recomputed after a timeout"
+                );
+            }
+        }
+        let st = r.stats();
+        assert!(st.receiver_reports_sent > 0 && st.nacks_sent > 0, "{st:?}");
+    }
 
     #[test]
     fn ntp_interval_of_one_and_a_half_seconds() {

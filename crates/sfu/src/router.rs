@@ -2,6 +2,7 @@
 //! The media path lives in `forward.rs` (RTP), `feedback.rs` (RTCP in) and `reports.rs`
 //! (timers: RTCP out).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,13 @@ pub struct Router {
     pub(crate) scratch_packet: Vec<u8>,
     pub(crate) scratch_seqs: Vec<u16>,
     pub(crate) scratch_blocks: Vec<sluice_rtp::ReportBlock>,
+    /// The earliest timer, or a lower bound of it; `None` when unknown. Finding it walks
+    /// every participant and track, so it is computed only after a change that can move
+    /// any timer (control plane, RTCP, timeouts); a forwarded RTP packet touches only its
+    /// publisher, its track and that track's subscribers, and lowers the bound from them
+    /// alone, so the packet path does not grow with the size of the worker. A bound that
+    /// is too early costs one empty `handle_timeout`, which recomputes it.
+    pub(crate) deadline: Cell<Option<Option<Instant>>>,
 }
 
 impl Router {
@@ -70,6 +78,7 @@ impl Router {
             scratch_packet: Vec::new(),
             scratch_seqs: Vec::new(),
             scratch_blocks: Vec::new(),
+            deadline: Cell::new(None),
         }
     }
 
@@ -92,6 +101,7 @@ impl Router {
     /// of SRs to its subscribers, defaults to its id in decimal; see
     /// [`set_cname`](Self::set_cname).
     pub fn add_participant(&mut self, room: &str, id: ParticipantId) -> Result<(), RouterError> {
+        self.deadline.set(None);
         if self.participants.contains_key(&id) {
             return Err(RouterError::ParticipantExists(id));
         }
@@ -128,6 +138,7 @@ impl Router {
     /// Sets the CNAME announced for `id`'s tracks in the subscribers' offers (signalling
     /// uses the participant's id string), truncated to 255 bytes.
     pub fn set_cname(&mut self, id: ParticipantId, cname: &str) -> Result<(), RouterError> {
+        self.deadline.set(None);
         let p = self
             .participants
             .get_mut(&id)
@@ -149,6 +160,7 @@ impl Router {
     /// its own subscriptions; queued outputs to it are discarded. Returns the tracks it
     /// published, so signalling can withdraw them from the other participants' offers.
     pub fn remove_participant(&mut self, id: ParticipantId) -> Vec<TrackId> {
+        self.deadline.set(None);
         let Some(p) = self.participants.get(&id) else {
             return Vec::new();
         };
@@ -184,6 +196,7 @@ impl Router {
         publisher: ParticipantId,
         spec: TrackSpec,
     ) -> Result<TrackId, RouterError> {
+        self.deadline.set(None);
         let max_tracks = self.config.max_tracks_per_participant;
         let max_ssrcs = self.config.max_ssrcs_per_participant;
         let p = self
@@ -301,6 +314,7 @@ impl Router {
 
     /// Withdraws a track: its SSRC bindings and every subscription to it are removed.
     pub fn unpublish(&mut self, track: TrackId) -> Result<(), RouterError> {
+        self.deadline.set(None);
         let t = self
             .tracks
             .remove(&track)
@@ -327,6 +341,7 @@ impl Router {
         track: TrackId,
         spec: SubscriptionSpec,
     ) -> Result<(), RouterError> {
+        self.deadline.set(None);
         let cfg = &self.config;
         let s = self
             .participants
@@ -418,6 +433,7 @@ impl Router {
         subscriber: ParticipantId,
         track: TrackId,
     ) -> Result<(), RouterError> {
+        self.deadline.set(None);
         let t = self
             .tracks
             .get_mut(&track)

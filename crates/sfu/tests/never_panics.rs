@@ -112,9 +112,11 @@ fn seeded_random_traffic_and_control_calls_never_panic_and_stay_bounded() {
                         ssrc: 0xB0 + rng.below(4) as u32,
                         rtx_ssrc: (rng.below(2) == 0).then(|| 0xC0 + rng.below(4) as u32),
                         mid: (rng.below(2) == 0).then(|| "12".into()),
-                        payload_types: (rng.below(2) == 0)
-                            .then(|| vec![96 + rng.below(16) as u8])
-                            .unwrap_or_default(),
+                        payload_types: if rng.below(2) == 0 {
+                            vec![96 + rng.below(16) as u8]
+                        } else {
+                            Vec::new()
+                        },
                     };
                     let _ = r.subscribe(who, TrackId(rng.below(12)), spec);
                 }
