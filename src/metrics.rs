@@ -357,7 +357,7 @@ pub struct Metrics {
     room_events_overflowed: Counter,
     log_lines_dropped: Counter,
     handshakes_in_flight: Gauge,
-    router_dropped: [Counter; sluice_sfu::DropReason::ALL.len()],
+    router_dropped: [Counter; sluice_sfu::RouterDrop::ALL.len()],
     router_forwarded_packets: Counter,
     router_keyframe_requests_sent: Counter,
     router_nacks_received: Counter,
@@ -515,7 +515,7 @@ impl Metrics {
             "router_dropped",
             "Packets the media router did not forward, by reason",
             "reason",
-            sluice_sfu::DropReason::ALL.map(sluice_sfu::DropReason::as_str),
+            sluice_sfu::RouterDrop::ALL.map(sluice_sfu::RouterDrop::as_str),
         );
         let router_forwarded_packets = counter(
             r,

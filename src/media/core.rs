@@ -1,6 +1,6 @@
 //! The sans-IO heart of a media worker: demultiplexing, sessions, forwarding.
 //!
-//! [`WorkerCore`] owns every session placed on one worker and its [`MediaRouter`]. The
+//! [`WorkerCore`] owns every session placed on one worker and its [`RouterAdapter`]. The
 //! worker thread (`worker.rs`) only moves bytes and time in and out:
 //! `handle_datagram` / `handle_command` / `handle_timeout` in, `poll_transmit` and
 //! `poll_timeout` out. Unit tests drive it the same way, with no socket.
@@ -14,7 +14,7 @@ use sluice_ice::{demux, IceConfig, PacketClass};
 
 use crate::limits::HandshakeBudget;
 use crate::media::command::{Command, ParticipantId, PrepareSpec, SessionSpec};
-use crate::media::router::{MediaRouter, OutputKind};
+use crate::media::router::{RouterAdapter, OutputKind};
 use crate::media::session::{Context, Effect, Session};
 use crate::metrics::{DropReason, Metrics};
 
@@ -55,7 +55,7 @@ pub struct WorkerCore {
     timer_of: HashMap<ParticipantId, Instant>,
     by_ufrag: HashMap<String, ParticipantId>,
     by_addr: HashMap<SocketAddr, ParticipantId>,
-    router: MediaRouter,
+    router: RouterAdapter,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     effects: Vec<Effect>,
     /// The router's counters as last added to the metrics, and when to add them next.
@@ -70,7 +70,7 @@ impl WorkerCore {
     /// An empty core.
     pub fn new(config: CoreConfig, metrics: Arc<Metrics>) -> Self {
         Self {
-            router: MediaRouter::new(
+            router: RouterAdapter::new(
                 config.max_ssrcs_per_session,
                 config.max_participants_per_room,
                 config.max_participants,
@@ -226,7 +226,7 @@ impl WorkerCore {
                 let result = session.ice.handle_stun(now, local, from, datagram);
                 self.drive(now, id);
                 result.map(|_| 0).map_err(|e| match e.drop_reason() {
-                    sluice_ice::DropReason::Malformed => DropReason::Malformed,
+                    sluice_ice::StunDrop::Malformed => DropReason::Malformed,
                     _ => DropReason::StunAuthFailed,
                 })
             }
@@ -369,7 +369,7 @@ impl WorkerCore {
     fn flush_router(&mut self) -> usize {
         let mut rtp = 0;
         while let Some(output) = self.router.poll_output() {
-            let Some(session) = self.sessions.get_mut(&output.to) else {
+            let Some(session) = self.sessions.get_mut(&output.to.0) else {
                 continue;
             };
             if session.dead {

@@ -1,6 +1,6 @@
 //! The media plane: `media.workers` threads, each a single-threaded loop that owns one
 //! UDP socket (`media.listen` PORT + k), the sessions and rooms placed on it, and a
-//! [`router::MediaRouter`] (a `sluice_sfu::Router`). Signalling talks to workers only through [`Command`]s and
+//! [`router::RouterAdapter`] (a `sluice_sfu::Router`). Signalling talks to workers only through [`Command`]s and
 //! hears back through per-session [`SessionEvent`] channels; nothing is shared.
 
 mod batch;

@@ -9,29 +9,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use sluice_sfu::{ParticipantId as SfuId, Router, RouterConfig, TrackId, TrackSpec};
+/// What the router produces: plaintext for one participant, to protect and send.
+pub use sluice_sfu::{Output, OutputKind};
 use sluice_signal::sdp::Kind;
 
 use crate::media::command::{participant_label, ParticipantId, PublicationSpec, SubscriptionSpec};
-
-/// RTP or RTCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputKind {
-    /// An RTP packet.
-    Rtp,
-    /// An RTCP packet.
-    Rtcp,
-}
-
-/// Plaintext to protect with `to`'s SRTP context and send to its peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    /// The receiving participant.
-    pub to: ParticipantId,
-    /// RTP or RTCP.
-    pub kind: OutputKind,
-    /// The plaintext packet.
-    pub data: Vec<u8>,
-}
 
 fn sfu_kind(kind: Kind) -> sluice_sfu::Kind {
     match kind {
@@ -54,12 +36,12 @@ struct Member {
 
 /// One `sluice_sfu::Router` and the bookkeeping that maps signalling's view onto it.
 #[derive(Debug)]
-pub struct MediaRouter {
+pub struct RouterAdapter {
     router: Router,
     members: HashMap<ParticipantId, Member>,
 }
 
-impl MediaRouter {
+impl RouterAdapter {
     /// A router with `max_ssrcs` SSRCs per participant and rooms of up to
     /// `max_participants_per_room`, `max_participants` in all (signalling enforces the same
     /// limits first).
@@ -190,16 +172,10 @@ impl MediaRouter {
         self.router.handle_rtcp(now, SfuId(from), packet);
     }
 
-    /// The next packet to protect and send.
+    /// The next packet to protect and send (`to` is the participant's id in the
+    /// router's type: `to.0` is the [`ParticipantId`]).
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.router.poll_output().map(|o| Output {
-            to: o.to.0,
-            kind: match o.kind {
-                sluice_sfu::OutputKind::Rtp => OutputKind::Rtp,
-                sluice_sfu::OutputKind::Rtcp => OutputKind::Rtcp,
-            },
-            data: o.data,
-        })
+        self.router.poll_output()
     }
 
     /// Returns a sent packet's buffer to the router's pool.
@@ -239,7 +215,7 @@ mod tests {
     #[test]
     fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
         let now = Instant::now();
-        let mut router = MediaRouter::new(32, 25, 1000);
+        let mut router = RouterAdapter::new(32, 25, 1000);
         let wants_ada = SubscriptionSpec {
             publisher: 1,
             kind: Kind::Audio,
@@ -267,14 +243,14 @@ mod tests {
             .iter()
             .find(|o| o.kind == OutputKind::Rtp)
             .expect("Ada's packet reaches Bo");
-        assert_eq!(rtp.to, 2);
+        assert_eq!(rtp.to, SfuId(2));
         assert_eq!(rtp.data.get(8..12), Some(&0xB0u32.to_be_bytes()[..]));
     }
 
     #[test]
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
-        let mut router = MediaRouter::new(32, 25, 1000);
+        let mut router = RouterAdapter::new(32, 25, 1000);
         let publication = PublicationSpec {
             kind: Kind::Audio,
             mid: "0".into(),
@@ -299,7 +275,7 @@ mod tests {
     #[test]
     fn the_cached_deadline_follows_every_change_of_the_router() {
         let now = Instant::now();
-        let mut router = MediaRouter::new(32, 25, 1000);
+        let mut router = RouterAdapter::new(32, 25, 1000);
         assert_eq!(router.poll_timeout(), None);
         let publication = PublicationSpec {
             kind: Kind::Audio,
@@ -345,7 +321,7 @@ mod tests {
     #[test]
     fn a_receiver_demultiplexing_by_mid_alone_finds_every_stream() {
         let now = Instant::now();
-        let mut router = MediaRouter::new(32, 25, 1000);
+        let mut router = RouterAdapter::new(32, 25, 1000);
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
         for publisher in [1, 3] {
             let publication = PublicationSpec {
@@ -370,7 +346,7 @@ mod tests {
         router.handle_rtp(now, 3, &opus_with_mid(1, 0xC3, b"0"));
         let mut by_mid: HashMap<Vec<u8>, usize> = HashMap::new();
         for output in std::iter::from_fn(|| router.poll_output()) {
-            if output.kind != OutputKind::Rtp || output.to != 2 {
+            if output.kind != OutputKind::Rtp || output.to != SfuId(2) {
                 continue;
             }
             let header = sluice_rtp::RtpHeader::parse(&output.data).expect("RTP");

@@ -24,12 +24,12 @@ pub(crate) enum FragmentOutcome {
     /// Part of a message we already delivered: the peer is retransmitting.
     Retransmission { message_seq: u16 },
     /// Not stored, for a reason that is the peer's problem but not fatal.
-    Dropped(DropReason),
+    Dropped(FragmentDrop),
 }
 
 /// Why a fragment was dropped without failing the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DropReason {
+pub(crate) enum FragmentDrop {
     TooFarAhead,
     BudgetExhausted,
     TooManyRanges,
@@ -157,7 +157,7 @@ impl Reassembler {
             });
         }
         if header.message_seq - self.next_seq >= MAX_MESSAGES_AHEAD {
-            return Ok(FragmentOutcome::Dropped(DropReason::TooFarAhead));
+            return Ok(FragmentOutcome::Dropped(FragmentDrop::TooFarAhead));
         }
         if length > self.max_buffered_bytes {
             return Err(Error::MessageTooLarge {
@@ -181,7 +181,7 @@ impl Reassembler {
             }
             None => {
                 if self.buffered_bytes + length > self.max_buffered_bytes {
-                    return Ok(FragmentOutcome::Dropped(DropReason::BudgetExhausted));
+                    return Ok(FragmentOutcome::Dropped(FragmentDrop::BudgetExhausted));
                 }
                 self.buffered_bytes += length;
                 self.pending.push(Partial {
@@ -207,7 +207,7 @@ impl Reassembler {
         }
         let before = partial.covered_len();
         if !partial.cover(offset, end) {
-            return Ok(FragmentOutcome::Dropped(DropReason::TooManyRanges));
+            return Ok(FragmentOutcome::Dropped(FragmentDrop::TooManyRanges));
         }
         Ok(FragmentOutcome::Accepted {
             new_bytes: partial.covered_len() > before || before == 0,
@@ -297,7 +297,7 @@ mod tests {
         let mut r = Reassembler::new(1000);
         r.insert(0, &header(0, 600, 0, 1), &[0]).unwrap();
         let out = r.insert(0, &header(1, 600, 0, 1), &[0]).unwrap();
-        assert_eq!(out, FragmentOutcome::Dropped(DropReason::BudgetExhausted));
+        assert_eq!(out, FragmentOutcome::Dropped(FragmentDrop::BudgetExhausted));
     }
 
     #[test]
@@ -322,6 +322,6 @@ mod tests {
         for i in 0..400u32 {
             last = r.insert(0, &header(0, 10_000, i * 3, 1), &[0]).unwrap();
         }
-        assert_eq!(last, FragmentOutcome::Dropped(DropReason::TooManyRanges));
+        assert_eq!(last, FragmentOutcome::Dropped(FragmentDrop::TooManyRanges));
     }
 }

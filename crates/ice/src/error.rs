@@ -88,7 +88,7 @@ pub enum IceError {
 
 /// A small, copyable key for drop/reject counters: one per [`IceError`] class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DropReason {
+pub enum StunDrop {
     /// Not STUN, or too large.
     Malformed,
     /// A response or indication.
@@ -107,36 +107,36 @@ pub enum DropReason {
     Local,
 }
 
-impl DropReason {
+impl StunDrop {
     /// A stable, lower-case label for metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            DropReason::Malformed => "malformed",
-            DropReason::UnexpectedClass => "unexpected_class",
-            DropReason::UnsupportedMethod => "unsupported_method",
-            DropReason::BadRequest => "bad_request",
-            DropReason::Unauthorized => "unauthorized",
-            DropReason::RoleConflict => "role_conflict",
-            DropReason::UnknownAttributes => "unknown_attributes",
-            DropReason::Local => "local",
+            StunDrop::Malformed => "malformed",
+            StunDrop::UnexpectedClass => "unexpected_class",
+            StunDrop::UnsupportedMethod => "unsupported_method",
+            StunDrop::BadRequest => "bad_request",
+            StunDrop::Unauthorized => "unauthorized",
+            StunDrop::RoleConflict => "role_conflict",
+            StunDrop::UnknownAttributes => "unknown_attributes",
+            StunDrop::Local => "local",
         }
     }
 }
 
 impl IceError {
     /// The counter this error belongs to.
-    pub fn drop_reason(&self) -> DropReason {
+    pub fn drop_reason(&self) -> StunDrop {
         match self {
-            IceError::Malformed | IceError::TooLarge { .. } => DropReason::Malformed,
-            IceError::UnexpectedClass { .. } => DropReason::UnexpectedClass,
-            IceError::UnsupportedMethod { .. } => DropReason::UnsupportedMethod,
-            IceError::BadRequest(_) => DropReason::BadRequest,
-            IceError::Unauthorized(_) => DropReason::Unauthorized,
-            IceError::RoleConflict => DropReason::RoleConflict,
-            IceError::UnknownAttributes { .. } => DropReason::UnknownAttributes,
+            IceError::Malformed | IceError::TooLarge { .. } => StunDrop::Malformed,
+            IceError::UnexpectedClass { .. } => StunDrop::UnexpectedClass,
+            IceError::UnsupportedMethod { .. } => StunDrop::UnsupportedMethod,
+            IceError::BadRequest(_) => StunDrop::BadRequest,
+            IceError::Unauthorized(_) => StunDrop::Unauthorized,
+            IceError::RoleConflict => StunDrop::RoleConflict,
+            IceError::UnknownAttributes { .. } => StunDrop::UnknownAttributes,
             IceError::InvalidCredentials(_)
             | IceError::InvalidConfig(_)
-            | IceError::RandomFailure => DropReason::Local,
+            | IceError::RandomFailure => StunDrop::Local,
         }
     }
 

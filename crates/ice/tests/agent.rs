@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice_ice::{
-    BadRequestReason, Credentials, DropReason, IceConfig, IceError, IceEvent, IceLite,
+    BadRequestReason, Credentials, StunDrop, IceConfig, IceError, IceEvent, IceLite,
     UnauthorizedReason,
 };
 use stun_rs::MessageClass;
@@ -420,7 +420,7 @@ fn responses_and_indications_are_dropped_unanswered() {
         assert_eq!(result, Err(IceError::UnexpectedClass { class }));
         assert_eq!(
             result.unwrap_err().drop_reason(),
-            DropReason::UnexpectedClass
+            StunDrop::UnexpectedClass
         );
         assert!(agent.poll_transmit().is_none());
     }
@@ -442,7 +442,7 @@ fn garbage_is_malformed_and_unanswered() {
     let mut agent = agent();
     for bytes in [&b""[..], &[0u8; 3][..], &[0u8; 20][..], &[0xFF; 40][..]] {
         let result = agent.handle_stun(Instant::now(), local(), browser(), bytes);
-        assert_eq!(result.unwrap_err().drop_reason(), DropReason::Malformed);
+        assert_eq!(result.unwrap_err().drop_reason(), StunDrop::Malformed);
         assert!(agent.poll_transmit().is_none());
     }
     let mut truncated = Check::default().encode();

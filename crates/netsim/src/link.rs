@@ -39,7 +39,7 @@ const MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a datagram did not arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub enum LinkDrop {
     /// Bernoulli loss (`LinkConfig::loss`).
     Loss,
     /// Gilbert-Elliott burst loss (`LinkConfig::burst`).
@@ -54,7 +54,7 @@ pub enum DropReason {
     Overflow,
 }
 
-/// Drop counters keyed by [`DropReason`].
+/// Drop counters keyed by [`LinkDrop`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DropCounts {
     /// Bernoulli losses.
@@ -73,14 +73,14 @@ pub struct DropCounts {
 
 impl DropCounts {
     /// The counter for one reason.
-    pub fn get(&self, reason: DropReason) -> u64 {
+    pub fn get(&self, reason: LinkDrop) -> u64 {
         match reason {
-            DropReason::Loss => self.loss,
-            DropReason::Burst => self.burst,
-            DropReason::Queue => self.queue,
-            DropReason::Mtu => self.mtu,
-            DropReason::Targeted => self.targeted,
-            DropReason::Overflow => self.overflow,
+            LinkDrop::Loss => self.loss,
+            LinkDrop::Burst => self.burst,
+            LinkDrop::Queue => self.queue,
+            LinkDrop::Mtu => self.mtu,
+            LinkDrop::Targeted => self.targeted,
+            LinkDrop::Overflow => self.overflow,
         }
     }
 
@@ -89,14 +89,14 @@ impl DropCounts {
         self.loss + self.burst + self.queue + self.mtu + self.targeted + self.overflow
     }
 
-    fn bump(&mut self, reason: DropReason) {
+    fn bump(&mut self, reason: LinkDrop) {
         let counter = match reason {
-            DropReason::Loss => &mut self.loss,
-            DropReason::Burst => &mut self.burst,
-            DropReason::Queue => &mut self.queue,
-            DropReason::Mtu => &mut self.mtu,
-            DropReason::Targeted => &mut self.targeted,
-            DropReason::Overflow => &mut self.overflow,
+            LinkDrop::Loss => &mut self.loss,
+            LinkDrop::Burst => &mut self.burst,
+            LinkDrop::Queue => &mut self.queue,
+            LinkDrop::Mtu => &mut self.mtu,
+            LinkDrop::Targeted => &mut self.targeted,
+            LinkDrop::Overflow => &mut self.overflow,
         };
         *counter += 1;
     }
@@ -324,18 +324,18 @@ impl Link {
     fn transmit(&mut self, now: Instant, datagram: Vec<u8>) {
         let len = datagram.len();
         if self.config.max_datagram_size.is_some_and(|max| len > max) {
-            return self.stats.dropped.bump(DropReason::Mtu);
+            return self.stats.dropped.bump(LinkDrop::Mtu);
         }
         if let Some(filter) = self.drop_filter.as_mut() {
             if filter(&datagram) {
-                return self.stats.dropped.bump(DropReason::Targeted);
+                return self.stats.dropped.bump(LinkDrop::Targeted);
             }
         }
         if self.in_flight_bytes.saturating_add(len) > self.config.max_in_flight_bytes {
-            return self.stats.dropped.bump(DropReason::Overflow);
+            return self.stats.dropped.bump(LinkDrop::Overflow);
         }
         let Some(departure) = self.serialise(now, len) else {
-            return self.stats.dropped.bump(DropReason::Queue);
+            return self.stats.dropped.bump(LinkDrop::Queue);
         };
         if let Some(reason) = self.random_loss(now) {
             return self.stats.dropped.bump(reason);
@@ -368,7 +368,7 @@ impl Link {
     }
 
     /// Bernoulli or burst loss, only inside the loss window.
-    fn random_loss(&mut self, now: Instant) -> Option<DropReason> {
+    fn random_loss(&mut self, now: Instant) -> Option<LinkDrop> {
         if let Some((from, to)) = self.config.loss_window {
             let age = now.saturating_duration_since(self.created);
             if age < from || age >= to {
@@ -391,9 +391,9 @@ impl Link {
                 } else {
                     ge.loss_in_good
                 };
-                rng.chance(p).then_some(DropReason::Burst)
+                rng.chance(p).then_some(LinkDrop::Burst)
             }
-            None => rng.chance(self.config.loss).then_some(DropReason::Loss),
+            None => rng.chance(self.config.loss).then_some(LinkDrop::Loss),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The crate's error type: why a control-plane call (join, publish, subscribe) was refused.
 //!
 //! The media path never returns errors: a packet it cannot use is dropped and counted by
-//! [`DropReason`](crate::DropReason).
+//! [`RouterDrop`](crate::RouterDrop).
 
 use thiserror::Error;
 

@@ -14,7 +14,7 @@ use crate::media::{abs_send_time, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TI
 use crate::output::OutputKind;
 use crate::router::Router;
 use crate::state::{SenderReportMapping, StreamRole, Track};
-use crate::stats::DropReason;
+use crate::stats::RouterDrop;
 
 impl Router {
     /// Handles one decrypted RTCP datagram (compound or reduced-size) from `from` at `now`.
@@ -24,12 +24,12 @@ impl Router {
         self.touch(now);
         self.stats.rtcp_packets_received += 1;
         if !self.participants.contains_key(&from) {
-            self.stats.dropped.add(DropReason::UnknownParticipant);
+            self.stats.dropped.add(RouterDrop::UnknownParticipant);
             return;
         }
         for item in RtcpIter::new(packet) {
             let Ok(rtcp) = item else {
-                self.stats.dropped.add(DropReason::MalformedRtcp);
+                self.stats.dropped.add(RouterDrop::MalformedRtcp);
                 break;
             };
             match rtcp {
@@ -60,7 +60,7 @@ impl Router {
             .filter(|b| b.role == StreamRole::Media);
         let track = binding.and_then(|b| self.tracks.get_mut(&b.track));
         let Some(track) = track.filter(|t| t.ssrc == Some(sr.sender_ssrc)) else {
-            self.stats.dropped.add(DropReason::RtcpUnknownSsrc);
+            self.stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
         track.sender_report = Some(SenderReportMapping {
@@ -100,11 +100,11 @@ impl Router {
             .filter(|a| a.role == StreamRole::Media)
             .copied()
         else {
-            stats.dropped.add(DropReason::RtcpUnknownSsrc);
+            stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
         let Some(track) = tracks.get_mut(&announced.track) else {
-            stats.dropped.add(DropReason::RtcpUnknownSsrc);
+            stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
         let Track {
@@ -113,7 +113,7 @@ impl Router {
             ..
         } = track;
         let Some(sub) = subscriptions.iter_mut().find(|s| s.subscriber == from) else {
-            stats.dropped.add(DropReason::RtcpUnknownSsrc);
+            stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
         let mut rewritten = std::mem::take(scratch_packet);
@@ -181,7 +181,7 @@ impl Router {
             .get(&from)
             .and_then(|p| p.announced.get(&media_ssrc).copied());
         let Some(track) = announced.and_then(|a| tracks.get_mut(&a.track)) else {
-            stats.dropped.add(DropReason::RtcpUnknownSsrc);
+            stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
         track.request_keyframe();

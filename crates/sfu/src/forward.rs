@@ -14,7 +14,7 @@ use crate::media::{
 use crate::output::OutputKind;
 use crate::router::Router;
 use crate::state::{Participant, SsrcBinding, StreamRole, Track, SSRC_TAKEOVER_SILENCE};
-use crate::stats::DropReason;
+use crate::stats::RouterDrop;
 
 impl Router {
     /// Handles one decrypted RTP packet from `from`'s session at `now`.
@@ -37,11 +37,11 @@ impl Router {
         let max_ssrcs = self.config.max_ssrcs_per_participant;
         let twcc_interval = self.config.twcc_feedback_interval;
         let Some(p) = self.participants.get_mut(&from) else {
-            self.stats.dropped.add(DropReason::UnknownParticipant);
+            self.stats.dropped.add(RouterDrop::UnknownParticipant);
             return None;
         };
         let Ok(h) = RtpHeader::parse(packet) else {
-            self.stats.dropped.add(DropReason::MalformedRtp);
+            self.stats.dropped.add(RouterDrop::MalformedRtp);
             return None;
         };
         // Transport-wide: every packet of the transport counts, even ones dropped below
@@ -82,26 +82,26 @@ impl Router {
             StreamRole::Media => self.forward_media(now, binding.track, packet, false),
             StreamRole::Rtx => {
                 let Some(track) = self.tracks.get_mut(&binding.track) else {
-                    self.stats.dropped.add(DropReason::UnknownSsrc);
+                    self.stats.dropped.add(RouterDrop::UnknownSsrc);
                     return None;
                 };
                 if track.rtx_ssrc.is_none() {
                     track.rtx_ssrc = Some(h.ssrc());
                 }
                 let Some(media_ssrc) = track.ssrc else {
-                    self.stats.dropped.add(DropReason::UnknownSsrc);
+                    self.stats.dropped.add(RouterDrop::UnknownSsrc);
                     return None;
                 };
                 let mut original = std::mem::take(&mut self.scratch_packet);
                 if unwrap_rtx(packet, media_ssrc, &mut original) {
                     self.stats.rtx_received += 1;
                     if already_forwarded(track, &original) {
-                        self.stats.dropped.add(DropReason::RtxDuplicate);
+                        self.stats.dropped.add(RouterDrop::RtxDuplicate);
                     } else {
                         self.forward_media(now, binding.track, &original, true);
                     }
                 } else {
-                    self.stats.dropped.add(DropReason::RtxPadding);
+                    self.stats.dropped.add(RouterDrop::RtxPadding);
                 }
                 self.scratch_packet = original;
             }
@@ -126,7 +126,7 @@ impl Router {
             return;
         };
         let Ok(h) = RtpHeader::parse(pkt) else {
-            stats.dropped.add(DropReason::MalformedRtp);
+            stats.dropped.add(RouterDrop::MalformedRtp);
             return;
         };
         if track.ssrc != Some(h.ssrc()) {
@@ -135,7 +135,7 @@ impl Router {
                 .last_packet_at
                 .is_none_or(|t| now.saturating_duration_since(t) >= SSRC_TAKEOVER_SILENCE);
             if track.ssrc.is_some() && !silent {
-                stats.dropped.add(DropReason::Stale);
+                stats.dropped.add(RouterDrop::Stale);
                 return;
             }
             debug!(
@@ -186,12 +186,12 @@ impl Router {
         let payload_type = h.payload_type();
         for sub in &mut track.subscriptions {
             if !sub.payload_types.is_empty() && !sub.payload_types.contains(&payload_type) {
-                stats.dropped.add(DropReason::PayloadTypeNotAccepted);
+                stats.dropped.add(RouterDrop::PayloadTypeNotAccepted);
                 continue;
             }
             if sub.awaiting_keyframe {
                 if gate && !keyframe {
-                    stats.dropped.add(DropReason::AwaitingKeyframe);
+                    stats.dropped.add(RouterDrop::AwaitingKeyframe);
                     continue;
                 }
                 sub.awaiting_keyframe = false;
@@ -200,7 +200,7 @@ impl Router {
             buf.extend_from_slice(pkt);
             let Some((_, ts)) = sub.rewriter.rewrite(&mut buf) else {
                 outbox.recycle(buf);
-                stats.dropped.add(DropReason::Stale);
+                stats.dropped.add(RouterDrop::Stale);
                 continue;
             };
             if let Some(mid) = &sub.mid {
@@ -264,16 +264,16 @@ fn learn_ssrc(
     tracks: &std::collections::BTreeMap<TrackId, Track>,
     h: &RtpHeader<'_>,
     max_ssrcs: usize,
-) -> Result<SsrcBinding, DropReason> {
-    let mid = h.extension(EXT_MID).ok_or(DropReason::UnknownSsrc)?;
+) -> Result<SsrcBinding, RouterDrop> {
+    let mid = h.extension(EXT_MID).ok_or(RouterDrop::UnknownSsrc)?;
     let (&track_id, track) = p
         .published
         .iter()
         .filter_map(|id| tracks.get(id).map(|t| (id, t)))
         .find(|(_, t)| t.mid.as_bytes() == mid)
-        .ok_or(DropReason::UnknownSsrc)?;
+        .ok_or(RouterDrop::UnknownSsrc)?;
     if p.ssrcs.len() >= max_ssrcs {
-        return Err(DropReason::SsrcLimit);
+        return Err(RouterDrop::SsrcLimit);
     }
     let role = if track.kind == Kind::Video && media_payload_type(h.payload_type()).is_some() {
         StreamRole::Rtx

@@ -64,4 +64,4 @@ pub use error::RouterError;
 pub use ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
 pub use output::{Output, OutputKind};
 pub use router::Router;
-pub use stats::{DropCounts, DropReason, RouterStats};
+pub use stats::{DropCounts, RouterDrop, RouterStats};

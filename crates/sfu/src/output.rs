@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::ids::ParticipantId;
-use crate::stats::{DropReason, RouterStats};
+use crate::stats::{RouterDrop, RouterStats};
 
 /// Whether an output is RTP (SRTP-protect it) or RTCP (SRTCP-protect it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Outbox {
         while self.queue.len() >= self.max_queued {
             match self.queue.pop_front() {
                 Some(old) => {
-                    stats.dropped.add(DropReason::OutputQueueFull);
+                    stats.dropped.add(RouterDrop::OutputQueueFull);
                     self.recycle(old.data);
                 }
                 None => break,

@@ -3,7 +3,7 @@
 
 /// Why a packet (or a copy for one subscriber, or a queued output) was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub enum RouterDrop {
     /// From a participant the router does not know.
     UnknownParticipant,
     /// Not a parseable RTP packet.
@@ -32,55 +32,55 @@ pub enum DropReason {
     PayloadTypeNotAccepted,
 }
 
-impl DropReason {
+impl RouterDrop {
     /// Every reason, in a fixed order (the order of [`RouterStats::dropped`] entries).
-    pub const ALL: [DropReason; 12] = [
-        DropReason::UnknownParticipant,
-        DropReason::MalformedRtp,
-        DropReason::UnknownSsrc,
-        DropReason::SsrcLimit,
-        DropReason::RtxPadding,
-        DropReason::AwaitingKeyframe,
-        DropReason::Stale,
-        DropReason::OutputQueueFull,
-        DropReason::MalformedRtcp,
-        DropReason::RtcpUnknownSsrc,
-        DropReason::RtxDuplicate,
-        DropReason::PayloadTypeNotAccepted,
+    pub const ALL: [RouterDrop; 12] = [
+        RouterDrop::UnknownParticipant,
+        RouterDrop::MalformedRtp,
+        RouterDrop::UnknownSsrc,
+        RouterDrop::SsrcLimit,
+        RouterDrop::RtxPadding,
+        RouterDrop::AwaitingKeyframe,
+        RouterDrop::Stale,
+        RouterDrop::OutputQueueFull,
+        RouterDrop::MalformedRtcp,
+        RouterDrop::RtcpUnknownSsrc,
+        RouterDrop::RtxDuplicate,
+        RouterDrop::PayloadTypeNotAccepted,
     ];
 
     /// A stable snake_case label for metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            DropReason::UnknownParticipant => "unknown_participant",
-            DropReason::MalformedRtp => "malformed_rtp",
-            DropReason::UnknownSsrc => "unknown_ssrc",
-            DropReason::SsrcLimit => "ssrc_limit",
-            DropReason::RtxPadding => "rtx_padding",
-            DropReason::AwaitingKeyframe => "awaiting_keyframe",
-            DropReason::Stale => "stale",
-            DropReason::OutputQueueFull => "output_queue_full",
-            DropReason::MalformedRtcp => "malformed_rtcp",
-            DropReason::RtcpUnknownSsrc => "rtcp_unknown_ssrc",
-            DropReason::RtxDuplicate => "rtx_duplicate",
-            DropReason::PayloadTypeNotAccepted => "payload_type_not_accepted",
+            RouterDrop::UnknownParticipant => "unknown_participant",
+            RouterDrop::MalformedRtp => "malformed_rtp",
+            RouterDrop::UnknownSsrc => "unknown_ssrc",
+            RouterDrop::SsrcLimit => "ssrc_limit",
+            RouterDrop::RtxPadding => "rtx_padding",
+            RouterDrop::AwaitingKeyframe => "awaiting_keyframe",
+            RouterDrop::Stale => "stale",
+            RouterDrop::OutputQueueFull => "output_queue_full",
+            RouterDrop::MalformedRtcp => "malformed_rtcp",
+            RouterDrop::RtcpUnknownSsrc => "rtcp_unknown_ssrc",
+            RouterDrop::RtxDuplicate => "rtx_duplicate",
+            RouterDrop::PayloadTypeNotAccepted => "payload_type_not_accepted",
         }
     }
 
     fn index(self) -> usize {
         match self {
-            DropReason::UnknownParticipant => 0,
-            DropReason::MalformedRtp => 1,
-            DropReason::UnknownSsrc => 2,
-            DropReason::SsrcLimit => 3,
-            DropReason::RtxPadding => 4,
-            DropReason::AwaitingKeyframe => 5,
-            DropReason::Stale => 6,
-            DropReason::OutputQueueFull => 7,
-            DropReason::MalformedRtcp => 8,
-            DropReason::RtcpUnknownSsrc => 9,
-            DropReason::RtxDuplicate => 10,
-            DropReason::PayloadTypeNotAccepted => 11,
+            RouterDrop::UnknownParticipant => 0,
+            RouterDrop::MalformedRtp => 1,
+            RouterDrop::UnknownSsrc => 2,
+            RouterDrop::SsrcLimit => 3,
+            RouterDrop::RtxPadding => 4,
+            RouterDrop::AwaitingKeyframe => 5,
+            RouterDrop::Stale => 6,
+            RouterDrop::OutputQueueFull => 7,
+            RouterDrop::MalformedRtcp => 8,
+            RouterDrop::RtcpUnknownSsrc => 9,
+            RouterDrop::RtxDuplicate => 10,
+            RouterDrop::PayloadTypeNotAccepted => 11,
         }
     }
 }
@@ -91,13 +91,13 @@ pub struct DropCounts([u64; 12]);
 
 impl DropCounts {
     /// Packets dropped for `reason`.
-    pub fn get(&self, reason: DropReason) -> u64 {
+    pub fn get(&self, reason: RouterDrop) -> u64 {
         self.0.get(reason.index()).copied().unwrap_or(0)
     }
 
     /// Every reason with its count.
-    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL.iter().map(|&r| (r, self.get(r)))
+    pub fn iter(&self) -> impl Iterator<Item = (RouterDrop, u64)> + '_ {
+        RouterDrop::ALL.iter().map(|&r| (r, self.get(r)))
     }
 
     /// Sum over all reasons.
@@ -105,7 +105,7 @@ impl DropCounts {
         self.0.iter().sum()
     }
 
-    pub(crate) fn add(&mut self, reason: DropReason) {
+    pub(crate) fn add(&mut self, reason: RouterDrop) {
         if let Some(c) = self.0.get_mut(reason.index()) {
             *c = c.wrapping_add(1);
         }

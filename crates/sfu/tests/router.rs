@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sluice_rtp::{write_nack, write_pli, write_sender_report, RtcpIter, RtcpPacket};
 use sluice_sfu::{
-    DropReason, Kind, OutputKind, ParticipantId, Router, RouterConfig, RouterError,
+    RouterDrop, Kind, OutputKind, ParticipantId, Router, RouterConfig, RouterError,
     SubscriptionSpec, TrackId, TrackSpec,
 };
 
@@ -137,7 +137,7 @@ fn ssrc_is_learnt_from_the_mid_extension_of_the_first_packets() {
     let t0 = Instant::now();
     // first packet without MID: nothing to bind it to
     r.handle_rtp(t0, pubr, &Rtp::new(96, 0x5151, 9, 0, VP8_KEYFRAME).build());
-    assert_eq!(r.stats().dropped.get(DropReason::UnknownSsrc), 1);
+    assert_eq!(r.stats().dropped.get(RouterDrop::UnknownSsrc), 1);
     assert_eq!(r.track_ssrc(v), None);
     // with the MID: learnt, and later packets need no MID
     r.handle_rtp(
@@ -197,7 +197,7 @@ fn rtx_learnt_from_mid_and_payload_type_is_unwrapped_into_the_original_stream() 
     assert_eq!(r.stats().rtx_received, 1);
     // a padding-only RTX probe is dropped (and counted)
     r.handle_rtp(t0 + ms(50), pubr, &Rtp::new(97, 0x7272, 2, 0, &[]).build());
-    assert_eq!(r.stats().dropped.get(DropReason::RtxPadding), 1);
+    assert_eq!(r.stats().dropped.get(RouterDrop::RtxPadding), 1);
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn a_retransmission_of_a_packet_already_forwarded_is_not_forwarded_again() {
     let got = rtp_to(&drain(&mut r), sub);
     assert_eq!(got.len(), 1, "only the lost packet is forwarded: {got:?}");
     assert_eq!(got[0].payload, vec![0x00, 1]);
-    assert_eq!(r.stats().dropped.get(DropReason::RtxDuplicate), 2);
+    assert_eq!(r.stats().dropped.get(RouterDrop::RtxDuplicate), 2);
 }
 
 #[test]
@@ -257,9 +257,9 @@ fn unknown_ssrc_unknown_mid_and_unknown_participant_are_dropped_and_counted() {
     );
     r.handle_rtp(t0, ParticipantId(1), &[0x80, 96, 0]);
     let st = r.stats();
-    assert_eq!(st.dropped.get(DropReason::UnknownSsrc), 2);
-    assert_eq!(st.dropped.get(DropReason::UnknownParticipant), 1);
-    assert_eq!(st.dropped.get(DropReason::MalformedRtp), 1);
+    assert_eq!(st.dropped.get(RouterDrop::UnknownSsrc), 2);
+    assert_eq!(st.dropped.get(RouterDrop::UnknownParticipant), 1);
+    assert_eq!(st.dropped.get(RouterDrop::MalformedRtp), 1);
     assert_eq!(st.forwarded_packets, 0);
     assert!(rtp_to(&drain(&mut r), ParticipantId(2)).is_empty());
 }
@@ -432,7 +432,7 @@ fn a_new_subscription_requests_a_keyframe_and_waits_for_it() {
     let out = drain(&mut r);
     assert!(rtp_to(&out, ParticipantId(4)).is_empty());
     assert_eq!(rtp_to(&out, ParticipantId(2)).len(), 1);
-    assert_eq!(r.stats().dropped.get(DropReason::AwaitingKeyframe), 1);
+    assert_eq!(r.stats().dropped.get(RouterDrop::AwaitingKeyframe), 1);
     r.handle_rtp(
         t1 + ms(40),
         ParticipantId(1),
@@ -610,7 +610,7 @@ fn remove_participant_removes_its_tracks_and_subscriptions_and_stops_forwarding(
     let out = drain(&mut r);
     assert!(out.iter().all(|o| o.to != ParticipantId(2)));
     assert_eq!(rtp_to(&out, ParticipantId(3)).len(), 1);
-    assert_eq!(r.stats().dropped.get(DropReason::UnknownParticipant), 1);
+    assert_eq!(r.stats().dropped.get(RouterDrop::UnknownParticipant), 1);
     assert_eq!(
         r.subscribe(ParticipantId(3), tracks[1].1, SubscriptionSpec::new(9)),
         Err(RouterError::UnknownTrack(tracks[1].1))
@@ -647,8 +647,8 @@ fn ssrc_flood_binds_at_most_32_ssrcs_and_leaves_the_live_stream_and_others_alone
     }
     let st = r.stats();
     // the live SSRC plus 31 flood SSRCs are bound; the other 29 flood SSRCs are refused
-    assert_eq!(st.dropped.get(DropReason::SsrcLimit), 29);
-    assert_eq!(st.dropped.get(DropReason::Stale), 31);
+    assert_eq!(st.dropped.get(RouterDrop::SsrcLimit), 29);
+    assert_eq!(st.dropped.get(RouterDrop::Stale), 31);
     assert_eq!(r.track_ssrc(v), Some(0x1000));
     let got = rtp_to(&drain(&mut r), ParticipantId(2));
     let live: Vec<u16> = got
@@ -680,7 +680,7 @@ fn an_undrained_output_queue_drops_its_oldest_outputs() {
         );
     }
     assert_eq!(r.queued_outputs(), 4);
-    assert_eq!(r.stats().dropped.get(DropReason::OutputQueueFull), 6);
+    assert_eq!(r.stats().dropped.get(RouterDrop::OutputQueueFull), 6);
     let seqs: Vec<u16> = rtp_to(&drain(&mut r), ParticipantId(2))
         .iter()
         .map(|p| p.seq)
@@ -800,8 +800,8 @@ fn control_plane_bounds_and_errors() {
 #[test]
 fn drop_reason_labels_are_distinct() {
     let labels: std::collections::BTreeSet<_> =
-        DropReason::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(labels.len(), DropReason::ALL.len());
+        RouterDrop::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels.len(), RouterDrop::ALL.len());
 }
 
 #[test]
@@ -874,7 +874,7 @@ fn a_payload_type_the_subscribers_answer_did_not_accept_is_not_forwarded_to_it()
         "H.264 to a VP8-only answer"
     );
     assert_eq!(rtp_to(&out, ParticipantId(3)).len(), 1);
-    assert_eq!(r.stats().dropped.get(DropReason::PayloadTypeNotAccepted), 1);
+    assert_eq!(r.stats().dropped.get(RouterDrop::PayloadTypeNotAccepted), 1);
     let p = Rtp::new(96, 0xA1, 2, 6000, VP8_KEYFRAME).twcc(2);
     r.handle_rtp(t0, ParticipantId(1), &p.build());
     let out = drain(&mut r);

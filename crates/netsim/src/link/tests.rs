@@ -280,7 +280,7 @@ fn datagrams_above_mtu_are_dropped() {
         .collect();
     assert_eq!(got, vec![0, 2]);
     assert_eq!(link.stats().dropped.mtu, 1);
-    assert_eq!(link.stats().dropped.get(DropReason::Mtu), 1);
+    assert_eq!(link.stats().dropped.get(LinkDrop::Mtu), 1);
 }
 
 #[test]
