@@ -78,6 +78,7 @@
     const el = document.createElement('div');
     el.className = isSelf ? 'tile self' : 'tile';
     el.dataset.participant = key;
+    el.dataset.initial = (label || '?').trim().charAt(0).toUpperCase() || '?';
     const video = document.createElement('video');
     video.autoplay = true;
     video.playsInline = true;
@@ -117,6 +118,23 @@
     return sluice.participants.get(id) || id;
   }
 
+  /** participant id -> { audio, video } muted flags, applied to its tile when it appears. */
+  const mutedState = new Map();
+
+  function setMuted(id, kind, muted) {
+    const state = mutedState.get(id) || { audio: false, video: false };
+    state[kind] = muted;
+    mutedState.set(id, state);
+    const tile = tiles.get(id);
+    if (tile) applyMuted(tile, state);
+  }
+
+  function applyMuted(tile, state) {
+    // Camera off: a placeholder instead of the last decoded frame.
+    tile.el.classList.toggle('camera-off', Boolean(state && state.video));
+    tile.el.classList.toggle('mic-off', Boolean(state && state.audio));
+  }
+
   function removeTile(id, reason) {
     const tile = tiles.get(id);
     if (!tile) return;
@@ -142,6 +160,7 @@
     if (!tile) {
       tile = makeTile(id, nameOf(id), stream, false);
       tiles.set(id, tile);
+      applyMuted(tile, mutedState.get(id));
       // An m-line turned inactive removes its track from the stream; a tile with
       // nothing left to show goes away.
       stream.addEventListener('removetrack', () => {
@@ -229,8 +248,32 @@
       }
       case 'participant_joined':
         sluice.participants.set(message.id, message.name);
+        setMuted(message.id, 'audio', Boolean(message.audio_muted));
+        setMuted(message.id, 'video', Boolean(message.video_muted));
         log('participant_joined', { id: message.id, name: message.name });
         if (tiles.has(message.id)) tiles.get(message.id).name.textContent = message.name;
+        break;
+      case 'room_state': {
+        // A full resync (this page fell behind the room's changes): believe it.
+        const present = new Set();
+        for (const p of message.participants || []) {
+          present.add(p.id);
+          sluice.participants.set(p.id, p.name);
+          setMuted(p.id, 'audio', Boolean(p.audio_muted));
+          setMuted(p.id, 'video', Boolean(p.video_muted));
+        }
+        for (const id of [...sluice.participants.keys()]) {
+          if (!present.has(id)) {
+            sluice.participants.delete(id);
+            removeTile(id, 'left');
+          }
+        }
+        log('room_state', { participants: [...present] });
+        break;
+      }
+      case 'participant_muted':
+        setMuted(message.id, message.kind, Boolean(message.muted));
+        log('participant_muted', { id: message.id, kind: message.kind, muted: Boolean(message.muted) });
         break;
       case 'participant_left':
         sluice.participants.delete(message.id);
@@ -304,11 +347,16 @@
       if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000);
     }
     ws = null;
+    // A closed RTCPeerConnection cannot be reused: the next Join starts a new one.
     if (sluice.pc) sluice.pc.close();
+    sluice.pc = null;
+    firstOfferDone = false;
+    offerChain = Promise.resolve();
     if (localStream) for (const track of localStream.getTracks()) track.stop();
     localStream = null;
     for (const id of [...tiles.keys()]) removeTile(id, state);
     trackOwners.clear();
+    mutedState.clear();
     sluice.participants.clear();
     setState(state);
   }
