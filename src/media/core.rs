@@ -14,7 +14,7 @@ use sluice_ice::{demux, IceConfig, PacketClass};
 
 use crate::limits::HandshakeBudget;
 use crate::media::command::{Command, ParticipantId, PrepareSpec, SessionSpec};
-use crate::media::router::{RouterAdapter, OutputKind};
+use crate::media::router::{OutputKind, RouterAdapter};
 use crate::media::session::{Context, Effect, Session};
 use crate::metrics::{DropReason, Metrics};
 

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use sluice_sfu::{ParticipantId as SfuId, Router, RouterConfig, TrackId, TrackSpec};
 /// What the router produces: plaintext for one participant, to protect and send.
 pub use sluice_sfu::{Output, OutputKind};
+use sluice_sfu::{ParticipantId as SfuId, Router, RouterConfig, TrackId, TrackSpec};
 use sluice_signal::sdp::Kind;
 
 use crate::media::command::{participant_label, ParticipantId, PublicationSpec, SubscriptionSpec};

@@ -67,4 +67,4 @@ pub use agent::{IceEvent, IceLite, Transmit, MAX_STUN_MESSAGE_BYTES};
 pub use config::{IceConfig, MAX_SOFTWARE_BYTES};
 pub use credentials::{Credentials, GENERATED_PWD_CHARS, GENERATED_UFRAG_CHARS};
 pub use demux::PacketClass;
-pub use error::{BadRequestReason, StunDrop, IceError, UnauthorizedReason};
+pub use error::{BadRequestReason, IceError, StunDrop, UnauthorizedReason};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sluice_ice::{
-    BadRequestReason, Credentials, StunDrop, IceConfig, IceError, IceEvent, IceLite,
+    BadRequestReason, Credentials, IceConfig, IceError, IceEvent, IceLite, StunDrop,
     UnauthorizedReason,
 };
 use stun_rs::MessageClass;
@@ -418,10 +418,7 @@ fn responses_and_indications_are_dropped_unanswered() {
         bytes[0..2].copy_from_slice(&type_bytes);
         let result = agent.handle_stun(Instant::now(), local(), browser(), &bytes);
         assert_eq!(result, Err(IceError::UnexpectedClass { class }));
-        assert_eq!(
-            result.unwrap_err().drop_reason(),
-            StunDrop::UnexpectedClass
-        );
+        assert_eq!(result.unwrap_err().drop_reason(), StunDrop::UnexpectedClass);
         assert!(agent.poll_transmit().is_none());
     }
     assert!(!agent.is_permitted(browser()));

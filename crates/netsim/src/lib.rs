@@ -42,5 +42,5 @@ pub mod sim;
 
 pub use config::{GilbertElliott, LinkConfig, DEFAULT_MAX_IN_FLIGHT_BYTES, DEFAULT_QUEUE_BYTES};
 pub use error::NetsimError;
-pub use link::{drop_first, DropCounts, DropFilter, LinkDrop, Link, LinkStats};
+pub use link::{drop_first, DropCounts, DropFilter, Link, LinkDrop, LinkStats};
 pub use rng::SimRng;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sluice_rtp::{write_nack, write_pli, write_sender_report, RtcpIter, RtcpPacket};
 use sluice_sfu::{
-    RouterDrop, Kind, OutputKind, ParticipantId, Router, RouterConfig, RouterError,
+    Kind, OutputKind, ParticipantId, Router, RouterConfig, RouterDrop, RouterError,
     SubscriptionSpec, TrackId, TrackSpec,
 };
 
