@@ -76,6 +76,7 @@ fn setup() -> Router {
         ssrc,
         rtx_ssrc,
         mid: mid.map(Into::into),
+        payload_types: Vec::new(),
     };
     r.subscribe(BO, mic, sub(0x0A01, None, Some("3")))
         .expect("subscribe");
