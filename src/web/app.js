@@ -6,6 +6,10 @@
 // Every other m-line carries one track of another participant; its msid stream id
 // is that participant's id, which is how tiles are keyed.
 //
+// Controls: Leave, mute microphone, camera off (both signalled with `mute`, so the others
+// show a placeholder instead of a frozen frame), camera and microphone choice
+// (replaceTrack, no renegotiation), and a per-tile quality hint from getStats.
+//
 // For browser tests: window.sluice = { state, participantId, pc, events, stats() }.
 'use strict';
 
@@ -22,6 +26,28 @@
   const form = $('join-form');
   const leaveButton = $('leave');
   const joinButton = $('join');
+  const micButton = $('mute-mic');
+  const cameraButton = $('camera');
+  const cameraSelect = $('camera-select');
+  const micSelect = $('mic-select');
+  const QUALITY_INTERVAL_MS = 2000;
+
+  /** What a person should read for an error code or a bye reason (docs/signaling.md). */
+  const REASONS = {
+    bad_request: 'The server did not understand this page (bad request).',
+    unauthorized: 'Not allowed to join this room (missing, invalid or expired token).',
+    room_full: 'The room is full.',
+    too_many_rooms: 'The server has no room for another call right now.',
+    message_too_large: 'A message was too large for the server.',
+    shutting_down: 'The server is shutting down.',
+    internal: 'The server had an internal error.',
+    answer_timeout: 'This page did not answer the server in time.',
+    connect_timeout: 'The media connection could not be established in time (network blocked?).',
+    idle_timeout: 'The connection was idle too long before joining.',
+    media_failed: 'The secure media connection failed.',
+    disconnected: 'The media connection was lost.',
+  };
+  const inWords = (code) => REASONS[code] || `Disconnected (${code}).`;
 
   const params = new URLSearchParams(location.search);
 
@@ -61,6 +87,10 @@
     const active = state === 'connecting' || state === 'joined';
     joinButton.disabled = active;
     leaveButton.disabled = !active;
+    micButton.disabled = !active;
+    cameraButton.disabled = !active;
+    cameraSelect.disabled = !active || cameraSelect.options.length < 2;
+    micSelect.disabled = !active || micSelect.options.length < 2;
     log('state', { state });
   }
 
@@ -87,9 +117,12 @@
     const name = document.createElement('span');
     name.className = 'label';
     name.textContent = label; // textContent: names are user input
+    const quality = document.createElement('span');
+    quality.className = 'quality';
     el.append(video, name);
+    if (!isSelf) el.append(quality);
     grid.append(el);
-    const tile = { el, video, stream, name };
+    const tile = { el, video, stream, name, quality };
     play(tile);
     return tile;
   }
@@ -234,6 +267,8 @@
         for (const p of message.participants || []) sluice.participants.set(p.id, p.name);
         setState('joined');
         showError('');
+        fillDeviceLists();
+        if (!qualityTimer) qualityTimer = setInterval(() => updateQuality().catch(() => {}), QUALITY_INTERVAL_MS);
         log('joined', { participantId: message.participant_id, room: message.room, participants: message.participants || [] });
         break;
       case 'offer': {
@@ -282,11 +317,11 @@
         break;
       case 'error':
         log('error', { code: message.code, message: message.message });
-        showError(`Server error (${message.code}): ${message.message}`);
+        showError(inWords(message.code));
         break;
       case 'bye':
         log('bye', { reason: message.reason });
-        showError(message.reason ? `Disconnected: ${message.reason}` : 'Disconnected.');
+        if (message.reason !== 'left' && !errorEl.textContent) showError(message.reason ? inWords(message.reason) : 'Disconnected.');
         teardown('left');
         break;
       case 'pong':
@@ -333,7 +368,11 @@
     ws.onclose = (event) => {
       log('ws_close', { code: event.code, reason: event.reason });
       if (sluice.state === 'connecting' || sluice.state === 'joined') {
-        if (!errorEl.textContent) showError(`Connection closed (${event.code}).`);
+        if (!errorEl.textContent) {
+          showError(sluice.state === 'connecting' && !sluice.participantId
+            ? 'Could not reach the server.'
+            : `Connection to the server closed (${event.code}).`);
+        }
         teardown('closed');
       }
     };
@@ -358,7 +397,115 @@
     trackOwners.clear();
     mutedState.clear();
     sluice.participants.clear();
+    if (qualityTimer) clearInterval(qualityTimer);
+    qualityTimer = null;
+    qualityHistory.clear();
+    setLocalMuted('audio', false, false);
+    setLocalMuted('video', false, false);
     setState(state);
+  }
+
+  // ---- local controls: mute, camera, devices ---------------------------------
+
+  /** Which local kind is off: the track stays attached (no renegotiation), disabled. */
+  const localMuted = { audio: false, video: false };
+
+  function setLocalMuted(kind, muted, tell) {
+    localMuted[kind] = muted;
+    const tracks = localStream ? (kind === 'audio' ? localStream.getAudioTracks() : localStream.getVideoTracks()) : [];
+    for (const track of tracks) track.enabled = !muted;
+    const button = kind === 'audio' ? micButton : cameraButton;
+    button.setAttribute('aria-pressed', String(muted));
+    button.textContent = kind === 'audio' ? (muted ? 'Unmute mic' : 'Mute mic') : (muted ? 'Camera on' : 'Camera off');
+    const self = tiles.get('self');
+    if (self) self.el.classList.toggle(kind === 'audio' ? 'mic-off' : 'camera-off', muted);
+    if (tell) {
+      send({ type: 'mute', kind, muted });
+      log('local_mute', { kind, muted });
+    }
+  }
+
+  async function fillDeviceLists() {
+    let devices = [];
+    try {
+      devices = await navigator.mediaDevices.enumerateDevices();
+    } catch {
+      return;
+    }
+    const current = (kind) => {
+      const track = localStream && (kind === 'audio' ? localStream.getAudioTracks()[0] : localStream.getVideoTracks()[0]);
+      return track && track.getSettings ? track.getSettings().deviceId : null;
+    };
+    for (const [select, kind, deviceKind] of [[cameraSelect, 'video', 'videoinput'], [micSelect, 'audio', 'audioinput']]) {
+      select.textContent = '';
+      devices.filter((d) => d.kind === deviceKind).forEach((d, i) => {
+        const option = document.createElement('option');
+        option.value = d.deviceId;
+        option.textContent = d.label || `${deviceKind === 'videoinput' ? 'camera' : 'microphone'} ${i + 1}`;
+        option.selected = d.deviceId === current(kind);
+        select.append(option);
+      });
+    }
+    setState(sluice.state);
+  }
+
+  /** Switches the camera or microphone without renegotiating (replaceTrack). */
+  async function switchDevice(kind, deviceId) {
+    if (!localStream) return;
+    let fresh;
+    try {
+      const constraints = kind === 'audio' ? { audio: { deviceId: { exact: deviceId } } } : { video: { deviceId: { exact: deviceId } } };
+      fresh = await navigator.mediaDevices.getUserMedia(constraints);
+    } catch (e) {
+      showError(`Could not open that ${kind === 'audio' ? 'microphone' : 'camera'}: ${e.name || e}`);
+      return;
+    }
+    const track = kind === 'audio' ? fresh.getAudioTracks()[0] : fresh.getVideoTracks()[0];
+    track.enabled = !localMuted[kind];
+    const old = kind === 'audio' ? localStream.getAudioTracks()[0] : localStream.getVideoTracks()[0];
+    const mid = kind === 'audio' ? LOCAL_AUDIO_MID : LOCAL_VIDEO_MID;
+    const transceiver = sluice.pc && sluice.pc.getTransceivers().find((t) => t.mid === mid);
+    if (transceiver) await transceiver.sender.replaceTrack(track);
+    if (old) {
+      localStream.removeTrack(old);
+      old.stop();
+    }
+    localStream.addTrack(track);
+    log('device_switched', { kind });
+  }
+
+  // ---- connection quality per tile ------------------------------------------
+
+  let qualityTimer = null;
+  /** participant id -> { lost, received, at } of the previous sample. */
+  const qualityHistory = new Map();
+
+  /** good / fair / poor from the loss and jitter of a participant's inbound streams. */
+  async function updateQuality() {
+    const s = await stats();
+    const now = Date.now();
+    const per = new Map();
+    for (const r of s.inbound) {
+      if (!r.participantId) continue;
+      const p = per.get(r.participantId) || { lost: 0, received: 0, jitter: 0 };
+      p.lost += r.packetsLost || 0;
+      p.received += r.packetsReceived || 0;
+      p.jitter = Math.max(p.jitter, r.jitter || 0);
+      per.set(r.participantId, p);
+    }
+    for (const [id, p] of per) {
+      const tile = tiles.get(id);
+      const before = qualityHistory.get(id);
+      qualityHistory.set(id, { ...p, at: now });
+      if (!tile || !before) continue;
+      const received = p.received - before.received;
+      const lost = Math.max(0, p.lost - before.lost);
+      const loss = received + lost > 0 ? lost / (received + lost) : 0;
+      const quality = received === 0 ? 'poor' : loss > 0.1 || p.jitter > 0.1 ? 'poor' : loss > 0.02 || p.jitter > 0.03 ? 'fair' : 'good';
+      tile.el.dataset.quality = quality;
+      tile.quality.textContent = quality;
+      tile.quality.title = `loss ${(loss * 100).toFixed(1)} %, jitter ${Math.round(p.jitter * 1000)} ms`;
+    }
   }
 
   function leave() {
@@ -422,6 +569,10 @@
     join($('room').value.trim(), $('name').value.trim(), params.get('token'));
   });
   leaveButton.addEventListener('click', leave);
+  micButton.addEventListener('click', () => setLocalMuted('audio', !localMuted.audio, true));
+  cameraButton.addEventListener('click', () => setLocalMuted('video', !localMuted.video, true));
+  cameraSelect.addEventListener('change', () => switchDevice('video', cameraSelect.value));
+  micSelect.addEventListener('change', () => switchDevice('audio', micSelect.value));
   window.addEventListener('pagehide', () => send({ type: 'leave' }));
 
   if (params.get('autojoin') === '1' && params.get('room') && params.get('name')) {

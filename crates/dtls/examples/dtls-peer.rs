@@ -31,7 +31,9 @@ options:
   --cert FILE --key FILE PEM certificate and PKCS#8 key (default: fresh P-256 certificate)
   --srtp-profile NAME    offer/accept only this profile, e.g. SRTP_AES128_CM_SHA1_80
   --timeout-s N          give up after N seconds (default 30)
-  --linger-ms N          keep answering N ms after completion (default 2000)";
+  --linger-ms N          keep answering exactly N ms after completion (default: until the
+                         peer has been quiet for the engine's largest retransmission
+                         interval, so a peer that lost our final flight gets it again)";
 
 /// Command-line options.
 struct Options {
@@ -41,7 +43,8 @@ struct Options {
     cert_and_key: Option<(String, String)>,
     srtp_profile: Option<SrtpProfile>,
     timeout: Duration,
-    linger: Duration,
+    /// A fixed linger after completion; `None`: linger until the peer is quiet.
+    linger: Option<Duration>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -49,7 +52,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
     let (mut cert, mut key, mut srtp_profile) = (None, None, None);
     let mut max_datagram_size = 1200;
     let mut timeout = Duration::from_secs(30);
-    let mut linger = Duration::from_millis(2000);
+    let mut linger = None;
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             return Err(String::new()); // not an error: print the usage and exit 0
@@ -85,7 +88,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 )
             }
             "--timeout-s" => timeout = Duration::from_secs(number(&value)?),
-            "--linger-ms" => linger = Duration::from_millis(number(&value)?),
+            "--linger-ms" => linger = Some(Duration::from_millis(number(&value)?)),
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -135,6 +138,9 @@ fn run(options: &Options) -> Result<(), String> {
         certificate.fingerprint()
     );
     let mut config = Config::new(certificate);
+    // A peer that lost our last flight repeats its own at most this far apart: silence for
+    // that long means it has what it needs.
+    let quiet = config.max_rto;
     config.max_datagram_size = options.max_datagram_size;
     config.handshake_timeout = options.timeout;
     if let Some(profile) = options.srtp_profile {
@@ -168,7 +174,12 @@ fn run(options: &Options) -> Result<(), String> {
         peer_address.as_bytes(),
         start,
     );
-    let mut linger_until: Option<Instant> = None;
+    let mut connected_at: Option<Instant> = None;
+    let mut last_heard = start;
+    let linger_end = |connected: Instant, last_heard: Instant| match options.linger {
+        Some(fixed) => connected + fixed,
+        None => (last_heard.max(connected) + quiet).min(connected + options.timeout),
+    };
     let mut buf = vec![0u8; 65_536];
     loop {
         // 1. Send everything the connection wants sent (a server waits for its peer).
@@ -189,10 +200,10 @@ fn run(options: &Options) -> Result<(), String> {
                         "dtls-peer: connected in {:?} ({:?}, peer sha-256 {})",
                         c.handshake_duration, c.cipher_suite, c.peer_fingerprint
                     );
-                    linger_until = Some(Instant::now() + options.linger);
+                    connected_at = Some(Instant::now());
                 }
                 Event::Failed(e) => return Err(format!("handshake failed: {e}")),
-                Event::Closed if linger_until.is_some() => {
+                Event::Closed if connected_at.is_some() => {
                     eprintln!("dtls-peer: peer closed");
                     return Ok(());
                 }
@@ -200,6 +211,7 @@ fn run(options: &Options) -> Result<(), String> {
             }
         }
         let now = Instant::now();
+        let linger_until = connected_at.map(|c| linger_end(c, last_heard));
         if let Some(until) = linger_until {
             if now >= until {
                 conn.close();
@@ -214,7 +226,8 @@ fn run(options: &Options) -> Result<(), String> {
             return Err(format!("no handshake within {:?}", options.timeout));
         }
         // 3. Sleep until a datagram arrives or the next timer is due, whichever is first.
-        let wake = [conn.poll_timeout(), linger_until, Some(run_deadline)]
+        let give_up = connected_at.is_none().then_some(run_deadline);
+        let wake = [conn.poll_timeout(), linger_until, give_up]
             .into_iter()
             .flatten()
             .min()
@@ -232,7 +245,8 @@ fn run(options: &Options) -> Result<(), String> {
                     peer = Some(from);
                 }
                 if peer == Some(from) {
-                    conn.handle_datagram(Instant::now(), buf.get(..len).unwrap_or_default());
+                    last_heard = Instant::now();
+                    conn.handle_datagram(last_heard, buf.get(..len).unwrap_or_default());
                 }
             }
             Err(e)

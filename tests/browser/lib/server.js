@@ -37,9 +37,10 @@ function serverBinary() {
  * namespace), `announce` the media.announce list, `dtls` extra dtls.* keys (e.g.
  * { max_datagram_size: 576, recovery: false }).
  */
-function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {} }) {
+function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {} }) {
   const dtlsExtra = Object.entries(dtls).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const signalingKeys = Object.entries(signaling).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
+  const limitKeys = Object.entries(limits).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   return [
     'http:',
     `  listen: "${httpHost}:${httpPort}"`,
@@ -51,6 +52,7 @@ function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0
     `  role: ${dtlsRole}`,
     ...dtlsExtra,
     ...(signalingKeys.length > 0 ? ['signaling:', ...signalingKeys] : []),
+    ...(limitKeys.length > 0 ? ['limits:', ...limitKeys] : []),
     'log:',
     `  level: "${logLevel}"`,
     'shutdown:',
@@ -113,7 +115,7 @@ class LogBuffer {
  * Starts a server. Returns { url, httpPort, mediaPort, log, exited, stop(), metrics() }.
  * Registered with the cleanup registry: it is stopped even if the caller forgets.
  */
-async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling } = {}) {
+async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits } = {}) {
   const bin = serverBinary();
   const httpPort = await freeTcpPort(httpHost);
   const mediaPort = fixedMediaPort || (await freeUdpPort());
@@ -121,7 +123,7 @@ async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1'
   cleanup.trackDir(tmpDir);
   const configPath = path.join(tmpDir, 'sluice.yaml');
   const level = logLevel || process.env.SLUICE_LOG_LEVEL || 'sluice=debug,info';
-  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, announce, dtls, signaling }));
+  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, announce, dtls, signaling, limits }));
 
   const log = new LogBuffer(MAX_LOG_LINES);
   const { child, exited, exitInfo: exitState, terminate } = spawnTracked(bin, ['--config', configPath], {
