@@ -15,23 +15,11 @@ const path = require('node:path');
 const cleanup = require('./lib/cleanup');
 const { launchParticipant, pageSnapshot } = require('./lib/browser');
 const { startServer } = require('./lib/server');
+const { waitFor, videoFramesFrom } = require('./lib/poll');
 
 const TEST_TIMEOUT_MS = 120000;
-const STEP_TIMEOUT_MS = 30000;
-const POLL_MS = 250;
 
 after(() => cleanup.runAll());
-
-async function waitFor(what, check, timeoutMs = STEP_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last && last.ok) return last;
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last && last.detail)}`);
-}
 
 /** The classes and quality hint of `page`'s tile for participant `id`. */
 const tileOf = (page, id) =>
@@ -39,12 +27,6 @@ const tileOf = (page, id) =>
     const el = document.querySelector(`.tile[data-participant="${who}"]`);
     return el ? { classes: [...el.classList], quality: el.dataset.quality || null } : null;
   }, id);
-
-function framesFrom(snap, from) {
-  return (snap.stats.inbound || [])
-    .filter((s) => s.kind === 'video' && s.participantId === from)
-    .reduce((sum, s) => sum + (s.framesDecoded || 0), 0);
-}
 
 test('camera off and mute show as a placeholder and a muted label; a full room says so', { timeout: TEST_TIMEOUT_MS }, async () => {
   const server = await startServer({ dtlsRole: 'auto', limits: { participants_per_room: 2 } });
@@ -56,7 +38,7 @@ test('camera off and mute show as a placeholder and a muted label; a full room s
   await Promise.all([a.open(url('Ada')), b.open(url('Bo'))]);
   const ids = await waitFor('both decoding', async () => {
     const [sa, sb] = await Promise.all([a.page.evaluate(pageSnapshot), b.page.evaluate(pageSnapshot)]);
-    const ok = sa.state === 'joined' && sb.state === 'joined' && framesFrom(sb, sa.participantId) > 10 && framesFrom(sa, sb.participantId) > 10;
+    const ok = sa.state === 'joined' && sb.state === 'joined' && videoFramesFrom(sb, sa.participantId) > 10 && videoFramesFrom(sa, sb.participantId) > 10;
     return { ok, detail: { a: sa.state, b: sb.state }, ada: sa.participantId };
   });
   await waitFor("a quality hint on Bo's tile for Ada", async () => {
@@ -75,10 +57,10 @@ test('camera off and mute show as a placeholder and a muted label; a full room s
 
   await a.page.click('#camera');
   await a.page.click('#mute-mic');
-  const before = framesFrom(await b.page.evaluate(pageSnapshot), ids.ada);
+  const before = videoFramesFrom(await b.page.evaluate(pageSnapshot), ids.ada);
   await waitFor("Bo decodes Ada's video again, tile unmarked", async () => {
     const tile = await tileOf(b.page, ids.ada);
-    const frames = framesFrom(await b.page.evaluate(pageSnapshot), ids.ada);
+    const frames = videoFramesFrom(await b.page.evaluate(pageSnapshot), ids.ada);
     const ok = tile && !tile.classes.includes('camera-off') && !tile.classes.includes('mic-off') && frames > before + 10;
     return { ok, detail: { tile, frames, before } };
   });

@@ -12,32 +12,11 @@ const crypto = require('node:crypto');
 const cleanup = require('./lib/cleanup');
 const { launchParticipant, pageSnapshot } = require('./lib/browser');
 const { startServer } = require('./lib/server');
+const { waitFor, videoFramesFrom } = require('./lib/poll');
 
 const TEST_TIMEOUT_MS = 180000;
-/** How long one condition may take to become true (a join, decoding, a leave seen). */
-const STEP_TIMEOUT_MS = 30000;
-const POLL_MS = 250;
 
 after(() => cleanup.runAll());
-
-/** Polls `check` (async, returns a truthy value when satisfied) until `timeoutMs`. */
-async function waitFor(what, check, timeoutMs = STEP_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await check();
-    if (last && last.ok) return last;
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last && last.detail)}`);
-}
-
-/** Video frames `peer` decoded from participant `from` (its current session id). */
-function framesFrom(snap, from) {
-  return (snap.stats.inbound || [])
-    .filter((s) => s.kind === 'video' && s.participantId === from)
-    .reduce((sum, s) => sum + (s.framesDecoded || 0), 0);
-}
 
 /** Waits until `a` and `b` each decode newly arriving video from the other. */
 async function bothDecode(a, b, label) {
@@ -45,8 +24,8 @@ async function bothDecode(a, b, label) {
   return waitFor(`${label}: both pages decoding each other`, async () => {
     const [sa, sb] = await Promise.all([a.page.evaluate(pageSnapshot), b.page.evaluate(pageSnapshot)]);
     if (sa.state !== 'joined' || sb.state !== 'joined') return { detail: { a: sa.state, b: sb.state } };
-    const ab = framesFrom(sa, sb.participantId);
-    const ba = framesFrom(sb, sa.participantId);
+    const ab = videoFramesFrom(sa, sb.participantId);
+    const ba = videoFramesFrom(sb, sa.participantId);
     const key = `${sa.participantId}/${sb.participantId}`;
     if (!baseline.has(key)) baseline.set(key, { ab, ba });
     const base = baseline.get(key);
