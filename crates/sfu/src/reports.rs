@@ -10,11 +10,28 @@ use crate::forward::maybe_send_pli;
 use crate::ids::{ParticipantId, TrackId};
 use crate::output::OutputKind;
 use crate::router::Router;
+use crate::state::{Participant, Track};
 
 /// Feedback packets built per participant per timeout, bounding the work of one call.
 const MAX_TWCC_PACKETS_PER_TIMEOUT: usize = 16;
 /// NACK packets sent per track per timeout.
 const MAX_NACK_PACKETS_PER_TIMEOUT: usize = 4;
+
+/// A participant's earliest timer: transport-cc feedback, RR and SR.
+fn participant_timer(p: &Participant) -> Option<Instant> {
+    [p.next_twcc_at, p.next_rr_at, p.next_sr_at]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// The earlier of two optional instants (`None` is "never").
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// A duration as a 64-bit NTP interval (32.32 fixed point seconds).
 fn duration_to_ntp(d: Duration) -> u64 {
@@ -41,29 +58,15 @@ impl Router {
             return;
         };
         let mut next = cached;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        if let Some(p) = self.participants.get(&from) {
-            consider(p.next_twcc_at);
-            consider(p.next_rr_at);
-            consider(p.next_sr_at);
-        }
+        next = earlier(
+            next,
+            self.participants.get(&from).and_then(participant_timer),
+        );
         if let Some(t) = track.and_then(|id| self.tracks.get(&id)) {
-            if t.ssrc.is_some() {
-                consider(t.nack.as_ref().and_then(|n| n.poll_timeout()));
-            }
-            if let Some(now) = self.last_now {
-                consider(t.keyframe_due(self.config.keyframe_request_interval, now));
-            }
+            next = earlier(next, self.track_timer(t));
             for sub in &t.subscriptions {
-                consider(
-                    self.participants
-                        .get(&sub.subscriber)
-                        .and_then(|s| s.next_sr_at),
-                );
+                let subscriber = self.participants.get(&sub.subscriber);
+                next = earlier(next, subscriber.and_then(participant_timer));
             }
         }
         self.deadline.set(Some(next));
@@ -71,26 +74,18 @@ impl Router {
 
     /// The earliest timer of every participant and track.
     fn earliest_timer(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        for p in self.participants.values() {
-            consider(p.next_twcc_at);
-            consider(p.next_rr_at);
-            consider(p.next_sr_at);
-        }
-        for t in self.tracks.values() {
-            if t.ssrc.is_some() {
-                consider(t.nack.as_ref().and_then(|n| n.poll_timeout()));
-            }
-            if let Some(now) = self.last_now {
-                consider(t.keyframe_due(self.config.keyframe_request_interval, now));
-            }
-        }
-        next
+        let participants = self.participants.values().filter_map(participant_timer);
+        let tracks = self.tracks.values().filter_map(|t| self.track_timer(t));
+        participants.chain(tracks).min()
+    }
+
+    /// A track's earliest timer: its NACK timer and a deferred keyframe request.
+    fn track_timer(&self, t: &Track) -> Option<Instant> {
+        let nack = t.ssrc.and(t.nack.as_ref()).and_then(|n| n.poll_timeout());
+        let keyframe = self
+            .last_now
+            .and_then(|now| t.keyframe_due(self.config.keyframe_request_interval, now));
+        earlier(nack, keyframe)
     }
 
     /// Lets time pass to `now`: sends every report, feedback, NACK and deferred PLI due.
