@@ -113,6 +113,9 @@ pub struct MediaConfig {
     pub announce: Vec<AnnounceAddress>,
     /// How long after its first answer a participant may take to complete ICE and DTLS.
     pub connect_timeout_ms: u64,
+    /// Ask every camera for three simulcast encodings (quarter, half and full
+    /// resolution) and give each subscriber the one that fits its screen and link.
+    pub simulcast: bool,
 }
 
 impl Default for MediaConfig {
@@ -122,6 +125,7 @@ impl Default for MediaConfig {
             workers: 0,
             announce: Vec::new(),
             connect_timeout_ms: 40_000,
+            simulcast: true,
         }
     }
 }

@@ -59,6 +59,7 @@ fn setup() -> Router {
         kind,
         ssrc,
         rtx_ssrc,
+        rids: Vec::new(),
     };
     let mic = r
         .publish(ADA, track("0", Kind::Audio, Some(0xA1), None))
@@ -157,6 +158,7 @@ fn control(r: &mut Router, op: u8) {
                     kind: Kind::Video,
                     ssrc: None,
                     rtx_ssrc: None,
+                    rids: Vec::new(),
                 },
             ) {
                 let _ = r.subscribe(BO, track, SubscriptionSpec::new(0x0A04));

@@ -37,6 +37,9 @@ pub struct PublicationSpec {
     pub ssrc: Option<u32>,
     /// The RTX SSRC from the answer's `a=ssrc-group:FID`, when present.
     pub rtx_ssrc: Option<u32>,
+    /// Simulcast: the RIDs the answer sends (`a=simulcast:send`), lowest quality first;
+    /// empty for one encoding.
+    pub rids: Vec<String>,
 }
 
 /// A track of another participant that this participant receives on a `sendonly` m-line,
@@ -112,6 +115,16 @@ pub enum Command {
     Upsert(Box<SessionSpec>),
     /// Forget a session (the participant left); its media stops at once.
     Remove(ParticipantId),
+    /// Cap the simulcast encoding `subscriber` gets of `publisher`'s camera (0 = the
+    /// lowest), from the size at which its page shows it.
+    SetMaxLayer {
+        /// Who receives.
+        subscriber: ParticipantId,
+        /// Whose camera.
+        publisher: ParticipantId,
+        /// Highest encoding, lowest quality first.
+        max_layer: usize,
+    },
 }
 
 /// What a worker reports about a session.

@@ -107,6 +107,11 @@ impl WorkerCore {
             }
             Command::Upsert(spec) => self.upsert(now, *spec),
             Command::Remove(id) => self.remove(id),
+            Command::SetMaxLayer {
+                subscriber,
+                publisher,
+                max_layer,
+            } => self.router.set_max_layer(subscriber, publisher, max_layer),
         }
     }
 

@@ -100,6 +100,7 @@ impl RouterAdapter {
                 kind: sfu_kind(spec.kind),
                 ssrc: spec.ssrc,
                 rtx_ssrc: spec.rtx_ssrc,
+                rids: spec.rids.clone(),
             };
             match self.router.publish(SfuId(id), track) {
                 Ok(track) => {
@@ -149,6 +150,25 @@ impl RouterAdapter {
                     Err(error) => tracing::warn!(participant = *id, %error, "subscribe refused"),
                 }
             }
+        }
+    }
+
+    /// Caps the simulcast encoding `subscriber` gets of `publisher`'s camera; ignored
+    /// when either is unknown or the camera is not simulcast (nothing to choose).
+    pub fn set_max_layer(
+        &mut self,
+        subscriber: ParticipantId,
+        publisher: ParticipantId,
+        max_layer: usize,
+    ) {
+        let track = self
+            .members
+            .get(&publisher)
+            .and_then(|m| m.tracks.get(&Kind::Video).copied());
+        if let Some(track) = track {
+            let _ = self
+                .router
+                .set_max_layer(SfuId(subscriber), track, max_layer);
         }
     }
 
@@ -234,6 +254,7 @@ mod tests {
                 mid: "0".into(),
                 ssrc: Some(0xA0),
                 rtx_ssrc: None,
+                rids: Vec::new(),
             }],
             &[],
         );
@@ -256,6 +277,7 @@ mod tests {
             mid: "0".into(),
             ssrc: Some(0xA0),
             rtx_ssrc: None,
+            rids: Vec::new(),
         };
         let wants_ada = SubscriptionSpec {
             publisher: 1,
@@ -282,6 +304,7 @@ mod tests {
             mid: "0".into(),
             ssrc: Some(0xA0),
             rtx_ssrc: None,
+            rids: Vec::new(),
         };
         router.set_participant("r", 1, &[publication], &[]);
         router.handle_rtp(now, 1, &opus(1, 0xA0));
@@ -329,6 +352,7 @@ mod tests {
                 mid: "0".into(),
                 ssrc: None,
                 rtx_ssrc: None,
+                rids: Vec::new(),
             };
             router.set_participant("r", publisher, &[publication], &[]);
         }

@@ -454,6 +454,25 @@ impl Connection {
                 }
                 None
             }
+            ClientMessage::VideoSize { id, width, height } => {
+                let Some(joined) = &self.joined else {
+                    self.send_error(ErrorCode::NotInRoom, "join first").await;
+                    return None;
+                };
+                let Ok(publisher) = id.parse::<ParticipantId>() else {
+                    self.send_error(ErrorCode::BadRequest, "video_size: unknown id")
+                        .await;
+                    return None;
+                };
+                let command = Command::SetMaxLayer {
+                    subscriber: joined.id,
+                    publisher,
+                    max_layer: layer_for_size(width, height),
+                };
+                // best effort: a full queue only delays the next size report's effect
+                let _ = joined.worker.commands.try_send(command);
+                None
+            }
             ClientMessage::Leave => Some(End::Left),
             ClientMessage::Ping => {
                 self.send(&ServerMessage::Pong).await;
@@ -574,7 +593,10 @@ impl Connection {
             worker,
             negotiator: Negotiator::new(
                 transport,
-                negotiator_config(self.state.config.limits.signaling_message_bytes),
+                negotiator_config(
+                    self.state.config.limits.signaling_message_bytes,
+                    self.state.config.media.simulcast,
+                ),
             ),
             local_ice,
             setup,
@@ -912,6 +934,20 @@ fn authorize(
         .unwrap_or(name))
 }
 
+/// The simulcast encoding (0 = quarter, 1 = half, 2 = full resolution of a 720p camera)
+/// that fills a tile of `width` x `height` device pixels: the smallest whose height
+/// reaches the tile's. A hidden tile gets the lowest.
+pub fn layer_for_size(width: u32, height: u32) -> usize {
+    let (w, h) = (u64::from(width), u64::from(height));
+    // the camera is 16:9; a tile shaped otherwise is filled along its larger side
+    let needed = h.max(w * 9 / 16);
+    match needed {
+        0..=180 => 0,
+        181..=360 => 1,
+        _ => 2,
+    }
+}
+
 /// Our DTLS role from our `a=setup` and the answer's (RFC 8842).
 pub fn dtls_role(ours: Setup, theirs: Setup) -> Role {
     match (ours, theirs) {
@@ -939,11 +975,24 @@ pub fn publications(answer: &Answer) -> Vec<PublicationSpec> {
                 Some(&(media, rtx)) => (Some(media), Some(rtx)),
                 None => (m.ssrcs.first().copied(), None),
             };
+            // simulcast: our RIDs (lowest quality first) that the answer sends; its
+            // SSRCs are then learnt from the RID extension, never from a=ssrc lines
+            let rids: Vec<String> = sluice_signal::negotiation::SIMULCAST_RIDS
+                .iter()
+                .filter(|r| m.simulcast_send.iter().any(|s| s == *r))
+                .map(|r| (*r).to_owned())
+                .collect();
+            let (ssrc, rtx_ssrc) = if rids.is_empty() {
+                (ssrc, rtx_ssrc)
+            } else {
+                (None, None)
+            };
             PublicationSpec {
                 kind: m.kind,
                 mid: m.mid.clone(),
                 ssrc,
                 rtx_ssrc,
+                rids,
             }
         })
         .collect()
@@ -1063,9 +1112,10 @@ fn fatal_message(code: ErrorCode) -> &'static str {
 /// Negotiation limits for one connection: an answer may be as large as any signalling
 /// message the WebSocket accepts (Chrome's answer grows by about 1.4 KB per m-line, so a
 /// room of 50 answers with about 70 KB).
-fn negotiator_config(max_message_bytes: usize) -> NegotiatorConfig {
+fn negotiator_config(max_message_bytes: usize, simulcast: bool) -> NegotiatorConfig {
     let defaults = NegotiatorConfig::default();
     NegotiatorConfig {
+        simulcast,
         answer_limits: ParseLimits {
             max_sdp_len: max_message_bytes,
             ..defaults.answer_limits
@@ -1109,8 +1159,33 @@ mod tests {
                 fid_groups: Vec::new(),
                 extmaps: Vec::new(),
                 msid: None,
+                simulcast_send: Vec::new(),
             }],
         }
+    }
+
+    #[test]
+    fn a_camera_answered_with_simulcast_publishes_our_rids_lowest_first_without_ssrcs() {
+        let mut answer = answer_with("1", Direction::SendOnly, false, Vec::new());
+        answer.media[0].simulcast_send = vec!["f".into(), "q".into(), "x".into()];
+        answer.media[0].ssrcs = vec![7];
+        let published = publications(&answer);
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].rids, ["q", "f"]);
+        assert_eq!((published[0].ssrc, published[0].rtx_ssrc), (None, None));
+        answer.media[0].simulcast_send.clear();
+        assert_eq!(publications(&answer)[0].ssrc, Some(7));
+    }
+
+    #[test]
+    fn tile_sizes_map_to_the_smallest_encoding_that_fills_them() {
+        assert_eq!(layer_for_size(0, 0), 0);
+        assert_eq!(layer_for_size(320, 180), 0);
+        assert_eq!(layer_for_size(640, 360), 1);
+        assert_eq!(layer_for_size(1280, 720), 2);
+        // a wide, short tile is filled along its width
+        assert_eq!(layer_for_size(1280, 100), 2);
+        assert_eq!(layer_for_size(u32::MAX, u32::MAX), 2);
     }
 
     fn offered(mid: &str) -> SubscriptionSpec {
@@ -1232,7 +1307,7 @@ mod tests {
     #[test]
     fn the_answer_for_a_room_of_fifty_is_accepted_with_the_default_limits() {
         let limit = crate::config::LimitsConfig::default().signaling_message_bytes;
-        let (len, accepted) = negotiate_room(49, negotiator_config(limit));
+        let (len, accepted) = negotiate_room(49, negotiator_config(limit, true));
         assert!(len > 64 * 1024, "a room of 50 answers with {len} bytes");
         assert!(accepted);
         // the negotiator's own default (64 KiB) would have refused it

@@ -45,6 +45,7 @@ fn bench_fan_out(c: &mut Criterion, name: &str, config: RouterConfig) {
                 kind: Kind::Video,
                 ssrc: Some(0xA1),
                 rtx_ssrc: None,
+                rids: Vec::new(),
             },
         )
         .unwrap();

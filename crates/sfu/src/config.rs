@@ -80,6 +80,13 @@ pub struct RouterConfig {
     pub rtcp_sender_ssrc: u32,
     /// CNAME in the SDES of the router's own RTCP.
     pub cname: String,
+    /// A simulcast encoding the publisher has not sent for this long counts as stopped
+    /// (browsers drop their top encodings when their uplink or CPU cannot carry them);
+    /// its subscribers move to the best encoding still sent.
+    pub layer_silence: Duration,
+    /// How often each subscriber's encodings are chosen again from what is live and
+    /// what it asked for.
+    pub layer_selection_interval: Duration,
 }
 
 impl Default for RouterConfig {
@@ -112,6 +119,8 @@ impl Default for RouterConfig {
             max_pooled_buffers: 1024,
             rtcp_sender_ssrc: 1,
             cname: "sluice".to_owned(),
+            layer_silence: Duration::from_millis(1500),
+            layer_selection_interval: Duration::from_millis(500),
         }
     }
 }

@@ -74,6 +74,10 @@ pub enum RouterError {
     /// The MID is empty or longer than 16 bytes (RFC 8843 one-byte extension limit).
     #[error("MID of {0} bytes is empty or longer than 16")]
     BadMid(usize),
+    /// The simulcast RIDs are unusable: more than 3, one empty or longer than 16 bytes,
+    /// on an audio track, or given together with announced SSRCs.
+    #[error("{0} simulcast RIDs are not usable (at most 3 non-empty ones of 16 bytes, video only, no SSRCs)")]
+    BadRids(usize),
     /// The SSRC is already used by this participant (as publisher, or announced to it as
     /// subscriber).
     #[error("SSRC {ssrc} already in use for participant {participant:?}")]

@@ -10,7 +10,9 @@ use tracing::trace;
 
 use crate::forward::{maybe_send_pli, stamp_transport_seq};
 use crate::ids::ParticipantId;
-use crate::media::{abs_send_time, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME};
+use crate::media::{
+    abs_send_time, hide_extension, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_RID,
+};
 use crate::output::OutputKind;
 use crate::router::Router;
 use crate::state::{SenderReportMapping, StreamRole, Track};
@@ -58,18 +60,22 @@ impl Router {
             .get(&from)
             .and_then(|p| p.ssrcs.get(&sr.sender_ssrc).copied())
             .filter(|b| b.role == StreamRole::Media);
-        let track = binding.and_then(|b| self.tracks.get_mut(&b.track));
-        let Some(track) = track.filter(|t| t.ssrc == Some(sr.sender_ssrc)) else {
+        let layer = binding.and_then(|b| {
+            self.tracks
+                .get_mut(&b.track)
+                .and_then(|t| t.layers.get_mut(b.layer))
+        });
+        let Some(layer) = layer.filter(|l| l.ssrc == Some(sr.sender_ssrc)) else {
             self.stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
-        track.sender_report = Some(SenderReportMapping {
+        layer.sender_report = Some(SenderReportMapping {
             ssrc: sr.sender_ssrc,
             ntp: sr.ntp_timestamp,
             rtp_timestamp: sr.rtp_timestamp,
             arrival: now,
         });
-        if let Some(recv) = track.recv.as_mut() {
+        if let Some(recv) = layer.recv.as_mut() {
             recv.on_sender_report(sr.ntp_middle_32(), now);
         }
     }
@@ -108,14 +114,23 @@ impl Router {
             return;
         };
         let Track {
-            cache,
+            layers,
             subscriptions,
+            codec,
             ..
         } = track;
         let Some(sub) = subscriptions.iter_mut().find(|s| s.subscriber == from) else {
             stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
+        // Only packets of the encoding forwarded now can be found again: the rewriter
+        // maps back into the current source alone.
+        let cache = sub
+            .layer
+            .and_then(|l| layers.get(l))
+            .and_then(|l| l.cache.as_ref());
+        let vp8 = *codec == sluice_rtp::Codec::Vp8;
+        let simulcast = layers.len() > 1;
         let mut rewritten = std::mem::take(scratch_packet);
         for (i, seq) in nack.lost().enumerate() {
             if i >= config.max_retransmissions_per_nack {
@@ -125,7 +140,7 @@ impl Router {
             let cached = sub
                 .rewriter
                 .source_sequence_number(seq)
-                .and_then(|source_seq| cache.as_ref()?.get(source_seq));
+                .and_then(|source_seq| cache?.get(source_seq));
             let Some(cached) = cached else {
                 stats.nacks_missed += 1;
                 continue;
@@ -136,8 +151,17 @@ impl Router {
                 stats.nacks_missed += 1;
                 continue;
             }
+            if vp8 {
+                let header_len = RtpHeader::parse(&rewritten).map_or(0, |h| h.header_len());
+                if let Some(payload) = rewritten.get_mut(header_len..).filter(|_| header_len > 0) {
+                    sub.vp8.rewrite_again(payload);
+                }
+            }
             if let Some(mid) = &sub.mid {
                 rewrite_mid(&mut rewritten, mid.as_bytes());
+            }
+            if simulcast {
+                hide_extension(&mut rewritten, EXT_RID);
             }
             set_extension(&mut rewritten, EXT_ABS_SEND_TIME, &send_time);
             let original = rewritten.as_slice();
@@ -184,9 +208,11 @@ impl Router {
             stats.dropped.add(RouterDrop::RtcpUnknownSsrc);
             return;
         };
-        track.request_keyframe();
+        let layer = track.layer_of(from).unwrap_or(0);
+        track.request_keyframe(layer);
         maybe_send_pli(
             track,
+            layer,
             now,
             config.keyframe_request_interval,
             config.max_keyframe_request_attempts,

@@ -8,12 +8,12 @@ use tracing::{debug, trace};
 
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{
-    abs_send_time, codec_of, media_payload_type, rewrite_mid, unwrap_rtx, EXT_ABS_SEND_TIME,
-    EXT_MID, EXT_TRANSPORT_CC,
+    abs_send_time, codec_of, hide_extension, media_payload_type, rewrite_mid, unwrap_rtx,
+    EXT_ABS_SEND_TIME, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC,
 };
 use crate::output::OutputKind;
 use crate::router::Router;
-use crate::state::{Participant, SsrcBinding, StreamRole, Track, SSRC_TAKEOVER_SILENCE};
+use crate::state::{Layer, Participant, SsrcBinding, StreamRole, Track, SSRC_TAKEOVER_SILENCE};
 use crate::stats::RouterDrop;
 
 impl Router {
@@ -79,26 +79,32 @@ impl Router {
             },
         };
         match binding.role {
-            StreamRole::Media => self.forward_media(now, binding.track, packet, false),
+            StreamRole::Media => {
+                self.forward_media(now, binding.track, binding.layer, packet, false)
+            }
             StreamRole::Rtx => {
-                let Some(track) = self.tracks.get_mut(&binding.track) else {
+                let layer = self
+                    .tracks
+                    .get_mut(&binding.track)
+                    .and_then(|t| t.layers.get_mut(binding.layer));
+                let Some(layer) = layer else {
                     self.stats.dropped.add(RouterDrop::UnknownSsrc);
                     return None;
                 };
-                if track.rtx_ssrc.is_none() {
-                    track.rtx_ssrc = Some(h.ssrc());
+                if layer.rtx_ssrc.is_none() {
+                    layer.rtx_ssrc = Some(h.ssrc());
                 }
-                let Some(media_ssrc) = track.ssrc else {
+                let Some(media_ssrc) = layer.ssrc else {
                     self.stats.dropped.add(RouterDrop::UnknownSsrc);
                     return None;
                 };
                 let mut original = std::mem::take(&mut self.scratch_packet);
                 if unwrap_rtx(packet, media_ssrc, &mut original) {
                     self.stats.rtx_received += 1;
-                    if already_forwarded(track, &original) {
+                    if already_forwarded(layer, &original) {
                         self.stats.dropped.add(RouterDrop::RtxDuplicate);
                     } else {
-                        self.forward_media(now, binding.track, &original, true);
+                        self.forward_media(now, binding.track, binding.layer, &original, true);
                     }
                 } else {
                     self.stats.dropped.add(RouterDrop::RtxPadding);
@@ -109,9 +115,16 @@ impl Router {
         Some(binding.track)
     }
 
-    /// Records and fans out one packet of a track's media stream (`recovered`: unwrapped
-    /// from RTX, so not counted as a network arrival in the receive statistics).
-    fn forward_media(&mut self, now: Instant, track_id: TrackId, pkt: &[u8], recovered: bool) {
+    /// Records and fans out one packet of encoding `layer` of a track (`recovered`:
+    /// unwrapped from RTX, so not counted as a network arrival in the receive statistics).
+    fn forward_media(
+        &mut self,
+        now: Instant,
+        track_id: TrackId,
+        layer: usize,
+        pkt: &[u8],
+        recovered: bool,
+    ) {
         let Router {
             config,
             participants,
@@ -120,6 +133,7 @@ impl Router {
             stats,
             epoch,
             jitter,
+            next_layer_selection_at,
             ..
         } = self;
         let Some(track) = tracks.get_mut(&track_id) else {
@@ -129,51 +143,68 @@ impl Router {
             stats.dropped.add(RouterDrop::MalformedRtp);
             return;
         };
-        if track.ssrc != Some(h.ssrc()) {
-            // Another SSRC bound to this MID takes over only from a silent stream.
-            let silent = track
-                .last_packet_at
-                .is_none_or(|t| now.saturating_duration_since(t) >= SSRC_TAKEOVER_SILENCE);
-            if track.ssrc.is_some() && !silent {
+        let Some(current_ssrc) = track.layers.get(layer).map(|l| l.ssrc) else {
+            stats.dropped.add(RouterDrop::UnknownSsrc);
+            return;
+        };
+        if current_ssrc != Some(h.ssrc()) {
+            // Another SSRC bound to this encoding takes over only from a silent stream.
+            let silent = track.layers.get(layer).is_none_or(|l| {
+                l.last_packet_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= SSRC_TAKEOVER_SILENCE)
+            });
+            if current_ssrc.is_some() && !silent {
                 stats.dropped.add(RouterDrop::Stale);
                 return;
             }
             debug!(
                 track = track_id.0,
+                layer,
                 ssrc = h.ssrc(),
                 "track switches media SSRC"
             );
             let nack =
                 (config.nack.enabled && track.kind == Kind::Video).then_some(config.nack.generator);
-            track.set_media_ssrc(h.ssrc(), nack);
+            track.set_media_ssrc(layer, h.ssrc(), nack);
         }
-        track.last_packet_at = Some(now);
         let codec = codec_of(h.payload_type());
         if codec != Codec::Other {
             track.codec = codec;
         }
+        let keyframe = track.kind == Kind::Video && is_keyframe(track.codec, h.payload());
+        let (kind, track_codec) = (track.kind, track.codec);
+        let simulcast = track.layers.len() > 1;
+        let Some(l) = track.layers.get_mut(layer) else {
+            return;
+        };
+        l.last_packet_at = Some(now);
+        l.bitrate.on_packet(now, pkt.len());
         if !recovered {
-            if let Some(recv) = track.recv.as_mut() {
+            if let Some(recv) = l.recv.as_mut() {
                 recv.on_packet(
                     h.sequence_number(),
                     h.timestamp(),
                     now,
-                    track.kind.clock_rate_hz(),
+                    kind.clock_rate_hz(),
                 );
             }
         }
-        if let Some(nack) = track.nack.as_mut() {
+        if let Some(nack) = l.nack.as_mut() {
             nack.on_packet(h.sequence_number(), now);
         }
-        if let Some(cache) = track.cache.as_mut() {
+        if let Some(cache) = l.cache.as_mut() {
             cache.insert_at(h.sequence_number(), pkt, now);
         }
-        let keyframe = track.kind == Kind::Video && is_keyframe(track.codec, h.payload());
         if keyframe {
-            track.keyframe.pending = false;
-            track.keyframe.attempts = 0;
+            l.keyframe.pending = false;
+            l.keyframe.attempts = 0;
         }
-        let gate = track.kind == Kind::Video && track.codec != Codec::Other;
+        if simulcast && next_layer_selection_at.is_none() {
+            *next_layer_selection_at = now.checked_add(config.layer_selection_interval);
+        }
+        // Video of a known codec switches (and starts) only on a keyframe.
+        let switch_point = kind != Kind::Video || track_codec == Codec::Other || keyframe;
+        let vp8 = track_codec == Codec::Vp8;
         if let Some(publisher) = participants.get_mut(&track.publisher) {
             if publisher.next_rr_at.is_none() {
                 publisher.next_rr_at =
@@ -184,17 +215,18 @@ impl Router {
         let send_time = abs_send_time(since_epoch);
         let payload_len = h.payload().len();
         let payload_type = h.payload_type();
+        let header_len = h.header_len();
+        let ssrc = h.ssrc();
         for sub in &mut track.subscriptions {
             if !sub.payload_types.is_empty() && !sub.payload_types.contains(&payload_type) {
                 stats.dropped.add(RouterDrop::PayloadTypeNotAccepted);
                 continue;
             }
-            if sub.awaiting_keyframe {
-                if gate && !keyframe {
+            if !sub.accepts(layer, switch_point, ssrc) {
+                if sub.layer.is_none() && !sub.paused && sub.target == layer {
                     stats.dropped.add(RouterDrop::AwaitingKeyframe);
-                    continue;
                 }
-                sub.awaiting_keyframe = false;
+                continue;
             }
             let mut buf = outbox.buffer();
             buf.extend_from_slice(pkt);
@@ -203,8 +235,16 @@ impl Router {
                 stats.dropped.add(RouterDrop::Stale);
                 continue;
             };
+            if vp8 {
+                if let Some(payload) = buf.get_mut(header_len..) {
+                    sub.vp8.rewrite(payload);
+                }
+            }
             if let Some(mid) = &sub.mid {
                 rewrite_mid(&mut buf, mid.as_bytes());
+            }
+            if simulcast {
+                hide_extension(&mut buf, EXT_RID);
             }
             if let Some(subscriber) = participants.get_mut(&sub.subscriber) {
                 stamp_transport_seq(subscriber, &mut buf);
@@ -221,6 +261,7 @@ impl Router {
         }
         maybe_send_pli(
             track,
+            layer,
             now,
             config.keyframe_request_interval,
             config.max_keyframe_request_attempts,
@@ -237,11 +278,11 @@ impl Router {
 /// Whether `original` (an unwrapped retransmission) is a packet the track already
 /// forwarded, i.e. its sequence number is still in the track's retransmission cache.
 /// Tracks without a cache (audio, where RTX is not negotiated) cannot tell and forward.
-fn already_forwarded(track: &Track, original: &[u8]) -> bool {
+fn already_forwarded(layer: &Layer, original: &[u8]) -> bool {
     let Ok(header) = RtpHeader::parse(original) else {
         return false;
     };
-    track
+    layer
         .cache
         .as_ref()
         .is_some_and(|cache| cache.get(header.sequence_number()).is_some())
@@ -257,8 +298,10 @@ pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) 
     }
 }
 
-/// Binds a new SSRC of `p` to the published track whose MID the packet carries (as RTX
-/// when it uses an RTX payload type), within the participant's SSRC budget.
+/// Binds a new SSRC of `p` to the published track whose MID the packet carries, within
+/// the participant's SSRC budget. A simulcast track's encoding is named by the RID
+/// extension (media) or the repaired-RID extension (its RTX); a plain track's RTX is told
+/// apart by its RTX payload type.
 fn learn_ssrc(
     p: &mut Participant,
     tracks: &std::collections::BTreeMap<TrackId, Track>,
@@ -275,23 +318,47 @@ fn learn_ssrc(
     if p.ssrcs.len() >= max_ssrcs {
         return Err(RouterDrop::SsrcLimit);
     }
-    let role = if track.kind == Kind::Video && media_payload_type(h.payload_type()).is_some() {
-        StreamRole::Rtx
+    let layer_named = |rid: &[u8]| {
+        track
+            .layers
+            .iter()
+            .position(|l| l.rid.as_deref().is_some_and(|r| r.as_bytes() == rid))
+    };
+    let simulcast = track.layers.iter().any(|l| l.rid.is_some());
+    let (layer, role) = if simulcast {
+        if let Some(rid) = h.extension(EXT_RID) {
+            (
+                layer_named(rid).ok_or(RouterDrop::UnknownRid)?,
+                StreamRole::Media,
+            )
+        } else if let Some(rid) = h.extension(EXT_REPAIRED_RID) {
+            (
+                layer_named(rid).ok_or(RouterDrop::UnknownRid)?,
+                StreamRole::Rtx,
+            )
+        } else {
+            return Err(RouterDrop::UnknownSsrc);
+        }
+    } else if track.kind == Kind::Video && media_payload_type(h.payload_type()).is_some() {
+        (0, StreamRole::Rtx)
     } else {
-        StreamRole::Media
+        (0, StreamRole::Media)
     };
     let binding = SsrcBinding {
         track: track_id,
+        layer,
         role,
     };
     p.ssrcs.insert(h.ssrc(), binding);
     Ok(binding)
 }
 
-/// Sends a PLI to the track's publisher if a keyframe is wanted and the throttle allows;
-/// gives up after `max_attempts` unanswered PLIs.
+/// Sends a PLI for encoding `layer` to the track's publisher if a keyframe of it is
+/// wanted and the throttle allows; gives up after `max_attempts` unanswered PLIs.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn maybe_send_pli(
     track: &mut Track,
+    layer: usize,
     now: Instant,
     interval: std::time::Duration,
     max_attempts: u32,
@@ -299,24 +366,27 @@ pub(crate) fn maybe_send_pli(
     outbox: &mut crate::output::Outbox,
     stats: &mut crate::stats::RouterStats,
 ) {
-    let Some(due) = track.keyframe_due(interval, now) else {
+    let Some(l) = track.layers.get_mut(layer) else {
+        return;
+    };
+    let Some(due) = l.keyframe_due(interval, now) else {
         return;
     };
     if now < due {
         return;
     }
-    if track.keyframe.attempts >= max_attempts {
-        track.keyframe.pending = false;
+    if l.keyframe.attempts >= max_attempts {
+        l.keyframe.pending = false;
         return;
     }
-    let Some(media_ssrc) = track.ssrc else {
+    let Some(media_ssrc) = l.ssrc else {
         return;
     };
     let mut buf = outbox.buffer();
     sluice_rtp::write_pli(sender_ssrc, media_ssrc, &mut buf);
-    track.keyframe.last_sent_at = Some(now);
-    track.keyframe.attempts += 1;
+    l.keyframe.last_sent_at = Some(now);
+    l.keyframe.attempts += 1;
     stats.keyframe_requests_sent += 1;
-    trace!(ssrc = media_ssrc, "PLI to publisher");
+    trace!(ssrc = media_ssrc, layer, "PLI to publisher");
     outbox.push(track.publisher, OutputKind::Rtcp, buf, stats);
 }

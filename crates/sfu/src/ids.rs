@@ -42,6 +42,23 @@ pub struct TrackSpec {
     pub ssrc: Option<u32>,
     /// RTX SSRC (`a=ssrc-group:FID`), if announced.
     pub rtx_ssrc: Option<u32>,
+    /// Simulcast: the RTP stream ids (`a=rid`) of the encodings the answer sends, lowest
+    /// quality first. Their SSRCs are learnt from the RID and repaired-RID header
+    /// extensions. Empty for a track sent as one encoding (`ssrc`/`rtx_ssrc` apply then).
+    pub rids: Vec<String>,
+}
+
+impl TrackSpec {
+    /// A track sent as one encoding whose SSRCs are learnt from the MID extension.
+    pub fn new(mid: impl Into<String>, kind: Kind) -> Self {
+        Self {
+            mid: mid.into(),
+            kind,
+            ssrc: None,
+            rtx_ssrc: None,
+            rids: Vec::new(),
+        }
+    }
 }
 
 /// What the server announced to a subscriber in the m-line that carries a track.

@@ -25,7 +25,7 @@
 //! router.add_participant("room", ada).unwrap();
 //! router.add_participant("room", bo).unwrap();
 //! let mic = router
-//!     .publish(ada, TrackSpec { mid: "0".into(), kind: Kind::Audio, ssrc: Some(0xA), rtx_ssrc: None })
+//!     .publish(ada, TrackSpec { mid: "0".into(), kind: Kind::Audio, ssrc: Some(0xA), rtx_ssrc: None, rids: vec![] })
 //!     .unwrap();
 //! router.subscribe(bo, mic, SubscriptionSpec::new(0xB0)).unwrap();
 //!

@@ -14,6 +14,12 @@ pub const EXT_MID: u8 = 1;
 pub const EXT_ABS_SEND_TIME: u8 = 2;
 /// Header extension id of transport-wide-cc (a 16-bit transport sequence number).
 pub const EXT_TRANSPORT_CC: u8 = 3;
+/// Header extension id of `urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id` (the RID that
+/// names a simulcast encoding).
+pub const EXT_RID: u8 = 5;
+/// Header extension id of `urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id` (the
+/// RID of the encoding an RTX stream repairs).
+pub const EXT_REPAIRED_RID: u8 = 6;
 /// An id no m-line negotiates: a MID that cannot be rewritten in place is renamed to it,
 /// so receivers skip the element instead of demultiplexing on a foreign MID.
 pub const HIDDEN_EXTENSION_ID: u8 = 14;
@@ -92,16 +98,28 @@ pub fn unwrap_rtx(rtx: &[u8], media_ssrc: u32, out: &mut Vec<u8>) -> bool {
 /// [`HIDDEN_EXTENSION_ID`] (extensions are never resized in place). No-op without the
 /// extension.
 pub fn rewrite_mid(buf: &mut [u8], mid: &[u8]) {
-    let (range, profile) = match RtpHeader::parse(buf) {
-        Ok(h) => (h.extension_range(EXT_MID), h.extension_profile()),
+    let len = match RtpHeader::parse(buf) {
+        Ok(h) => h.extension(EXT_MID).map(<[u8]>::len),
         Err(_) => return,
     };
-    let Some((offset, len)) = range else {
+    match len {
+        Some(len) if len == mid.len() && set_extension(buf, EXT_MID, mid) => {}
+        Some(_) => hide_extension(buf, EXT_MID),
+        None => {}
+    }
+}
+
+/// Renames header extension `id` of a packet to [`HIDDEN_EXTENSION_ID`], so receivers
+/// skip it: a simulcast encoding's RID means nothing on the subscriber's m-line and must
+/// not steer its demultiplexing. No-op without the extension.
+pub fn hide_extension(buf: &mut [u8], id: u8) {
+    let (range, profile) = match RtpHeader::parse(buf) {
+        Ok(h) => (h.extension_range(id), h.extension_profile()),
+        Err(_) => return,
+    };
+    let Some((offset, _)) = range else {
         return;
     };
-    if len == mid.len() && set_extension(buf, EXT_MID, mid) {
-        return;
-    }
     if profile == Some(ONE_BYTE_EXTENSION_PROFILE) {
         // one-byte form: the element header is the byte before the data, id in its high nibble
         if let Some(b) = offset.checked_sub(1).and_then(|i| buf.get_mut(i)) {

@@ -62,6 +62,7 @@ impl Router {
             next,
             self.participants.get(&from).and_then(participant_timer),
         );
+        next = earlier(next, self.next_layer_selection_at);
         if let Some(t) = track.and_then(|id| self.tracks.get(&id)) {
             next = earlier(next, self.track_timer(t));
             for sub in &t.subscriptions {
@@ -76,16 +77,25 @@ impl Router {
     fn earliest_timer(&self) -> Option<Instant> {
         let participants = self.participants.values().filter_map(participant_timer);
         let tracks = self.tracks.values().filter_map(|t| self.track_timer(t));
-        participants.chain(tracks).min()
+        earlier(
+            participants.chain(tracks).min(),
+            self.next_layer_selection_at,
+        )
     }
 
-    /// A track's earliest timer: its NACK timer and a deferred keyframe request.
+    /// A track's earliest timer: its encodings' NACK timers and deferred keyframe
+    /// requests.
     fn track_timer(&self, t: &Track) -> Option<Instant> {
-        let nack = t.ssrc.and(t.nack.as_ref()).and_then(|n| n.poll_timeout());
-        let keyframe = self
-            .last_now
-            .and_then(|now| t.keyframe_due(self.config.keyframe_request_interval, now));
-        earlier(nack, keyframe)
+        t.layers
+            .iter()
+            .map(|l| {
+                let nack = l.ssrc.and(l.nack.as_ref()).and_then(|n| n.poll_timeout());
+                let keyframe = self
+                    .last_now
+                    .and_then(|now| l.keyframe_due(self.config.keyframe_request_interval, now));
+                earlier(nack, keyframe)
+            })
+            .fold(None, earlier)
     }
 
     /// Lets time pass to `now`: sends every report, feedback, NACK and deferred PLI due.
@@ -101,6 +111,7 @@ impl Router {
             jitter,
             scratch_seqs,
             scratch_blocks,
+            next_layer_selection_at,
             ..
         } = self;
         let rtcp_ssrc = config.rtcp_sender_ssrc;
@@ -109,7 +120,11 @@ impl Router {
                 let media_ssrc = p
                     .published
                     .iter()
-                    .find_map(|t| tracks.get(t).and_then(|t| t.ssrc))
+                    .find_map(|t| {
+                        tracks
+                            .get(t)
+                            .and_then(|t| t.layers.iter().find_map(|l| l.ssrc))
+                    })
                     .unwrap_or(0);
                 for _ in 0..MAX_TWCC_PACKETS_PER_TIMEOUT {
                     let mut buf = outbox.buffer();
@@ -131,7 +146,10 @@ impl Router {
             if p.next_rr_at.is_some_and(|t| now >= t) {
                 scratch_blocks.clear();
                 for t in &p.published {
-                    if let Some(recv) = tracks.get_mut(t).and_then(|t| t.recv.as_mut()) {
+                    let Some(track) = tracks.get_mut(t) else {
+                        continue;
+                    };
+                    for recv in track.layers.iter_mut().filter_map(|l| l.recv.as_mut()) {
                         if recv.packets_received() > 0 {
                             scratch_blocks.push(recv.report_block(now));
                         }
@@ -158,11 +176,13 @@ impl Router {
                         continue;
                     };
                     let clock_rate_hz = u128::from(track.kind.clock_rate_hz());
-                    let Some(mapping) = track.sender_report else {
-                        continue;
-                    };
                     let cname = track.cname.as_bytes();
                     let Some(sub) = track.subscriptions.iter().find(|s| s.subscriber == id) else {
+                        continue;
+                    };
+                    // the SR of the encoding this subscriber is fed from
+                    let mapping = sub.layer.and_then(|l| track.layers.get(l)?.sender_report);
+                    let Some(mapping) = mapping else {
                         continue;
                     };
                     if sub.sender.packet_count() == 0 {
@@ -197,31 +217,46 @@ impl Router {
             }
         }
 
+        let select_layers = next_layer_selection_at.is_some_and(|t| now >= t);
+        if select_layers {
+            *next_layer_selection_at = None;
+        }
         for track in tracks.values_mut() {
-            if let (Some(nack), Some(media_ssrc)) = (track.nack.as_mut(), track.ssrc) {
-                scratch_seqs.clear();
-                nack.poll_nacks_into(now, scratch_seqs);
-                let mut rest = scratch_seqs.as_slice();
-                for _ in 0..MAX_NACK_PACKETS_PER_TIMEOUT {
-                    if rest.is_empty() {
-                        break;
-                    }
-                    let mut buf = outbox.buffer();
-                    let n = write_nack(rtcp_ssrc, media_ssrc, rest, &mut buf);
-                    rest = rest.get(n.max(1)..).unwrap_or(&[]);
-                    stats.nacks_sent += 1;
-                    outbox.push(track.publisher, OutputKind::Rtcp, buf, stats);
-                }
+            if select_layers && track.layers.len() > 1 {
+                track.retarget(now, config.layer_silence);
+                *next_layer_selection_at = now.checked_add(config.layer_selection_interval);
             }
-            maybe_send_pli(
-                track,
-                now,
-                config.keyframe_request_interval,
-                config.max_keyframe_request_attempts,
-                rtcp_ssrc,
-                outbox,
-                stats,
-            );
+            for layer in 0..track.layers.len() {
+                let nack = track
+                    .layers
+                    .get_mut(layer)
+                    .and_then(|l| Some((l.nack.as_mut()?, l.ssrc?)));
+                if let Some((nack, media_ssrc)) = nack {
+                    scratch_seqs.clear();
+                    nack.poll_nacks_into(now, scratch_seqs);
+                    let mut rest = scratch_seqs.as_slice();
+                    for _ in 0..MAX_NACK_PACKETS_PER_TIMEOUT {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let mut buf = outbox.buffer();
+                        let n = write_nack(rtcp_ssrc, media_ssrc, rest, &mut buf);
+                        rest = rest.get(n.max(1)..).unwrap_or(&[]);
+                        stats.nacks_sent += 1;
+                        outbox.push(track.publisher, OutputKind::Rtcp, buf, stats);
+                    }
+                }
+                maybe_send_pli(
+                    track,
+                    layer,
+                    now,
+                    config.keyframe_request_interval,
+                    config.max_keyframe_request_attempts,
+                    rtcp_ssrc,
+                    outbox,
+                    stats,
+                );
+            }
         }
     }
 }
@@ -258,6 +293,7 @@ mod tests {
                     kind: Kind::Video,
                     ssrc: Some(0xA1),
                     rtx_ssrc: None,
+                    rids: Vec::new(),
                 },
             )
             .unwrap();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sluice_rtp::{
-    Codec, NackGenerator, ReceiveStats, RetransmissionCache, SenderStats, StreamRewriter,
+    Codec, ReceiveStats, RetransmissionCache, SenderStats, StreamRewriter, Vp8PictureRewriter,
 };
 use tracing::debug;
 
@@ -16,14 +16,16 @@ use crate::error::RouterError;
 use crate::ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
 use crate::output::{Outbox, Output};
 use crate::state::{
-    AnnouncedSsrc, KeyframeRequest, Participant, SsrcBinding, StreamRole, Subscription, Track,
+    AnnouncedSsrc, Layer, Participant, SsrcBinding, StreamRole, Subscription, Track,
 };
 use crate::stats::RouterStats;
 
 /// Longest CNAME kept (the SDES item length field is one byte).
 const MAX_CNAME_BYTES: usize = 255;
-/// Longest MID accepted (RFC 8843: it must fit a one-byte header extension).
+/// Longest MID or RID accepted (RFC 8843: it must fit a one-byte header extension).
 const MAX_MID_BYTES: usize = 16;
+/// Most encodings of one simulcast track (what browsers send: 3).
+pub(crate) const MAX_SIMULCAST_LAYERS: usize = 3;
 
 /// The media router of one worker: every room placed on that worker.
 ///
@@ -57,6 +59,9 @@ pub struct Router {
     /// alone, so the packet path does not grow with the size of the worker. A bound that
     /// is too early costs one empty `handle_timeout`, which recomputes it.
     pub(crate) deadline: Cell<Option<Option<Instant>>>,
+    /// When simulcast subscribers' encodings are chosen again; set while simulcast
+    /// media flows.
+    pub(crate) next_layer_selection_at: Option<Instant>,
 }
 
 impl Router {
@@ -79,6 +84,7 @@ impl Router {
             scratch_seqs: Vec::new(),
             scratch_blocks: Vec::new(),
             deadline: Cell::new(None),
+            next_layer_selection_at: None,
         }
     }
 
@@ -87,7 +93,8 @@ impl Router {
     pub fn retransmission_cache_bytes(&self) -> usize {
         self.tracks
             .values()
-            .filter_map(|t| t.cache.as_ref())
+            .flat_map(|t| &t.layers)
+            .filter_map(|l| l.cache.as_ref())
             .map(RetransmissionCache::heap_bytes)
             .sum()
     }
@@ -206,6 +213,18 @@ impl Router {
         if spec.mid.is_empty() || spec.mid.len() > MAX_MID_BYTES {
             return Err(RouterError::BadMid(spec.mid.len()));
         }
+        if spec.rids.len() > MAX_SIMULCAST_LAYERS
+            || spec
+                .rids
+                .iter()
+                .any(|r| r.is_empty() || r.len() > MAX_MID_BYTES)
+            || (spec.kind == Kind::Audio && !spec.rids.is_empty())
+        {
+            return Err(RouterError::BadRids(spec.rids.len()));
+        }
+        if !spec.rids.is_empty() && (spec.ssrc.is_some() || spec.rtx_ssrc.is_some()) {
+            return Err(RouterError::BadRids(spec.rids.len()));
+        }
         if p.published.len() >= max_tracks {
             return Err(RouterError::TooManyTracks {
                 participant: publisher,
@@ -250,22 +269,6 @@ impl Router {
         self.next_track_id += 1;
         let nack = (spec.kind == Kind::Video && self.config.nack.enabled)
             .then_some(self.config.nack.generator);
-        let mut track = Track {
-            publisher,
-            cname: p.cname.clone(),
-            mid: spec.mid,
-            kind: spec.kind,
-            ssrc: None,
-            rtx_ssrc: spec.rtx_ssrc,
-            codec: Codec::Other,
-            recv: None,
-            nack: nack.map(NackGenerator::new),
-            sender_report: None,
-            keyframe: KeyframeRequest::default(),
-            last_packet_at: None,
-            subscriptions: Vec::new(),
-            cache: None,
-        };
         let (cache_packets, cache_bytes) = match spec.kind {
             Kind::Video => (
                 self.config.retransmission_cache_packets,
@@ -276,15 +279,39 @@ impl Router {
                 self.config.retransmission_cache_bytes,
             ),
         };
-        if cache_packets > 0 {
-            track.cache = Some(
-                RetransmissionCache::new(cache_packets, cache_bytes)
-                    .with_window(self.config.retransmission_window),
-            );
-        }
-        if let Some(ssrc) = spec.ssrc {
-            track.ssrc = Some(ssrc);
-            track.recv = Some(ReceiveStats::new(ssrc));
+        let rids: Vec<Option<String>> = if spec.rids.is_empty() {
+            vec![None]
+        } else {
+            spec.rids.iter().cloned().map(Some).collect()
+        };
+        let layers = rids
+            .into_iter()
+            .map(|rid| {
+                let mut layer = Layer::new(rid, nack);
+                if cache_packets > 0 {
+                    layer.cache = Some(
+                        RetransmissionCache::new(cache_packets, cache_bytes)
+                            .with_window(self.config.retransmission_window),
+                    );
+                }
+                layer
+            })
+            .collect::<Vec<_>>();
+        let mut track = Track {
+            publisher,
+            cname: p.cname.clone(),
+            mid: spec.mid,
+            kind: spec.kind,
+            codec: Codec::Other,
+            layers,
+            subscriptions: Vec::new(),
+        };
+        if let Some(first) = track.layers.first_mut().filter(|_| spec.rids.is_empty()) {
+            first.rtx_ssrc = spec.rtx_ssrc;
+            if let Some(ssrc) = spec.ssrc {
+                first.ssrc = Some(ssrc);
+                first.recv = Some(ReceiveStats::new(ssrc));
+            }
         }
         if let Some(p) = self.participants.get_mut(&publisher) {
             if let Some(ssrc) = spec.ssrc {
@@ -292,6 +319,7 @@ impl Router {
                     ssrc,
                     SsrcBinding {
                         track: id,
+                        layer: 0,
                         role: StreamRole::Media,
                     },
                 );
@@ -301,6 +329,7 @@ impl Router {
                     ssrc,
                     SsrcBinding {
                         track: id,
+                        layer: 0,
                         role: StreamRole::Rtx,
                     },
                 );
@@ -385,20 +414,23 @@ impl Router {
             }
         }
         let kind = t.kind;
-        let mut rewriter = StreamRewriter::new(spec.ssrc, kind.clock_rate_hz());
-        if let Some(src) = t.ssrc {
-            rewriter.switch_source(src);
-        }
+        let top = t.layers.len().saturating_sub(1);
+        let now = self.last_now;
+        let target = now.map_or(top, |now| t.best_layer(top, now, self.config.layer_silence));
         let sub = Subscription {
             subscriber,
             ssrc: spec.ssrc,
             rtx_ssrc: spec.rtx_ssrc,
             mid: spec.mid,
             payload_types: spec.payload_types,
-            rewriter,
+            rewriter: StreamRewriter::new(spec.ssrc, kind.clock_rate_hz()),
+            vp8: Vp8PictureRewriter::new(),
             sender: SenderStats::new(kind.clock_rate_hz()),
             rtx_seq: 0,
-            awaiting_keyframe: kind == Kind::Video,
+            layer: None,
+            target,
+            max_layer: top,
+            paused: false,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);
@@ -421,7 +453,7 @@ impl Router {
         }
         if let Some(t) = self.tracks.get_mut(&track) {
             t.subscriptions.push(sub);
-            t.request_keyframe();
+            t.request_keyframe(target);
         }
         debug!(participant = subscriber.0, track = track.0, "subscribed");
         Ok(())
@@ -492,9 +524,60 @@ impl Router {
             .map_or(&[], |p| p.published.as_slice())
     }
 
-    /// The media SSRC a track is forwarded from, once announced or learnt.
+    /// The media SSRC a track is forwarded from, once announced or learnt (its lowest
+    /// encoding for simulcast).
     pub fn track_ssrc(&self, track: TrackId) -> Option<u32> {
-        self.tracks.get(&track).and_then(|t| t.ssrc)
+        self.tracks
+            .get(&track)
+            .and_then(|t| t.layers.iter().find_map(|l| l.ssrc))
+    }
+
+    /// Caps the encoding of a simulcast `track` that `subscriber` gets, lowest quality
+    /// first (0 = the lowest). A page that shows the track in a small tile asks for a low
+    /// encoding, so the subscriber's downlink is not spent on pixels nobody sees. Takes
+    /// effect at the next keyframe of the encoding chosen.
+    pub fn set_max_layer(
+        &mut self,
+        subscriber: ParticipantId,
+        track: TrackId,
+        max_layer: usize,
+    ) -> Result<(), RouterError> {
+        self.deadline.set(None);
+        let now = self.last_now;
+        let silence = self.config.layer_silence;
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(RouterError::UnknownTrack(track))?;
+        let top = t.layers.len().saturating_sub(1);
+        let sub = t
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.subscriber == subscriber)
+            .ok_or(RouterError::NotSubscribed { subscriber, track })?;
+        sub.max_layer = max_layer.min(top);
+        if let Some(now) = now {
+            t.retarget(now, silence);
+        }
+        Ok(())
+    }
+
+    /// The bitrate at which the publisher sends encoding `layer` of `track` (0 = the
+    /// lowest), measured over the last half second; `None` for an unknown one.
+    pub fn layer_bitrate_bps(&self, track: TrackId, layer: usize) -> Option<u64> {
+        let t = self.tracks.get(&track)?;
+        t.layers.get(layer).map(|l| l.bitrate.bps())
+    }
+
+    /// The encoding `subscriber` receives of `track` (0 = the lowest); `None` before the
+    /// first packet was forwarded and while the track is paused for it.
+    pub fn forwarded_layer(&self, subscriber: ParticipantId, track: TrackId) -> Option<usize> {
+        let t = self.tracks.get(&track)?;
+        let sub = t
+            .subscriptions
+            .iter()
+            .find(|s| s.subscriber == subscriber)?;
+        sub.layer.filter(|_| !sub.paused)
     }
 
     /// Rooms on this router.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_rtp::{
     Codec, NackGenerator, ReceiveStats, RetransmissionCache, SenderStats, StreamRewriter,
-    TwccRecorder,
+    TwccRecorder, Vp8PictureRewriter,
 };
 
 use crate::ids::{Kind, ParticipantId, TrackId};
@@ -23,10 +23,12 @@ pub(crate) enum StreamRole {
     Rtx,
 }
 
-/// A publisher SSRC bound to one of its tracks (announced, or learnt from the MID).
+/// A publisher SSRC bound to one of its tracks (announced, or learnt from the MID and
+/// RID header extensions): which track, which simulcast encoding of it, media or RTX.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SsrcBinding {
     pub(crate) track: TrackId,
+    pub(crate) layer: usize,
     pub(crate) role: StreamRole,
 }
 
@@ -109,78 +111,124 @@ pub(crate) struct Subscription {
     /// Accepted media payload types (empty: all).
     pub(crate) payload_types: Vec<u8>,
     pub(crate) rewriter: StreamRewriter,
+    /// PictureID / TL0PICIDX continuity across encodings (VP8 only).
+    pub(crate) vp8: Vp8PictureRewriter,
     pub(crate) sender: SenderStats,
     pub(crate) rtx_seq: u16,
-    /// Video only: nothing is forwarded until a keyframe starts, so the decoder never sees
-    /// frames it cannot decode.
-    pub(crate) awaiting_keyframe: bool,
+    /// The encoding being forwarded; `None` until the first (key)frame, so the decoder
+    /// never sees frames it cannot decode.
+    pub(crate) layer: Option<usize>,
+    /// The encoding this subscriber should get: the switch happens on its next keyframe,
+    /// until then `layer` keeps flowing.
+    pub(crate) target: usize,
+    /// Highest encoding the subscriber asked for (e.g. from the size of its tile).
+    pub(crate) max_layer: usize,
+    /// Nothing is forwarded while paused (the allocation found no room for the track).
+    pub(crate) paused: bool,
 }
 
+impl Subscription {
+    /// Whether a packet of encoding `layer` is forwarded to this subscriber, switching to
+    /// it when it is the target and `switch_point` (a keyframe, or any packet of a track
+    /// without keyframe gating) arrives. Returns false for packets to skip.
+    pub(crate) fn accepts(&mut self, layer: usize, switch_point: bool, ssrc: u32) -> bool {
+        if self.paused {
+            return false;
+        }
+        if self.layer == Some(layer) {
+            return true;
+        }
+        if self.target != layer || !switch_point {
+            return false;
+        }
+        if self.layer.is_some() {
+            self.vp8.switch_source();
+        }
+        self.rewriter.switch_source(ssrc);
+        self.layer = Some(layer);
+        true
+    }
+}
+
+/// One encoding of a published track: a plain track has one, a simulcast track one per
+/// RID (lowest quality first). Everything that belongs to an SSRC lives here: receive
+/// statistics and NACKs toward the publisher, the SR mapping, keyframe requests and the
+/// retransmission cache.
 #[derive(Debug)]
-pub(crate) struct Track {
-    pub(crate) publisher: ParticipantId,
-    /// The publisher's CNAME, for the SDES of SRs to subscribers.
-    pub(crate) cname: String,
-    pub(crate) mid: String,
-    pub(crate) kind: Kind,
+pub(crate) struct Layer {
+    /// The RTP stream id (`a=rid`) of the encoding; `None` for a plain track.
+    pub(crate) rid: Option<String>,
     /// The media SSRC being forwarded.
     pub(crate) ssrc: Option<u32>,
     pub(crate) rtx_ssrc: Option<u32>,
-    /// Learnt from payload types; `Other` until a known one arrives.
-    pub(crate) codec: Codec,
     pub(crate) recv: Option<ReceiveStats>,
     pub(crate) nack: Option<NackGenerator>,
     pub(crate) sender_report: Option<SenderReportMapping>,
     pub(crate) keyframe: KeyframeRequest,
-    /// Arrival of the newest packet of `ssrc`: another SSRC with this MID may only take
-    /// over once it has been silent for a while, so a flood cannot steal a live track.
+    /// Arrival of the newest packet of `ssrc`: another SSRC for this encoding may only
+    /// take over once it has been silent for a while, so a flood cannot steal a live
+    /// track; also tells whether the publisher still sends the encoding.
     pub(crate) last_packet_at: Option<Instant>,
-    pub(crate) subscriptions: Vec<Subscription>,
     /// The publisher's packets as received (plaintext, before any rewrite), keyed by their
     /// sequence number, shared by every subscription: a NACK is answered by rewriting the
     /// cached packet again for the subscriber, so memory does not grow with the number of
     /// subscribers. `None` when the cache size is 0.
     pub(crate) cache: Option<RetransmissionCache>,
+    /// Received bitrate, measured over windows of [`BITRATE_WINDOW`].
+    pub(crate) bitrate: BitrateMeter,
 }
 
-/// How long the current media SSRC of a track must be silent before another SSRC bound
-/// to the same MID takes over.
-pub(crate) const SSRC_TAKEOVER_SILENCE: Duration = Duration::from_secs(1);
+/// Received bits per second, measured over fixed windows: cheap enough for every packet.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BitrateMeter {
+    window_start: Option<Instant>,
+    window_bytes: u64,
+    bps: u64,
+}
 
-impl Track {
-    /// Makes `ssrc` the forwarded media stream: fresh receive statistics and loss
-    /// tracking, every subscriber's rewriter switched (continuing its output numbering),
-    /// video subscribers wait for a keyframe, which is requested.
-    pub(crate) fn set_media_ssrc(&mut self, ssrc: u32, nack: Option<sluice_rtp::NackConfig>) {
-        if self.ssrc == Some(ssrc) && self.recv.is_some() {
-            return;
+/// Length of one bitrate measurement window.
+pub(crate) const BITRATE_WINDOW: Duration = Duration::from_millis(500);
+
+impl BitrateMeter {
+    pub(crate) fn on_packet(&mut self, now: Instant, bytes: usize) {
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= BITRATE_WINDOW {
+            let bits = u128::from(self.window_bytes).saturating_mul(8_000_000);
+            self.bps = u64::try_from(bits / elapsed.as_micros().max(1)).unwrap_or(u64::MAX);
+            self.window_start = Some(now);
+            self.window_bytes = 0;
         }
-        self.ssrc = Some(ssrc);
-        self.recv = Some(ReceiveStats::new(ssrc));
-        self.nack = nack.map(NackGenerator::new);
-        self.sender_report = None;
-        self.last_packet_at = None;
-        if let Some(cache) = self.cache.as_mut() {
-            // sequence numbers of the new SSRC start over
-            cache.clear();
-        }
-        for sub in &mut self.subscriptions {
-            sub.rewriter.switch_source(ssrc);
-            if self.kind == Kind::Video {
-                sub.awaiting_keyframe = true;
-            }
-        }
-        if self.kind == Kind::Video && !self.subscriptions.is_empty() {
-            self.request_keyframe();
+        self.window_bytes = self.window_bytes.saturating_add(bytes as u64);
+    }
+
+    /// The rate of the last complete window.
+    pub(crate) fn bps(&self) -> u64 {
+        self.bps
+    }
+}
+
+impl Layer {
+    pub(crate) fn new(rid: Option<String>, nack: Option<sluice_rtp::NackConfig>) -> Self {
+        Self {
+            rid,
+            ssrc: None,
+            rtx_ssrc: None,
+            recv: None,
+            nack: nack.map(NackGenerator::new),
+            sender_report: None,
+            keyframe: KeyframeRequest::default(),
+            last_packet_at: None,
+            cache: None,
+            bitrate: BitrateMeter::default(),
         }
     }
 
-    /// Records that a keyframe is wanted; the PLI goes out within the throttle.
-    pub(crate) fn request_keyframe(&mut self) {
-        if self.kind == Kind::Video && !self.keyframe.pending {
-            self.keyframe.pending = true;
-            self.keyframe.attempts = 0;
-        }
+    /// Whether the publisher sent this encoding within `silence`: browsers stop sending
+    /// their top encodings when their own uplink or CPU cannot carry them.
+    pub(crate) fn is_live(&self, now: Instant, silence: Duration) -> bool {
+        self.last_packet_at
+            .is_some_and(|t| now.saturating_duration_since(t) < silence)
     }
 
     /// When a PLI for a pending request may go out (`now_if_unsent` before the first one).
@@ -196,5 +244,128 @@ impl Track {
             Some(t) => t.checked_add(interval).unwrap_or(t),
             None => now_if_unsent,
         })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Track {
+    pub(crate) publisher: ParticipantId,
+    /// The publisher's CNAME, for the SDES of SRs to subscribers.
+    pub(crate) cname: String,
+    pub(crate) mid: String,
+    pub(crate) kind: Kind,
+    /// Learnt from payload types; `Other` until a known one arrives.
+    pub(crate) codec: Codec,
+    /// The encodings, lowest quality first; never empty.
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) subscriptions: Vec<Subscription>,
+}
+
+/// How long the current media SSRC of a track must be silent before another SSRC bound
+/// to the same MID takes over.
+pub(crate) const SSRC_TAKEOVER_SILENCE: Duration = Duration::from_secs(1);
+
+impl Track {
+    /// Makes `ssrc` the forwarded media stream of encoding `layer`: fresh receive
+    /// statistics and loss tracking; subscribers fed from that encoding wait for its next
+    /// keyframe (requested) and are then switched, continuing their output numbering.
+    pub(crate) fn set_media_ssrc(
+        &mut self,
+        layer: usize,
+        ssrc: u32,
+        nack: Option<sluice_rtp::NackConfig>,
+    ) {
+        let video = self.kind == Kind::Video;
+        let Some(l) = self.layers.get_mut(layer) else {
+            return;
+        };
+        if l.ssrc == Some(ssrc) && l.recv.is_some() {
+            return;
+        }
+        l.ssrc = Some(ssrc);
+        l.recv = Some(ReceiveStats::new(ssrc));
+        l.nack = nack.map(NackGenerator::new);
+        l.sender_report = None;
+        l.last_packet_at = None;
+        if let Some(cache) = l.cache.as_mut() {
+            // sequence numbers of the new SSRC start over
+            cache.clear();
+        }
+        let mut wanted = false;
+        for sub in &mut self.subscriptions {
+            if sub.layer == Some(layer) {
+                // the same encoding under a new SSRC: keep numbering on from the old one
+                sub.layer = None;
+                sub.target = layer;
+            }
+            wanted |= sub.target == layer;
+        }
+        if video && wanted {
+            self.request_keyframe(layer);
+        }
+    }
+
+    /// Records that a keyframe of encoding `layer` is wanted; the PLI goes out within the
+    /// throttle.
+    pub(crate) fn request_keyframe(&mut self, layer: usize) {
+        if self.kind != Kind::Video {
+            return;
+        }
+        if let Some(l) = self.layers.get_mut(layer) {
+            if !l.keyframe.pending {
+                l.keyframe.pending = true;
+                l.keyframe.attempts = 0;
+            }
+        }
+    }
+
+    /// The best encoding for a subscriber that asked for at most `max_layer`: the highest
+    /// live one up to it, else the lowest live one above it (a picture beats none), else
+    /// `max_layer` itself until something is sent.
+    pub(crate) fn best_layer(&self, max_layer: usize, now: Instant, silence: Duration) -> usize {
+        let live = |i: &usize| self.layers.get(*i).is_some_and(|l| l.is_live(now, silence));
+        let top = self.layers.len().saturating_sub(1);
+        let max_layer = max_layer.min(top);
+        (0..=max_layer)
+            .rev()
+            .find(live)
+            .or_else(|| (max_layer + 1..=top).find(live))
+            .unwrap_or(max_layer)
+    }
+
+    /// Chooses every subscription's target encoding again; a new target gets a keyframe
+    /// request, the switch itself happens when that keyframe arrives.
+    pub(crate) fn retarget(&mut self, now: Instant, silence: Duration) {
+        if self.layers.len() < 2 {
+            return;
+        }
+        let mut wanted = [false; crate::router::MAX_SIMULCAST_LAYERS];
+        for i in 0..self.subscriptions.len() {
+            let Some(max_layer) = self.subscriptions.get(i).map(|s| s.max_layer) else {
+                continue;
+            };
+            let best = self.best_layer(max_layer, now, silence);
+            if let Some(sub) = self.subscriptions.get_mut(i) {
+                if sub.target != best {
+                    sub.target = best;
+                    if sub.layer != Some(best) {
+                        if let Some(w) = wanted.get_mut(best) {
+                            *w = true;
+                        }
+                    }
+                }
+            }
+        }
+        for (layer, _) in wanted.iter().enumerate().filter(|(_, w)| **w) {
+            self.request_keyframe(layer);
+        }
+    }
+
+    /// The encoding currently forwarded to `subscriber` (or about to be).
+    pub(crate) fn layer_of(&self, subscriber: ParticipantId) -> Option<usize> {
+        self.subscriptions
+            .iter()
+            .find(|s| s.subscriber == subscriber)
+            .map(|s| s.layer.unwrap_or(s.target))
     }
 }

@@ -30,11 +30,14 @@ pub enum RouterDrop {
     RtxDuplicate,
     /// A copy for a subscriber whose answer did not accept the packet's payload type.
     PayloadTypeNotAccepted,
+    /// A new SSRC of a simulcast track whose RID (or repaired RID) names no encoding the
+    /// answer announced.
+    UnknownRid,
 }
 
 impl RouterDrop {
     /// Every reason, in a fixed order (the order of [`RouterStats::dropped`] entries).
-    pub const ALL: [RouterDrop; 12] = [
+    pub const ALL: [RouterDrop; 13] = [
         RouterDrop::UnknownParticipant,
         RouterDrop::MalformedRtp,
         RouterDrop::UnknownSsrc,
@@ -47,6 +50,7 @@ impl RouterDrop {
         RouterDrop::RtcpUnknownSsrc,
         RouterDrop::RtxDuplicate,
         RouterDrop::PayloadTypeNotAccepted,
+        RouterDrop::UnknownRid,
     ];
 
     /// A stable snake_case label for metrics.
@@ -64,6 +68,7 @@ impl RouterDrop {
             RouterDrop::RtcpUnknownSsrc => "rtcp_unknown_ssrc",
             RouterDrop::RtxDuplicate => "rtx_duplicate",
             RouterDrop::PayloadTypeNotAccepted => "payload_type_not_accepted",
+            RouterDrop::UnknownRid => "unknown_rid",
         }
     }
 
@@ -81,13 +86,14 @@ impl RouterDrop {
             RouterDrop::RtcpUnknownSsrc => 9,
             RouterDrop::RtxDuplicate => 10,
             RouterDrop::PayloadTypeNotAccepted => 11,
+            RouterDrop::UnknownRid => 12,
         }
     }
 }
 
 /// Per-reason drop counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DropCounts([u64; 12]);
+pub struct DropCounts([u64; 13]);
 
 impl DropCounts {
     /// Packets dropped for `reason`.

@@ -104,6 +104,10 @@ fn seeded_random_traffic_and_control_calls_never_panic_and_stay_bounded() {
                         kind,
                         ssrc: (rng.below(2) == 0).then(|| 0xA0 + rng.below(4) as u32),
                         rtx_ssrc: (rng.below(2) == 0).then(|| rng.next() as u32),
+                        rids: match rng.below(3) {
+                            0 => vec!["q".into(), "h".into(), "f".into()],
+                            _ => Vec::new(),
+                        },
                     };
                     let _ = r.publish(who, spec);
                 }

@@ -24,6 +24,7 @@ fn video(mid: &str, ssrc: Option<u32>) -> TrackSpec {
         kind: Kind::Video,
         ssrc,
         rtx_ssrc: None,
+        rids: Vec::new(),
     }
 }
 
@@ -33,6 +34,7 @@ fn audio(mid: &str, ssrc: Option<u32>) -> TrackSpec {
         kind: Kind::Audio,
         ssrc,
         rtx_ssrc: None,
+        rids: Vec::new(),
     }
 }
 

@@ -52,13 +52,21 @@ pub struct NegotiatorConfig {
     /// roughly 25 participants' m-lines from Chrome; raise `max_sdp_len` (and the
     /// WebSocket message limit) for larger rooms.
     pub answer_limits: ParseLimits,
+    /// Ask for the participant's camera as simulcast ([`SIMULCAST_RIDS`]) so each
+    /// subscriber can get the encoding its link and its screen can use.
+    pub simulcast: bool,
 }
+
+/// The RIDs of the camera's simulcast encodings, lowest quality first: a quarter, half
+/// and full resolution (the demo page scales them 4, 2 and 1).
+pub const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
 
 impl Default for NegotiatorConfig {
     fn default() -> Self {
         Self {
             max_media_sections: MAX_MEDIA_SECTIONS,
             answer_limits: ParseLimits::default(),
+            simulcast: false,
         }
     }
 }
@@ -187,12 +195,18 @@ impl Slot {
         }
     }
 
-    fn section(&self) -> MediaSection {
+    fn section(&self, simulcast: bool) -> MediaSection {
+        let receives_camera = self.usage == SlotUse::Local && self.kind == Kind::Video;
         MediaSection {
             mid: self.mid.clone(),
             kind: self.kind,
             direction: self.direction(),
             send: self.occupant().map(|o| o.stream.clone()),
+            simulcast: if simulcast && receives_camera {
+                SIMULCAST_RIDS.iter().map(|r| (*r).to_owned()).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -360,7 +374,8 @@ impl Negotiator {
             });
         }
         let revision = self.revision + 1;
-        let media: Vec<MediaSection> = self.slots.iter().map(Slot::section).collect();
+        let simulcast = self.config.simulcast;
+        let media: Vec<MediaSection> = self.slots.iter().map(|s| s.section(simulcast)).collect();
         let params = OfferParams {
             session_id: self.transport.session_id & (i64::MAX as u64),
             version: revision,
@@ -440,6 +455,7 @@ fn check_send_stream(kind: Kind, stream: &SendStream) -> Result<(), NegotiationE
             kind,
             direction: Direction::SendOnly,
             send: Some(stream.clone()),
+            simulcast: Vec::new(),
         }],
     };
     write_offer(&params)

@@ -49,6 +49,17 @@ pub enum ClientMessage {
         /// Off (`true`) or on again.
         muted: bool,
     },
+    /// How large this participant shows another participant's camera, in device pixels
+    /// (0 x 0: not shown). The server sends a simulcast camera's smallest encoding that
+    /// still fills the tile, so a thumbnail does not cost a full-resolution stream.
+    VideoSize {
+        /// The participant whose camera the tile shows.
+        id: String,
+        /// Rendered width in device pixels.
+        width: u32,
+        /// Rendered height in device pixels.
+        height: u32,
+    },
     /// Leave the room; the server replies `bye` and closes.
     Leave,
     /// Keep-alive; the server replies `pong`.

@@ -86,6 +86,10 @@ pub struct AnswerMedia {
     pub extmaps: Vec<(u8, String)>,
     /// `a=msid` as `(stream_id, track_id)`; the track id is empty when absent.
     pub msid: Option<(String, String)>,
+    /// The RIDs of `a=simulcast:send` that also have an `a=rid:<rid> send` line, in the
+    /// attribute's order (the first of each group of alternatives, paused ones too);
+    /// empty without simulcast. At most [`MAX_SIMULCAST_RIDS`](super::MAX_SIMULCAST_RIDS).
+    pub simulcast_send: Vec<String>,
 }
 
 /// One answered codec.
@@ -188,6 +192,8 @@ struct MediaBuilder {
     fid_groups: Vec<(u32, u32)>,
     extmaps: Vec<(u8, String)>,
     msid: Option<(String, String)>,
+    rids_send: Vec<String>,
+    simulcast_send: Vec<String>,
 }
 
 fn too_many(line: &Line<'_>, what: &'static str, max: usize) -> SdpError {
@@ -270,6 +276,8 @@ impl MediaBuilder {
             fid_groups: Vec::new(),
             extmaps: Vec::new(),
             msid: None,
+            rids_send: Vec::new(),
+            simulcast_send: Vec::new(),
         })
     }
 
@@ -348,6 +356,36 @@ impl MediaBuilder {
                     }
                     let max = limits.max_fid_groups_per_media;
                     push_bounded(&mut self.fid_groups, (media, rtx), max, line, "FID groups")?;
+                }
+            }
+            "rid" => {
+                let value = nonempty(line, value, "a=rid")?;
+                let mut fields = value.split(' ').filter(|f| !f.is_empty());
+                let rid = fields.next().unwrap_or("");
+                if fields.next() == Some("send") && super::is_valid_rid(rid) {
+                    let max = super::MAX_SIMULCAST_RIDS;
+                    push_bounded(&mut self.rids_send, rid.to_owned(), max, line, "RIDs")?;
+                }
+            }
+            "simulcast" => {
+                let value = nonempty(line, value, "a=simulcast")?;
+                let mut fields = value.split(' ').filter(|f| !f.is_empty());
+                while let Some(direction) = fields.next() {
+                    let list = fields.next().ok_or(line.malformed("a=simulcast"))?;
+                    if direction != "send" {
+                        continue;
+                    }
+                    self.simulcast_send.clear();
+                    for group in list.split(';') {
+                        // alternatives are separated by ','; "~" marks a paused stream
+                        let first = group.split(',').next().unwrap_or("");
+                        let rid = first.strip_prefix('~').unwrap_or(first);
+                        if !super::is_valid_rid(rid) {
+                            return Err(line.malformed("a=simulcast rid"));
+                        }
+                        let max = super::MAX_SIMULCAST_RIDS;
+                        push_bounded(&mut self.simulcast_send, rid.to_owned(), max, line, "RIDs")?;
+                    }
                 }
             }
             "extmap" => {
@@ -472,6 +510,11 @@ impl MediaBuilder {
             fid_groups: self.fid_groups,
             extmaps: self.extmaps,
             msid: self.msid,
+            simulcast_send: self
+                .simulcast_send
+                .into_iter()
+                .filter(|r| self.rids_send.contains(r))
+                .collect(),
         };
         Ok((media, self.transport))
     }

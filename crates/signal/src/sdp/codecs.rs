@@ -91,6 +91,12 @@ pub const EXT_TRANSPORT_CC_ID: u8 = 3;
 /// Extension id of the client-to-mixer audio level (audio m-lines only).
 pub const EXT_AUDIO_LEVEL_ID: u8 = 4;
 
+/// Extension id of the RTP stream id naming a simulcast encoding (RFC 8852); only on
+/// m-lines that receive simulcast.
+pub const EXT_RID_ID: u8 = 5;
+/// Extension id of the repaired RTP stream id (the encoding an RTX stream repairs).
+pub const EXT_REPAIRED_RID_ID: u8 = 6;
+
 /// URI of the MID header extension (RFC 8843).
 pub const EXT_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 /// URI of abs-send-time.
@@ -101,6 +107,10 @@ pub const EXT_TRANSPORT_CC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 /// URI of the client-to-mixer audio level (RFC 6464).
 pub const EXT_AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// URI of the RTP stream id (RFC 8852).
+pub const EXT_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// URI of the repaired RTP stream id (RFC 8852).
+pub const EXT_REPAIRED_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
 
 /// The codecs offered for `kind`, in order of preference.
 pub fn codecs_for(kind: Kind) -> &'static [CodecSpec] {

@@ -22,7 +22,10 @@ pub use answer::{
     AnswerMedia, Codec, ParseLimits,
 };
 pub use error::SdpError;
-pub use offer::{write_offer, MediaSection, OfferBuilder, OfferParams, SendStream, MAX_ID_LEN};
+pub use offer::{
+    is_valid_rid, write_offer, MediaSection, OfferBuilder, OfferParams, SendStream, MAX_ID_LEN,
+    MAX_SIMULCAST_RIDS,
+};
 pub use types::{Direction, Kind, Setup};
 
 /// Largest SDP the parser accepts by default, in bytes.

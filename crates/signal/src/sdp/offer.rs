@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::candidate::write_host_candidates;
-use super::codecs::{codecs_for, extensions_for, payload_types_for, rtcp_fb_for};
+use super::codecs::{
+    codecs_for, extensions_for, payload_types_for, rtcp_fb_for, EXT_REPAIRED_RID_ID,
+    EXT_REPAIRED_RID_URI, EXT_RID_ID, EXT_RID_URI,
+};
 use super::error::SdpError;
 use super::fingerprint::{format_sha256, SHA256_NAME};
 use super::types::{Direction, Kind, Setup};
@@ -49,6 +52,23 @@ pub struct MediaSection {
     pub direction: Direction,
     /// What the server sends on a `sendonly` m-line; required there, ignored otherwise.
     pub send: Option<SendStream>,
+    /// Simulcast the server asks to receive on a `recvonly` video m-line: the RIDs of the
+    /// encodings, lowest quality first (`a=rid:<rid> recv`, `a=simulcast:recv`, and the
+    /// RID header extensions). Empty: one encoding.
+    pub simulcast: Vec<String>,
+}
+
+/// Most simulcast encodings asked for on one m-line.
+pub const MAX_SIMULCAST_RIDS: usize = 3;
+
+/// RFC 8851 `rid-id`: alphanumerics, `-` and `_`; at most 16 bytes so it fits the
+/// one-byte header extension.
+pub fn is_valid_rid(rid: &str) -> bool {
+    !rid.is_empty()
+        && rid.len() <= 16
+        && rid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The identity of a stream the server forwards on a `sendonly` m-line.
@@ -78,7 +98,8 @@ pub struct SendStream {
 ///     setup: Setup::ActPass,
 ///     candidates: vec!["192.0.2.1:3478".parse().unwrap()],
 ///     media: vec![MediaSection { mid: "0".into(), kind: Kind::Audio,
-///                                direction: Direction::RecvOnly, send: None }],
+///                                direction: Direction::RecvOnly, send: None,
+///                                simulcast: vec![] }],
 /// };
 /// let sdp = OfferBuilder::new(&params).build().unwrap();
 /// assert!(sdp.starts_with("v=0\r\n"));
@@ -195,6 +216,25 @@ fn validate(params: &OfferParams) -> Result<(), SdpError> {
             }
             Direction::RecvOnly | Direction::Inactive => {}
         }
+        if !section.simulcast.is_empty() {
+            if section.kind != Kind::Video || section.direction != Direction::RecvOnly {
+                return Err(invalid("simulcast", "only on a recvonly video m-line"));
+            }
+            if section.simulcast.len() > MAX_SIMULCAST_RIDS {
+                return Err(invalid("simulcast", "more than 3 encodings"));
+            }
+            if !section.simulcast.iter().all(|r| is_valid_rid(r)) {
+                return Err(invalid("simulcast", "not an RFC 8851 rid-id of 16 bytes"));
+            }
+            let unique = section
+                .simulcast
+                .iter()
+                .enumerate()
+                .all(|(i, r)| !section.simulcast.iter().take(i).any(|x| x == r));
+            if !unique {
+                return Err(invalid("simulcast", "a RID appears twice"));
+            }
+        }
     }
     Ok(())
 }
@@ -239,7 +279,19 @@ fn write_media(out: &mut String, params: &OfferParams, section: &MediaSection, f
     for (id, uri) in extensions_for(kind) {
         let _ = write!(out, "a=extmap:{id} {uri}\r\n");
     }
+    if !section.simulcast.is_empty() {
+        let _ = write!(
+            out,
+            "a=extmap:{EXT_RID_ID} {EXT_RID_URI}\r\na=extmap:{EXT_REPAIRED_RID_ID} {EXT_REPAIRED_RID_URI}\r\n"
+        );
+    }
     let _ = write!(out, "a={}\r\n", section.direction);
+    if !section.simulcast.is_empty() {
+        for rid in &section.simulcast {
+            let _ = write!(out, "a=rid:{rid} recv\r\n");
+        }
+        let _ = write!(out, "a=simulcast:recv {}\r\n", section.simulcast.join(";"));
+    }
     let send = match section.direction {
         Direction::SendOnly => section.send.as_ref(),
         _ => None,

@@ -26,6 +26,7 @@ fn section(mid: &str, kind: Kind, direction: Direction, send: Option<SendStream>
         kind,
         direction,
         send,
+        simulcast: Vec::new(),
     }
 }
 
@@ -909,4 +910,75 @@ fn candidates_appear_for_ipv4_and_ipv6() {
             .count(),
         6
     );
+}
+
+#[test]
+fn a_simulcast_camera_m_line_asks_for_each_rid_with_the_rid_extensions() {
+    let mut p = params();
+    p.media[1].simulcast = vec!["q".into(), "h".into(), "f".into()];
+    let sdp = write_offer(&p).unwrap();
+    let video: Vec<&str> = sdp
+        .split("m=")
+        .nth(2)
+        .unwrap()
+        .split("\r\n")
+        .filter(|l| l.contains("rid") || l.contains("simulcast") || l.contains("stream-id"))
+        .collect();
+    assert_eq!(
+        video,
+        [
+            "a=extmap:5 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+            "a=extmap:6 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+            "a=rid:q recv",
+            "a=rid:h recv",
+            "a=rid:f recv",
+            "a=simulcast:recv q;h;f",
+        ]
+    );
+    assert!(!sdp.split("m=").nth(1).unwrap().contains("simulcast"));
+}
+
+#[test]
+fn simulcast_is_refused_where_it_cannot_be_received() {
+    type Mutation = fn(&mut OfferParams);
+    let cases: [(&str, Mutation); 4] = [
+        ("audio", |p| p.media[0].simulcast = vec!["a".into()]),
+        ("four rids", |p| {
+            p.media[1].simulcast = ["a", "b", "c", "d"].map(String::from).to_vec()
+        }),
+        ("bad rid", |p| p.media[1].simulcast = vec!["a b".into()]),
+        ("twice", |p| {
+            p.media[1].simulcast = vec!["a".into(), "a".into()]
+        }),
+    ];
+    for (name, mutate) in cases {
+        let mut p = params();
+        mutate(&mut p);
+        assert!(write_offer(&p).is_err(), "{name} was accepted");
+    }
+}
+
+#[test]
+fn chromes_simulcast_answer_gives_the_rids_it_sends() {
+    let attrs = "a=rid:f send\r\na=rid:h send\r\na=rid:q send\r\na=simulcast:send f;h;~q\r\n";
+    let text = session_level_answer("", "").replace(
+        "a=rtpmap:96 VP8/90000\r\n",
+        &format!("a=rtpmap:96 VP8/90000\r\n{attrs}"),
+    );
+    let answer = parse_answer(&text).unwrap();
+    assert_eq!(answer.media[1].simulcast_send, ["f", "h", "q"]);
+    // a RID in a=simulcast without its a=rid line is not used; alternatives take the first
+    let text = session_level_answer("", "").replace(
+        "a=rtpmap:96 VP8/90000\r\n",
+        "a=rtpmap:96 VP8/90000\r\na=rid:f send\r\na=rid:h send\r\na=simulcast:send f,x;h;q\r\n",
+    );
+    assert_eq!(
+        parse_answer(&text).unwrap().media[1].simulcast_send,
+        ["f", "h"]
+    );
+    let bad = session_level_answer("", "").replace(
+        "a=rtpmap:96 VP8/90000\r\n",
+        "a=rtpmap:96 VP8/90000\r\na=simulcast:send\r\n",
+    );
+    assert!(parse_answer(&bad).is_err());
 }
