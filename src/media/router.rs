@@ -32,7 +32,14 @@ struct Member {
     wanted: Vec<SubscriptionSpec>,
     /// What the router currently forwards to it: spec and the track it maps to.
     active: Vec<(SubscriptionSpec, TrackId)>,
+    /// Highest simulcast encoding it asked for per publisher's camera; kept, because the
+    /// page may report a tile's size before its answer made the subscription.
+    max_layers: HashMap<ParticipantId, usize>,
 }
+
+/// Most per-publisher encoding caps remembered for one subscriber (a page reports one
+/// per tile; a room holds at most a few hundred participants).
+const MAX_REMEMBERED_LAYER_CAPS: usize = 1024;
 
 /// One `sluice_sfu::Router` and the bookkeeping that maps signalling's view onto it.
 #[derive(Debug)]
@@ -146,7 +153,12 @@ impl RouterAdapter {
                     payload_types: spec.payload_types.clone(),
                 };
                 match self.router.subscribe(SfuId(*id), track, subscription) {
-                    Ok(()) => member.active.push((spec, track)),
+                    Ok(()) => {
+                        if let Some(&max_layer) = member.max_layers.get(&spec.publisher) {
+                            let _ = self.router.set_max_layer(SfuId(*id), track, max_layer);
+                        }
+                        member.active.push((spec, track));
+                    }
                     Err(error) => tracing::warn!(participant = *id, %error, "subscribe refused"),
                 }
             }
@@ -161,6 +173,20 @@ impl RouterAdapter {
         publisher: ParticipantId,
         max_layer: usize,
     ) {
+        let room = self.members.get(&publisher).map(|m| m.room.clone());
+        let Some(member) = self.members.get_mut(&subscriber) else {
+            return;
+        };
+        if room.as_deref() != Some(member.room.as_str()) {
+            return; // a publisher of another room, or gone
+        }
+        // bounded: one entry per publisher of the room
+        if !member.max_layers.contains_key(&publisher)
+            && member.max_layers.len() >= MAX_REMEMBERED_LAYER_CAPS
+        {
+            return;
+        }
+        member.max_layers.insert(publisher, max_layer);
         let track = self
             .members
             .get(&publisher)
@@ -178,6 +204,7 @@ impl RouterAdapter {
             let removed = self.router.remove_participant(SfuId(id));
             for member in self.members.values_mut().filter(|m| m.room == gone.room) {
                 member.active.retain(|(_, t)| !removed.contains(t));
+                member.max_layers.remove(&id);
             }
         }
     }

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use crate::app::AppState;
 use crate::config::{Config, DtlsRole};
 use crate::media::{
-    participant_label, Command, ParticipantId, PrepareSpec, PublicationSpec, SessionEvent,
-    SessionSpec, SubscriptionSpec, WorkerHandle,
+    parse_participant_label, participant_label, Command, ParticipantId, PrepareSpec,
+    PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec, WorkerHandle,
 };
 use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
 use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
@@ -459,7 +459,7 @@ impl Connection {
                     self.send_error(ErrorCode::NotInRoom, "join first").await;
                     return None;
                 };
-                let Ok(publisher) = id.parse::<ParticipantId>() else {
+                let Some(publisher) = parse_participant_label(&id) else {
                     self.send_error(ErrorCode::BadRequest, "video_size: unknown id")
                         .await;
                     return None;

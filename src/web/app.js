@@ -31,6 +31,17 @@
   const cameraSelect = $('camera-select');
   const micSelect = $('mic-select');
   const QUALITY_INTERVAL_MS = 2000;
+  /**
+   * The camera's simulcast encodings, as the server asks for them by RID (lowest first):
+   * scale factor and bitrate cap. `?simulcast=0` sends one encoding even when asked.
+   */
+  const SIMULCAST = {
+    q: { scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    h: { scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    f: { scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+  };
+  /** Tile sizes are reported at most this often per tile. */
+  const SIZE_REPORT_MS = 500;
 
   /** What a person should read for an error code or a bye reason (docs/signaling.md). */
   const REASONS = {
@@ -122,10 +133,41 @@
     el.append(video, name);
     if (!isSelf) el.append(quality);
     grid.append(el);
-    const tile = { el, video, stream, name, quality };
+    const tile = { el, video, stream, name, quality, reported: null, reportTimer: null };
     play(tile);
+    if (!isSelf) watchSize(key, tile);
     return tile;
   }
+
+  /**
+   * Tells the server how large this tile shows the participant's camera (device pixels),
+   * so it sends the smallest simulcast encoding that fills it.
+   */
+  function watchSize(id, tile) {
+    if (typeof ResizeObserver === 'undefined') return;
+    const report = () => {
+      tile.reportTimer = null;
+      const ratio = window.devicePixelRatio || 1;
+      const hidden = document.hidden || !tile.el.isConnected;
+      const width = hidden ? 0 : Math.round(tile.video.clientWidth * ratio);
+      const height = hidden ? 0 : Math.round(tile.video.clientHeight * ratio);
+      const key = `${width}x${height}`;
+      if (tile.reported === key) return;
+      tile.reported = key;
+      send({ type: 'video_size', id, width, height });
+      log('video_size', { participantId: id, width, height });
+    };
+    tile.reportSize = () => {
+      if (!tile.reportTimer) tile.reportTimer = setTimeout(report, tile.reported ? SIZE_REPORT_MS : 0);
+    };
+    tile.observer = new ResizeObserver(tile.reportSize);
+    tile.observer.observe(tile.video);
+  }
+
+  // A hidden page shows nothing: every tile reports 0 x 0, and its size again when shown.
+  document.addEventListener('visibilitychange', () => {
+    for (const tile of tiles.values()) if (tile.reportSize) tile.reportSize();
+  });
 
   function play(tile) {
     const attempt = tile.video.play();
@@ -172,6 +214,8 @@
     const tile = tiles.get(id);
     if (!tile) return;
     tile.video.srcObject = null;
+    if (tile.observer) tile.observer.disconnect();
+    if (tile.reportTimer) clearTimeout(tile.reportTimer);
     tile.el.remove();
     tiles.delete(id);
     log('tile_removed', { participantId: id, reason });
@@ -248,6 +292,33 @@
     await pc.setLocalDescription(answer);
     send({ type: 'answer', revision, sdp: pc.localDescription.sdp });
     log('answer', { revision });
+    await configureSimulcast(pc);
+  }
+
+  /**
+   * The server's offer asks for the camera as simulcast (a=simulcast:recv with RIDs); the
+   * browser then sends one encoding per RID, which we scale and cap here.
+   */
+  async function configureSimulcast(pc) {
+    const transceiver = pc.getTransceivers().find((t) => t.mid === LOCAL_VIDEO_MID);
+    if (!transceiver || !transceiver.sender.track) return;
+    const parameters = transceiver.sender.getParameters();
+    const encodings = parameters.encodings || [];
+    if (encodings.length < 2 || encodings.every((e) => e.scaleResolutionDownBy)) return;
+    const off = params.get('simulcast') === '0';
+    encodings.forEach((encoding, index) => {
+      const settings = SIMULCAST[encoding.rid];
+      if (!settings) return;
+      Object.assign(encoding, settings);
+      // simulcast off in the page: only the full encoding is sent
+      if (off) encoding.active = index === encodings.length - 1;
+    });
+    try {
+      await transceiver.sender.setParameters(parameters);
+      log('simulcast', { rids: encodings.map((e) => e.rid), active: encodings.map((e) => e.active) });
+    } catch (e) {
+      log('simulcast_failed', { error: String(e) });
+    }
   }
 
   // ---- signalling ----------------------------------------------------------
@@ -341,7 +412,9 @@
     setState('connecting');
 
     try {
-      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+      // 720p when the camera has it: the full simulcast encoding, halved and quartered
+      const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
     } catch (e) {
       log('getusermedia_failed', { error: String(e) });
       // Try whatever is available; joining to watch only is still useful.
@@ -530,6 +603,8 @@
           trackIdentifier: s.trackIdentifier,
           participantId: trackOwners.get(s.trackIdentifier) || null,
           framesDecoded: s.framesDecoded,
+          frameWidth: s.frameWidth,
+          frameHeight: s.frameHeight,
           bytesReceived: s.bytesReceived,
           packetsReceived: s.packetsReceived,
           packetsLost: s.packetsLost,
@@ -541,6 +616,9 @@
           kind: s.kind,
           mid: s.mid,
           ssrc: s.ssrc,
+          rid: s.rid,
+          frameHeight: s.frameHeight,
+          active: s.active,
           bytesSent: s.bytesSent,
           packetsSent: s.packetsSent,
           framesEncoded: s.framesEncoded,

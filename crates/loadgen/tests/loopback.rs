@@ -169,7 +169,7 @@ async fn handle_ws(shared: Shared, tcp: tokio::net::TcpStream) {
                         let _ = tx.send(ServerMessage::Bye { reason: "left".into() });
                     }
                     ClientMessage::Ping => { let _ = tx.send(ServerMessage::Pong); }
-                    ClientMessage::Mute { .. } => {}
+                    ClientMessage::Mute { .. } | ClientMessage::VideoSize { .. } => {}
                 }
                 server.offer_where_needed();
             }
