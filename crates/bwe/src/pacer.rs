@@ -407,3 +407,195 @@ impl<P> Pacer<P> {
         [audio, probe, paced].into_iter().flatten().min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain<P>(p: &mut Pacer<P>, now: Instant) -> Vec<PacerOutput<P>> {
+        std::iter::from_fn(|| p.poll_send(now)).collect()
+    }
+
+    fn priority_of<P>(o: &PacerOutput<P>) -> Option<Priority> {
+        match o {
+            PacerOutput::Packet { priority, .. } => Some(*priority),
+            PacerOutput::Padding { .. } => None,
+        }
+    }
+
+    #[test]
+    fn audio_then_retransmissions_then_video_then_padding() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig {
+            max_burst: Duration::from_secs(1),
+            ..PacerConfig::default()
+        });
+        p.set_estimate(10_000_000);
+        p.poll_send(t0);
+        let t1 = t0 + Duration::from_millis(100);
+        for (i, prio) in [
+            Priority::Padding,
+            Priority::Video,
+            Priority::Retransmission,
+            Priority::Video,
+            Priority::Audio,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(p.enqueue(t1, i, 100, prio));
+        }
+        let order: Vec<_> = drain(&mut p, t1).iter().filter_map(priority_of).collect();
+        assert_eq!(
+            order,
+            [
+                Priority::Audio,
+                Priority::Retransmission,
+                Priority::Video,
+                Priority::Video,
+                Priority::Padding
+            ]
+        );
+    }
+
+    #[test]
+    fn paces_at_factor_times_estimate_with_small_bursts() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig {
+            max_queue_delay: Duration::from_secs(2),
+            ..PacerConfig::default()
+        });
+        p.set_estimate(400_000); // paces at 1 Mbit/s
+        for i in 0..100 {
+            p.enqueue(t0, i, 1000, Priority::Video);
+        }
+        let mut now = t0;
+        let mut sent = 0;
+        let mut max_at_once = 0;
+        while let Some(due) = p.poll_timeout() {
+            now = now.max(due);
+            let n = drain(&mut p, now).len();
+            max_at_once = max_at_once.max(n);
+            sent += n;
+            if n == 0 {
+                now += Duration::from_micros(100);
+            }
+        }
+        assert_eq!(sent, 100);
+        // 100 kB at 1 Mbit/s is 800 ms, minus the first packet's allowance
+        let elapsed = now - t0;
+        assert!(
+            elapsed >= Duration::from_millis(780) && elapsed <= Duration::from_millis(800),
+            "{elapsed:?}"
+        );
+        assert!(max_at_once <= 2, "burst of {max_at_once}");
+    }
+
+    #[test]
+    fn audio_is_never_held_by_the_budget() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig::default());
+        p.set_estimate(100_000);
+        p.enqueue(t0, 0, 1200, Priority::Video);
+        p.enqueue(t0, 1, 1200, Priority::Video);
+        assert_eq!(
+            drain(&mut p, t0).len(),
+            1,
+            "budget in debt after one video packet"
+        );
+        p.enqueue(t0, 2, 100, Priority::Audio);
+        let out = drain(&mut p, t0);
+        assert_eq!(
+            out.iter().filter_map(priority_of).collect::<Vec<_>>(),
+            [Priority::Audio]
+        );
+    }
+
+    #[test]
+    fn late_video_is_dropped_and_counted_audio_kept() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig::default());
+        p.set_estimate(30_000); // paces at 75 kbit/s: 50 packets take 6 s
+        for i in 0..50 {
+            p.enqueue(t0, i, 1200, Priority::Video);
+        }
+        p.poll_send(t0);
+        let later = t0 + Duration::from_millis(600);
+        p.enqueue(later, 99, 100, Priority::Audio);
+        let out = drain(&mut p, later);
+        assert_eq!(
+            out.iter().filter_map(priority_of).next(),
+            Some(Priority::Audio)
+        );
+        let stats = p.stats();
+        assert!(stats.dropped_late_video >= 48, "{stats:?}");
+        assert_eq!(stats.queued_packets, 0);
+    }
+
+    #[test]
+    fn queue_is_bounded() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig {
+            max_queue_packets: 10,
+            ..PacerConfig::default()
+        });
+        for i in 0..20 {
+            assert!(p.enqueue(t0, i, 1000, Priority::Video));
+        }
+        assert_eq!(p.stats().queued_packets, 10);
+        assert_eq!(p.stats().dropped_queue_full, 10);
+        let mut q = Pacer::new(PacerConfig {
+            max_queue_packets: 10,
+            ..PacerConfig::default()
+        });
+        for i in 0..10 {
+            assert!(q.enqueue(t0, i, 100, Priority::Audio));
+        }
+        assert!(!q.enqueue(t0, 10, 100, Priority::Retransmission));
+        assert_eq!(q.stats().queued_packets, 10);
+    }
+
+    #[test]
+    fn probe_sends_media_then_padding_at_its_rate() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig::default());
+        p.set_estimate(100_000);
+        p.enqueue(t0, 0, 1200, Priority::Video);
+        p.start_probe(
+            t0,
+            ProbeCluster {
+                id: 3,
+                bitrate_bps: 960_000,
+                min_bytes: 6000,
+                min_packets: 5,
+            },
+        );
+        let mut now = t0;
+        let mut probe_packets = Vec::new();
+        while let Some(due) = p.poll_timeout() {
+            now = now.max(due);
+            for out in drain(&mut p, now) {
+                let (size, cluster, padding) = match out {
+                    PacerOutput::Packet {
+                        size_bytes,
+                        probe_cluster,
+                        ..
+                    } => (size_bytes, probe_cluster, false),
+                    PacerOutput::Padding {
+                        size_bytes,
+                        probe_cluster,
+                    } => (size_bytes, probe_cluster, true),
+                };
+                assert_eq!(cluster, Some(3));
+                probe_packets.push((now, size, padding));
+            }
+        }
+        assert_eq!(probe_packets.len(), 5);
+        assert!(!probe_packets[0].2, "queued media goes first");
+        assert!(probe_packets[1..].iter().all(|p| p.2));
+        // 1200 bytes at 960 kbit/s: 10 ms apart
+        let span = probe_packets[4].0 - probe_packets[0].0;
+        assert_eq!(span, Duration::from_millis(40));
+        assert_eq!(p.stats().padding_packets, 4);
+    }
+}
