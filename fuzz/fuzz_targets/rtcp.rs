@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use sluice_rtp::{rewrite_media_ssrc, RtcpIter, RtcpPacket, TwccRecorder};
+use sluice_rtp::{rewrite_media_ssrc, RtcpIter, RtcpPacket, TwccFeedback, TwccRecorder};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -53,6 +53,12 @@ fn visit(p: &RtcpPacket<'_>) {
         RtcpPacket::TransportCc(t) => {
             let n = t.statuses().count();
             assert!(n <= usize::from(t.packet_status_count));
+            // The strict decoder succeeds only on reports the lazy walk covers in full.
+            let mut fb = TwccFeedback::default();
+            match fb.decode(t) {
+                Ok(()) => assert_eq!(fb.packets().len(), n),
+                Err(_) => assert!(fb.packets().is_empty()),
+            }
         }
         RtcpPacket::Remb(r) => {
             let _ = r.ssrcs().count();
@@ -138,6 +144,8 @@ fn build_all(recorder: &mut TwccRecorder, accepted: &HashMap<u16, Vec<u64>>, out
             panic!("feedback does not parse as transport-cc: {out:02x?}");
         };
         assert!(packets.next().is_none(), "more than one packet written");
+        let strict = TwccFeedback::parse(out).expect("own feedback rejected by the decoder");
+        assert_eq!(strict.packets().len(), usize::from(fb.packet_status_count));
         let statuses: Vec<_> = fb.statuses().collect();
         assert_eq!(
             statuses.len(),

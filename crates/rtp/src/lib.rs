@@ -41,6 +41,7 @@ pub mod seq;
 pub mod stats;
 mod stream_rewriter;
 pub mod twcc;
+pub mod twcc_feedback;
 pub mod vp8;
 
 pub use codec::{is_keyframe, Codec};
@@ -60,4 +61,5 @@ pub use seq::SeqUnwrapper;
 pub use stats::{ntp_from_unix, ntp_middle_32, ReceiveStats, SenderInfo, SenderStats};
 pub use stream_rewriter::StreamRewriter;
 pub use twcc::TwccRecorder;
+pub use twcc_feedback::{TwccArrival, TwccFeedback, TwccFeedbackError, TwccPacketStatus};
 pub use vp8::{Vp8Descriptor, Vp8PictureRewriter};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use sluice_rtp::{
     is_keyframe, rewrite_media_ssrc, set_extension, write_nack, write_pli, write_receiver_report,
     write_remb, write_rtx, write_sdes_cname, Codec, RtcpIter, RtcpPacket, RtpHeader,
-    StreamRewriter, TwccRecorder,
+    StreamRewriter, TwccFeedback, TwccRecorder,
 };
 
 struct Rng(u64);
@@ -70,7 +70,13 @@ fn exercise_rtcp(buf: &mut [u8]) {
                 let _ = f.entries().count();
             }
             RtcpPacket::TransportCc(t) => {
-                let _ = t.statuses().count();
+                let lazy = t.statuses().count();
+                // The strict decoder accepts only what the lazy walk covers in full.
+                let mut fb = TwccFeedback::default();
+                if fb.decode(&t).is_ok() {
+                    assert_eq!(fb.packets().len(), usize::from(t.packet_status_count));
+                    assert_eq!(lazy, fb.packets().len());
+                }
             }
             RtcpPacket::Remb(r) => {
                 let _ = r.ssrcs().count();
@@ -146,6 +152,8 @@ fn random_transport_sequence_numbers_keep_feedback_valid_and_bounded() {
                     RtcpIter::new(&out).next(),
                     Some(Ok(RtcpPacket::TransportCc(_)))
                 ));
+                let fb = TwccFeedback::parse(&out).expect("own feedback decodes");
+                assert!(!fb.packets().is_empty());
                 n += 1;
                 assert!(n < 1000);
             }
