@@ -27,7 +27,7 @@ impl Default for NackSettings {
 ///
 /// Every table the router keeps is bounded by one of these, so a misbehaving peer can
 /// only exhaust its own share.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouterConfig {
     /// SSRCs a participant may use (explicit and learnt, media and RTX). Packets with a
     /// new SSRC beyond this are dropped; already bound SSRCs are unaffected.
@@ -84,9 +84,11 @@ pub struct RouterConfig {
     /// (browsers drop their top encodings when their uplink or CPU cannot carry them);
     /// its subscribers move to the best encoding still sent.
     pub layer_silence: Duration,
-    /// How often each subscriber's encodings are chosen again from what is live and
-    /// what it asked for.
+    /// How often each subscriber's encodings are chosen again from what is live, what
+    /// it asked for and what its bandwidth estimate allows.
     pub layer_selection_interval: Duration,
+    /// The per-subscriber bandwidth estimator.
+    pub bwe: sluice_bwe::BweConfig,
 }
 
 impl Default for RouterConfig {
@@ -121,6 +123,11 @@ impl Default for RouterConfig {
             cname: "sluice".to_owned(),
             layer_silence: Duration::from_millis(1500),
             layer_selection_interval: Duration::from_millis(500),
+            bwe: sluice_bwe::BweConfig {
+                // feedback comes every 50-100 ms: 1024 packets is a second at 1000/s
+                history_packets: 1024,
+                ..sluice_bwe::BweConfig::default()
+            },
         }
     }
 }

@@ -8,7 +8,7 @@ use sluice_rtp::rtcp::{Nack, SenderReport};
 use sluice_rtp::{set_extension, write_rtx, RtcpIter, RtcpPacket, RtpHeader};
 use tracing::trace;
 
-use crate::forward::{maybe_send_pli, stamp_transport_seq};
+use crate::forward::{maybe_send_pli, stamp_and_record};
 use crate::ids::ParticipantId;
 use crate::media::{
     abs_send_time, hide_extension, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_RID,
@@ -29,6 +29,7 @@ impl Router {
             self.stats.dropped.add(RouterDrop::UnknownParticipant);
             return;
         }
+        let mut transport_feedback = false;
         for item in RtcpIter::new(packet) {
             let Ok(rtcp) = item else {
                 self.stats.dropped.add(RouterDrop::MalformedRtcp);
@@ -47,9 +48,16 @@ impl Router {
                     }
                 }
                 RtcpPacket::Remb(_) => self.stats.remb_received += 1,
-                RtcpPacket::TransportCc(_) => self.stats.twcc_received += 1,
+                RtcpPacket::TransportCc(_) => {
+                    self.stats.twcc_received += 1;
+                    transport_feedback = true;
+                }
                 _ => {}
             }
+        }
+        if transport_feedback {
+            // about the packets we sent it: its bandwidth estimate
+            self.on_transport_feedback(now, from, packet);
         }
     }
 
@@ -181,7 +189,7 @@ impl Router {
                 }
                 _ => buf.extend_from_slice(original),
             }
-            stamp_transport_seq(subscriber, &mut buf);
+            stamp_and_record(subscriber, &mut buf, now);
             stats.nacks_answered += 1;
             trace!(subscriber = from.0, seq, "retransmission");
             outbox.push(from, OutputKind::Rtp, buf, stats);

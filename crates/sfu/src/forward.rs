@@ -9,7 +9,7 @@ use tracing::{debug, trace};
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{
     abs_send_time, codec_of, hide_extension, media_payload_type, rewrite_mid, unwrap_rtx,
-    EXT_ABS_SEND_TIME, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC,
+    EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC,
 };
 use crate::output::OutputKind;
 use crate::router::Router;
@@ -173,6 +173,7 @@ impl Router {
         }
         let keyframe = track.kind == Kind::Video && is_keyframe(track.codec, h.payload());
         let (kind, track_codec) = (track.kind, track.codec);
+        let clock_rate_hz = kind.clock_rate_hz();
         let simulcast = track.layers.len() > 1;
         let Some(l) = track.layers.get_mut(layer) else {
             return;
@@ -199,7 +200,13 @@ impl Router {
             l.keyframe.pending = false;
             l.keyframe.attempts = 0;
         }
-        if simulcast && next_layer_selection_at.is_none() {
+        if kind == Kind::Audio && speaks(&h) {
+            if let Some(publisher) = participants.get_mut(&track.publisher) {
+                publisher.last_voice_at = Some(now);
+            }
+        }
+        // allocation and encoding choice run while video flows
+        if (simulcast || kind == Kind::Video) && next_layer_selection_at.is_none() {
             *next_layer_selection_at = now.checked_add(config.layer_selection_interval);
         }
         // Video of a known codec switches (and starts) only on a keyframe.
@@ -222,7 +229,7 @@ impl Router {
                 stats.dropped.add(RouterDrop::PayloadTypeNotAccepted);
                 continue;
             }
-            if !sub.accepts(layer, switch_point, ssrc) {
+            if !sub.accepts(layer, switch_point, ssrc, now, clock_rate_hz) {
                 if sub.layer.is_none() && !sub.paused && sub.target == layer {
                     stats.dropped.add(RouterDrop::AwaitingKeyframe);
                 }
@@ -247,7 +254,7 @@ impl Router {
                 hide_extension(&mut buf, EXT_RID);
             }
             if let Some(subscriber) = participants.get_mut(&sub.subscriber) {
-                stamp_transport_seq(subscriber, &mut buf);
+                stamp_and_record(subscriber, &mut buf, now);
                 if subscriber.next_sr_at.is_none() {
                     subscriber.next_sr_at =
                         now.checked_add(jitter.jittered(config.rtcp_report_interval));
@@ -255,6 +262,7 @@ impl Router {
             }
             set_extension(&mut buf, EXT_ABS_SEND_TIME, &send_time);
             sub.sender.on_packet(ts, payload_len, now);
+            sub.last_forwarded_at = Some(now);
             stats.forwarded_packets += 1;
             stats.forwarded_bytes += buf.len() as u64;
             outbox.push(sub.subscriber, OutputKind::Rtp, buf, stats);
@@ -275,6 +283,20 @@ impl Router {
 /// Writes the subscriber's next transport-wide sequence number into the packet's
 /// transport-cc extension (if it has one): each subscriber's transport numbers its own
 /// packets, whatever publisher they came from.
+/// Whether an audio packet's RFC 6464 level (0 = loudest, 127 = silence, in -dBov) says
+/// someone is speaking.
+fn speaks(h: &RtpHeader<'_>) -> bool {
+    h.extension(EXT_AUDIO_LEVEL)
+        .and_then(|level| level.first())
+        .is_some_and(|b| b & 0x7F < VOICE_LEVEL_DBOV)
+}
+
+/// Audio louder than -50 dBov counts as voice (silence and comfort noise are quieter).
+const VOICE_LEVEL_DBOV: u8 = 50;
+
+/// SRTP adds a 10-byte authentication tag to every packet on the wire.
+pub(crate) const SRTP_OVERHEAD_BYTES: usize = 10;
+
 /// Whether `original` (an unwrapped retransmission) is a packet the track already
 /// forwarded, i.e. its sequence number is still in the track's retransmission cache.
 /// Tracks without a cache (audio, where RTX is not negotiated) cannot tell and forward.
@@ -288,13 +310,26 @@ fn already_forwarded(layer: &Layer, original: &[u8]) -> bool {
         .is_some_and(|cache| cache.get(header.sequence_number()).is_some())
 }
 
-pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) {
-    if set_extension(
-        buf,
-        EXT_TRANSPORT_CC,
-        &subscriber.next_transport_seq.to_be_bytes(),
-    ) {
-        subscriber.next_transport_seq = subscriber.next_transport_seq.wrapping_add(1);
+/// Returns the number written, `None` for a packet without the extension.
+pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) -> Option<u16> {
+    let seq = subscriber.next_transport_seq;
+    if set_extension(buf, EXT_TRANSPORT_CC, &seq.to_be_bytes()) {
+        subscriber.next_transport_seq = seq.wrapping_add(1);
+        Some(seq)
+    } else {
+        None
+    }
+}
+
+/// Stamps the subscriber's transport-wide sequence number and tells its bandwidth
+/// estimator what left: the feedback about this packet will name that number.
+pub(crate) fn stamp_and_record(subscriber: &mut Participant, buf: &mut [u8], now: Instant) {
+    if let Some(seq) = stamp_transport_seq(subscriber, buf) {
+        let wire_bytes = buf.len() + SRTP_OVERHEAD_BYTES;
+        subscriber
+            .link
+            .bwe
+            .on_packet_sent(now, seq, wire_bytes, None);
     }
 }
 

@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod allocation;
 mod config;
 mod error;
 mod feedback;
@@ -59,9 +60,11 @@ mod router;
 mod state;
 mod stats;
 
+pub use allocation::SubscriberReport;
 pub use config::{NackSettings, RouterConfig};
 pub use error::RouterError;
 pub use ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
 pub use output::{Output, OutputKind};
 pub use router::Router;
+pub use sluice_bwe::BweConfig;
 pub use stats::{DropCounts, RouterDrop, RouterStats};

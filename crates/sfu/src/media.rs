@@ -14,6 +14,8 @@ pub const EXT_MID: u8 = 1;
 pub const EXT_ABS_SEND_TIME: u8 = 2;
 /// Header extension id of transport-wide-cc (a 16-bit transport sequence number).
 pub const EXT_TRANSPORT_CC: u8 = 3;
+/// Header extension id of the client-to-mixer audio level (RFC 6464).
+pub const EXT_AUDIO_LEVEL: u8 = 4;
 /// Header extension id of `urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id` (the RID that
 /// names a simulcast encoding).
 pub const EXT_RID: u8 = 5;

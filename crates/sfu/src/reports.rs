@@ -19,7 +19,7 @@ const MAX_NACK_PACKETS_PER_TIMEOUT: usize = 4;
 
 /// A participant's earliest timer: transport-cc feedback, RR and SR.
 fn participant_timer(p: &Participant) -> Option<Instant> {
-    [p.next_twcc_at, p.next_rr_at, p.next_sr_at]
+    [p.next_twcc_at, p.next_rr_at, p.next_sr_at, p.link.timer()]
         .into_iter()
         .flatten()
         .min()
@@ -98,10 +98,16 @@ impl Router {
             .fold(None, earlier)
     }
 
-    /// Lets time pass to `now`: sends every report, feedback, NACK and deferred PLI due.
+    /// Lets time pass to `now`: sends every report, feedback, NACK and deferred PLI due,
+    /// divides subscribers' estimates over their tracks, and sends probe padding.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.deadline.set(None);
         self.touch(now);
+        if self.next_layer_selection_at.is_some_and(|t| now >= t) {
+            self.next_layer_selection_at = now.checked_add(self.config.layer_selection_interval);
+            self.allocate(now);
+        }
+        self.send_probes(now);
         let Router {
             config,
             participants,
@@ -111,7 +117,6 @@ impl Router {
             jitter,
             scratch_seqs,
             scratch_blocks,
-            next_layer_selection_at,
             ..
         } = self;
         let rtcp_ssrc = config.rtcp_sender_ssrc;
@@ -217,15 +222,7 @@ impl Router {
             }
         }
 
-        let select_layers = next_layer_selection_at.is_some_and(|t| now >= t);
-        if select_layers {
-            *next_layer_selection_at = None;
-        }
         for track in tracks.values_mut() {
-            if select_layers && track.layers.len() > 1 {
-                track.retarget(now, config.layer_silence);
-                *next_layer_selection_at = now.checked_add(config.layer_selection_interval);
-            }
             for layer in 0..track.layers.len() {
                 let nack = track
                     .layers

@@ -136,6 +136,7 @@ impl Router {
                 room.to_owned(),
                 id.0.to_string(),
                 self.config.twcc_window_packets,
+                &self.config.bwe,
             ),
         );
         debug!(room, participant = id.0, "participant added");
@@ -430,6 +431,8 @@ impl Router {
             layer: None,
             target,
             max_layer: top,
+            bandwidth_layer: top,
+            last_forwarded_at: None,
             paused: false,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
@@ -557,7 +560,9 @@ impl Router {
             .ok_or(RouterError::NotSubscribed { subscriber, track })?;
         sub.max_layer = max_layer.min(top);
         if let Some(now) = now {
-            t.retarget(now, silence);
+            t.retarget_subscriber(subscriber, now, silence);
+            // and the allocation within the subscriber's estimate, soon
+            self.next_layer_selection_at = Some(now);
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use sluice_rtp::{
     TwccRecorder, Vp8PictureRewriter,
 };
 
+use crate::allocation::SubscriberLink;
 use crate::ids::{Kind, ParticipantId, TrackId};
 
 /// What an SSRC sent by a publisher carries.
@@ -62,10 +63,20 @@ pub(crate) struct Participant {
     pub(crate) next_twcc_at: Option<Instant>,
     /// When the last transport-cc feedback went out, so feedback keeps a steady cadence.
     pub(crate) last_twcc_at: Option<Instant>,
+    /// As subscriber: the bandwidth estimate of the path to it and what it is given.
+    pub(crate) link: SubscriberLink,
+    /// As publisher: when its microphone last carried voice (RFC 6464 audio level), so
+    /// the most recent speaker's video is the last to be paused.
+    pub(crate) last_voice_at: Option<Instant>,
 }
 
 impl Participant {
-    pub(crate) fn new(room: String, cname: String, twcc_window_packets: usize) -> Self {
+    pub(crate) fn new(
+        room: String,
+        cname: String,
+        twcc_window_packets: usize,
+        bwe: &sluice_bwe::BweConfig,
+    ) -> Self {
         Self {
             room,
             cname,
@@ -79,6 +90,8 @@ impl Participant {
             next_sr_at: None,
             next_twcc_at: None,
             last_twcc_at: None,
+            link: SubscriberLink::new(bwe),
+            last_voice_at: None,
         }
     }
 }
@@ -123,6 +136,11 @@ pub(crate) struct Subscription {
     pub(crate) target: usize,
     /// Highest encoding the subscriber asked for (e.g. from the size of its tile).
     pub(crate) max_layer: usize,
+    /// Highest encoding its bandwidth estimate allows (set by the allocation).
+    pub(crate) bandwidth_layer: usize,
+    /// When the last packet went to it, to keep timestamps in step with the clock
+    /// across a pause.
+    pub(crate) last_forwarded_at: Option<Instant>,
     /// Nothing is forwarded while paused (the allocation found no room for the track).
     pub(crate) paused: bool,
 }
@@ -131,7 +149,14 @@ impl Subscription {
     /// Whether a packet of encoding `layer` is forwarded to this subscriber, switching to
     /// it when it is the target and `switch_point` (a keyframe, or any packet of a track
     /// without keyframe gating) arrives. Returns false for packets to skip.
-    pub(crate) fn accepts(&mut self, layer: usize, switch_point: bool, ssrc: u32) -> bool {
+    pub(crate) fn accepts(
+        &mut self,
+        layer: usize,
+        switch_point: bool,
+        ssrc: u32,
+        now: Instant,
+        clock_rate_hz: u32,
+    ) -> bool {
         if self.paused {
             return false;
         }
@@ -141,12 +166,28 @@ impl Subscription {
         if self.target != layer || !switch_point {
             return false;
         }
-        if self.layer.is_some() {
-            self.vp8.switch_source();
+        // A switch between encodings continues one frame on; after a pause the timestamps
+        // advance by the time that passed, so the receiver's playout stays in step.
+        match (self.layer, self.last_forwarded_at) {
+            (None, Some(last)) => {
+                let elapsed = now.saturating_duration_since(last);
+                let ticks = elapsed
+                    .as_micros()
+                    .saturating_mul(u128::from(clock_rate_hz))
+                    / 1_000_000;
+                self.rewriter
+                    .switch_source_with_gap(ssrc, u32::try_from(ticks).unwrap_or(u32::MAX / 2));
+            }
+            _ => self.rewriter.switch_source(ssrc),
         }
-        self.rewriter.switch_source(ssrc);
+        self.vp8.switch_source();
         self.layer = Some(layer);
         true
+    }
+
+    /// The highest encoding it may get: what its tile asked for, within its bandwidth.
+    pub(crate) fn layer_cap(&self) -> usize {
+        self.max_layer.min(self.bandwidth_layer)
     }
 }
 
@@ -333,31 +374,37 @@ impl Track {
             .unwrap_or(max_layer)
     }
 
-    /// Chooses every subscription's target encoding again; a new target gets a keyframe
-    /// request, the switch itself happens when that keyframe arrives.
-    pub(crate) fn retarget(&mut self, now: Instant, silence: Duration) {
+    /// Chooses one subscription's target encoding again from what is live and its cap;
+    /// a new target gets a keyframe request, the switch itself happens when that
+    /// keyframe arrives.
+    pub(crate) fn retarget_subscriber(
+        &mut self,
+        subscriber: ParticipantId,
+        now: Instant,
+        silence: Duration,
+    ) {
         if self.layers.len() < 2 {
             return;
         }
-        let mut wanted = [false; crate::router::MAX_SIMULCAST_LAYERS];
-        for i in 0..self.subscriptions.len() {
-            let Some(max_layer) = self.subscriptions.get(i).map(|s| s.max_layer) else {
-                continue;
-            };
-            let best = self.best_layer(max_layer, now, silence);
-            if let Some(sub) = self.subscriptions.get_mut(i) {
-                if sub.target != best {
-                    sub.target = best;
-                    if sub.layer != Some(best) {
-                        if let Some(w) = wanted.get_mut(best) {
-                            *w = true;
-                        }
-                    }
-                }
+        let Some(index) = self
+            .subscriptions
+            .iter()
+            .position(|s| s.subscriber == subscriber)
+        else {
+            return;
+        };
+        let Some(cap) = self.subscriptions.get(index).map(Subscription::layer_cap) else {
+            return;
+        };
+        let best = self.best_layer(cap, now, silence);
+        let Some(sub) = self.subscriptions.get_mut(index) else {
+            return;
+        };
+        if sub.target != best {
+            sub.target = best;
+            if sub.layer != Some(best) {
+                self.request_keyframe(best);
             }
-        }
-        for (layer, _) in wanted.iter().enumerate().filter(|(_, w)| **w) {
-            self.request_keyframe(layer);
         }
     }
 

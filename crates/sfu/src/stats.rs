@@ -163,4 +163,8 @@ pub struct RouterStats {
     pub sender_reports_sent: u64,
     /// Transport-cc feedback packets sent to publishers.
     pub twcc_feedback_sent: u64,
+    /// Padding packets sent to subscribers to probe their links.
+    pub probe_packets_sent: u64,
+    /// Video tracks paused for a subscriber whose estimate could not carry them.
+    pub video_pauses: u64,
 }

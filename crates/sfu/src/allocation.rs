@@ -1,0 +1,391 @@
+//! What each subscriber gets within its link: a send-side bandwidth estimate per
+//! subscriber (its transport-cc feedback on the packets we stamp), an allocation of that
+//! estimate over the tracks it receives, and padding probes that find headroom when the
+//! allocation wants more than the estimate.
+//!
+//! The allocation runs on the layer-selection timer. Audio comes first; then every video
+//! track gets its lowest live encoding, most recent speaker first, and tracks that do not
+//! fit are paused (the most recent speaker's never); then the tracks move up one encoding
+//! at a time toward what the subscriber's tile asked for, while the estimate allows. A
+//! subscriber that never sent transport-cc feedback has no estimate and is not limited.
+
+use std::time::{Duration, Instant};
+
+use sluice_bwe::{Bwe, BweConfig, ProbeCluster};
+use tracing::debug;
+
+use crate::forward::{stamp_transport_seq, SRTP_OVERHEAD_BYTES};
+use crate::ids::{Kind, ParticipantId, TrackId};
+use crate::media::{abs_send_time, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_TRANSPORT_CC, PT_VP8};
+use crate::output::OutputKind;
+use crate::router::Router;
+
+/// Assumed bitrate of an encoding not yet measured, so a new track is not taken as free.
+const UNMEASURED_VIDEO_BPS: u64 = 150_000;
+const UNMEASURED_AUDIO_BPS: u64 = 40_000;
+/// Padding bytes per probe packet (the RTP padding count is one byte).
+const PROBE_PADDING_BYTES: usize = 255;
+/// Probe packets sent per timer call, bounding the work of one call.
+const MAX_PROBE_PACKETS_PER_TIMEOUT: u32 = 64;
+
+/// The path to one participant as a subscriber.
+#[derive(Debug)]
+pub(crate) struct SubscriberLink {
+    pub(crate) bwe: Bwe,
+    /// Transport-cc reports received from it; until the first, the estimate is a guess
+    /// and nothing is limited by it.
+    pub(crate) feedback_reports: u64,
+    pub(crate) probe: Option<ActiveProbe>,
+    /// What the last allocation gave it and what it would have liked.
+    pub(crate) allocated_bps: u64,
+    pub(crate) desired_bps: u64,
+    pub(crate) paused_tracks: usize,
+}
+
+/// A probe cluster being sent as padding.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActiveProbe {
+    cluster: ProbeCluster,
+    sent_bytes: usize,
+    sent_packets: u32,
+    next_at: Instant,
+}
+
+impl SubscriberLink {
+    pub(crate) fn new(config: &BweConfig) -> Self {
+        Self {
+            bwe: Bwe::new(config.clone()),
+            feedback_reports: 0,
+            probe: None,
+            allocated_bps: 0,
+            desired_bps: 0,
+            paused_tracks: 0,
+        }
+    }
+
+    /// The estimate once feedback has made it meaningful.
+    pub(crate) fn estimate_bps(&self) -> Option<u64> {
+        (self.feedback_reports > 0).then(|| self.bwe.estimate_bps())
+    }
+
+    /// The earliest of its timers: the estimator's and the next probe packet.
+    pub(crate) fn timer(&self) -> Option<Instant> {
+        let probe = self.probe.map(|p| p.next_at);
+        match (self.bwe.poll_timeout(), probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// What a subscriber's estimate and allocation look like, for logs and a debug endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberReport {
+    /// The bandwidth estimate toward it; `None` before its first transport-cc feedback.
+    pub estimate_bps: Option<u64>,
+    /// What the last allocation gave its tracks.
+    pub allocated_bps: u64,
+    /// What its tracks would take at the encodings its tiles ask for.
+    pub desired_bps: u64,
+    /// Video tracks paused for it because even their lowest encoding did not fit.
+    pub paused_tracks: usize,
+}
+
+/// One video track in a subscriber's allocation.
+struct Candidate {
+    track: TrackId,
+    /// Measured bitrate of each encoding (lowest first), never 0.
+    layer_bps: Vec<u64>,
+    /// Live encodings, lowest first.
+    live: Vec<usize>,
+    /// The highest encoding the tile asked for (as a live encoding).
+    wanted: usize,
+    last_voice_at: Option<Instant>,
+}
+
+impl Router {
+    /// A transport-cc report from `from` (a subscriber) about the packets we sent it.
+    pub(crate) fn on_transport_feedback(
+        &mut self,
+        now: Instant,
+        from: ParticipantId,
+        datagram: &[u8],
+    ) {
+        if let Some(p) = self.participants.get_mut(&from) {
+            if p.link.bwe.on_feedback_bytes(now, datagram).is_ok() {
+                p.link.feedback_reports += 1;
+            }
+        }
+    }
+
+    /// The estimate and allocation of one subscriber.
+    pub fn subscriber_report(&self, id: ParticipantId) -> Option<SubscriberReport> {
+        let p = self.participants.get(&id)?;
+        Some(SubscriberReport {
+            estimate_bps: p.link.estimate_bps(),
+            allocated_bps: p.link.allocated_bps,
+            desired_bps: p.link.desired_bps,
+            paused_tracks: p.link.paused_tracks,
+        })
+    }
+
+    /// Divides every subscriber's estimate over the tracks it receives (see the module
+    /// documentation) and sets each subscription's encoding cap and pause state.
+    pub(crate) fn allocate(&mut self, now: Instant) {
+        let silence = self.config.layer_silence;
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.allocate_for(now, id, silence);
+        }
+    }
+
+    fn allocate_for(&mut self, now: Instant, id: ParticipantId, silence: Duration) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let estimate = p.link.estimate_bps();
+        let mut audio_bps = 0u64;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for track_id in &p.subscribed {
+            let Some(t) = self.tracks.get(track_id) else {
+                continue;
+            };
+            let Some(sub) = t.subscriptions.iter().find(|s| s.subscriber == id) else {
+                continue;
+            };
+            if t.kind == Kind::Audio {
+                let measured = t.layers.first().map_or(0, |l| l.bitrate.bps());
+                audio_bps += if measured == 0 {
+                    UNMEASURED_AUDIO_BPS
+                } else {
+                    measured
+                };
+                continue;
+            }
+            let live: Vec<usize> = (0..t.layers.len())
+                .filter(|&i| t.layers.get(i).is_some_and(|l| l.is_live(now, silence)))
+                .collect();
+            let wanted = t.best_layer(sub.max_layer, now, silence);
+            let layer_bps = t
+                .layers
+                .iter()
+                .map(|l| match l.bitrate.bps() {
+                    0 => UNMEASURED_VIDEO_BPS,
+                    bps => bps,
+                })
+                .collect();
+            let last_voice_at = self
+                .participants
+                .get(&t.publisher)
+                .and_then(|publisher| publisher.last_voice_at);
+            candidates.push(Candidate {
+                track: *track_id,
+                layer_bps,
+                live,
+                wanted,
+                last_voice_at,
+            });
+        }
+        // most recent speaker first; the order of subscription otherwise
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.last_voice_at));
+
+        let desired: u64 = audio_bps
+            + candidates
+                .iter()
+                .map(|c| c.layer_bps.get(c.wanted).copied().unwrap_or(0))
+                .sum::<u64>();
+        // Without an estimate (no feedback yet, or a client without transport-cc)
+        // nothing is limited; every track gets what its tile asks for.
+        let mut budget = estimate.map_or(u64::MAX, |e| e.saturating_sub(audio_bps));
+        let mut choice: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
+        for (index, c) in candidates.iter().enumerate() {
+            let lowest = c.live.first().copied().unwrap_or(0).min(c.wanted);
+            let cost = c
+                .layer_bps
+                .get(lowest)
+                .copied()
+                .unwrap_or(UNMEASURED_VIDEO_BPS);
+            if cost <= budget || index == 0 {
+                budget = budget.saturating_sub(cost);
+                choice.push(Some(lowest));
+            } else {
+                choice.push(None);
+            }
+        }
+        // move up one live encoding at a time, most recent speaker first
+        let mut upgraded = true;
+        while upgraded {
+            upgraded = false;
+            for (c, chosen) in candidates.iter().zip(choice.iter_mut()) {
+                let Some(current) = *chosen else {
+                    continue;
+                };
+                let Some(&next) = c.live.iter().find(|&&l| l > current && l <= c.wanted) else {
+                    continue;
+                };
+                let extra = c
+                    .layer_bps
+                    .get(next)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(c.layer_bps.get(current).copied().unwrap_or(0));
+                if extra <= budget {
+                    budget -= extra;
+                    *chosen = Some(next);
+                    upgraded = true;
+                }
+            }
+        }
+
+        let mut allocated = audio_bps;
+        let mut paused = 0usize;
+        for (c, chosen) in candidates.iter().zip(&choice) {
+            let Some(t) = self.tracks.get_mut(&c.track) else {
+                continue;
+            };
+            let Some(sub) = t.subscriptions.iter_mut().find(|s| s.subscriber == id) else {
+                continue;
+            };
+            match chosen {
+                Some(layer) => {
+                    allocated += c.layer_bps.get(*layer).copied().unwrap_or(0);
+                    if sub.paused {
+                        debug!(subscriber = id.0, track = c.track.0, "video resumed");
+                        sub.paused = false;
+                    }
+                    // without an estimate nothing is capped but the tile's size
+                    sub.bandwidth_layer = if estimate.is_some() {
+                        *layer
+                    } else {
+                        usize::MAX
+                    };
+                }
+                None => {
+                    paused += 1;
+                    if !sub.paused {
+                        debug!(
+                            subscriber = id.0,
+                            track = c.track.0,
+                            "video paused: no room in the estimate"
+                        );
+                        sub.paused = true;
+                        sub.layer = None;
+                        self.stats.video_pauses += 1;
+                    }
+                }
+            }
+        }
+        for c in &candidates {
+            if let Some(t) = self.tracks.get_mut(&c.track) {
+                t.retarget_subscriber(id, now, silence);
+            }
+        }
+        if let Some(p) = self.participants.get_mut(&id) {
+            p.link.allocated_bps = allocated;
+            p.link.desired_bps = desired;
+            p.link.paused_tracks = paused;
+            if !candidates.is_empty() {
+                p.link.bwe.set_desired_bitrate(now, Some(desired));
+            }
+        }
+    }
+
+    /// Starts probe clusters the estimators ask for and sends the padding due by `now`.
+    pub(crate) fn send_probes(&mut self, now: Instant) {
+        let Router {
+            participants,
+            tracks,
+            outbox,
+            stats,
+            epoch,
+            ..
+        } = self;
+        let send_time = abs_send_time(now.saturating_duration_since(epoch.unwrap_or(now)));
+        for (&id, p) in participants.iter_mut() {
+            if p.link.bwe.poll_timeout().is_some_and(|t| t <= now) {
+                p.link.bwe.handle_timeout(now);
+            }
+            if p.link.probe.is_none() {
+                if let Some(cluster) = p.link.bwe.poll_probe() {
+                    p.link.probe = Some(ActiveProbe {
+                        cluster,
+                        sent_bytes: 0,
+                        sent_packets: 0,
+                        next_at: now,
+                    });
+                }
+            }
+            let Some(mut probe) = p.link.probe else {
+                continue;
+            };
+            // padding goes on an RTX stream announced to this subscriber
+            let rtx = p.subscribed.iter().find_map(|t| {
+                let sub = tracks
+                    .get(t)?
+                    .subscriptions
+                    .iter()
+                    .find(|s| s.subscriber == id && s.rtx_ssrc.is_some())?;
+                let pt = sub.payload_types.first().copied().unwrap_or(PT_VP8);
+                Some((*t, sub.rtx_ssrc?, rtx_payload_type(pt)?))
+            });
+            let sub = rtx.and_then(|(t, _, _)| {
+                tracks
+                    .get_mut(&t)?
+                    .subscriptions
+                    .iter_mut()
+                    .find(|s| s.subscriber == id)
+            });
+            let (Some((_, rtx_ssrc, rtx_pt)), Some(sub)) = (rtx, sub) else {
+                p.link.probe = None; // nothing to pad with: the estimate grows by AIMD
+                continue;
+            };
+            let packet_bytes = 12 + 8 + PROBE_PADDING_BYTES + SRTP_OVERHEAD_BYTES;
+            let interval_us = (packet_bytes as u64 * 8 * 1_000_000)
+                .checked_div(probe.cluster.bitrate_bps.max(1))
+                .unwrap_or(1_000);
+            let mut sent_now = 0;
+            while probe.next_at <= now && sent_now < MAX_PROBE_PACKETS_PER_TIMEOUT {
+                let mut buf = outbox.buffer();
+                write_padding(&mut buf, rtx_pt, sub.rtx_seq, rtx_ssrc, &send_time);
+                sub.rtx_seq = sub.rtx_seq.wrapping_add(1);
+                let seq = p.next_transport_seq;
+                stamp_transport_seq(p, &mut buf);
+                p.link.bwe.on_packet_sent(
+                    now,
+                    seq,
+                    buf.len() + SRTP_OVERHEAD_BYTES,
+                    Some(probe.cluster.id),
+                );
+                probe.sent_bytes += buf.len() + SRTP_OVERHEAD_BYTES;
+                probe.sent_packets += 1;
+                sent_now += 1;
+                stats.probe_packets_sent += 1;
+                outbox.push(id, OutputKind::Rtp, buf, stats);
+                probe.next_at += Duration::from_micros(interval_us);
+            }
+            let done = probe.sent_bytes >= probe.cluster.min_bytes
+                && probe.sent_packets >= probe.cluster.min_packets;
+            p.link.probe = (!done).then_some(probe);
+        }
+    }
+}
+
+/// A padding-only RTP packet on an RTX stream (RFC 3550 padding, no payload): what
+/// browsers send to probe, ignored by the receiver's decoder but counted by its
+/// transport-cc feedback. Carries the transport-cc extension (stamped later) and
+/// abs-send-time.
+fn write_padding(buf: &mut Vec<u8>, pt: u8, seq: u16, ssrc: u32, send_time: &[u8; 3]) {
+    buf.clear();
+    buf.extend_from_slice(&[0x80 | 0x20 | 0x10, pt & 0x7F]);
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf.extend_from_slice(&0u32.to_be_bytes());
+    buf.extend_from_slice(&ssrc.to_be_bytes());
+    // one-byte extensions: transport-cc (2 bytes), abs-send-time (3 bytes), 1 byte pad
+    buf.extend_from_slice(&[0xBE, 0xDE, 0, 2]);
+    buf.extend_from_slice(&[(EXT_TRANSPORT_CC << 4) | 1, 0, 0]);
+    buf.extend_from_slice(&[(EXT_ABS_SEND_TIME << 4) | 2]);
+    buf.extend_from_slice(send_time);
+    buf.push(0);
+    buf.resize(buf.len() + PROBE_PADDING_BYTES - 1, 0);
+    buf.push(PROBE_PADDING_BYTES as u8);
+}
