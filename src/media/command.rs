@@ -142,4 +142,12 @@ pub enum SessionEvent {
     },
     /// ICE consent expired on every path: the peer is gone.
     Disconnected,
+    /// The router paused (or resumed) `publisher`'s camera toward this participant: its
+    /// downlink's estimate cannot carry it.
+    VideoPaused {
+        /// Whose camera.
+        publisher: ParticipantId,
+        /// Stopped or flowing again.
+        paused: bool,
+    },
 }

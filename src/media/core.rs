@@ -414,8 +414,29 @@ impl WorkerCore {
         if self.router.poll_timeout().is_some_and(|t| t <= now) {
             self.router.handle_timeout(now);
             self.flush_router();
+            self.deliver_router_events();
         }
         self.publish_router_stats(now);
+    }
+
+    /// Tells each subscriber's signalling what the router decided for it.
+    fn deliver_router_events(&mut self) {
+        while let Some(event) = self.router.poll_event() {
+            match event {
+                sluice_sfu::RouterEvent::VideoPaused {
+                    subscriber,
+                    publisher,
+                    paused,
+                } => {
+                    if let Some(session) = self.sessions.get(&subscriber.0) {
+                        session.notify(crate::media::SessionEvent::VideoPaused {
+                            publisher: publisher.0,
+                            paused,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Adds the router's counters to the metrics, at most once per interval.

@@ -209,6 +209,11 @@ impl RouterAdapter {
         }
     }
 
+    /// The next event for signalling.
+    pub fn poll_event(&mut self) -> Option<sluice_sfu::RouterEvent> {
+        self.router.poll_event()
+    }
+
     /// Routes one plaintext RTP packet (drops are counted in the router's stats).
     pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
         self.router.handle_rtp(now, SfuId(from), packet);

@@ -88,6 +88,12 @@ pub struct Session {
 pub const MAX_EARLY_DTLS_DATAGRAMS: usize = 8;
 
 impl Session {
+    /// Passes an event to the participant's signalling (best effort: a full channel
+    /// means signalling is behind and will resynchronise).
+    pub fn notify(&self, event: SessionEvent) {
+        let _ = self.events.try_send(event);
+    }
+
     /// A session that answers ICE checks with our credentials (any remote ufrag until
     /// the answer names one) and waits for [`set_transport`](Self::set_transport).
     /// Fails only on invalid ICE credentials.

@@ -290,7 +290,7 @@ impl Connection {
                 }
                 Input::Frame(None) => Some(End::SocketClosed),
                 Input::Room(event) => self.on_room_event(event).await,
-                Input::Session(event) => self.on_session_event(event),
+                Input::Session(event) => self.on_session_event(event).await,
                 Input::Shutdown => Some(End::ShuttingDown),
                 Input::Deadline(Timer::Offer) => None,
                 Input::Deadline(Timer::End(end)) => {
@@ -804,7 +804,7 @@ impl Connection {
         self.update_worker_if_created().await
     }
 
-    fn on_session_event(&mut self, event: Option<SessionEvent>) -> Option<End> {
+    async fn on_session_event(&mut self, event: Option<SessionEvent>) -> Option<End> {
         let event = event?;
         match event {
             SessionEvent::Connected { handshake_duration } => {
@@ -826,6 +826,14 @@ impl Connection {
                 Some(End::MediaFailed)
             }
             SessionEvent::Disconnected => Some(End::Disconnected),
+            SessionEvent::VideoPaused { publisher, paused } => {
+                self.send(&ServerMessage::VideoPaused {
+                    id: participant_label(publisher),
+                    paused,
+                })
+                .await;
+                None
+            }
         }
     }
 

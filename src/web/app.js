@@ -193,6 +193,9 @@
     return sluice.participants.get(id) || id;
   }
 
+  /** participant id -> whether the server paused its camera for our downlink. */
+  const pausedVideo = new Map();
+
   /** participant id -> { audio, video } muted flags, applied to its tile when it appears. */
   const mutedState = new Map();
 
@@ -238,6 +241,7 @@
       tile = makeTile(id, nameOf(id), stream, false);
       tiles.set(id, tile);
       applyMuted(tile, mutedState.get(id));
+      tile.el.classList.toggle('video-paused', Boolean(pausedVideo.get(id)));
       // An m-line turned inactive removes its track from the stream; a tile with
       // nothing left to show goes away.
       stream.addEventListener('removetrack', () => {
@@ -381,6 +385,15 @@
         setMuted(message.id, message.kind, Boolean(message.muted));
         log('participant_muted', { id: message.id, kind: message.kind, muted: Boolean(message.muted) });
         break;
+      case 'video_paused': {
+        // the server stopped this camera for us: our downlink cannot carry it now
+        const paused = Boolean(message.paused);
+        pausedVideo.set(message.id, paused);
+        const tile = tiles.get(message.id);
+        if (tile) tile.el.classList.toggle('video-paused', paused);
+        log('video_paused', { id: message.id, paused });
+        break;
+      }
       case 'participant_left':
         sluice.participants.delete(message.id);
         log('participant_left', { id: message.id });
@@ -469,6 +482,7 @@
     for (const id of [...tiles.keys()]) removeTile(id, state);
     trackOwners.clear();
     mutedState.clear();
+    pausedVideo.clear();
     sluice.participants.clear();
     if (qualityTimer) clearInterval(qualityTimer);
     qualityTimer = null;

@@ -901,7 +901,7 @@ impl Runner {
                     }
                 }
             }
-            ServerMessage::ParticipantMuted { .. } => {}
+            ServerMessage::ParticipantMuted { .. } | ServerMessage::VideoPaused { .. } => {}
             ServerMessage::ParticipantLeft { id } => {
                 self.stats.participants.remove(&id);
                 self.event(ClientEvent::ParticipantLeft { id });

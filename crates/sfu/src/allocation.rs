@@ -17,7 +17,7 @@ use tracing::debug;
 use crate::forward::{stamp_transport_seq, SRTP_OVERHEAD_BYTES};
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{abs_send_time, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_TRANSPORT_CC, PT_VP8};
-use crate::output::OutputKind;
+use crate::output::{OutputKind, RouterEvent};
 use crate::router::Router;
 
 /// Assumed bitrate of an encoding not yet measured, so a new track is not taken as free.
@@ -239,10 +239,12 @@ impl Router {
 
         let mut allocated = audio_bps;
         let mut paused = 0usize;
+        let mut changes = Vec::new();
         for (c, chosen) in candidates.iter().zip(&choice) {
             let Some(t) = self.tracks.get_mut(&c.track) else {
                 continue;
             };
+            let publisher = t.publisher;
             let Some(sub) = t.subscriptions.iter_mut().find(|s| s.subscriber == id) else {
                 continue;
             };
@@ -252,6 +254,7 @@ impl Router {
                     if sub.paused {
                         debug!(subscriber = id.0, track = c.track.0, "video resumed");
                         sub.paused = false;
+                        changes.push((c.track, publisher, false));
                     }
                     // without an estimate nothing is capped but the tile's size
                     sub.bandwidth_layer = if estimate.is_some() {
@@ -271,6 +274,7 @@ impl Router {
                         sub.paused = true;
                         sub.layer = None;
                         self.stats.video_pauses += 1;
+                        changes.push((c.track, publisher, true));
                     }
                 }
             }
@@ -279,6 +283,26 @@ impl Router {
             if let Some(t) = self.tracks.get_mut(&c.track) {
                 t.retarget_subscriber(id, now, silence);
             }
+        }
+        for (track, publisher, paused) in changes {
+            if !paused {
+                // it resumes from a keyframe of the encoding chosen for it
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    if let Some(layer) = t
+                        .subscriptions
+                        .iter()
+                        .find(|s| s.subscriber == id)
+                        .map(|s| s.target)
+                    {
+                        t.request_keyframe(layer);
+                    }
+                }
+            }
+            self.push_event(RouterEvent::VideoPaused {
+                subscriber: id,
+                publisher,
+                paused,
+            });
         }
         if let Some(p) = self.participants.get_mut(&id) {
             p.link.allocated_bps = allocated;

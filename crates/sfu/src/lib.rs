@@ -64,7 +64,7 @@ pub use allocation::SubscriberReport;
 pub use config::{NackSettings, RouterConfig};
 pub use error::RouterError;
 pub use ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
-pub use output::{Output, OutputKind};
+pub use output::{Output, OutputKind, RouterEvent};
 pub use router::Router;
 pub use sluice_bwe::BweConfig;
 pub use stats::{DropCounts, RouterDrop, RouterStats};

@@ -29,6 +29,20 @@ pub struct Output {
     pub data: Vec<u8>,
 }
 
+/// Something signalling should tell a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterEvent {
+    /// A video track is paused for (or resumed to) `subscriber` by its allocation.
+    VideoPaused {
+        /// Who no longer receives it.
+        subscriber: ParticipantId,
+        /// Whose camera.
+        publisher: ParticipantId,
+        /// Stopped or flowing again.
+        paused: bool,
+    },
+}
+
 /// Capacity a fresh buffer is created with: one MTU-sized datagram.
 const BUFFER_CAPACITY_BYTES: usize = 1500;
 

@@ -59,10 +59,15 @@ pub struct Router {
     /// alone, so the packet path does not grow with the size of the worker. A bound that
     /// is too early costs one empty `handle_timeout`, which recomputes it.
     pub(crate) deadline: Cell<Option<Option<Instant>>>,
-    /// When simulcast subscribers' encodings are chosen again; set while simulcast
-    /// media flows.
+    /// When subscribers' encodings are chosen again and their estimates allocated; set
+    /// while video flows.
     pub(crate) next_layer_selection_at: Option<Instant>,
+    /// Events for signalling, bounded by [`MAX_QUEUED_EVENTS`] (oldest dropped).
+    pub(crate) events: std::collections::VecDeque<crate::output::RouterEvent>,
 }
+
+/// Events kept for signalling between two drains.
+pub(crate) const MAX_QUEUED_EVENTS: usize = 1024;
 
 impl Router {
     /// An empty router.
@@ -85,6 +90,7 @@ impl Router {
             scratch_blocks: Vec::new(),
             deadline: Cell::new(None),
             next_layer_selection_at: None,
+            events: std::collections::VecDeque::new(),
         }
     }
 
@@ -488,6 +494,20 @@ impl Router {
     /// The next datagram to encrypt and send; drain until `None` after every `handle_*`.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outbox.pop()
+    }
+
+    /// The next event for signalling (a paused or resumed video); drain after
+    /// `handle_timeout`.
+    pub fn poll_event(&mut self) -> Option<crate::output::RouterEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues an event, dropping the oldest beyond the bound.
+    pub(crate) fn push_event(&mut self, event: crate::output::RouterEvent) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 
     /// Returns a sent output's buffer to the (bounded) pool.

@@ -14,11 +14,15 @@ use common::*;
 use sluice_netsim::{Link, LinkConfig};
 use sluice_rtp::{RtcpIter, RtcpPacket, RtpHeader, TwccRecorder};
 use sluice_sfu::{
-    Kind, OutputKind, ParticipantId, Router, RouterConfig, SubscriptionSpec, TrackId, TrackSpec,
+    Kind, OutputKind, ParticipantId, Router, RouterConfig, RouterEvent, SubscriptionSpec, TrackId,
+    TrackSpec,
 };
 
 const PUB: ParticipantId = ParticipantId(1);
 const SUB: ParticipantId = ParticipantId(2);
+/// A second publisher: one 500 kbit/s encoding, and a microphone nobody speaks into.
+const OTHER: ParticipantId = ParticipantId(3);
+const OTHER_SSRC: u32 = 0x900;
 const RIDS: [&str; 3] = ["q", "h", "f"];
 /// Bytes per frame of each encoding at 30 frames/s: 150 kbit/s, 500 kbit/s, 1.5 Mbit/s.
 const FRAME_BYTES: [usize; 3] = [625, 2083, 6250];
@@ -87,6 +91,8 @@ struct Run {
     next_feedback: Instant,
     /// Subscriber bytes delivered in the current measurement window.
     delivered_bytes: u64,
+    /// The second publisher's camera, when it is in the room.
+    other: Option<(TrackId, u16, bool)>,
 }
 
 impl Run {
@@ -124,7 +130,39 @@ impl Run {
             next_frame: now,
             next_feedback: now,
             delivered_bytes: 0,
+            other: None,
         }
+    }
+
+    /// Adds a second publisher whose single-encoding camera `SUB` also receives, and
+    /// makes the first publisher the one speaking.
+    fn with_second_publisher(mut self) -> Self {
+        self.router.add_participant("room", OTHER).unwrap();
+        let spec = TrackSpec {
+            ssrc: Some(OTHER_SSRC),
+            ..TrackSpec::new("1", Kind::Video)
+        };
+        let track = self.router.publish(OTHER, spec).unwrap();
+        let sub = SubscriptionSpec {
+            rtx_ssrc: Some(0xC1),
+            ..SubscriptionSpec::new(0xC0)
+        };
+        self.router.subscribe(SUB, track, sub).unwrap();
+        let mic = self
+            .router
+            .publish(
+                PUB,
+                TrackSpec {
+                    ssrc: Some(0xA0),
+                    ..TrackSpec::new("0", Kind::Audio)
+                },
+            )
+            .unwrap();
+        self.router
+            .subscribe(SUB, mic, SubscriptionSpec::new(0xD0))
+            .unwrap();
+        self.other = Some((track, 0, true));
+        self
     }
 
     fn set_capacity(&mut self, capacity_bps: u64) {
@@ -140,6 +178,11 @@ impl Run {
             } else if out.kind == OutputKind::Rtcp {
                 for packet in RtcpIter::new(&out.data).filter_map(Result::ok) {
                     if let RtcpPacket::Pli { media_ssrc, .. } = packet {
+                        if media_ssrc == OTHER_SSRC {
+                            if let Some(other) = self.other.as_mut() {
+                                other.2 = true;
+                            }
+                        }
                         for layer in 0..3 {
                             if Publisher::ssrc(layer) == media_ssrc {
                                 self.publisher.key_wanted[layer] = true;
@@ -165,6 +208,27 @@ impl Run {
                 }
                 for p in packets {
                     self.router.handle_rtp(now, PUB, &p);
+                    self.drain_router();
+                }
+                if let Some((_, seq, key)) = self.other.as_mut() {
+                    let mut frame = Vec::new();
+                    for _ in 0..2 {
+                        *seq = seq.wrapping_add(1);
+                        let mut payload = vec![0x90, 0x80, 0x80, 0x01, if *key { 0 } else { 1 }];
+                        payload.resize(1040, 0xCD);
+                        let ts = u32::from(*seq) * 1500;
+                        frame.push(Rtp::new(96, OTHER_SSRC, *seq, ts, &payload).twcc(0).build());
+                    }
+                    *key = false;
+                    // the first publisher speaks (RFC 6464 level 30 = -30 dBov)
+                    let voice = Rtp::new(111, 0xA0, *seq, u32::from(*seq) * 960, OPUS)
+                        .ext(4, &[0x80 | 30])
+                        .twcc(0)
+                        .build();
+                    self.router.handle_rtp(now, PUB, &voice);
+                    for p in frame {
+                        self.router.handle_rtp(now, OTHER, &p);
+                    }
                     self.drain_router();
                 }
             }
@@ -251,4 +315,42 @@ fn a_subscriber_without_transport_feedback_is_not_limited() {
         None
     );
     assert_eq!(run.router.forwarded_layer(SUB, run.track), Some(2));
+}
+
+#[test]
+fn when_even_the_lowest_encodings_do_not_fit_the_silent_participants_video_is_paused() {
+    let mut run = Run::new(450_000).with_second_publisher();
+    run.run(Duration::from_secs(15));
+    let report = run.router.subscriber_report(SUB).unwrap();
+    let (other_track, ..) = run.other.unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| run.router.poll_event()).collect();
+    println!("450 kbit/s, two cameras: {report:?}, events {events:?}");
+    assert_eq!(report.paused_tracks, 1, "{report:?}");
+    // the speaker's camera keeps flowing, the other one is paused and said so
+    assert!(run.router.forwarded_layer(SUB, run.track).is_some());
+    assert_eq!(run.router.forwarded_layer(SUB, other_track), None);
+    assert_eq!(
+        events.last(),
+        Some(&RouterEvent::VideoPaused {
+            subscriber: SUB,
+            publisher: OTHER,
+            paused: true
+        })
+    );
+    let rate = run.measure(Duration::from_secs(3));
+    assert!(rate <= 450_000, "within the link: {rate}");
+
+    // room again: it resumes
+    run.set_capacity(3_000_000);
+    run.run(Duration::from_secs(20));
+    let report = run.router.subscriber_report(SUB).unwrap();
+    println!("3 Mbit/s: {report:?}");
+    assert_eq!(report.paused_tracks, 0);
+    assert!(run.router.forwarded_layer(SUB, other_track).is_some());
+    let events: Vec<_> = std::iter::from_fn(|| run.router.poll_event()).collect();
+    assert!(events.contains(&RouterEvent::VideoPaused {
+        subscriber: SUB,
+        publisher: OTHER,
+        paused: false
+    }));
 }

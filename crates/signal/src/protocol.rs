@@ -140,6 +140,14 @@ pub enum ServerMessage {
         /// Off (`true`) or on again.
         muted: bool,
     },
+    /// The server stopped (or resumed) forwarding someone's camera to this participant
+    /// because its downlink cannot carry it: show a paused state, not a frozen frame.
+    VideoPaused {
+        /// Participant id of the camera's owner.
+        id: String,
+        /// Stopped (`true`) or flowing again.
+        paused: bool,
+    },
     /// Everyone else in the room now: replaces what the client knew. Sent when room
     /// changes could not be delivered one by one (the connection fell behind).
     RoomState {
