@@ -362,6 +362,8 @@ pub struct Metrics {
     router_keyframe_requests_sent: Counter,
     router_nacks_received: Counter,
     router_nacks_missed: Counter,
+    router_probe_packets_sent: Counter,
+    router_video_pauses: Counter,
 }
 
 impl Default for Metrics {
@@ -537,6 +539,16 @@ impl Metrics {
             "router_nacks_missed",
             "NACKed sequence numbers no longer in the retransmission cache",
         );
+        let router_probe_packets_sent = counter(
+            r,
+            "router_probe_packets_sent",
+            "padding packets sent to subscribers to probe their links for bandwidth",
+        );
+        let router_video_pauses = counter(
+            r,
+            "router_video_pauses",
+            "video tracks paused for a subscriber whose bandwidth estimate could not carry them",
+        );
         Self {
             registry,
             sessions,
@@ -567,6 +579,8 @@ impl Metrics {
             router_keyframe_requests_sent,
             router_nacks_received,
             router_nacks_missed,
+            router_probe_packets_sent,
+            router_video_pauses,
         }
     }
 
@@ -743,6 +757,12 @@ impl Metrics {
             .inc_by(delta(current.nacks_received, previous.nacks_received));
         self.router_nacks_missed
             .inc_by(delta(current.nacks_missed, previous.nacks_missed));
+        self.router_probe_packets_sent.inc_by(delta(
+            current.probe_packets_sent,
+            previous.probe_packets_sent,
+        ));
+        self.router_video_pauses
+            .inc_by(delta(current.video_pauses, previous.video_pauses));
     }
 
     /// Current value of `sluice_sessions` (for logs and tests).
@@ -792,6 +812,8 @@ mod tests {
             "sluice_router_keyframe_requests_sent",
             "sluice_router_nacks_received",
             "sluice_router_nacks_missed",
+            "sluice_router_probe_packets_sent",
+            "sluice_router_video_pauses",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),

@@ -305,6 +305,16 @@ impl Router {
             });
         }
         if let Some(p) = self.participants.get_mut(&id) {
+            if p.link.allocated_bps != allocated || p.link.paused_tracks != paused {
+                debug!(
+                    subscriber = id.0,
+                    estimate_bps = estimate,
+                    allocated_bps = allocated,
+                    desired_bps = desired,
+                    paused_tracks = paused,
+                    "allocation"
+                );
+            }
             p.link.allocated_bps = allocated;
             p.link.desired_bps = desired;
             p.link.paused_tracks = paused;
