@@ -35,14 +35,14 @@ let launched = 0;
  * Prefs on top of puppeteer's automation defaults (written by @puppeteer/browsers'
  * createProfile: no first-run pages, updates, telemetry, safe browsing).
  */
-function firefoxPrefs(origin) {
+function firefoxPrefs(serverHost) {
   return {
     // Fake camera and microphone, no permission prompt.
     'media.navigator.streams.fake': true,
     'media.navigator.permission.disabled': true,
     // The page is served on the host's veth address over plain http: let that origin
     // count as secure, so navigator.mediaDevices and getUserMedia exist.
-    'dom.securecontext.allowlist': new URL(origin).hostname,
+    'dom.securecontext.allowlist': serverHost,
     // Real addresses in candidates and stats (the test checks which path was taken).
     'media.peerconnection.ice.obfuscate_host_addresses': false,
     // Autoplay of the remote tiles without a user gesture (0 = allowed).
@@ -92,10 +92,10 @@ function waitForLine(what, stream, exited, pattern, timeoutMs, tail) {
 
 /**
  * Launches one Firefox participant inside `net` (lib/netns.js, created with
- * `defaultRoute: true`), for pages served at `origin`. Returns the same shape as
+ * `defaultRoute: true`), for pages the server serves on the host end (`net.hostAddr`). Returns the same shape as
  * browser.js launchParticipant: { name, page, browser, console, open(url), close() }.
  */
-async function launchFirefoxParticipant(name, { net, origin }) {
+async function launchFirefoxParticipant(name, { net }) {
   // puppeteer-core and @puppeteer/browsers are ES modules: loaded here, so a Chromium-only
   // run never needs them.
   const puppeteer = require('puppeteer-core');
@@ -103,7 +103,7 @@ async function launchFirefoxParticipant(name, { net, origin }) {
 
   const profileDir = fs.mkdtempSync(path.join(os.tmpdir(), `sluice-firefox-${name}-`));
   cleanup.trackDir(profileDir);
-  await createProfile(Browser.FIREFOX, { path: profileDir, preferences: firefoxPrefs(origin) });
+  await createProfile(Browser.FIREFOX, { path: profileDir, preferences: firefoxPrefs(net.hostAddr) });
 
   const port = BIDI_PORT_BASE + launched;
   launched += 1;

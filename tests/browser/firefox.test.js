@@ -1,0 +1,118 @@
+'use strict';
+// Firefox ESR in calls with Chromium. Firefox runs in a network namespace of its own (see
+// lib/firefox.js for why); the server listens and announces on the host end of its veth
+// pair, which the Chromium participants on the host reach as a local address. One
+// namespace and one Firefox process for the whole file; a server and Chromium processes
+// per test (Chromium is told the server's origin counts as secure, and that has a port).
+//
+// 1. Firefox + 2 Chromium in one room, with dtls.role client and with server: everyone
+//    decodes video and receives audio from the two others.
+// 2. Firefox leaves and joins again three times in the same page: media both ways after
+//    every Join, one tile for it on the other page.
+// 3. No stale picture: a camera participant leaves and one without a camera joins; the
+//    Firefox page shows the newcomer's placeholder, never the leaver's last frame.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+
+const cleanup = require('./lib/cleanup');
+const { launchParticipant, pageSnapshot } = require('./lib/browser');
+const { launchFirefoxParticipant, firefoxVersion } = require('./lib/firefox');
+const { createImpairedNetwork, requireNetnsSupport } = require('./lib/netns');
+const { startServer } = require('./lib/server');
+const { waitFor } = require('./lib/poll');
+
+const TEST_TIMEOUT_MS = 120000;
+
+let net = null;
+let fox = null;
+
+before(async () => {
+  requireNetnsSupport();
+  net = createImpairedNetwork({ defaultRoute: true });
+  fox = await launchFirefoxParticipant('Fox', { net });
+  process.stdout.write(`${firefoxVersion()} in ${net.name} (${net.nsAddr}), server on ${net.hostAddr}\n`);
+});
+
+after(() => cleanup.runAll());
+
+/** A server on the host end of Firefox's veth pair, media announced there only. */
+function serverOnVeth(options = {}) {
+  return startServer({ httpHost: net.hostAddr, mediaHost: net.hostAddr, announce: [net.hostAddr], ...options });
+}
+
+/** A Chromium participant for pages of `server` (plain http on a non-loopback address). */
+function chromium(name, server) {
+  return launchParticipant(name, { extraFlags: [`--unsafely-treat-insecure-origin-as-secure=${server.url}`] });
+}
+
+const room = (prefix) => `${prefix}-${crypto.randomBytes(3).toString('hex')}`;
+const pageUrl = (server, roomName, name, extra = '') => `${server.url}/?room=${roomName}&name=${name}&autojoin=1${extra}`;
+
+/** Per participant id: video frames decoded and audio bytes received on this page. */
+function mediaFrom(snap, from) {
+  let frames = 0;
+  let audioBytes = 0;
+  for (const s of snap.stats.inbound || []) {
+    if (s.participantId !== from) continue;
+    if (s.kind === 'video') frames += s.framesDecoded || 0;
+    else audioBytes += s.bytesReceived || 0;
+  }
+  return { frames, audioBytes };
+}
+
+/**
+ * Waits until every page decodes video and receives audio from every other page, counted
+ * from a first look after all joined (so the media is flowing now, not earlier).
+ */
+async function everyoneHearsAndSeesEveryone(participants, label, timeoutMs = 30000) {
+  const baseline = new Map();
+  return waitFor(`${label}: every page decoding every other`, async () => {
+    const snaps = await Promise.all(participants.map((p) => p.page.evaluate(pageSnapshot)));
+    const notJoined = snaps.map((s, i) => [participants[i].name, s.state]).filter(([, state]) => state !== 'joined');
+    if (notJoined.length > 0) return { detail: { notJoined } };
+    const missing = [];
+    snaps.forEach((snap, i) => {
+      snaps.forEach((other, j) => {
+        if (i === j) return;
+        const key = `${snap.participantId}<-${other.participantId}`;
+        const now = mediaFrom(snap, other.participantId);
+        if (!baseline.has(key)) baseline.set(key, now);
+        const base = baseline.get(key);
+        if (!(now.frames > base.frames && now.frames >= 5 && now.audioBytes > base.audioBytes)) {
+          missing.push(`${participants[i].name}<-${participants[j].name} frames ${base.frames}->${now.frames} audio ${base.audioBytes}->${now.audioBytes}`);
+        }
+      });
+    });
+    return { ok: missing.length === 0, detail: { missing, paths: snaps.map((s) => s.stats.path) }, snaps };
+  }, timeoutMs);
+}
+
+/** Leaves the room in Firefox's page (if joined) by loading a blank page. */
+async function foxLeaves() {
+  await fox.page.goto('about:blank');
+}
+
+for (const dtlsRole of ['client', 'server']) {
+  test(`Firefox and two Chromium decode each other with dtls.role ${dtlsRole}`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const server = await serverOnVeth({ dtlsRole });
+    const name = room(`ff-${dtlsRole}`);
+    const [ada, bo] = await Promise.all([chromium('Ada', server), chromium('Bo', server)]);
+    try {
+      await Promise.all([fox, ada, bo].map((p) => p.open(pageUrl(server, name, p.name))));
+      const { snaps } = await everyoneHearsAndSeesEveryone([fox, ada, bo], `dtls.role ${dtlsRole}`);
+      // Firefox took its veth address to the server's announced one, and its DTLS role is
+      // the complement of the server's forced one.
+      const foxSnap = snaps[0];
+      assert.equal(foxSnap.stats.path && foxSnap.stats.path.local.split(':')[0], net.nsAddr, 'Firefox media from its veth address');
+      assert.equal(foxSnap.stats.path.remote.split(':')[0], net.hostAddr, 'to the announced host end');
+      assert.equal(foxSnap.stats.transport.dtlsRole, dtlsRole === 'client' ? 'server' : 'client', 'Firefox DTLS role');
+      t.diagnostic(`dtls.role ${dtlsRole}: ${snaps.map((s, i) => `${[fox, ada, bo][i].name} ${s.stats.path && s.stats.path.local}->${s.stats.path && s.stats.path.remote} rtt ${s.stats.path && s.stats.path.rttMs} ms`).join('; ')}`);
+    } finally {
+      await foxLeaves();
+      await Promise.all([ada.close(), bo.close()]);
+      await server.stop();
+    }
+  });
+}
