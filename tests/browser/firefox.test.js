@@ -116,3 +116,35 @@ for (const dtlsRole of ['client', 'server']) {
     }
   });
 }
+
+test('Firefox leaves and joins again three times in the same page, back in media each time', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const server = await serverOnVeth({ dtlsRole: 'auto' });
+  const name = room('ff-rejoin');
+  const ada = await chromium('Ada', server);
+  try {
+    await Promise.all([fox.open(pageUrl(server, name, 'Fox')), ada.open(pageUrl(server, name, 'Ada'))]);
+    await everyoneHearsAndSeesEveryone([fox, ada], 'first join');
+    const seen = new Set();
+    for (let round = 1; round <= 3; round += 1) {
+      const before = await fox.page.evaluate(pageSnapshot);
+      seen.add(before.participantId);
+      // Leave, then Join, with the page's own buttons.
+      await fox.page.click('#leave');
+      await waitFor(`round ${round}: Ada sees Fox leave`, async () => {
+        const s = await ada.page.evaluate(pageSnapshot);
+        const ghost = s.participants.some(([id]) => id === before.participantId) || s.tiles.includes(before.participantId);
+        return { ok: !ghost, detail: { participants: s.participants, tiles: s.tiles } };
+      });
+      await fox.page.click('#join');
+      const { snaps } = await everyoneHearsAndSeesEveryone([fox, ada], `round ${round}`);
+      const [sf, sa] = snaps;
+      assert.ok(!seen.has(sf.participantId), `round ${round}: a new session id (${sf.participantId})`);
+      assert.deepEqual(sa.tiles.filter((t) => t !== 'self'), [sf.participantId], `round ${round}: Ada shows Fox's new session only`);
+      assert.deepEqual(sf.events.filter((e) => e.type === 'offer_failed'), [], `round ${round}: every offer applied in Firefox`);
+    }
+  } finally {
+    await foxLeaves();
+    await ada.close();
+    await server.stop();
+  }
+});
