@@ -10,6 +10,10 @@
 // show a placeholder instead of a frozen frame), camera and microphone choice
 // (replaceTrack, no renegotiation), and a per-tile quality hint from getStats.
 //
+// Page options (query string): room, name, autojoin=1, token, and video=0 to join without
+// a camera (microphone only). A tile with no live video track shows the participant's
+// initial, like camera off, rather than an empty or frozen picture.
+//
 // For browser tests: window.sluice = { state, participantId, pc, events, stats() }.
 'use strict';
 
@@ -123,8 +127,15 @@
     if (!isSelf) el.append(quality);
     grid.append(el);
     const tile = { el, video, stream, name, quality };
+    showVideoOrPlaceholder(tile);
     play(tile);
     return tile;
+  }
+
+  /** The placeholder while the tile's stream has no live video track (e.g. no camera). */
+  function showVideoOrPlaceholder(tile) {
+    const live = tile.stream.getVideoTracks().some((t) => t.readyState === 'live');
+    tile.el.classList.toggle('no-video', !live);
   }
 
   function play(tile) {
@@ -198,11 +209,14 @@
       // nothing left to show goes away.
       stream.addEventListener('removetrack', () => {
         if (stream.getTracks().length === 0 && tiles.get(id) === tile) removeTile(id, 'tracks_removed');
+        else showVideoOrPlaceholder(tile);
       });
     }
+    showVideoOrPlaceholder(tile);
     track.addEventListener('ended', () => {
       const live = stream.getTracks().filter((t) => t.readyState === 'live');
       if (live.length === 0 && tiles.get(id) === tile) removeTile(id, 'tracks_ended');
+      else showVideoOrPlaceholder(tile);
     });
   }
 
@@ -341,7 +355,7 @@
     setState('connecting');
 
     try {
-      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: params.get('video') !== '0' });
     } catch (e) {
       log('getusermedia_failed', { error: String(e) });
       // Try whatever is available; joining to watch only is still useful.

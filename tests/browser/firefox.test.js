@@ -148,3 +148,74 @@ test('Firefox leaves and joins again three times in the same page, back in media
     await server.stop();
   }
 });
+
+/** Runs in the page: what the tile of participant `id` shows (null when there is none). */
+function tileView(id) {
+  const el = [...document.querySelectorAll('.tile')].find((t) => t.dataset.participant === id);
+  if (!el) return null;
+  const video = el.querySelector('video');
+  const stream = video && video.srcObject;
+  return {
+    classes: [...el.classList],
+    // Computed `content` of the placeholder: "none" when it is not drawn.
+    placeholder: getComputedStyle(el, '::before').content,
+    initial: el.dataset.initial,
+    videoVisibility: video ? getComputedStyle(video).visibility : null,
+    videoWidth: video ? video.videoWidth : 0,
+    liveVideoTracks: stream ? stream.getVideoTracks().filter((t) => t.readyState === 'live').length : 0,
+  };
+}
+
+test('Firefox shows a newcomer without a camera as a placeholder, never the last frame of one who left', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const server = await serverOnVeth({ dtlsRole: 'auto' });
+  const name = room('ff-stale');
+  const [ada, bo] = await Promise.all([chromium('Ada', server), chromium('Bo', server)]);
+  try {
+    await Promise.all([fox, ada, bo].map((p) => p.open(pageUrl(server, name, p.name))));
+    const { snaps } = await everyoneHearsAndSeesEveryone([fox, ada, bo], 'all three in the call');
+    const adaId = snaps[1].participantId;
+
+    await ada.page.click('#leave');
+    await waitFor('Fox and Bo see Ada go', async () => {
+      const [sf, sb] = await Promise.all([fox.page.evaluate(pageSnapshot), bo.page.evaluate(pageSnapshot)]);
+      const shown = [sf, sb].filter((s) => s.tiles.includes(adaId) || s.participants.some(([id]) => id === adaId));
+      return { ok: shown.length === 0, detail: { fox: sf.tiles, bo: sb.tiles } };
+    });
+
+    // Dee joins from the same Chromium with no camera (microphone only).
+    await ada.open(pageUrl(server, name, 'Dee', '&video=0'));
+    const audioBaseline = new Map();
+    await waitFor('Fox and Bo hear Dee and show her placeholder', async () => {
+      const sd = await ada.page.evaluate(pageSnapshot);
+      if (sd.state !== 'joined') return { detail: { dee: sd.state } };
+      const deeId = sd.participantId;
+      const pending = [];
+      for (const page of [fox, bo]) {
+        const [snap, view] = await Promise.all([page.page.evaluate(pageSnapshot), page.page.evaluate(tileView, deeId)]);
+        const media = mediaFrom(snap, deeId);
+        // Never a picture on Dee's tile, at any poll: no video track, nothing rendered, no
+        // decoded frame attributed to her (a recycled receiver still carrying Ada's video
+        // would show up in all three).
+        if (view) {
+          assert.ok(view.classes.includes('no-video'), `${page.name}: Dee's tile has the placeholder class: ${JSON.stringify(view)}`);
+          assert.ok(view.placeholder !== 'none' && view.placeholder !== 'normal', `${page.name}: Dee's placeholder is drawn: ${view.placeholder}`);
+          assert.equal(view.initial, 'D', `${page.name}: Dee's placeholder shows her initial`);
+          assert.equal(view.videoVisibility, 'hidden', `${page.name}: Dee's tile hides its video element`);
+          assert.equal(view.videoWidth, 0, `${page.name}: nothing rendered on Dee's tile`);
+          assert.equal(view.liveVideoTracks, 0, `${page.name}: no video track on Dee's tile`);
+        }
+        assert.equal(media.frames, 0, `${page.name}: no video frames attributed to Dee`);
+        assert.ok(!snap.tiles.includes(adaId), `${page.name}: no tile for Ada`);
+        if (!audioBaseline.has(page.name)) audioBaseline.set(page.name, media.audioBytes);
+        if (!view || !(media.audioBytes > audioBaseline.get(page.name))) {
+          pending.push({ page: page.name, tile: Boolean(view), audio: media.audioBytes, tiles: snap.tiles });
+        }
+      }
+      return { ok: pending.length === 0, detail: pending };
+    });
+  } finally {
+    await foxLeaves();
+    await Promise.all([ada.close(), bo.close()]);
+    await server.stop();
+  }
+});
