@@ -94,12 +94,46 @@ async function foxLeaves() {
   await fox.page.goto('about:blank');
 }
 
+/** What a failed test prints: each page's state and media, console errors, Firefox's own output, the server's log. */
+async function evidence(server, participants) {
+  const lines = [];
+  for (const p of participants) {
+    try {
+      const s = await p.page.evaluate(pageSnapshot);
+      lines.push(`${p.name}: state ${s.state}, id ${s.participantId}, error "${s.error}", tiles ${JSON.stringify(s.tiles)}`);
+      lines.push(`  path ${JSON.stringify(s.stats.path)} transport ${JSON.stringify(s.stats.transport)}`);
+      lines.push(`  inbound ${JSON.stringify(s.stats.inbound)}`);
+      lines.push(`  last events ${JSON.stringify(s.events.slice(-10))}`);
+    } catch (error) {
+      lines.push(`${p.name}: no snapshot (${error.message})`);
+    }
+    lines.push(...p.console.slice(-10).map((line) => `  ${line}`));
+  }
+  lines.push(`Firefox output (tail):\n${fox.output()}`);
+  lines.push(`server log (tail):\n${server.log.tail(40)}`);
+  return lines.join('\n');
+}
+
+/** Runs `body`; on failure prints the evidence first. Always: Firefox leaves, the rest stops. */
+async function inCall(t, server, chromiums, body) {
+  try {
+    await body();
+  } catch (error) {
+    for (const line of (await evidence(server, [fox, ...chromiums])).split('\n')) t.diagnostic(line);
+    throw error;
+  } finally {
+    await foxLeaves().catch(() => {});
+    await Promise.all(chromiums.map((c) => c.close()));
+    await server.stop();
+  }
+}
+
 for (const dtlsRole of ['client', 'server']) {
   test(`Firefox and two Chromium decode each other with dtls.role ${dtlsRole}`, { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const server = await serverOnVeth({ dtlsRole });
     const name = room(`ff-${dtlsRole}`);
     const [ada, bo] = await Promise.all([chromium('Ada', server), chromium('Bo', server)]);
-    try {
+    await inCall(t, server, [ada, bo], async () => {
       await Promise.all([fox, ada, bo].map((p) => p.open(pageUrl(server, name, p.name))));
       const { snaps } = await everyoneHearsAndSeesEveryone([fox, ada, bo], `dtls.role ${dtlsRole}`);
       // Firefox took its veth address to the server's announced one, and its DTLS role is
@@ -109,19 +143,15 @@ for (const dtlsRole of ['client', 'server']) {
       assert.equal(foxSnap.stats.path.remote.split(':')[0], net.hostAddr, 'to the announced host end');
       assert.equal(foxSnap.stats.transport.dtlsRole, dtlsRole === 'client' ? 'server' : 'client', 'Firefox DTLS role');
       t.diagnostic(`dtls.role ${dtlsRole}: ${snaps.map((s, i) => `${[fox, ada, bo][i].name} ${s.stats.path && s.stats.path.local}->${s.stats.path && s.stats.path.remote} rtt ${s.stats.path && s.stats.path.rttMs} ms`).join('; ')}`);
-    } finally {
-      await foxLeaves();
-      await Promise.all([ada.close(), bo.close()]);
-      await server.stop();
-    }
+    });
   });
 }
 
-test('Firefox leaves and joins again three times in the same page, back in media each time', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('Firefox leaves and joins again three times in the same page, back in media each time', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const server = await serverOnVeth({ dtlsRole: 'auto' });
   const name = room('ff-rejoin');
   const ada = await chromium('Ada', server);
-  try {
+  await inCall(t, server, [ada], async () => {
     await Promise.all([fox.open(pageUrl(server, name, 'Fox')), ada.open(pageUrl(server, name, 'Ada'))]);
     await everyoneHearsAndSeesEveryone([fox, ada], 'first join');
     const seen = new Set();
@@ -142,11 +172,7 @@ test('Firefox leaves and joins again three times in the same page, back in media
       assert.deepEqual(sa.tiles.filter((t) => t !== 'self'), [sf.participantId], `round ${round}: Ada shows Fox's new session only`);
       assert.deepEqual(sf.events.filter((e) => e.type === 'offer_failed'), [], `round ${round}: every offer applied in Firefox`);
     }
-  } finally {
-    await foxLeaves();
-    await ada.close();
-    await server.stop();
-  }
+  });
 });
 
 /** Runs in the page: what the tile of participant `id` shows (null when there is none). */
@@ -166,11 +192,11 @@ function tileView(id) {
   };
 }
 
-test('Firefox shows a newcomer without a camera as a placeholder, never the last frame of one who left', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('Firefox shows a newcomer without a camera as a placeholder, never the last frame of one who left', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const server = await serverOnVeth({ dtlsRole: 'auto' });
   const name = room('ff-stale');
   const [ada, bo] = await Promise.all([chromium('Ada', server), chromium('Bo', server)]);
-  try {
+  await inCall(t, server, [ada, bo], async () => {
     await Promise.all([fox, ada, bo].map((p) => p.open(pageUrl(server, name, p.name))));
     const { snaps } = await everyoneHearsAndSeesEveryone([fox, ada, bo], 'all three in the call');
     const adaId = snaps[1].participantId;
@@ -213,9 +239,5 @@ test('Firefox shows a newcomer without a camera as a placeholder, never the last
       }
       return { ok: pending.length === 0, detail: pending };
     });
-  } finally {
-    await foxLeaves();
-    await Promise.all([ada.close(), bo.close()]);
-    await server.stop();
-  }
+  });
 });

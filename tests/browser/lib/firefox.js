@@ -14,6 +14,7 @@
 // started here with `ip netns exec`, a small forwarder (lib/forward.js) in the namespace
 // exposes the BiDi port on the veth address, and puppeteer `connect`s to it.
 
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -62,7 +63,7 @@ function firefoxBinary() {
 /** `firefox-esr --version`, e.g. "Mozilla Firefox 153.8.0esr", or null. */
 function firefoxVersion() {
   try {
-    return require('node:child_process').execFileSync(firefoxBinary(), ['--version'], { encoding: 'utf8', timeout: 10000 }).trim();
+    return execFileSync(firefoxBinary(), ['--version'], { encoding: 'utf8', timeout: 10000 }).trim();
   } catch {
     return null;
   }

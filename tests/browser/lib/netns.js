@@ -125,7 +125,7 @@ function createImpairedNetwork({ upRateKbit = null, downRateKbit = null, default
     // By default no default route: nothing beyond the /30 is reachable from the namespace.
     // Chromium still gathers the veth address as a host candidate (checked with Debian's
     // Chromium 148); Firefox ESR 153 gathers nothing without a default route, so its
-    // namespace gets one via the host end (the host does not forward: still only the /30).
+    // namespace gets one via the host end (the tests themselves only use the /30).
     if (defaultRoute) run(['ip', 'route', 'add', 'default', 'via', hostAddr], { ns: name });
     if (upRateKbit) {
       run(['tc', 'qdisc', 'add', 'dev', nsIf, 'root', 'tbf', 'rate', `${upRateKbit}kbit`, 'burst', TBF_BURST, 'latency', TBF_LATENCY], {
