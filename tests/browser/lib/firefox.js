@@ -94,7 +94,8 @@ function waitForLine(what, stream, exited, pattern, timeoutMs, tail) {
 /**
  * Launches one Firefox participant inside `net` (lib/netns.js, created with
  * `defaultRoute: true`), for pages the server serves on the host end (`net.hostAddr`). Returns the same shape as
- * browser.js launchParticipant: { name, page, browser, console, open(url), close() }.
+ * browser.js launchParticipant: { name, page, browser, pids, profileDir, console, output(),
+ * open(url), close() }.
  */
 async function launchFirefoxParticipant(name, { net }) {
   // puppeteer-core and @puppeteer/browsers are ES modules: loaded here, so a Chromium-only
@@ -182,6 +183,9 @@ async function launchFirefoxParticipant(name, { net }) {
     name,
     page,
     browser,
+    /** Firefox's main process and the forwarder's. */
+    pids: [firefox.child.pid, forwarder.child.pid],
+    profileDir,
     console: consoleLines,
     output: tail,
     openedAt: null,
