@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need on a fresh Debian machine, then runs
 # every tier: formatting and lints, the Rust tests (unit, virtual-time matrix, interop with
-# OpenSSL and the `dtls` crate, end to end), and the headless Chromium call tests.
+# OpenSSL and the `dtls` crate, end to end), and the headless Chromium and Firefox ESR call tests.
 #
 #   scripts/test.sh            everything
 #   SLUICE_SKIP_BROWSER=1 ...  everything but the browser tier
@@ -11,12 +11,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing system packages (openssl, chromium) and npm packages"
+step "installing system packages (openssl, chromium, firefox-esr) and npm packages"
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-liberation)
+  [ -x /usr/bin/firefox-esr ] || need_apt+=(firefox-esr)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -35,7 +36,7 @@ step "Rust tests (unit, DTLS matrix, interop, end to end)"
 cargo test --workspace
 
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
-  step "browser tests (headless Chromium)"
+  step "browser tests (headless Chromium and Firefox ESR)"
   cargo build --release --quiet -p sluice -p sluice-netsim -p sluice-loadgen
   target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
   SLUICE_BIN="$target_dir/release/sluice" node --test tests/browser/

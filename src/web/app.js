@@ -10,6 +10,10 @@
 // show a placeholder instead of a frozen frame), camera and microphone choice
 // (replaceTrack, no renegotiation), and a per-tile quality hint from getStats.
 //
+// Page options (query string): room, name, autojoin=1, token, and video=0 to join without
+// a camera (microphone only). A tile with no live video track shows the participant's
+// initial, like camera off, rather than an empty or frozen picture.
+//
 // For browser tests: window.sluice = { state, participantId, pc, events, stats() }.
 'use strict';
 
@@ -134,6 +138,7 @@
     if (!isSelf) el.append(quality);
     grid.append(el);
     const tile = { el, video, stream, name, quality, reported: null, reportTimer: null };
+    showVideoOrPlaceholder(tile);
     play(tile);
     if (!isSelf) watchSize(key, tile);
     return tile;
@@ -168,6 +173,12 @@
   document.addEventListener('visibilitychange', () => {
     for (const tile of tiles.values()) if (tile.reportSize) tile.reportSize();
   });
+
+  /** The placeholder while the tile's stream has no live video track (e.g. no camera). */
+  function showVideoOrPlaceholder(tile) {
+    const live = tile.stream.getVideoTracks().some((t) => t.readyState === 'live');
+    tile.el.classList.toggle('no-video', !live);
+  }
 
   function play(tile) {
     const attempt = tile.video.play();
@@ -246,11 +257,14 @@
       // nothing left to show goes away.
       stream.addEventListener('removetrack', () => {
         if (stream.getTracks().length === 0 && tiles.get(id) === tile) removeTile(id, 'tracks_removed');
+        else showVideoOrPlaceholder(tile);
       });
     }
+    showVideoOrPlaceholder(tile);
     track.addEventListener('ended', () => {
       const live = stream.getTracks().filter((t) => t.readyState === 'live');
       if (live.length === 0 && tiles.get(id) === tile) removeTile(id, 'tracks_ended');
+      else showVideoOrPlaceholder(tile);
     });
   }
 
@@ -425,8 +439,9 @@
     setState('connecting');
 
     try {
-      // 720p when the camera has it: the full simulcast encoding, halved and quartered
-      const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
+      // 720p when the camera has it: the full simulcast encoding, halved and quartered;
+      // `?video=0` joins without a camera
+      const video = params.get('video') === '0' ? false : { width: { ideal: 1280 }, height: { ideal: 720 } };
       localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
     } catch (e) {
       log('getusermedia_failed', { error: String(e) });

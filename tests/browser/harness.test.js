@@ -13,6 +13,7 @@ const cleanup = require('./lib/cleanup');
 const analysis = require('./lib/analysis');
 const { startServer, httpGet } = require('./lib/server');
 const { launchParticipant, pageSnapshot } = require('./lib/browser');
+const { launchFirefoxParticipant } = require('./lib/firefox');
 const { createImpairedNetwork, listOurNamespaces, requireNetnsSupport } = require('./lib/netns');
 
 after(() => cleanup.runAll());
@@ -297,5 +298,53 @@ describe('server and browser', () => {
     await waitUntil(() => !alive(started.serverPid) && !started.browserPids.some(alive), 5000, 'processes to go');
     assert.equal(fs.existsSync(started.serverDir), false, 'server temp dir removed');
     assert.equal(fs.existsSync(started.browserDir), false, 'browser profile dir removed');
+  });
+});
+
+describe('firefox', () => {
+  test('firefox in its namespace loads the page, has fake media, gathers only its veth address and leaves nothing behind', { timeout: 60000 }, async () => {
+    requireNetnsSupport(); // not root: fails with the reason
+    const net = createImpairedNetwork({ defaultRoute: true });
+    const server = await startServer({ httpHost: net.hostAddr, mediaHost: net.hostAddr, announce: [net.hostAddr] });
+    let fox = null;
+    try {
+      fox = await launchFirefoxParticipant('selftest', { net });
+      assert.ok(fox.pids.every(alive), 'firefox and the forwarder run');
+      await fox.open(`${server.url}/?room=selftest&name=selftest`);
+      const first = await fox.page.evaluate(pageSnapshot);
+      assert.equal(first.state, 'idle');
+
+      // The page's origin (plain http on the veth address) counts as secure: fake devices.
+      const media = await fox.page.evaluate(async () => {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+        const tracks = stream.getTracks().map((t) => `${t.kind}:${t.readyState}`);
+        stream.getTracks().forEach((t) => t.stop());
+        return tracks.sort();
+      });
+      assert.deepEqual(media, ['audio:live', 'video:live']);
+
+      const candidates = await fox.page.evaluate(async () => {
+        const pc = new RTCPeerConnection({ iceServers: [] });
+        pc.createDataChannel('probe');
+        const found = [];
+        const done = new Promise((resolve) => {
+          pc.onicecandidate = (e) => (e.candidate ? found.push(e.candidate.candidate) : resolve());
+        });
+        await pc.setLocalDescription(await pc.createOffer());
+        await done;
+        pc.close();
+        return found.filter(Boolean);
+      });
+      const udp = candidates.filter((c) => / udp /i.test(c));
+      assert.ok(udp.length > 0, `a UDP host candidate (needs the default route); got ${JSON.stringify(candidates)}`);
+      for (const c of udp) assert.ok(c.includes(` ${net.nsAddr} `), `only the veth address: ${c}`);
+    } finally {
+      if (fox) await fox.close();
+      await server.stop();
+      net.teardown();
+    }
+    assert.equal(fox.pids.some(alive), false, 'firefox and the forwarder are gone');
+    assert.equal(fs.existsSync(fox.profileDir), false, 'profile removed');
+    assert.equal(listOurNamespaces().includes(net.name), false, 'namespace deleted');
   });
 });

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the browser tests need on a fresh Debian 12 machine (run as root):
-# Debian's Chromium and fonts from apt, then playwright-core from the lock file.
-# Idempotent: a second run changes nothing. Never downloads a browser build itself
-# (playwright-core has no browser download step; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD guards it).
+# Debian's Chromium, Firefox ESR and fonts from apt, then playwright-core and puppeteer-core
+# from the lock file. Idempotent: a second run changes nothing. Never downloads a browser
+# build itself (PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD and PUPPETEER_SKIP_DOWNLOAD guard it).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,6 +10,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 need_apt=()
 if [ ! -x /usr/lib/chromium/chromium ] && [ ! -x /usr/bin/chromium ]; then
   need_apt+=(chromium)
+fi
+# Firefox ESR (firefox.test.js), driven over WebDriver BiDi: no geckodriver needed.
+if [ ! -x /usr/bin/firefox-esr ]; then
+  need_apt+=(firefox-esr)
 fi
 # Fonts: the demo page renders text labels; with no font at all Chromium logs errors.
 if ! command -v fc-list >/dev/null 2>&1 || [ -z "$(fc-list 2>/dev/null | head -1)" ]; then
@@ -29,9 +33,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
 
-node_major="$(node -p 'process.versions.node.split(".")[0]')"
-if [ "$node_major" -lt 20 ]; then
-  echo "install.sh: Node.js >= 20 is required (found $(node --version)); Debian 12's nodejs is 18:" >&2
+# 20.19 is the first Node.js 20 that loads ES modules with require() (puppeteer-core is one).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "install.sh: Node.js >= 20.19 is required (found $(node --version)); Debian 12's nodejs is 18:" >&2
   echo "  install a newer one (e.g. from the distribution's backports or NodeSource) and re-run." >&2
   exit 1
 fi
@@ -49,9 +53,9 @@ if node -e '
   }' 2>/dev/null; then
   echo "install.sh: node_modules up to date"
 else
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
 
 chromium_bin=/usr/lib/chromium/chromium
 [ -x "$chromium_bin" ] || chromium_bin=/usr/bin/chromium
-echo "install.sh: ready: $("$chromium_bin" --version 2>/dev/null | head -1), node $(node --version)"
+echo "install.sh: ready: $("$chromium_bin" --version 2>/dev/null | head -1), $(/usr/bin/firefox-esr --version 2>/dev/null | head -1), node $(node --version)"

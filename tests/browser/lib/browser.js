@@ -276,4 +276,4 @@ async function pageSnapshot() {
   };
 }
 
-module.exports = { launchParticipant, pageSnapshot, chromiumBinary, CHROMIUM_FLAGS, browserPidsFor };
+module.exports = { launchParticipant, pageSnapshot, transportProbe, chromiumBinary, CHROMIUM_FLAGS, browserPidsFor };

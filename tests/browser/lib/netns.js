@@ -91,10 +91,11 @@ function pickSubnet() {
 
 /**
  * Creates the namespace, veth pair and shaping. Options: { upRateKbit, downRateKbit }
- * (either may be null for no limit). Returns { name, hostAddr, nsAddr, hostIf, nsIf,
+ * (either may be null for no limit), `defaultRoute` (a default route via the host end:
+ * Firefox gathers no ICE candidate at all without one). Returns { name, hostAddr, nsAddr, hostIf, nsIf,
  * chromiumWrapper(binary) -> path, teardown() }.
  */
-function createImpairedNetwork({ upRateKbit = null, downRateKbit = null } = {}) {
+function createImpairedNetwork({ upRateKbit = null, downRateKbit = null, defaultRoute = false } = {}) {
   requireNetnsSupport();
   sweepStale();
   const tag = crypto.randomBytes(3).toString('hex');
@@ -121,8 +122,11 @@ function createImpairedNetwork({ upRateKbit = null, downRateKbit = null } = {}) 
     run(['ip', 'link', 'set', 'lo', 'up'], { ns: name });
     run(['ip', 'addr', 'add', `${nsAddr}/30`, 'dev', nsIf], { ns: name });
     run(['ip', 'link', 'set', nsIf, 'up'], { ns: name });
-    // No default route: nothing beyond the /30 is reachable from the namespace. Chromium
-    // still gathers the veth address as a host candidate (checked with Debian's Chromium 148).
+    // By default no default route: nothing beyond the /30 is reachable from the namespace.
+    // Chromium still gathers the veth address as a host candidate (checked with Debian's
+    // Chromium 148); Firefox ESR 153 gathers nothing without a default route, so its
+    // namespace gets one via the host end (the tests themselves only use the /30).
+    if (defaultRoute) run(['ip', 'route', 'add', 'default', 'via', hostAddr], { ns: name });
     if (upRateKbit) {
       run(['tc', 'qdisc', 'add', 'dev', nsIf, 'root', 'tbf', 'rate', `${upRateKbit}kbit`, 'burst', TBF_BURST, 'latency', TBF_LATENCY], {
         ns: name,

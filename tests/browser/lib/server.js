@@ -34,10 +34,11 @@ function serverBinary() {
 /**
  * YAML for one run. Only keys documented in docs/configuration.md. `httpHost` is the
  * address the page is served on (a veth address when a participant sits in a network
- * namespace), `announce` the media.announce list, `dtls` extra dtls.* keys (e.g.
+ * namespace), `mediaHost` the address media.listen binds (a veth address for Firefox,
+ * which never pairs with a loopback candidate), `announce` the media.announce list, `dtls` extra dtls.* keys (e.g.
  * { max_datagram_size: 576, recovery: false }).
  */
-function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {} }) {
+function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {} }) {
   const dtlsExtra = Object.entries(dtls).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const signalingKeys = Object.entries(signaling).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const limitKeys = Object.entries(limits).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
@@ -45,7 +46,7 @@ function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0
     'http:',
     `  listen: "${httpHost}:${httpPort}"`,
     'media:',
-    `  listen: "127.0.0.1:${mediaPort}"`,
+    `  listen: "${mediaHost}:${mediaPort}"`,
     '  workers: 1',
     `  announce: [${announce.map((a) => JSON.stringify(a)).join(', ')}]`,
     'dtls:',
@@ -115,15 +116,15 @@ class LogBuffer {
  * Starts a server. Returns { url, httpPort, mediaPort, log, exited, stop(), metrics() }.
  * Registered with the cleanup registry: it is stopped even if the caller forgets.
  */
-async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits } = {}) {
+async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits } = {}) {
   const bin = serverBinary();
   const httpPort = await freeTcpPort(httpHost);
-  const mediaPort = fixedMediaPort || (await freeUdpPort());
+  const mediaPort = fixedMediaPort || (await freeUdpPort(mediaHost));
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-browser-server-'));
   cleanup.trackDir(tmpDir);
   const configPath = path.join(tmpDir, 'sluice.yaml');
   const level = logLevel || process.env.SLUICE_LOG_LEVEL || 'sluice=debug,info';
-  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, announce, dtls, signaling, limits }));
+  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, mediaHost, announce, dtls, signaling, limits }));
 
   const log = new LogBuffer(MAX_LOG_LINES);
   const { child, exited, exitInfo: exitState, terminate } = spawnTracked(bin, ['--config', configPath], {
