@@ -116,6 +116,9 @@ pub struct MediaConfig {
     /// Ask every camera for three simulcast encodings (quarter, half and full
     /// resolution) and give each subscriber the one that fits its screen and link.
     pub simulcast: bool,
+    /// Estimate each subscriber's downlink from its transport-cc feedback and fit what
+    /// it receives to it (lower encodings, paused video, probing for more).
+    pub bandwidth_estimation: bool,
 }
 
 impl Default for MediaConfig {
@@ -126,6 +129,7 @@ impl Default for MediaConfig {
             announce: Vec::new(),
             connect_timeout_ms: 40_000,
             simulcast: true,
+            bandwidth_estimation: true,
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct CoreConfig {
     pub max_bitrate_bps_per_session: u64,
     /// `limits.handshakes_in_flight`, one budget shared by every worker.
     pub handshakes: Arc<HandshakeBudget>,
+    /// `media.bandwidth_estimation`: fit each subscriber's media to its estimate.
+    pub bandwidth_allocation: bool,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -74,6 +76,7 @@ impl WorkerCore {
                 config.max_ssrcs_per_session,
                 config.max_participants_per_room,
                 config.max_participants,
+                config.bandwidth_allocation,
             ),
             config,
             metrics,
@@ -523,6 +526,7 @@ mod tests {
                 max_participants: 1000,
                 max_bitrate_bps_per_session: 20_000_000,
                 handshakes: HandshakeBudget::new(2000),
+                bandwidth_allocation: true,
             },
             Arc::clone(&metrics),
         );

@@ -103,6 +103,7 @@ impl MediaPlane {
                         .saturating_mul(config.limits.participants_per_room),
                     max_bitrate_bps_per_session: config.limits.bitrate_bps_per_session,
                     handshakes: Arc::clone(&handshakes),
+                    bandwidth_allocation: config.media.bandwidth_estimation,
                 },
                 Arc::clone(&metrics),
             );

@@ -40,9 +40,9 @@
    * scale factor and bitrate cap. `?simulcast=0` sends one encoding even when asked.
    */
   const SIMULCAST = {
-    q: { scaleResolutionDownBy: 4, maxBitrate: 150000 },
-    h: { scaleResolutionDownBy: 2, maxBitrate: 500000 },
-    f: { scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+    q: { scaleResolutionDownBy: 4, maxBitrate: 100000 },
+    h: { scaleResolutionDownBy: 2, maxBitrate: 400000 },
+    f: { scaleResolutionDownBy: 1, maxBitrate: 1200000 },
   };
   /** Tile sizes are reported at most this often per tile. */
   const SIZE_REPORT_MS = 500;

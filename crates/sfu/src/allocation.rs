@@ -23,6 +23,8 @@ use crate::router::Router;
 /// Assumed bitrate of an encoding not yet measured, so a new track is not taken as free.
 const UNMEASURED_VIDEO_BPS: u64 = 150_000;
 const UNMEASURED_AUDIO_BPS: u64 = 40_000;
+/// Share of the estimate given to the encodings' average rates.
+const ALLOCATED_SHARE_PERCENT: u64 = 85;
 /// Padding bytes per probe packet (the RTP padding count is one byte).
 const PROBE_PADDING_BYTES: usize = 255;
 /// Probe packets sent per timer call, bounding the work of one call.
@@ -63,7 +65,8 @@ impl SubscriberLink {
         }
     }
 
-    /// The estimate once feedback has made it meaningful.
+    /// The estimate once feedback has made it meaningful (see also
+    /// `RouterConfig::bandwidth_allocation`).
     pub(crate) fn estimate_bps(&self) -> Option<u64> {
         (self.feedback_reports > 0).then(|| self.bwe.estimate_bps())
     }
@@ -143,7 +146,10 @@ impl Router {
         let Some(p) = self.participants.get(&id) else {
             return;
         };
-        let estimate = p.link.estimate_bps();
+        let estimate = p
+            .link
+            .estimate_bps()
+            .filter(|_| self.config.bandwidth_allocation);
         let mut audio_bps = 0u64;
         let mut candidates: Vec<Candidate> = Vec::new();
         for track_id in &p.subscribed {
@@ -195,8 +201,12 @@ impl Router {
                 .map(|c| c.layer_bps.get(c.wanted).copied().unwrap_or(0))
                 .sum::<u64>();
         // Without an estimate (no feedback yet, or a client without transport-cc)
-        // nothing is limited; every track gets what its tile asks for.
-        let mut budget = estimate.map_or(u64::MAX, |e| e.saturating_sub(audio_bps));
+        // nothing is limited; every track gets what its tile asks for. With one, a
+        // share is kept free for keyframes (several times a delta frame), retransmissions
+        // and probes, which come on top of the encodings' average rates.
+        let mut budget = estimate.map_or(u64::MAX, |e| {
+            (e / 100 * ALLOCATED_SHARE_PERCENT).saturating_sub(audio_bps)
+        });
         let mut choice: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
         for (index, c) in candidates.iter().enumerate() {
             let lowest = c.live.first().copied().unwrap_or(0).min(c.wanted);
@@ -327,6 +337,7 @@ impl Router {
     /// Starts probe clusters the estimators ask for and sends the padding due by `now`.
     pub(crate) fn send_probes(&mut self, now: Instant) {
         let Router {
+            config,
             participants,
             tracks,
             outbox,
@@ -335,12 +346,13 @@ impl Router {
             ..
         } = self;
         let send_time = abs_send_time(now.saturating_duration_since(epoch.unwrap_or(now)));
+        let probing = config.bandwidth_allocation;
         for (&id, p) in participants.iter_mut() {
             if p.link.bwe.poll_timeout().is_some_and(|t| t <= now) {
                 p.link.bwe.handle_timeout(now);
             }
             if p.link.probe.is_none() {
-                if let Some(cluster) = p.link.bwe.poll_probe() {
+                if let Some(cluster) = p.link.bwe.poll_probe().filter(|_| probing) {
                     p.link.probe = Some(ActiveProbe {
                         cluster,
                         sent_bytes: 0,

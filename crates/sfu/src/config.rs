@@ -89,6 +89,9 @@ pub struct RouterConfig {
     pub layer_selection_interval: Duration,
     /// The per-subscriber bandwidth estimator.
     pub bwe: sluice_bwe::BweConfig,
+    /// Fit what each subscriber receives to its bandwidth estimate (encodings, pauses,
+    /// probes). Off: only the tile sizes it reports choose encodings.
+    pub bandwidth_allocation: bool,
 }
 
 impl Default for RouterConfig {
@@ -128,6 +131,7 @@ impl Default for RouterConfig {
                 history_packets: 1024,
                 ..sluice_bwe::BweConfig::default()
             },
+            bandwidth_allocation: true,
         }
     }
 }

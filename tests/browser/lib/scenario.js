@@ -66,6 +66,8 @@ async function runCall(options) {
     leaveBy = 'click',
     joinBy = 'autojoin',
     dtls = {},
+    // Extra `media:` keys of the server's configuration (e.g. { simulcast: false }).
+    media = {},
     impairment = null,
     label = `call-${dtlsRole}`,
     log = (line) => process.stdout.write(`${line}\n`),
@@ -148,6 +150,7 @@ async function runCall(options) {
         httpHost: hostAddr,
         mediaPort,
         announce: ['127.0.0.1', relayAddr],
+        media,
       });
       state.relay = await startRelay({
         listen: relayAddr,
@@ -165,7 +168,7 @@ async function runCall(options) {
           `[${(impairment.relayArgs || []).join(' ')}]`,
       );
     } else {
-      state.server = await start({ dtlsRole, dtls });
+      state.server = await start({ dtlsRole, dtls, media });
     }
     say(`server pid ${state.server.pid} on ${state.server.url}, media 127.0.0.1:${state.server.mediaPort}, dtls.role ${dtlsRole}`);
 
@@ -441,6 +444,9 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
       freezesSeconds: last ? Number(analysis.sumInbound(last, 'totalFreezesDuration', 'video').toFixed(1)) : null,
       packetsLost: last ? analysis.sumInbound(last, 'packetsLost') : null,
       audioSamples: last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : null,
+      // the height of each camera it decodes now (which simulcast encoding it gets)
+      inboundHeights: last ? (last.stats.inbound || []).filter((s) => s.kind === 'video').map((s) => s.frameHeight || 0) : [],
+      bytesReceived: last ? analysis.sumInbound(last, 'bytesReceived') : null,
     };
   });
   const header = [

@@ -38,10 +38,11 @@ function serverBinary() {
  * which never pairs with a loopback candidate), `announce` the media.announce list, `dtls` extra dtls.* keys (e.g.
  * { max_datagram_size: 576, recovery: false }).
  */
-function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {} }) {
+function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {}, media = {} }) {
   const dtlsExtra = Object.entries(dtls).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const signalingKeys = Object.entries(signaling).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const limitKeys = Object.entries(limits).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
+  const mediaKeys = Object.entries(media).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   return [
     'http:',
     `  listen: "${httpHost}:${httpPort}"`,
@@ -49,6 +50,7 @@ function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0
     `  listen: "${mediaHost}:${mediaPort}"`,
     '  workers: 1',
     `  announce: [${announce.map((a) => JSON.stringify(a)).join(', ')}]`,
+    ...mediaKeys,
     'dtls:',
     `  role: ${dtlsRole}`,
     ...dtlsExtra,
@@ -116,7 +118,7 @@ class LogBuffer {
  * Starts a server. Returns { url, httpPort, mediaPort, log, exited, stop(), metrics() }.
  * Registered with the cleanup registry: it is stopped even if the caller forgets.
  */
-async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits } = {}) {
+async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits, media } = {}) {
   const bin = serverBinary();
   const httpPort = await freeTcpPort(httpHost);
   const mediaPort = fixedMediaPort || (await freeUdpPort(mediaHost));
@@ -124,7 +126,7 @@ async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1'
   cleanup.trackDir(tmpDir);
   const configPath = path.join(tmpDir, 'sluice.yaml');
   const level = logLevel || process.env.SLUICE_LOG_LEVEL || 'sluice=debug,info';
-  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, mediaHost, announce, dtls, signaling, limits }));
+  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, mediaHost, announce, dtls, signaling, limits, media }));
 
   const log = new LogBuffer(MAX_LOG_LINES);
   const { child, exited, exitInfo: exitState, terminate } = spawnTracked(bin, ['--config', configPath], {
