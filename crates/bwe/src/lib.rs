@@ -148,6 +148,10 @@ pub struct BweStats {
 const BASE_BUCKETS: usize = 10;
 const BASE_BUCKET: Duration = Duration::from_secs(1);
 const INITIAL_RTT: Duration = Duration::from_millis(100);
+/// Exploration waits this long after a delay-based decrease ...
+const QUIET_AFTER_DECREASE: Duration = Duration::from_secs(3);
+/// ... and for the queueing delay to be below this.
+const QUIET_QUEUE_DELAY: Duration = Duration::from_millis(50);
 
 /// Minimum of `arrival - send` (receiver clock minus sender clock) over a sliding
 /// window: the path's delay with empty queues, plus the unknown clock offset.
@@ -262,8 +266,9 @@ impl Bwe {
     /// When this is above the estimate, the estimator probes for more.
     pub fn set_desired_bitrate(&mut self, now: Instant, desired_bps: Option<u64>) {
         let est = self.estimate_bps() as f64;
+        let quiet = self.quiet(now);
         self.probes
-            .set_desired(now, desired_bps.map(|d| d as f64), est);
+            .set_desired(now, desired_bps.map(|d| d as f64), est, quiet);
     }
 
     /// Next probe cluster to send. Hand it to the pacer; the pacer's packets then carry
@@ -282,7 +287,19 @@ impl Bwe {
     /// Timer work: probe timeouts and exploration.
     pub fn handle_timeout(&mut self, now: Instant) {
         let est = self.estimate_bps() as f64;
-        self.probes.on_timer(now, est);
+        let quiet = self.quiet(now);
+        self.probes.on_timer(now, est, quiet);
+    }
+
+    /// No sign of congestion: no delay-based decrease for a while and no standing
+    /// queue. Exploration probes and probe results wait for this.
+    fn quiet(&self, now: Instant) -> bool {
+        let decreased_recently = self
+            .aimd
+            .last_decrease()
+            .is_some_and(|t| now.saturating_duration_since(t) < QUIET_AFTER_DECREASE);
+        let queue_standing = self.queue_delay.is_some_and(|q| q > QUIET_QUEUE_DELAY);
+        !decreased_recently && !queue_standing
     }
 
     /// A transport-cc datagram (compound RTCP is fine) arrived at `now`. Malformed
@@ -361,9 +378,13 @@ impl Bwe {
             },
         );
         if let Some(result) = self.probe_estimator.take_result() {
-            self.probe_results += 1;
-            self.aimd.raise_to(now, result);
-            self.loss.raise_to(result);
+            // A probe through a standing queue measures what the bottleneck delivers,
+            // not what it could take on top: holding that rate keeps the queue.
+            if self.queue_delay.is_none_or(|q| q <= QUIET_QUEUE_DELAY) {
+                self.probe_results += 1;
+                self.aimd.raise_to(now, result);
+                self.loss.raise_to(result);
+            }
             self.probes.on_result(now, result);
         }
         self.loss.on_feedback(now, received, lost);
