@@ -142,6 +142,15 @@ impl Aimd {
         self.last_decrease
     }
 
+    /// Cuts the rate by `factor` outright (feedback stopped), and holds.
+    pub(crate) fn cut(&mut self, now: Instant, factor: f64) {
+        self.bitrate_bps = (self.bitrate_bps * factor).clamp(self.min_bps, self.max_bps);
+        self.state = RateControlState::Hold;
+        self.last_update = Some(now);
+        self.last_decrease = Some(now);
+        self.decreases += 1;
+    }
+
     /// Jumps to a measured rate (a probe result) when it is above the current one.
     pub(crate) fn raise_to(&mut self, now: Instant, bps: f64) {
         if bps > self.bitrate_bps {

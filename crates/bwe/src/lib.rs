@@ -141,6 +141,8 @@ pub struct BweStats {
     pub probe_results: u64,
     /// Feedback packets that failed to decode.
     pub bad_feedback: u64,
+    /// Times the estimate was halved because feedback stopped.
+    pub starvation_cuts: u64,
 }
 
 /// Base delay is the minimum one-way delay offset over this many buckets of
@@ -148,6 +150,10 @@ pub struct BweStats {
 const BASE_BUCKETS: usize = 10;
 const BASE_BUCKET: Duration = Duration::from_secs(1);
 const INITIAL_RTT: Duration = Duration::from_millis(100);
+/// No feedback for this long while sending halves the estimate, and again every
+/// further interval: about 20 missing reports at the usual 50 ms.
+const FEEDBACK_TIMEOUT: Duration = Duration::from_secs(1);
+const FEEDBACK_TIMEOUT_FACTOR: f64 = 0.5;
 /// Exploration waits this long after a delay-based decrease ...
 const QUIET_AFTER_DECREASE: Duration = Duration::from_secs(3);
 /// ... and for the queueing delay to be below this.
@@ -199,6 +205,10 @@ pub struct Bwe {
     rtt: Option<Duration>,
     probe_results: u64,
     bad_feedback: u64,
+    /// Start of the current wait for feedback: the first send after the last report
+    /// (or after the last starvation cut). `None` while nothing is outstanding.
+    waiting_since: Option<Instant>,
+    starvation_cuts: u64,
     scratch: TwccFeedback,
 }
 
@@ -222,6 +232,8 @@ impl Bwe {
             rtt: None,
             probe_results: 0,
             bad_feedback: 0,
+            waiting_since: None,
+            starvation_cuts: 0,
             scratch: TwccFeedback::default(),
             epoch: None,
             config,
@@ -253,6 +265,7 @@ impl Bwe {
         probe_cluster: Option<u32>,
     ) {
         self.epoch.get_or_insert(now);
+        self.waiting_since.get_or_insert(now);
         self.probes.start(now, self.aimd.bitrate_bps());
         self.history
             .on_sent(transport_seq, now, size_bytes, probe_cluster);
@@ -281,11 +294,25 @@ impl Bwe {
 
     /// When [`Bwe::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.probes.next_timer()
+        let starvation = self.waiting_since.map(|t| t + FEEDBACK_TIMEOUT);
+        [self.probes.next_timer(), starvation]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Timer work: probe timeouts and exploration.
+    /// Timer work: feedback starvation, probe timeouts and exploration.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .waiting_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= FEEDBACK_TIMEOUT)
+        {
+            // Sending into silence: the reports, or the path itself, are gone.
+            self.aimd.cut(now, FEEDBACK_TIMEOUT_FACTOR);
+            self.starvation_cuts += 1;
+            // The next cut needs another second of sending into silence.
+            self.waiting_since = None;
+        }
         let est = self.estimate_bps() as f64;
         let quiet = self.quiet(now);
         self.probes.on_timer(now, est, quiet);
@@ -353,6 +380,8 @@ impl Bwe {
         if received + lost == 0 {
             return;
         }
+        // Reports arrive: wait afresh from the next send.
+        self.waiting_since = None;
         if let Some(sent_at) = newest_send {
             let sample = now.saturating_duration_since(sent_at);
             self.rtt = Some(match self.rtt {
@@ -409,6 +438,7 @@ impl Bwe {
             decreases: self.aimd.decreases(),
             probe_results: self.probe_results,
             bad_feedback: self.bad_feedback,
+            starvation_cuts: self.starvation_cuts,
         }
     }
 }
