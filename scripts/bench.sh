@@ -20,6 +20,7 @@ benches=(
     "sluice-dtls srtp"
     "sluice-rtp rtp"
     "sluice-sfu router"
+    "sluice-bwe bwe"
     "sluice-dtls handshake"
 )
 for entry in "${benches[@]}"; do

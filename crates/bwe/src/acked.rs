@@ -17,12 +17,20 @@ pub(crate) struct AckedBitrate {
     arrivals: VecDeque<(i64, u32)>,
     bytes_in_window: u64,
     first_arrival_us: Option<i64>,
+    /// Latest arrival seen: the window ends here, so a report whose times jump back
+    /// cannot stretch the window or keep old bytes in it.
+    newest_us: Option<i64>,
 }
 
 impl AckedBitrate {
     /// Adds one received packet (arrival on the receiver clock, microseconds).
     pub(crate) fn on_packet(&mut self, arrival_us: i64, size_bytes: u32) {
         self.first_arrival_us.get_or_insert(arrival_us);
+        let newest = self.newest_us.map_or(arrival_us, |n| n.max(arrival_us));
+        self.newest_us = Some(newest);
+        if newest.saturating_sub(arrival_us) > WINDOW_US {
+            return;
+        }
         if self.arrivals.len() >= MAX_ENTRIES {
             if let Some((_, s)) = self.arrivals.pop_front() {
                 self.bytes_in_window -= u64::from(s);
@@ -30,9 +38,8 @@ impl AckedBitrate {
         }
         self.arrivals.push_back((arrival_us, size_bytes));
         self.bytes_in_window += u64::from(size_bytes);
-        let newest = self.arrivals.back().map_or(arrival_us, |(t, _)| *t);
         while let Some(&(t, s)) = self.arrivals.front() {
-            if newest - t <= WINDOW_US {
+            if newest.saturating_sub(t) <= WINDOW_US {
                 break;
             }
             self.arrivals.pop_front();
@@ -42,8 +49,9 @@ impl AckedBitrate {
 
     /// Bits per second over the window, once enough has arrived to say.
     pub(crate) fn bitrate_bps(&self) -> Option<f64> {
-        let (&(oldest, _), &(newest, _)) = (self.arrivals.front()?, self.arrivals.back()?);
-        let history = newest - self.first_arrival_us?;
+        let newest = self.newest_us?;
+        let oldest = self.arrivals.iter().map(|(t, _)| *t).min()?;
+        let history = newest.saturating_sub(self.first_arrival_us?);
         if history < MIN_SPAN_US {
             return None;
         }
@@ -51,7 +59,7 @@ impl AckedBitrate {
         let span = if history >= WINDOW_US {
             WINDOW_US
         } else {
-            (newest - oldest).max(MIN_SPAN_US)
+            newest.saturating_sub(oldest).clamp(MIN_SPAN_US, WINDOW_US)
         };
         Some(self.bytes_in_window as f64 * 8.0 * 1e6 / span as f64)
     }
@@ -77,6 +85,20 @@ mod tests {
         }
         let r = a.bitrate_bps().unwrap();
         assert!((r - 500_000.0).abs() < 40_000.0, "{r}");
+    }
+
+    #[test]
+    fn arrivals_jumping_back_do_not_inflate_the_rate() {
+        let mut a = AckedBitrate::default();
+        for i in 0..125 {
+            a.on_packet(i * 8_000, 1000);
+        }
+        // a report claiming many packets arrived in the past
+        for i in 0..1000 {
+            a.on_packet(i, 1000);
+        }
+        let r = a.bitrate_bps().unwrap();
+        assert!((r - 1_000_000.0).abs() < 40_000.0, "{r}");
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub(crate) struct Aimd {
     last_update: Option<Instant>,
     capacity: LinkCapacity,
     decreases: u64,
+    last_decrease: Option<Instant>,
 }
 
 impl Aimd {
@@ -116,6 +117,7 @@ impl Aimd {
             last_update: None,
             capacity: LinkCapacity::default(),
             decreases: 0,
+            last_decrease: None,
         }
     }
 
@@ -133,6 +135,20 @@ impl Aimd {
 
     pub(crate) fn decreases(&self) -> u64 {
         self.decreases
+    }
+
+    /// When the rate was last cut.
+    pub(crate) fn last_decrease(&self) -> Option<Instant> {
+        self.last_decrease
+    }
+
+    /// Cuts the rate by `factor` outright (feedback stopped), and holds.
+    pub(crate) fn cut(&mut self, now: Instant, factor: f64) {
+        self.bitrate_bps = (self.bitrate_bps * factor).clamp(self.min_bps, self.max_bps);
+        self.state = RateControlState::Hold;
+        self.last_update = Some(now);
+        self.last_decrease = Some(now);
+        self.decreases += 1;
     }
 
     /// Jumps to a measured rate (a probe result) when it is above the current one.
@@ -159,7 +175,9 @@ impl Aimd {
             RateControlState::Hold => {}
             RateControlState::Increase => self.increase(dt, input),
             RateControlState::Decrease => {
-                self.decrease(input);
+                if self.decrease(input) {
+                    self.last_decrease = Some(now);
+                }
                 self.state = RateControlState::Hold;
             }
         }
@@ -197,11 +215,12 @@ impl Aimd {
         (avg_packet_bits / response_s).max(MIN_ADDITIVE_BPS_PER_S)
     }
 
-    fn decrease(&mut self, input: RateInput) {
+    /// Returns whether the rate went down.
+    fn decrease(&mut self, input: RateInput) -> bool {
         let Some(acked) = input.acked_bps else {
             self.bitrate_bps *= BETA;
             self.decreases += 1;
-            return;
+            return true;
         };
         if self.capacity.lower_bps().is_some_and(|low| acked < low) {
             // Far below where overuse used to happen: the capacity dropped.
@@ -218,7 +237,9 @@ impl Aimd {
         if target < self.bitrate_bps {
             self.bitrate_bps = target;
             self.decreases += 1;
+            return true;
         }
+        false
     }
 }
 

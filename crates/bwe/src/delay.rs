@@ -30,7 +30,8 @@ const THRESHOLD_GAIN: f64 = 4.0;
 /// The slope is multiplied by the number of deltas seen, capped here, so a young
 /// estimate (few samples) needs a steeper slope to trigger.
 const MAX_DELTA_WEIGHT: u32 = 60;
-/// Threshold adaptation: fast upward (k_up) when the trend exceeds it, slow downward.
+/// Threshold adaptation: slowly upward (k_up) while the trend exceeds it, faster
+/// downward (k_down) while the trend is inside it.
 const K_UP: f64 = 0.0087;
 const K_DOWN: f64 = 0.039;
 /// Trend excursions this far beyond the threshold are outliers (a route change, a

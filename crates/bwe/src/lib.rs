@@ -141,6 +141,8 @@ pub struct BweStats {
     pub probe_results: u64,
     /// Feedback packets that failed to decode.
     pub bad_feedback: u64,
+    /// Times the estimate was halved because feedback stopped.
+    pub starvation_cuts: u64,
 }
 
 /// Base delay is the minimum one-way delay offset over this many buckets of
@@ -148,6 +150,14 @@ pub struct BweStats {
 const BASE_BUCKETS: usize = 10;
 const BASE_BUCKET: Duration = Duration::from_secs(1);
 const INITIAL_RTT: Duration = Duration::from_millis(100);
+/// No feedback for this long while sending halves the estimate, and again every
+/// further interval: about 20 missing reports at the usual 50 ms.
+const FEEDBACK_TIMEOUT: Duration = Duration::from_secs(1);
+const FEEDBACK_TIMEOUT_FACTOR: f64 = 0.5;
+/// Exploration waits this long after a delay-based decrease ...
+const QUIET_AFTER_DECREASE: Duration = Duration::from_secs(3);
+/// ... and for the queueing delay to be below this.
+const QUIET_QUEUE_DELAY: Duration = Duration::from_millis(50);
 
 /// Minimum of `arrival - send` (receiver clock minus sender clock) over a sliding
 /// window: the path's delay with empty queues, plus the unknown clock offset.
@@ -195,6 +205,10 @@ pub struct Bwe {
     rtt: Option<Duration>,
     probe_results: u64,
     bad_feedback: u64,
+    /// Start of the current wait for feedback: the first send after the last report
+    /// (or after the last starvation cut). `None` while nothing is outstanding.
+    waiting_since: Option<Instant>,
+    starvation_cuts: u64,
     scratch: TwccFeedback,
 }
 
@@ -218,6 +232,8 @@ impl Bwe {
             rtt: None,
             probe_results: 0,
             bad_feedback: 0,
+            waiting_since: None,
+            starvation_cuts: 0,
             scratch: TwccFeedback::default(),
             epoch: None,
             config,
@@ -249,6 +265,7 @@ impl Bwe {
         probe_cluster: Option<u32>,
     ) {
         self.epoch.get_or_insert(now);
+        self.waiting_since.get_or_insert(now);
         self.probes.start(now, self.aimd.bitrate_bps());
         self.history
             .on_sent(transport_seq, now, size_bytes, probe_cluster);
@@ -262,8 +279,9 @@ impl Bwe {
     /// When this is above the estimate, the estimator probes for more.
     pub fn set_desired_bitrate(&mut self, now: Instant, desired_bps: Option<u64>) {
         let est = self.estimate_bps() as f64;
+        let quiet = self.quiet(now);
         self.probes
-            .set_desired(now, desired_bps.map(|d| d as f64), est);
+            .set_desired(now, desired_bps.map(|d| d as f64), est, quiet);
     }
 
     /// Next probe cluster to send. Hand it to the pacer; the pacer's packets then carry
@@ -276,13 +294,39 @@ impl Bwe {
 
     /// When [`Bwe::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.probes.next_timer()
+        let starvation = self.waiting_since.map(|t| t + FEEDBACK_TIMEOUT);
+        [self.probes.next_timer(), starvation]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Timer work: probe timeouts and exploration.
+    /// Timer work: feedback starvation, probe timeouts and exploration.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self
+            .waiting_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= FEEDBACK_TIMEOUT)
+        {
+            // Sending into silence: the reports, or the path itself, are gone.
+            self.aimd.cut(now, FEEDBACK_TIMEOUT_FACTOR);
+            self.starvation_cuts += 1;
+            // The next cut needs another second of sending into silence.
+            self.waiting_since = None;
+        }
         let est = self.estimate_bps() as f64;
-        self.probes.on_timer(now, est);
+        let quiet = self.quiet(now);
+        self.probes.on_timer(now, est, quiet);
+    }
+
+    /// No sign of congestion: no delay-based decrease for a while and no standing
+    /// queue. Exploration probes and probe results wait for this.
+    fn quiet(&self, now: Instant) -> bool {
+        let decreased_recently = self
+            .aimd
+            .last_decrease()
+            .is_some_and(|t| now.saturating_duration_since(t) < QUIET_AFTER_DECREASE);
+        let queue_standing = self.queue_delay.is_some_and(|q| q > QUIET_QUEUE_DELAY);
+        !decreased_recently && !queue_standing
     }
 
     /// A transport-cc datagram (compound RTCP is fine) arrived at `now`. Malformed
@@ -336,6 +380,8 @@ impl Bwe {
         if received + lost == 0 {
             return;
         }
+        // Reports arrive: wait afresh from the next send.
+        self.waiting_since = None;
         if let Some(sent_at) = newest_send {
             let sample = now.saturating_duration_since(sent_at);
             self.rtt = Some(match self.rtt {
@@ -361,9 +407,13 @@ impl Bwe {
             },
         );
         if let Some(result) = self.probe_estimator.take_result() {
-            self.probe_results += 1;
-            self.aimd.raise_to(now, result);
-            self.loss.raise_to(result);
+            // A probe through a standing queue measures what the bottleneck delivers,
+            // not what it could take on top: holding that rate keeps the queue.
+            if self.queue_delay.is_none_or(|q| q <= QUIET_QUEUE_DELAY) {
+                self.probe_results += 1;
+                self.aimd.raise_to(now, result);
+                self.loss.raise_to(result);
+            }
             self.probes.on_result(now, result);
         }
         self.loss.on_feedback(now, received, lost);
@@ -388,6 +438,7 @@ impl Bwe {
             decreases: self.aimd.decreases(),
             probe_results: self.probe_results,
             bad_feedback: self.bad_feedback,
+            starvation_cuts: self.starvation_cuts,
         }
     }
 }

@@ -71,7 +71,8 @@ pub struct PacerConfig {
     /// Packets held at most (default 2048); over it the oldest video goes, and if
     /// there is none the new packet is refused.
     pub max_queue_packets: usize,
-    /// Size of the padding packets that fill a probe (default 1200 bytes).
+    /// Largest padding packet that fills a probe (default 1200 bytes); smaller probes
+    /// use a fifth of their bytes per packet, at least 200.
     pub padding_packet_bytes: usize,
 }
 
@@ -158,6 +159,8 @@ pub struct Pacer<P> {
 }
 
 const MAX_PENDING_PROBES: usize = 4;
+/// Smallest padding packet a probe uses; below this, headers dominate.
+const MIN_PADDING_BYTES: usize = 200;
 
 impl<P> Pacer<P> {
     /// An empty pacer pacing at the floor rate until `set_estimate`.
@@ -331,7 +334,13 @@ impl<P> Pacer<P> {
                 (self.output(item, priority, Some(probe.cluster.id)), size)
             }
             None => {
-                let size = self.config.padding_packet_bytes.max(1);
+                // Spread the cluster's bytes over its packets: a probe of 5 full-size
+                // packets at a low rate would itself fill the bottleneck queue.
+                let share = probe.cluster.min_bytes / probe.cluster.min_packets.max(1) as usize;
+                let size = share.clamp(
+                    MIN_PADDING_BYTES,
+                    self.config.padding_packet_bytes.max(MIN_PADDING_BYTES),
+                );
                 self.stats.padding_packets += 1;
                 (
                     PacerOutput::Padding {
@@ -392,7 +401,10 @@ impl<P> Pacer<P> {
             let wait = if self.budget_bytes >= 0.0 {
                 Duration::ZERO
             } else {
-                Duration::from_secs_f64(-self.budget_bytes * 8.0 / self.rate_bps)
+                // Rounded up to the next microsecond, so that at the instant returned
+                // the budget is no longer negative (no wake-up that sends nothing).
+                let us = (-self.budget_bytes * 8.0 / self.rate_bps * 1e6).ceil();
+                Duration::from_micros(us as u64 + 1)
             };
             match last {
                 Some(t) => Some(t + wait),

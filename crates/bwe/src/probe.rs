@@ -38,6 +38,8 @@ const RESULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// While the application wants more than the estimate, probe this often.
 const EXPLORE_INTERVAL: Duration = Duration::from_secs(3);
 const EXPLORE_FACTOR: f64 = 2.0;
+/// When exploration was due but the path was busy, look again this much later.
+const EXPLORE_RECHECK: Duration = Duration::from_millis(500);
 const MAX_PENDING: usize = 4;
 const MAX_TRACKED_CLUSTERS: usize = 8;
 /// A cluster that lost more than this share of its packets measures nothing.
@@ -62,6 +64,8 @@ pub(crate) struct ProbeController {
     started: bool,
     waiting: Option<Waiting>,
     last_probe: Option<Instant>,
+    /// Earliest next exploration check, so a declined one does not fire again at once.
+    recheck_at: Option<Instant>,
     desired_bps: Option<f64>,
     max_bps: f64,
     enabled: bool,
@@ -75,6 +79,7 @@ impl ProbeController {
             started: false,
             waiting: None,
             last_probe: None,
+            recheck_at: None,
             desired_bps: None,
             max_bps,
             enabled,
@@ -121,7 +126,14 @@ impl ProbeController {
         self.plan(now, &rates);
     }
 
-    pub(crate) fn set_desired(&mut self, now: Instant, desired_bps: Option<f64>, estimate: f64) {
+    /// `quiet`: the path shows no congestion now (see [`ProbeController::on_timer`]).
+    pub(crate) fn set_desired(
+        &mut self,
+        now: Instant,
+        desired_bps: Option<f64>,
+        estimate: f64,
+        quiet: bool,
+    ) {
         let rose = match (self.desired_bps, desired_bps) {
             (Some(old), Some(new)) => new > old,
             (None, Some(_)) => true,
@@ -131,7 +143,7 @@ impl ProbeController {
         if rose {
             // The application wants more than before: look now rather than at the
             // next exploration tick.
-            self.explore(now, estimate, true);
+            self.explore(now, estimate, true, quiet);
         }
     }
 
@@ -152,19 +164,31 @@ impl ProbeController {
         self.waiting = None;
     }
 
-    /// Timer work: expire a result that never came, and explore while wanted.
-    pub(crate) fn on_timer(&mut self, now: Instant, estimate: f64) {
+    /// Timer work: expire a result that never came, and explore while wanted. `quiet`
+    /// says the path shows no congestion: no recent decrease and no standing queue.
+    /// Probing a congested path only deepens its queue, and its result (the rate the
+    /// bottleneck delivers) would lift the estimate while the queue still stands.
+    pub(crate) fn on_timer(&mut self, now: Instant, estimate: f64, quiet: bool) {
         if self
             .waiting
             .is_some_and(|w| now.saturating_duration_since(w.since) >= RESULT_TIMEOUT)
         {
             self.waiting = None;
         }
-        self.explore(now, estimate, false);
+        let due = self.next_timer().is_some_and(|t| t <= now);
+        self.explore(now, estimate, false, quiet);
+        if due && self.pending.is_empty() && self.waiting.is_none() {
+            self.recheck_at = Some(now + EXPLORE_RECHECK);
+        }
     }
 
-    fn explore(&mut self, now: Instant, estimate: f64, immediate: bool) {
-        if !self.enabled || !self.started || self.waiting.is_some() || !self.pending.is_empty() {
+    fn explore(&mut self, now: Instant, estimate: f64, immediate: bool, quiet: bool) {
+        if !quiet
+            || !self.enabled
+            || !self.started
+            || self.waiting.is_some()
+            || !self.pending.is_empty()
+        {
             return;
         }
         let Some(desired) = self.desired_bps.filter(|d| *d > estimate) else {
@@ -185,10 +209,10 @@ impl ProbeController {
         }
         match self.waiting {
             Some(w) => Some(w.since + RESULT_TIMEOUT),
-            None => self
-                .desired_bps
-                .and(self.last_probe)
-                .map(|t| t + EXPLORE_INTERVAL),
+            None => {
+                let explore = self.desired_bps.and(self.last_probe)? + EXPLORE_INTERVAL;
+                Some(self.recheck_at.map_or(explore, |r| r.max(explore)))
+            }
         }
     }
 
@@ -387,14 +411,41 @@ mod tests {
         c.on_result(t0 + Duration::from_millis(400), 2_000_000.0);
         assert!(c.poll().is_none());
         // nothing wanted: no exploration
-        c.on_timer(t0 + Duration::from_secs(10), 2_000_000.0);
+        c.on_timer(t0 + Duration::from_secs(10), 2_000_000.0, true);
         assert!(c.poll().is_none());
-        c.set_desired(t0 + Duration::from_secs(10), Some(5_000_000.0), 2_000_000.0);
+        c.set_desired(
+            t0 + Duration::from_secs(10),
+            Some(5_000_000.0),
+            2_000_000.0,
+            true,
+        );
         assert_eq!(c.poll().unwrap().bitrate_bps, 4_000_000);
         c.on_result(t0 + Duration::from_secs(10), 1_000_000.0);
-        c.on_timer(t0 + Duration::from_secs(11), 2_000_000.0);
+        c.on_timer(t0 + Duration::from_secs(11), 2_000_000.0, true);
         assert!(c.poll().is_none(), "explored too soon");
-        c.on_timer(t0 + Duration::from_secs(13), 2_000_000.0);
+        c.on_timer(t0 + Duration::from_secs(13), 2_000_000.0, false);
+        assert!(c.poll().is_none(), "explored a congested path");
+        c.on_timer(t0 + Duration::from_secs(13), 2_000_000.0, true);
         assert_eq!(c.poll().unwrap().bitrate_bps, 4_000_000);
+    }
+
+    #[test]
+    fn a_declined_exploration_moves_the_timer_forward() {
+        let t0 = Instant::now();
+        let mut c = ProbeController::new(10_000_000.0, true);
+        c.start(t0, 300_000.0);
+        while c.poll().is_some() {}
+        c.on_result(t0, 100_000.0);
+        c.set_desired(t0, Some(5_000_000.0), 1_000_000.0, false);
+        let mut now = t0;
+        for _ in 0..100 {
+            now = c.next_timer().unwrap().max(now);
+            c.on_timer(now, 1_000_000.0, false); // congested: declines
+            assert!(
+                c.next_timer().unwrap() > now,
+                "timer did not move past {now:?}"
+            );
+        }
+        assert!(c.poll().is_none());
     }
 }
