@@ -327,6 +327,33 @@ mod tests {
     const MAX: usize = DEFAULT_MAX_MESSAGE_LEN;
 
     #[test]
+    fn tile_sizes_and_paused_video_travel_as_documented() {
+        assert_eq!(
+            decode_client_message(
+                r#"{"type":"video_size","id":"p-3","width":320,"height":180}"#,
+                MAX
+            ),
+            Ok(ClientMessage::VideoSize {
+                id: "p-3".into(),
+                width: 320,
+                height: 180
+            })
+        );
+        assert!(decode_client_message(
+            r#"{"type":"video_size","id":"p-3","width":-1,"height":180}"#,
+            MAX
+        )
+        .is_err());
+        assert_eq!(
+            encode_server_message(&ServerMessage::VideoPaused {
+                id: "p-3".into(),
+                paused: true
+            }),
+            r#"{"type":"video_paused","id":"p-3","paused":true}"#
+        );
+    }
+
+    #[test]
     fn join_decodes_with_and_without_token() {
         assert_eq!(
             decode_client_message(r#"{"type":"join","room":"standup","name":"Ada"}"#, MAX),
