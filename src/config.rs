@@ -119,6 +119,9 @@ pub struct MediaConfig {
     /// Estimate each subscriber's downlink from its transport-cc feedback and fit what
     /// it receives to it (lower encodings, paused video, probing for more).
     pub bandwidth_estimation: bool,
+    /// A publisher sending one encoding is asked (REMB) for what its subscribers'
+    /// estimates carry, never less than this (bits per second).
+    pub min_publisher_bitrate_bps: u64,
 }
 
 impl Default for MediaConfig {
@@ -130,6 +133,7 @@ impl Default for MediaConfig {
             connect_timeout_ms: 40_000,
             simulcast: true,
             bandwidth_estimation: true,
+            min_publisher_bitrate_bps: 150_000,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct CoreConfig {
     pub handshakes: Arc<HandshakeBudget>,
     /// `media.bandwidth_estimation`: fit each subscriber's media to its estimate.
     pub bandwidth_allocation: bool,
+    /// `media.min_publisher_bitrate_bps`.
+    pub min_publisher_bitrate_bps: u64,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -77,6 +79,7 @@ impl WorkerCore {
                 config.max_participants_per_room,
                 config.max_participants,
                 config.bandwidth_allocation,
+                config.min_publisher_bitrate_bps,
             ),
             config,
             metrics,
@@ -527,6 +530,7 @@ mod tests {
                 max_bitrate_bps_per_session: 20_000_000,
                 handshakes: HandshakeBudget::new(2000),
                 bandwidth_allocation: true,
+                min_publisher_bitrate_bps: 150_000,
             },
             Arc::clone(&metrics),
         );

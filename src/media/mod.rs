@@ -104,6 +104,7 @@ impl MediaPlane {
                     max_bitrate_bps_per_session: config.limits.bitrate_bps_per_session,
                     handshakes: Arc::clone(&handshakes),
                     bandwidth_allocation: config.media.bandwidth_estimation,
+                    min_publisher_bitrate_bps: config.media.min_publisher_bitrate_bps,
                 },
                 Arc::clone(&metrics),
             );

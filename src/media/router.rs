@@ -57,6 +57,7 @@ impl RouterAdapter {
         max_participants_per_room: usize,
         max_participants: usize,
         bandwidth_allocation: bool,
+        publisher_bitrate_floor_bps: u64,
     ) -> Self {
         let defaults = RouterConfig::default();
         let config = RouterConfig {
@@ -67,6 +68,7 @@ impl RouterAdapter {
                 .max_subscriptions_per_participant
                 .max(2 * max_participants_per_room),
             bandwidth_allocation,
+            publisher_bitrate_floor_bps,
             ..defaults
         };
         Self {
@@ -269,7 +271,7 @@ mod tests {
     #[test]
     fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
         let wants_ada = SubscriptionSpec {
             publisher: 1,
             kind: Kind::Audio,
@@ -305,7 +307,7 @@ mod tests {
     #[test]
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
         let publication = PublicationSpec {
             kind: Kind::Audio,
             mid: "0".into(),
@@ -331,7 +333,7 @@ mod tests {
     #[test]
     fn the_cached_deadline_follows_every_change_of_the_router() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
         assert_eq!(router.poll_timeout(), None);
         let publication = PublicationSpec {
             kind: Kind::Audio,
@@ -378,7 +380,7 @@ mod tests {
     #[test]
     fn a_receiver_demultiplexing_by_mid_alone_finds_every_stream() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
         for publisher in [1, 3] {
             let publication = PublicationSpec {

@@ -334,6 +334,45 @@ impl Router {
         }
     }
 
+    /// Asks each publisher that sends its camera as one encoding (no simulcast to choose
+    /// from) for the rate its subscribers can take: the lowest of their estimates (the
+    /// share allocated to video), never below `publisher_bitrate_floor_bps`.
+    pub(crate) fn limit_single_encoding_publishers(&mut self) {
+        if !self.config.bandwidth_allocation {
+            return;
+        }
+        let Router {
+            config,
+            participants,
+            tracks,
+            outbox,
+            stats,
+            ..
+        } = self;
+        for track in tracks.values() {
+            if track.kind != Kind::Video || track.layers.len() != 1 {
+                continue;
+            }
+            let Some(ssrc) = track.layers.first().and_then(|l| l.ssrc) else {
+                continue;
+            };
+            let lowest = track
+                .subscriptions
+                .iter()
+                .filter_map(|s| participants.get(&s.subscriber)?.link.estimate_bps())
+                .min();
+            let Some(lowest) = lowest else {
+                continue;
+            };
+            let bitrate =
+                (lowest / 100 * ALLOCATED_SHARE_PERCENT).max(config.publisher_bitrate_floor_bps);
+            let mut buf = outbox.buffer();
+            sluice_rtp::write_remb(config.rtcp_sender_ssrc, bitrate, &[ssrc], &mut buf);
+            stats.remb_sent += 1;
+            outbox.push(track.publisher, OutputKind::Rtcp, buf, stats);
+        }
+    }
+
     /// Starts probe clusters the estimators ask for and sends the padding due by `now`.
     pub(crate) fn send_probes(&mut self, now: Instant) {
         let Router {

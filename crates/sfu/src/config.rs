@@ -92,6 +92,10 @@ pub struct RouterConfig {
     /// Fit what each subscriber receives to its bandwidth estimate (encodings, pauses,
     /// probes). Off: only the tile sizes it reports choose encodings.
     pub bandwidth_allocation: bool,
+    /// A publisher that sends one encoding is asked (REMB) for what its subscribers'
+    /// estimates carry, never less than this: one slow subscriber should not take the
+    /// picture from everyone else below a watchable floor.
+    pub publisher_bitrate_floor_bps: u64,
 }
 
 impl Default for RouterConfig {
@@ -132,6 +136,7 @@ impl Default for RouterConfig {
                 ..sluice_bwe::BweConfig::default()
             },
             bandwidth_allocation: true,
+            publisher_bitrate_floor_bps: 150_000,
         }
     }
 }

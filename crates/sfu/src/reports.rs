@@ -106,6 +106,7 @@ impl Router {
         if self.next_layer_selection_at.is_some_and(|t| now >= t) {
             self.next_layer_selection_at = now.checked_add(self.config.layer_selection_interval);
             self.allocate(now);
+            self.limit_single_encoding_publishers();
         }
         self.send_probes(now);
         let Router {

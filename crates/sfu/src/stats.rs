@@ -167,4 +167,6 @@ pub struct RouterStats {
     pub probe_packets_sent: u64,
     /// Video tracks paused for a subscriber whose estimate could not carry them.
     pub video_pauses: u64,
+    /// REMB packets sent to publishers of a single encoding.
+    pub remb_sent: u64,
 }

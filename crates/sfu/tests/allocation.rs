@@ -93,6 +93,8 @@ struct Run {
     delivered_bytes: u64,
     /// The second publisher's camera, when it is in the room.
     other: Option<(TrackId, u16, bool)>,
+    /// The last REMB the router sent the second publisher.
+    remb_to_other: Option<u64>,
 }
 
 impl Run {
@@ -131,6 +133,7 @@ impl Run {
             next_feedback: now,
             delivered_bytes: 0,
             other: None,
+            remb_to_other: None,
         }
     }
 
@@ -177,6 +180,11 @@ impl Run {
                 self.down.send(self.now, out.data);
             } else if out.kind == OutputKind::Rtcp {
                 for packet in RtcpIter::new(&out.data).filter_map(Result::ok) {
+                    if let RtcpPacket::Remb(remb) = &packet {
+                        if remb.ssrcs().any(|s| s == OTHER_SSRC) {
+                            self.remb_to_other = Some(remb.bitrate_bps);
+                        }
+                    }
                     if let RtcpPacket::Pli { media_ssrc, .. } = packet {
                         if media_ssrc == OTHER_SSRC {
                             if let Some(other) = self.other.as_mut() {
@@ -339,6 +347,16 @@ fn when_even_the_lowest_encodings_do_not_fit_the_silent_participants_video_is_pa
     );
     let rate = run.measure(Duration::from_secs(3));
     assert!(rate <= 450_000, "within the link: {rate}");
+    // the single-encoding publisher is asked for what its one subscriber can take,
+    // never below the floor
+    let remb = run
+        .remb_to_other
+        .expect("REMB to the single-encoding publisher");
+    let estimate = report.estimate_bps.unwrap_or(0);
+    assert!(
+        remb <= estimate.max(150_000) && remb >= 150_000,
+        "REMB {remb} for estimate {estimate}"
+    );
 
     // room again: it resumes
     run.set_capacity(3_000_000);
