@@ -42,6 +42,8 @@ pub(crate) struct SubscriberLink {
     pub(crate) allocated_bps: u64,
     pub(crate) desired_bps: u64,
     pub(crate) paused_tracks: usize,
+    /// Paces its RTP once it has an estimate (see `pacing`).
+    pub(crate) pacer: Option<sluice_bwe::pacer::Pacer<Vec<u8>>>,
 }
 
 /// A probe cluster being sent as padding.
@@ -62,6 +64,7 @@ impl SubscriberLink {
             allocated_bps: 0,
             desired_bps: 0,
             paused_tracks: 0,
+            pacer: None,
         }
     }
 
@@ -74,10 +77,11 @@ impl SubscriberLink {
     /// The earliest of its timers: the estimator's and the next probe packet.
     pub(crate) fn timer(&self) -> Option<Instant> {
         let probe = self.probe.map(|p| p.next_at);
-        match (self.bwe.poll_timeout(), probe) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let pacer = self.pacer.as_ref().and_then(|p| p.poll_timeout());
+        [self.bwe.poll_timeout(), probe, pacer]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -114,9 +118,13 @@ impl Router {
         from: ParticipantId,
         datagram: &[u8],
     ) {
+        let pacing = self.config.bandwidth_allocation;
         if let Some(p) = self.participants.get_mut(&from) {
             if p.link.bwe.on_feedback_bytes(now, datagram).is_ok() {
                 p.link.feedback_reports += 1;
+                if pacing && p.link.pacer.is_none() {
+                    p.link.pacer = Some(crate::pacing::new_pacer());
+                }
             }
         }
     }

@@ -8,12 +8,14 @@ use sluice_rtp::rtcp::{Nack, SenderReport};
 use sluice_rtp::{set_extension, write_rtx, RtcpIter, RtcpPacket, RtpHeader};
 use tracing::trace;
 
-use crate::forward::{maybe_send_pli, stamp_and_record};
+use sluice_bwe::pacer::Priority;
+
+use crate::forward::maybe_send_pli;
 use crate::ids::ParticipantId;
 use crate::media::{
     abs_send_time, hide_extension, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_RID,
 };
-use crate::output::OutputKind;
+use crate::pacing::send_rtp;
 use crate::router::Router;
 use crate::state::{SenderReportMapping, StreamRole, Track};
 use crate::stats::RouterDrop;
@@ -189,10 +191,18 @@ impl Router {
                 }
                 _ => buf.extend_from_slice(original),
             }
-            stamp_and_record(subscriber, &mut buf, now);
             stats.nacks_answered += 1;
             trace!(subscriber = from.0, seq, "retransmission");
-            outbox.push(from, OutputKind::Rtp, buf, stats);
+            send_rtp(
+                from,
+                subscriber,
+                buf,
+                Priority::Retransmission,
+                now,
+                &send_time,
+                outbox,
+                stats,
+            );
         }
         *scratch_packet = rewritten;
     }

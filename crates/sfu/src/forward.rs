@@ -9,12 +9,14 @@ use tracing::{debug, trace};
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{
     abs_send_time, codec_of, hide_extension, media_payload_type, rewrite_mid, unwrap_rtx,
-    EXT_ABS_SEND_TIME, EXT_AUDIO_LEVEL, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC,
+    EXT_AUDIO_LEVEL, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC,
 };
 use crate::output::OutputKind;
+use crate::pacing::send_rtp;
 use crate::router::Router;
 use crate::state::{Layer, Participant, SsrcBinding, StreamRole, Track, SSRC_TAKEOVER_SILENCE};
 use crate::stats::RouterDrop;
+use sluice_bwe::pacer::Priority;
 
 impl Router {
     /// Handles one decrypted RTP packet from `from`'s session at `now`.
@@ -253,19 +255,32 @@ impl Router {
             if simulcast {
                 hide_extension(&mut buf, EXT_RID);
             }
-            if let Some(subscriber) = participants.get_mut(&sub.subscriber) {
-                stamp_and_record(subscriber, &mut buf, now);
-                if subscriber.next_sr_at.is_none() {
-                    subscriber.next_sr_at =
-                        now.checked_add(jitter.jittered(config.rtcp_report_interval));
-                }
-            }
-            set_extension(&mut buf, EXT_ABS_SEND_TIME, &send_time);
             sub.sender.on_packet(ts, payload_len, now);
             sub.last_forwarded_at = Some(now);
             stats.forwarded_packets += 1;
             stats.forwarded_bytes += buf.len() as u64;
-            outbox.push(sub.subscriber, OutputKind::Rtp, buf, stats);
+            let Some(subscriber) = participants.get_mut(&sub.subscriber) else {
+                outbox.recycle(buf);
+                continue;
+            };
+            if subscriber.next_sr_at.is_none() {
+                subscriber.next_sr_at =
+                    now.checked_add(jitter.jittered(config.rtcp_report_interval));
+            }
+            let priority = match kind {
+                Kind::Audio => Priority::Audio,
+                Kind::Video => Priority::Video,
+            };
+            send_rtp(
+                sub.subscriber,
+                subscriber,
+                buf,
+                priority,
+                now,
+                &send_time,
+                outbox,
+                stats,
+            );
         }
         maybe_send_pli(
             track,

@@ -55,6 +55,7 @@ mod forward;
 mod ids;
 pub mod media;
 mod output;
+mod pacing;
 mod reports;
 mod router;
 mod state;

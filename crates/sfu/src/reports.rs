@@ -109,6 +109,7 @@ impl Router {
             self.limit_single_encoding_publishers();
         }
         self.send_probes(now);
+        self.release_pacers(now);
         let Router {
             config,
             participants,

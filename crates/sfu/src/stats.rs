@@ -169,4 +169,6 @@ pub struct RouterStats {
     pub video_pauses: u64,
     /// REMB packets sent to publishers of a single encoding.
     pub remb_sent: u64,
+    /// Packets a subscriber's pacer dropped: video that waited too long, or a full queue.
+    pub paced_dropped: u64,
 }

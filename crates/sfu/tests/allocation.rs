@@ -372,3 +372,37 @@ fn when_even_the_lowest_encodings_do_not_fit_the_silent_participants_video_is_pa
         paused: false
     }));
 }
+
+#[test]
+fn a_burst_for_a_paced_subscriber_leaves_over_time_not_at_once() {
+    let mut run = Run::new(1_000_000);
+    run.run(Duration::from_secs(5));
+    let estimate = run
+        .router
+        .subscriber_report(SUB)
+        .unwrap()
+        .estimate_bps
+        .unwrap();
+    // a large keyframe of the encoding it receives: 40 packets of 1100 bytes at one instant
+    let layer = run.router.forwarded_layer(SUB, run.track).unwrap();
+    let mut packets = Vec::new();
+    run.publisher.key_wanted[layer] = true;
+    for _ in 0..8 {
+        run.publisher.frame(layer, &mut packets);
+    }
+    let now = run.now;
+    for p in &packets {
+        run.router.handle_rtp(now, PUB, p);
+    }
+    let at_once: usize = std::iter::from_fn(|| run.router.poll_output())
+        .filter(|o| o.to == SUB && o.kind == OutputKind::Rtp)
+        .map(|o| o.data.len())
+        .sum();
+    // the pacer lets out a 5 ms burst at 2.5 x the estimate, not the whole frame
+    let burst_allowance = (estimate as f64 * 2.5 / 8.0 * 0.005) as usize + 1500;
+    println!("estimate {estimate}, {} bytes queued, {at_once} bytes at once (allowance {burst_allowance})", packets.iter().map(Vec::len).sum::<usize>());
+    assert!(at_once <= burst_allowance, "{at_once} bytes left at once");
+    // and the rest follows on the pacer's timer
+    let wake = run.router.poll_timeout().unwrap();
+    assert!(wake <= now + Duration::from_millis(20), "{:?}", wake - now);
+}

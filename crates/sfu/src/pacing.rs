@@ -1,0 +1,115 @@
+//! Pacing toward subscribers: once a subscriber's transport-cc feedback gives it a
+//! bandwidth estimate, its RTP leaves through a [`Pacer`] at a multiple of that estimate
+//! (audio at once, retransmissions before video), so a keyframe or a switch to a higher
+//! encoding does not arrive at its bottleneck as one burst. Its transport-wide sequence
+//! number and send time are stamped when a packet leaves the pacer, so the estimator
+//! sees the network's delay, not the pacer's queue.
+
+use std::time::Instant;
+
+use sluice_bwe::pacer::{Pacer, PacerConfig, PacerOutput, Priority};
+
+use crate::forward::SRTP_OVERHEAD_BYTES;
+use crate::ids::ParticipantId;
+use crate::media::EXT_ABS_SEND_TIME;
+use crate::output::{Outbox, OutputKind};
+use crate::state::Participant;
+use crate::stats::RouterStats;
+
+/// Packets leaving a pacer per call, bounding the work of one call.
+const MAX_RELEASED_PER_CALL: usize = 256;
+
+/// A pacer for a subscriber whose estimate just became known.
+pub(crate) fn new_pacer() -> Pacer<Vec<u8>> {
+    Pacer::new(PacerConfig::default())
+}
+
+/// Sends one RTP packet to `id`: through its pacer when it has one, at once otherwise.
+pub(crate) fn send_rtp(
+    id: ParticipantId,
+    subscriber: &mut Participant,
+    buf: Vec<u8>,
+    priority: Priority,
+    now: Instant,
+    send_time: &[u8; 3],
+    outbox: &mut Outbox,
+    stats: &mut RouterStats,
+) {
+    match subscriber.link.pacer.as_mut() {
+        Some(pacer) => {
+            let size = buf.len() + SRTP_OVERHEAD_BYTES;
+            if !pacer.enqueue(now, buf, size, priority) {
+                stats.paced_dropped += 1;
+            }
+            release(id, subscriber, now, send_time, outbox, stats);
+        }
+        None => {
+            let mut buf = buf;
+            stamp(subscriber, &mut buf, now, send_time);
+            outbox.push(id, OutputKind::Rtp, buf, stats);
+        }
+    }
+}
+
+/// Hands everything `id`'s pacer lets go at `now` to the outbox.
+pub(crate) fn release(
+    id: ParticipantId,
+    subscriber: &mut Participant,
+    now: Instant,
+    send_time: &[u8; 3],
+    outbox: &mut Outbox,
+    stats: &mut RouterStats,
+) {
+    let estimate = subscriber.link.bwe.estimate_bps();
+    let Some(pacer) = subscriber.link.pacer.as_mut() else {
+        return;
+    };
+    pacer.set_estimate(estimate);
+    let dropped_before = pacer.stats().dropped_late_video;
+    let mut released = Vec::new();
+    while released.len() < MAX_RELEASED_PER_CALL {
+        match pacer.poll_send(now) {
+            Some(PacerOutput::Packet { packet, .. }) => released.push(packet),
+            // probes are sent as padding by the allocation's probe sender
+            Some(PacerOutput::Padding { .. }) => {}
+            None => break,
+        }
+    }
+    stats.paced_dropped += pacer.stats().dropped_late_video - dropped_before;
+    for mut buf in released {
+        stamp(subscriber, &mut buf, now, send_time);
+        outbox.push(id, OutputKind::Rtp, buf, stats);
+    }
+}
+
+impl crate::router::Router {
+    /// Lets every subscriber's pacer release what is due at `now`.
+    pub(crate) fn release_pacers(&mut self, now: Instant) {
+        let crate::router::Router {
+            participants,
+            outbox,
+            stats,
+            epoch,
+            ..
+        } = self;
+        let send_time =
+            crate::media::abs_send_time(now.saturating_duration_since(epoch.unwrap_or(now)));
+        for (&id, p) in participants.iter_mut() {
+            if p.link
+                .pacer
+                .as_ref()
+                .and_then(|pacer| pacer.poll_timeout())
+                .is_some_and(|t| t <= now)
+            {
+                release(id, p, now, &send_time, outbox, stats);
+            }
+        }
+    }
+}
+
+/// Stamps the transport-wide sequence number and send time of a packet leaving now and
+/// tells the estimator.
+fn stamp(subscriber: &mut Participant, buf: &mut [u8], now: Instant, send_time: &[u8; 3]) {
+    sluice_rtp::set_extension(buf, EXT_ABS_SEND_TIME, send_time);
+    crate::forward::stamp_and_record(subscriber, buf, now);
+}
