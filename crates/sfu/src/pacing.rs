@@ -25,6 +25,7 @@ pub(crate) fn new_pacer() -> Pacer<Vec<u8>> {
 }
 
 /// Sends one RTP packet to `id`: through its pacer when it has one, at once otherwise.
+#[allow(clippy::too_many_arguments)] // the router's disjoint fields, borrowed separately
 pub(crate) fn send_rtp(
     id: ParticipantId,
     subscriber: &mut Participant,
