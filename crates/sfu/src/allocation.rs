@@ -25,6 +25,11 @@ const UNMEASURED_VIDEO_BPS: u64 = 150_000;
 const UNMEASURED_AUDIO_BPS: u64 = 40_000;
 /// Share of the estimate given to the encodings' average rates.
 const ALLOCATED_SHARE_PERCENT: u64 = 85;
+/// A paused video track stays paused at least this long.
+const RESUME_HOLD: Duration = Duration::from_secs(3);
+/// Resuming a track or moving it to a higher encoding needs this much room beyond its
+/// measured rate.
+const STEP_UP_MARGIN_PERCENT: u64 = 20;
 /// Padding bytes per probe packet (the RTP padding count is one byte).
 const PROBE_PADDING_BYTES: usize = 255;
 /// Probe packets sent per timer call, bounding the work of one call.
@@ -107,6 +112,10 @@ struct Candidate {
     live: Vec<usize>,
     /// The highest encoding the tile asked for (as a live encoding).
     wanted: usize,
+    /// The encoding it gets now, if not paused.
+    current: Option<usize>,
+    /// Paused since then (for the hold before a resume).
+    paused_since: Option<Instant>,
     last_voice_at: Option<Instant>,
 }
 
@@ -197,6 +206,8 @@ impl Router {
                 layer_bps,
                 live,
                 wanted,
+                current: (!sub.paused).then_some(sub.layer.unwrap_or(sub.target)),
+                paused_since: sub.paused_since.filter(|_| sub.paused),
                 last_voice_at,
             });
         }
@@ -223,7 +234,16 @@ impl Router {
                 .get(lowest)
                 .copied()
                 .unwrap_or(UNMEASURED_VIDEO_BPS);
-            if cost <= budget || index == 0 {
+            // A paused track comes back only after a hold and with a margin, so a track
+            // near the edge is not paused and resumed (and keyframed) every few seconds.
+            let fits = match c.paused_since {
+                Some(since) => {
+                    now.saturating_duration_since(since) >= RESUME_HOLD
+                        && cost.saturating_mul(100 + STEP_UP_MARGIN_PERCENT) / 100 <= budget
+                }
+                None => cost <= budget,
+            };
+            if fits || index == 0 {
                 budget = budget.saturating_sub(cost);
                 choice.push(Some(lowest));
             } else {
@@ -247,7 +267,13 @@ impl Router {
                     .copied()
                     .unwrap_or(0)
                     .saturating_sub(c.layer_bps.get(current).copied().unwrap_or(0));
-                if extra <= budget {
+                // moving up needs a margin; keeping what it has does not
+                let margin = if c.current.is_some_and(|l| l >= next) {
+                    0
+                } else {
+                    extra / 100 * STEP_UP_MARGIN_PERCENT
+                };
+                if extra + margin <= budget {
                     budget -= extra;
                     *chosen = Some(next);
                     upgraded = true;
@@ -290,6 +316,7 @@ impl Router {
                             "video paused: no room in the estimate"
                         );
                         sub.paused = true;
+                        sub.paused_since = Some(now);
                         sub.layer = None;
                         self.stats.video_pauses += 1;
                         changes.push((c.track, publisher, true));

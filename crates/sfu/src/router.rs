@@ -440,6 +440,7 @@ impl Router {
             bandwidth_layer: top,
             last_forwarded_at: None,
             paused: false,
+            paused_since: None,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);

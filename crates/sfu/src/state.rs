@@ -143,6 +143,8 @@ pub(crate) struct Subscription {
     pub(crate) last_forwarded_at: Option<Instant>,
     /// Nothing is forwarded while paused (the allocation found no room for the track).
     pub(crate) paused: bool,
+    /// When it was last paused.
+    pub(crate) paused_since: Option<Instant>,
 }
 
 impl Subscription {
