@@ -93,6 +93,7 @@ struct Phase {
     /// is a number of bytes; it does not shrink when the rate drops).
     queue_bytes: Option<usize>,
     loss: f64,
+    jitter: Duration,
 }
 
 fn phase(at_s: f64, rate_bps: u64) -> Phase {
@@ -101,6 +102,7 @@ fn phase(at_s: f64, rate_bps: u64) -> Phase {
         rate_bps,
         queue_bytes: Some(queue_for(rate_bps)),
         loss: 0.0,
+        jitter: Duration::ZERO,
     }
 }
 
@@ -165,6 +167,7 @@ impl Run {
 fn forward_config(p: &Phase, previous_queue: usize) -> LinkConfig {
     LinkConfig {
         loss: p.loss,
+        jitter: p.jitter,
         ..LinkConfig::throttled(ONE_WAY, p.rate_bps, p.queue_bytes.unwrap_or(previous_queue))
     }
 }
@@ -474,6 +477,31 @@ fn pass(r: Result<String, String>) {
     match r {
         Ok(report) => println!("{report}"),
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// Beyond the brief's scenarios: delay jitter (netsim keeps order, so this is noise on
+/// the one-way delay) must not read as congestion. 1 Mbit/s with 0-20 ms of jitter.
+#[test]
+fn delay_jitter_does_not_read_as_congestion() {
+    for jitter_ms in [0u64, 5, 10, 20] {
+        let mut p = phase(0.0, 1_000_000);
+        p.jitter = Duration::from_millis(jitter_ms);
+        let run = simulate(&mut bwe(), &[p], Duration::from_secs(30), SEED + 4);
+        let (from, to) = (Duration::from_secs(5), Duration::from_secs(30));
+        let mean = run.mean_estimate(from, to);
+        let min = run
+            .between(from, to)
+            .map(|s| s.estimate_bps)
+            .min()
+            .unwrap_or(0);
+        println!(
+            "1 Mbit/s, jitter {jitter_ms} ms: mean estimate 5-30 s {:.0} kbit/s, min {} kbit/s, link loss {:.2} %",
+            mean / 1000.0,
+            min / 1000,
+            run.link_loss(from, to) * 100.0
+        );
+        assert!(mean >= 800_000.0 && min >= 600_000, "jitter {jitter_ms} ms");
     }
 }
 
