@@ -225,6 +225,17 @@ def main():
                        [(1, 0), (2, 5), (4, 5), (3, 1), (5, 20), (6, 255), (7, 3), (65535, 2), (0, 1)])
     write("rtcp", "twcc-program", b"\x21" + program)
 
+    # bwe: frames; control bits 0-2 step, bits 3-7 time in 5 ms steps (fuzz_targets/bwe.rs)
+    rounds = [(4, struct.pack(">I", 2_000_000))]
+    for r in range(40):
+        rounds.append((0 | (2 << 3), bytes([201, 202, 203, 204, 206, 207, 208, 209, 211, 212])))
+        rounds.append((5, bytes([2, 6, 10, 0, 1, 14])))
+        rounds.append((6, b""))
+        if r % 5 == 4:
+            rounds.append((2, b""))
+    write("bwe", "steady-sender", frames(*rounds))
+    write("bwe", "raw-feedback", frames((0, bytes(range(1, 60))), (3 | (10 << 3), twcc_feedback(0xB0, 0xA2))))
+
     # router: frames [control][len][bytes]; control bit 3 = structured RTP
     write("router", "forwarding", frames(
         (0x00, opus), (0x10, vp8), (0x11, rtp(111, 1, 960, 0xB1, OPUS)),

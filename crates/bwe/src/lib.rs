@@ -169,14 +169,19 @@ struct BaseDelay {
 
 impl BaseDelay {
     fn on_sample(&mut self, now: Instant, offset_us: i64) {
-        let slot = &mut self.buckets[self.current % BASE_BUCKETS];
+        let current = self.current % BASE_BUCKETS;
+        let Some(slot) = self.buckets.get_mut(current) else {
+            return;
+        };
         match slot {
             Some((start, min)) if now.saturating_duration_since(*start) < BASE_BUCKET => {
                 *min = (*min).min(offset_us);
             }
             Some(_) => {
-                self.current = (self.current + 1) % BASE_BUCKETS;
-                self.buckets[self.current] = Some((now, offset_us));
+                self.current = (current + 1) % BASE_BUCKETS;
+                if let Some(next) = self.buckets.get_mut(self.current) {
+                    *next = Some((now, offset_us));
+                }
             }
             None => *slot = Some((now, offset_us)),
         }

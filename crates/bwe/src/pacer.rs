@@ -159,6 +159,18 @@ pub struct Pacer<P> {
 }
 
 const MAX_PENDING_PROBES: usize = 4;
+/// Longest wait the pacer computes; an absurd packet size must not overflow `Instant`.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `secs` as a duration rounded up to the microsecond, within `0..=MAX_WAIT`.
+fn secs_capped(secs: f64) -> Duration {
+    let us = (secs * 1e6).ceil();
+    if us.is_nan() || us <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(us.min(MAX_WAIT.as_micros() as f64) as u64)
+    }
+}
 /// Smallest padding packet a probe uses; below this, headers dominate.
 const MIN_PADDING_BYTES: usize = 200;
 
@@ -217,7 +229,7 @@ impl<P> Pacer<P> {
                 enqueued: now,
             });
             self.stats.queued_packets += 1;
-            self.stats.queued_bytes += size_bytes;
+            self.stats.queued_bytes = self.stats.queued_bytes.saturating_add(size_bytes);
         }
         true
     }
@@ -244,7 +256,7 @@ impl<P> Pacer<P> {
         match q.pop_front() {
             Some(old) => {
                 self.stats.queued_packets -= 1;
-                self.stats.queued_bytes -= old.size_bytes;
+                self.stats.queued_bytes = self.stats.queued_bytes.saturating_sub(old.size_bytes);
                 self.stats.dropped_queue_full += 1;
                 true
             }
@@ -263,7 +275,7 @@ impl<P> Pacer<P> {
         {
             if let Some(old) = q.pop_front() {
                 self.stats.queued_packets -= 1;
-                self.stats.queued_bytes -= old.size_bytes;
+                self.stats.queued_bytes = self.stats.queued_bytes.saturating_sub(old.size_bytes);
                 self.stats.dropped_late_video += 1;
             }
         }
@@ -286,7 +298,7 @@ impl<P> Pacer<P> {
         let q = self.queues.get_mut(class)?;
         let item = q.pop_front()?;
         self.stats.queued_packets -= 1;
-        self.stats.queued_bytes -= item.size_bytes;
+        self.stats.queued_bytes = self.stats.queued_bytes.saturating_sub(item.size_bytes);
         self.stats.sent_packets += 1;
         Some((item, Priority::from_index(class)))
     }
@@ -352,10 +364,10 @@ impl<P> Pacer<P> {
             }
         };
         let rate = (probe.cluster.bitrate_bps.max(1)) as f64;
-        let gap = Duration::from_secs_f64(size as f64 * 8.0 / rate);
+        let gap = secs_capped(size as f64 * 8.0 / rate);
         let next = ActiveProbe {
-            sent_bytes: probe.sent_bytes + size,
-            sent_packets: probe.sent_packets + 1,
+            sent_bytes: probe.sent_bytes.saturating_add(size),
+            sent_packets: probe.sent_packets.saturating_add(1),
             next_at: probe.next_at.max(now) + gap,
             ..probe
         };
@@ -403,11 +415,10 @@ impl<P> Pacer<P> {
             } else {
                 // Rounded up to the next microsecond, so that at the instant returned
                 // the budget is no longer negative (no wake-up that sends nothing).
-                let us = (-self.budget_bytes * 8.0 / self.rate_bps * 1e6).ceil();
-                Duration::from_micros(us as u64 + 1)
+                secs_capped(-self.budget_bytes * 8.0 / self.rate_bps) + Duration::from_micros(1)
             };
             match last {
-                Some(t) => Some(t + wait),
+                Some(t) => t.checked_add(wait),
                 // Never polled yet: due as soon as anything was queued.
                 None => self
                     .queues
@@ -565,6 +576,33 @@ mod tests {
         }
         assert!(!q.enqueue(t0, 10, 100, Priority::Retransmission));
         assert_eq!(q.stats().queued_packets, 10);
+    }
+
+    #[test]
+    fn absurd_sizes_and_rates_do_not_panic() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig {
+            pacing_factor: f64::NAN,
+            ..PacerConfig::default()
+        });
+        p.set_estimate(u64::MAX);
+        p.enqueue(t0, 0, usize::MAX, Priority::Video);
+        p.enqueue(t0, 1, usize::MAX, Priority::Retransmission);
+        p.set_estimate(0);
+        assert!(p.poll_send(t0).is_some());
+        let due = p.poll_timeout().unwrap();
+        assert!(due > t0 && due <= t0 + MAX_WAIT + Duration::from_millis(1));
+        p.start_probe(
+            t0,
+            ProbeCluster {
+                id: 1,
+                bitrate_bps: 0,
+                min_bytes: usize::MAX,
+                min_packets: u32::MAX,
+            },
+        );
+        assert!(p.poll_send(t0).is_some());
+        assert!(p.poll_timeout().is_some());
     }
 
     #[test]

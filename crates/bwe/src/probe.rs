@@ -275,8 +275,8 @@ impl ProbeEstimator {
         let Some(c) = self.find(id) else {
             return;
         };
-        c.sent_packets += 1;
-        c.sent_bytes += u64::from(size_bytes);
+        c.sent_packets = c.sent_packets.saturating_add(1);
+        c.sent_bytes = c.sent_bytes.saturating_add(u64::from(size_bytes));
         c.first_send.get_or_insert(now);
         c.last_send = Some(now);
         c.last_send_size = size_bytes;
