@@ -142,6 +142,11 @@ for (const dtlsRole of ['client', 'server']) {
       assert.equal(foxSnap.stats.path && foxSnap.stats.path.local.split(':')[0], net.nsAddr, 'Firefox media from its veth address');
       assert.equal(foxSnap.stats.path.remote.split(':')[0], net.hostAddr, 'to the announced host end');
       assert.equal(foxSnap.stats.transport.dtlsRole, dtlsRole === 'client' ? 'server' : 'client', 'Firefox DTLS role');
+      // Firefox answers the server's simulcast offer and sends the encodings by RID
+      // (the Chromium pages decode whichever one the server picks for their tiles)
+      const foxEncodings = (foxSnap.stats.outbound || []).filter((o) => o.kind === 'video' && o.rid);
+      t.diagnostic(`Firefox sends ${JSON.stringify(foxEncodings.map((o) => ({ rid: o.rid, frames: o.framesEncoded, h: o.frameHeight })))}`);
+      assert.ok(foxEncodings.length >= 2, `Firefox publishes simulcast: ${JSON.stringify(foxSnap.stats.outbound)}`);
       t.diagnostic(`dtls.role ${dtlsRole}: ${snaps.map((s, i) => `${[fox, ada, bo][i].name} ${s.stats.path && s.stats.path.local}->${s.stats.path && s.stats.path.remote} rtt ${s.stats.path && s.stats.path.rttMs} ms`).join('; ')}`);
     });
   });
