@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_dtls::{Connection, Event as DtlsEvent, Fingerprint, PeerAuth, Role};
+use sluice_dtls::{Connection, ConnectionStats, Event as DtlsEvent, Fingerprint, PeerAuth, Role};
 use sluice_ice::{IceConfig, IceEvent, IceLite};
 use tokio::sync::mpsc;
 
@@ -57,6 +57,8 @@ pub struct Session {
     /// The ICE-lite agent.
     pub ice: IceLite,
     dtls: Option<Connection>,
+    /// The DTLS counters already added to the metrics (the next snapshot adds the rest).
+    dtls_stats_reported: ConnectionStats,
     dtls_role: Role,
     remote_fingerprint: Fingerprint,
     /// Where the last DTLS datagram came from (answers go back there before nomination).
@@ -93,6 +95,7 @@ impl Session {
             room: spec.room.clone(),
             ice,
             dtls: None,
+            dtls_stats_reported: ConnectionStats::default(),
             dtls_role: spec.dtls_role,
             remote_fingerprint: spec.remote_fingerprint,
             dtls_peer: None,
@@ -209,6 +212,9 @@ impl Session {
             events.push(event);
         }
         let stats = dtls.stats();
+        ctx.metrics
+            .record_dtls_retransmissions(&self.dtls_stats_reported, &stats);
+        self.dtls_stats_reported = stats;
         let span = self.span.clone();
         for event in events {
             let _enter = span.enter();
@@ -217,14 +223,12 @@ impl Session {
                     self.handshake_slot = None;
                     ctx.metrics
                         .dtls_handshake_completed(connected.handshake_duration);
-                    ctx.metrics.dtls_retransmissions(
-                        stats.timer_retransmissions + stats.repeat_retransmissions,
-                    );
                     match SrtpSession::new(&connected.srtp, ctx.max_ssrcs) {
                         Ok(srtp) => {
                             tracing::info!(
                                 handshake_ms = connected.handshake_duration.as_millis() as u64,
                                 profile = connected.srtp.profile.name(),
+                                retransmissions = stats.total_retransmissions(),
                                 "DTLS connected"
                             );
                             self.srtp = Some(srtp);
@@ -239,9 +243,6 @@ impl Session {
                     }
                 }
                 DtlsEvent::Failed(error) => {
-                    ctx.metrics.dtls_retransmissions(
-                        stats.timer_retransmissions + stats.repeat_retransmissions,
-                    );
                     tracing::info!(%error, reason = error.reason(), "DTLS failed");
                     // A failure after completion (e.g. a fatal alert) ends media too.
                     self.fail(handshake_failure(&error), ctx.metrics);
