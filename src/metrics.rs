@@ -342,7 +342,7 @@ pub struct Metrics {
     handshakes_failed: [Counter; HandshakeFailure::ALL.len()],
     handshake_duration: Histogram,
     forward_delay: Histogram,
-    dtls_retransmissions: Counter,
+    dtls_retransmissions: [Counter; sluice_dtls::RetransmitReason::ALL.len()],
     packets_received: Counter,
     packets_sent: Counter,
     bytes_received: Counter,
@@ -439,10 +439,12 @@ impl Metrics {
             "Time from the kernel receiving an RTP packet to the send system call returning for its forwarded copies (sampled)",
             forward_delay.clone(),
         );
-        let dtls_retransmissions = counter(
+        let dtls_retransmissions = labelled_counters(
             r,
             "dtls_retransmissions",
-            "DTLS flights retransmitted (timer or peer repeat)",
+            "DTLS flights re-sent, by reason: timer expiry, the peer repeating its flight during the handshake, or the final flight re-sent after completion",
+            "reason",
+            sluice_dtls::RetransmitReason::ALL.map(sluice_dtls::RetransmitReason::as_str),
         );
         let packets_received = counter(r, "packets_received", "UDP datagrams received");
         let packets_sent = counter(r, "packets_sent", "UDP datagrams sent");
@@ -658,9 +660,27 @@ impl Metrics {
         }
     }
 
-    /// Counts `flights` retransmitted flights.
-    pub fn dtls_retransmissions(&self, flights: u64) {
-        self.dtls_retransmissions.inc_by(flights);
+    /// Adds the flights a DTLS connection re-sent between two of its stats snapshots
+    /// (`previous` taken before `current`; the engine's counters only grow). Called after
+    /// every input, so re-sends are counted as they happen, including the final-flight
+    /// re-sends that follow completion.
+    pub fn record_dtls_retransmissions(
+        &self,
+        previous: &sluice_dtls::ConnectionStats,
+        current: &sluice_dtls::ConnectionStats,
+    ) {
+        for (counter, reason) in self
+            .dtls_retransmissions
+            .iter()
+            .zip(sluice_dtls::RetransmitReason::ALL)
+        {
+            let delta = current
+                .retransmissions(reason)
+                .saturating_sub(previous.retransmissions(reason));
+            if delta > 0 {
+                counter.inc_by(delta);
+            }
+        }
     }
 
     /// Counts one received datagram of `bytes` bytes.
@@ -869,6 +889,39 @@ mod tests {
             sample(&text, "sluice_dtls_handshakes_started_total"),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn dtls_retransmissions_add_the_difference_of_two_snapshots_by_reason() {
+        let metrics = Metrics::new();
+        let series = |reason: sluice_dtls::RetransmitReason| {
+            format!(
+                "sluice_dtls_retransmissions_total{{reason=\"{}\"}}",
+                reason.as_str()
+            )
+        };
+        let before = metrics.encode();
+        for reason in sluice_dtls::RetransmitReason::ALL {
+            assert_eq!(sample(&before, &series(reason)), Some(0.0));
+        }
+        let first = sluice_dtls::ConnectionStats {
+            timer_retransmissions: 2,
+            repeat_retransmissions: 1,
+            ..Default::default()
+        };
+        let second = sluice_dtls::ConnectionStats {
+            final_flight_retransmissions: 3,
+            ..first
+        };
+        metrics.record_dtls_retransmissions(&Default::default(), &first);
+        metrics.record_dtls_retransmissions(&first, &second);
+        // A repeated snapshot adds nothing.
+        metrics.record_dtls_retransmissions(&second, &second);
+        let text = metrics.encode();
+        use sluice_dtls::RetransmitReason as R;
+        assert_eq!(sample(&text, &series(R::Timeout)), Some(2.0));
+        assert_eq!(sample(&text, &series(R::PeerRepeat)), Some(1.0));
+        assert_eq!(sample(&text, &series(R::FinalFlight)), Some(3.0));
     }
 
     #[test]

@@ -796,6 +796,72 @@ mod tests {
         h.core.handle_timeout(h.now);
         let again = h.sent();
         assert!(!again.is_empty(), "the ClientHello is retransmitted");
+        let metrics = h.metrics.encode();
+        assert_eq!(
+            counter(
+                &metrics,
+                "sluice_dtls_retransmissions_total{reason=\"timeout\"}"
+            ),
+            1
+        );
+    }
+
+    /// The server's final flight (ChangeCipherSpec + Finished) is lost once. The worker
+    /// counts the handshake as completed at once; the client's timer repeats flight 5 and
+    /// the worker re-sends its final flight: that re-send happens after completion and
+    /// must still reach the metric, under its own reason.
+    #[test]
+    fn a_final_flight_resent_after_completion_is_counted_by_reason() {
+        let series =
+            |reason: &str| format!("sluice_dtls_retransmissions_total{{reason=\"{reason}\"}}");
+        let mut h = harness(Role::Server);
+        assert!(h.pass_ice().is_empty());
+        let mut client = Connection::new(
+            Arc::new(sluice_dtls::Config::new(Arc::clone(&h.client_cert))),
+            Role::Client,
+            PeerAuth::Fingerprint(h.server_cert.fingerprint()),
+            b"server",
+            h.now,
+        );
+        let mut lost_final_flight = false;
+        let mut at_completion = None;
+        for _ in 0..400 {
+            for datagram in h.sent() {
+                // The final flight is the only server datagram opening with a CCS record.
+                if !lost_final_flight && datagram.first() == Some(&20) {
+                    lost_final_flight = true;
+                    continue;
+                }
+                client.handle_datagram(h.now, &datagram);
+            }
+            if client.poll_timeout().is_some_and(|t| t <= h.now) {
+                client.handle_timeout(h.now);
+            }
+            while let Some(datagram) = client.poll_transmit() {
+                h.feed(&datagram);
+            }
+            if h.core.is_connected(7) && at_completion.is_none() {
+                at_completion = Some(counter(&h.metrics.encode(), &series("final_flight")));
+            }
+            if client.is_connected() && h.core.is_connected(7) {
+                break;
+            }
+            h.now += Duration::from_millis(5);
+            if h.core.poll_timeout().is_some_and(|t| t <= h.now) {
+                h.core.handle_timeout(h.now);
+            }
+        }
+        assert!(lost_final_flight && client.is_connected());
+        assert_eq!(
+            at_completion,
+            Some(0),
+            "nothing re-sent when the worker completed"
+        );
+        let metrics = h.metrics.encode();
+        assert_eq!(counter(&metrics, &series("final_flight")), 1);
+        assert_eq!(counter(&metrics, &series("timeout")), 0);
+        assert_eq!(counter(&metrics, &series("peer_repeat")), 0);
+        assert_eq!(client.stats().timer_retransmissions, 1);
     }
 
     #[test]

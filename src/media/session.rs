@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sluice_dtls::{Connection, Event as DtlsEvent, Fingerprint, PeerAuth, Role};
+use sluice_dtls::{Connection, ConnectionStats, Event as DtlsEvent, Fingerprint, PeerAuth, Role};
 use sluice_ice::{IceConfig, IceEvent, IceLite};
 use tokio::sync::mpsc;
 
@@ -64,6 +64,8 @@ pub struct Session {
     /// DTLS that came from a validated address before the answer did (a browser that
     /// is DTLS client starts right after ICE): replayed when the answer arrives.
     early_dtls: VecDeque<(SocketAddr, Vec<u8>)>,
+    /// The DTLS counters already added to the metrics (the next snapshot adds the rest).
+    dtls_stats_reported: ConnectionStats,
     /// Where the last DTLS datagram came from (answers go back there before nomination).
     dtls_peer: Option<SocketAddr>,
     /// SRTP contexts, once DTLS connected.
@@ -112,6 +114,7 @@ impl Session {
             dtls: None,
             transport: None,
             early_dtls: VecDeque::new(),
+            dtls_stats_reported: ConnectionStats::default(),
             dtls_peer: None,
             srtp: None,
             events: spec.events.clone(),
@@ -267,6 +270,9 @@ impl Session {
             events.push(event);
         }
         let stats = dtls.stats();
+        ctx.metrics
+            .record_dtls_retransmissions(&self.dtls_stats_reported, &stats);
+        self.dtls_stats_reported = stats;
         let span = self.span.clone();
         for event in events {
             let _enter = span.enter();
@@ -275,14 +281,12 @@ impl Session {
                     self.handshake_slot = None;
                     ctx.metrics
                         .dtls_handshake_completed(connected.handshake_duration);
-                    ctx.metrics.dtls_retransmissions(
-                        stats.timer_retransmissions + stats.repeat_retransmissions,
-                    );
                     match SrtpSession::new(&connected.srtp, ctx.max_ssrcs) {
                         Ok(srtp) => {
                             tracing::info!(
                                 handshake_ms = connected.handshake_duration.as_millis() as u64,
                                 profile = connected.srtp.profile.name(),
+                                retransmissions = stats.total_retransmissions(),
                                 "DTLS connected"
                             );
                             self.srtp = Some(srtp);
@@ -297,9 +301,6 @@ impl Session {
                     }
                 }
                 DtlsEvent::Failed(error) => {
-                    ctx.metrics.dtls_retransmissions(
-                        stats.timer_retransmissions + stats.repeat_retransmissions,
-                    );
                     tracing::info!(%error, reason = error.reason(), "DTLS failed");
                     // A failure after completion (e.g. a fatal alert) ends media too.
                     self.fail(handshake_failure(&error), ctx.metrics);

@@ -72,10 +72,14 @@ pub struct ConnectionStats {
     pub bytes_sent: u64,
     /// Datagrams received.
     pub datagrams_received: u64,
-    /// Flights re-sent because our timer expired.
+    /// Flights re-sent because our timer expired ([`RetransmitReason::Timeout`]).
     pub timer_retransmissions: u64,
-    /// Flights re-sent at once because the peer repeated its previous flight.
+    /// Flights re-sent during the handshake because the peer repeated its previous flight
+    /// ([`RetransmitReason::PeerRepeat`]).
     pub repeat_retransmissions: u64,
+    /// Final flights re-sent after completion because the peer, still handshaking,
+    /// repeated its last flight ([`RetransmitReason::FinalFlight`]).
+    pub final_flight_retransmissions: u64,
     /// Records dropped because they did not parse.
     pub malformed_records: u64,
     /// Records dropped because they did not authenticate.
@@ -88,6 +92,59 @@ pub struct ConnectionStats {
     pub dropped_fragments: u64,
     /// Fragments recognised as the peer's retransmission of messages we already have.
     pub retransmitted_fragments: u64,
+}
+
+impl ConnectionStats {
+    /// Flights re-sent for `reason` so far. Counters only grow, so a driver that exports
+    /// them can add the difference between two snapshots at any time, including after
+    /// completion, when final-flight re-sends still happen.
+    pub fn retransmissions(&self, reason: RetransmitReason) -> u64 {
+        match reason {
+            RetransmitReason::Timeout => self.timer_retransmissions,
+            RetransmitReason::PeerRepeat => self.repeat_retransmissions,
+            RetransmitReason::FinalFlight => self.final_flight_retransmissions,
+        }
+    }
+
+    /// Flights re-sent for any reason.
+    pub fn total_retransmissions(&self) -> u64 {
+        RetransmitReason::ALL
+            .iter()
+            .map(|&r| self.retransmissions(r))
+            .sum()
+    }
+}
+
+/// Why a flight was sent again. Each re-send of a whole flight counts once, whether it
+/// went out as one copy or (a small flight) two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetransmitReason {
+    /// Our retransmission timer expired before the peer's next flight was complete.
+    Timeout,
+    /// During the handshake the peer repeated its previous flight, so ours was lost; we
+    /// re-sent at once instead of waiting for the timer.
+    PeerRepeat,
+    /// After completion (server only) the peer repeated its last flight, so our final
+    /// flight was lost; we re-sent the final flight we keep for this.
+    FinalFlight,
+}
+
+impl RetransmitReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [RetransmitReason; 3] = [
+        RetransmitReason::Timeout,
+        RetransmitReason::PeerRepeat,
+        RetransmitReason::FinalFlight,
+    ];
+
+    /// A stable snake_case label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetransmitReason::Timeout => "timeout",
+            RetransmitReason::PeerRepeat => "peer_repeat",
+            RetransmitReason::FinalFlight => "final_flight",
+        }
+    }
 }
 
 /// Where the handshake stands. Each state names what it waits for, which is what a
@@ -562,7 +619,11 @@ impl Connection {
         {
             return Ok(());
         }
-        self.stats.repeat_retransmissions += 1;
+        if final_flight {
+            self.stats.final_flight_retransmissions += 1;
+        } else {
+            self.stats.repeat_retransmissions += 1;
+        }
         self.rtt_probe = None;
         self.transmit_flight(now, true)
     }
@@ -1297,5 +1358,160 @@ impl Connection {
 fn add_to_transcript(hs: &mut Handshake, msg: &CompleteMessage) {
     if let Some(ty) = HandshakeType::from_u8(msg.msg_type) {
         messages::write_full_message(&mut hs.transcript, ty, msg.message_seq, &msg.body);
+    }
+}
+
+#[cfg(test)]
+mod retransmission_count_tests {
+    //! Exact retransmission counts per reason, on virtual time with chosen losses. The
+    //! link is 35 ms each way; P-256 certificates and 1200-byte datagrams keep every
+    //! flight in one datagram, so the timeline of each test can be worked out by hand.
+
+    use super::*;
+    use crate::cert::Certificate;
+    use sluice_netsim::sim::{Endpoint, Pair};
+    use sluice_netsim::{drop_first, dtls_view, LinkConfig};
+
+    struct Peer {
+        conn: Connection,
+        connected: bool,
+    }
+
+    impl Endpoint for Peer {
+        fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+            self.conn.handle_datagram(now, datagram);
+            self.drain();
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            self.conn.handle_timeout(now);
+            self.drain();
+        }
+        fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+            self.conn.poll_transmit()
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.conn.poll_timeout()
+        }
+    }
+
+    impl Peer {
+        fn drain(&mut self) {
+            while let Some(event) = self.conn.poll_event() {
+                if let Event::Connected(_) = event {
+                    self.connected = true;
+                }
+            }
+        }
+    }
+
+    /// A client (A) and a server (B); `server_rto` is the server's initial timeout.
+    fn pair(server_rto: Duration, seed: u64) -> Pair<Peer, Peer> {
+        let start = Instant::now();
+        let client_cert = Arc::new(Certificate::generate().expect("certificate"));
+        let server_cert = Arc::new(Certificate::generate().expect("certificate"));
+        let client = Connection::new(
+            Arc::new(Config::new(client_cert.clone())),
+            Role::Client,
+            PeerAuth::Fingerprint(server_cert.fingerprint()),
+            b"server",
+            start,
+        );
+        let mut server_config = Config::new(server_cert);
+        server_config.initial_rto = server_rto;
+        let server = Connection::new(
+            Arc::new(server_config),
+            Role::Server,
+            PeerAuth::Fingerprint(client_cert.fingerprint()),
+            b"client",
+            start,
+        );
+        let link = LinkConfig::delayed(Duration::from_millis(35));
+        Pair::with_start(
+            Peer {
+                conn: client,
+                connected: false,
+            },
+            Peer {
+                conn: server,
+                connected: false,
+            },
+            link.clone(),
+            link,
+            seed,
+            start,
+        )
+    }
+
+    /// Runs until both are connected, then 5 s more so that late re-sends happen too.
+    fn run(pair: &mut Pair<Peer, Peer>) -> (ConnectionStats, ConnectionStats) {
+        let outcome = pair.drive_until(Duration::from_secs(10), |a, b| a.connected && b.connected);
+        assert!(outcome.finished, "the handshake completes");
+        pair.drive_until(Duration::from_secs(5), |_, _| false);
+        (pair.a().conn.stats(), pair.b().conn.stats())
+    }
+
+    fn counts(stats: &ConnectionStats) -> [u64; 3] {
+        RetransmitReason::ALL.map(|r| stats.retransmissions(r))
+    }
+
+    const DATAGRAM_IS_FINISHED_FLIGHT: fn(&[u8]) -> bool =
+        |d| dtls_view::carries_content_type(d, 20);
+
+    #[test]
+    fn a_clean_handshake_retransmits_nothing() {
+        let mut pair = pair(Duration::from_millis(400), 1);
+        let (client, server) = run(&mut pair);
+        assert_eq!(counts(&client), [0, 0, 0]);
+        assert_eq!(counts(&server), [0, 0, 0]);
+    }
+
+    /// The server's final flight is lost once: the client's timer repeats flight 5 (sent
+    /// twice, a one-datagram flight), the server, already connected, re-sends its final
+    /// flight once (the second copy falls within the repeat spacing).
+    #[test]
+    fn a_final_flight_resent_after_completion_is_counted() {
+        let mut pair = pair(Duration::from_millis(400), 2);
+        pair.link_ba_mut()
+            .set_drop_filter(drop_first(1, DATAGRAM_IS_FINISHED_FLIGHT));
+        let (client, server) = run(&mut pair);
+        assert_eq!(counts(&client), [1, 0, 0]);
+        assert_eq!(counts(&server), [0, 0, 1]);
+        assert_eq!(server.total_retransmissions(), 1);
+    }
+
+    /// Lost twice (both copies of the first re-send), the final flight is re-sent twice:
+    /// one per repeat of the client, each counted although the server completed long ago.
+    #[test]
+    fn every_final_flight_resend_is_counted() {
+        let mut pair = pair(Duration::from_millis(400), 3);
+        pair.link_ba_mut()
+            .set_drop_filter(drop_first(3, DATAGRAM_IS_FINISHED_FLIGHT));
+        let (client, server) = run(&mut pair);
+        assert_eq!(counts(&client), [2, 0, 0]);
+        assert_eq!(counts(&server), [0, 0, 2]);
+    }
+
+    /// The server's flight 4 is lost once; the client's ClientHello timer (400 ms) fires
+    /// before the server's (1 s), so the server re-sends flight 4 on the client's repeat.
+    #[test]
+    fn a_resend_on_the_peers_repeat_is_counted_apart_from_timeouts() {
+        let mut pair = pair(Duration::from_secs(1), 4);
+        pair.link_ba_mut()
+            .set_drop_filter(drop_first(1, |d| dtls_view::carries_handshake(d, 2)));
+        let (client, server) = run(&mut pair);
+        assert_eq!(counts(&client), [1, 0, 0]);
+        assert_eq!(counts(&server), [0, 1, 0]);
+    }
+
+    /// Flight 4 lost once with a server timer of 100 ms: the server's timer re-sends it
+    /// long before the client's 400 ms ClientHello timer would fire.
+    #[test]
+    fn timer_driven_resends_are_counted_as_timeouts() {
+        let mut pair = pair(Duration::from_millis(100), 5);
+        pair.link_ba_mut()
+            .set_drop_filter(drop_first(1, |d| dtls_view::carries_handshake(d, 2)));
+        let (client, server) = run(&mut pair);
+        assert_eq!(counts(&client), [0, 0, 0]);
+        assert_eq!(counts(&server), [1, 0, 0]);
     }
 }

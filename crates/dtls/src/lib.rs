@@ -70,7 +70,9 @@ mod timer;
 
 pub use cert::{generate_pem, Certificate, CertificateError, Fingerprint};
 pub use config::{Config, Recovery, MIN_DATAGRAM_SIZE};
-pub use connection::{Connected, Connection, ConnectionStats, Event, PeerAuth, Role};
+pub use connection::{
+    Connected, Connection, ConnectionStats, Event, PeerAuth, RetransmitReason, Role,
+};
 pub use crypto::{CipherSuite, NamedGroup};
 pub use error::{AlertDescription, Error};
 pub use srtp::{SrtpKeyingMaterial, SrtpMasterKey, SrtpProfile};

@@ -579,9 +579,7 @@ impl Runner {
     fn activity(&self) -> (u64, u64, u64) {
         let media = self.session.as_ref().map_or(0, MediaSession::activity);
         let (retransmissions, checks) = self.transport.as_ref().map_or((0, 0), |t| {
-            let d = t
-                .dtls_stats()
-                .map_or(0, |d| d.timer_retransmissions + d.repeat_retransmissions);
+            let d = t.dtls_stats().map_or(0, |d| d.total_retransmissions());
             (d, t.ice_checks_sent())
         });
         (media, retransmissions, checks)
@@ -604,8 +602,7 @@ impl Runner {
         }
         if let Some(transport) = &self.transport {
             if let Some(d) = transport.dtls_stats() {
-                self.stats.dtls_retransmissions =
-                    d.timer_retransmissions + d.repeat_retransmissions;
+                self.stats.dtls_retransmissions = d.total_retransmissions();
             }
             self.stats.ice_checks_sent = transport.ice_checks_sent();
         }
