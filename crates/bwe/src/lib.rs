@@ -91,8 +91,8 @@ pub struct BweConfig {
     /// Probe at start, on good results and when the application wants more (default
     /// on). Without probes the estimate only grows by AIMD.
     pub probing: bool,
-    /// Sent packets remembered for feedback (default 8192, about 8 s at 1000 packets/s);
-    /// feedback about older packets is ignored.
+    /// Sent packets remembered for feedback (default 4096: 4 s at 1000 packets/s, about
+    /// 8 Mbit/s of video; 24 bytes each); feedback about older packets is ignored.
     pub history_packets: usize,
 }
 
@@ -103,7 +103,7 @@ impl Default for BweConfig {
             max_bitrate_bps: 20_000_000,
             start_bitrate_bps: 300_000,
             probing: true,
-            history_packets: 8192,
+            history_packets: 4096,
         }
     }
 }
