@@ -94,6 +94,8 @@ struct Phase {
     queue_bytes: Option<usize>,
     loss: f64,
     jitter: Duration,
+    /// Share of datagrams held back 10 ms (so later ones overtake them).
+    reorder: f64,
 }
 
 fn phase(at_s: f64, rate_bps: u64) -> Phase {
@@ -103,6 +105,7 @@ fn phase(at_s: f64, rate_bps: u64) -> Phase {
         queue_bytes: Some(queue_for(rate_bps)),
         loss: 0.0,
         jitter: Duration::ZERO,
+        reorder: 0.0,
     }
 }
 
@@ -168,6 +171,8 @@ fn forward_config(p: &Phase, previous_queue: usize) -> LinkConfig {
     LinkConfig {
         loss: p.loss,
         jitter: p.jitter,
+        reorder: p.reorder,
+        reorder_delay: Duration::from_millis(10),
         ..LinkConfig::throttled(ONE_WAY, p.rate_bps, p.queue_bytes.unwrap_or(previous_queue))
     }
 }
@@ -601,6 +606,32 @@ fn acceptance_holds_across_event_timings_and_seeds() {
     assert!(worst_backoff <= 1.0);
     assert!(worst_drain <= 3.0);
     assert!(worst_loss_min >= 600_000);
+}
+
+/// Beyond the brief's scenarios: reordering (a share of packets held back 10 ms, so
+/// later ones overtake them) must not read as loss or congestion. 1 Mbit/s.
+#[test]
+fn reordering_does_not_read_as_congestion() {
+    for share in [0.01, 0.05, 0.2] {
+        let mut p = phase(0.0, 1_000_000);
+        p.reorder = share;
+        let run = simulate(&mut bwe(), &[p], Duration::from_secs(30), SEED + 5);
+        let (from, to) = (Duration::from_secs(5), Duration::from_secs(30));
+        let mean = run.mean_estimate(from, to);
+        let min = run
+            .between(from, to)
+            .map(|s| s.estimate_bps)
+            .min()
+            .unwrap_or(0);
+        println!(
+            "1 Mbit/s, {:.0} % reordered by 10 ms: mean estimate 5-30 s {:.0} kbit/s, min {} kbit/s, link loss {:.2} %",
+            share * 100.0,
+            mean / 1000.0,
+            min / 1000,
+            run.link_loss(from, to) * 100.0
+        );
+        assert!(mean >= 800_000.0 && min >= 600_000, "reorder {share}");
+    }
 }
 
 /// Prints a 1 -> 3 -> 0.5 Mbit/s run, for tuning:
