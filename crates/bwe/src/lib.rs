@@ -289,6 +289,19 @@ impl Bwe {
             .set_desired(now, desired_bps.map(|d| d as f64), est, quiet);
     }
 
+    /// Changes the bounds of the estimate (a room's or subscriber's limit, a REMB from
+    /// the receiver). Raising the maximum while the estimate sits at the old one probes
+    /// for the room above it.
+    pub fn set_bitrate_bounds(&mut self, now: Instant, min_bitrate_bps: u64, max_bitrate_bps: u64) {
+        let min = min_bitrate_bps.max(1);
+        let max = max_bitrate_bps.max(min);
+        let estimate = self.estimate_bps() as f64;
+        self.config.min_bitrate_bps = min;
+        self.config.max_bitrate_bps = max;
+        self.aimd.set_bounds(min as f64, max as f64);
+        self.probes.set_max(now, max as f64, estimate);
+    }
+
     /// Next probe cluster to send. Hand it to the pacer; the pacer's packets then carry
     /// its id to [`Bwe::on_packet_sent`].
     pub fn poll_probe(&mut self) -> Option<ProbeCluster> {

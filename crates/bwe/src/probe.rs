@@ -118,6 +118,17 @@ impl ProbeController {
         }
     }
 
+    /// A new maximum. When it rises while the estimate sits at the old one, the path
+    /// may carry more than we ever allowed ourselves to find out: probe at once.
+    pub(crate) fn set_max(&mut self, now: Instant, max_bps: f64, estimate: f64) {
+        let was_capped = estimate >= self.max_bps;
+        let rose = max_bps > self.max_bps;
+        self.max_bps = max_bps;
+        if rose && was_capped && self.enabled && self.started && self.waiting.is_none() {
+            self.plan(now, &[(EXPLORE_FACTOR * estimate).min(max_bps)]);
+        }
+    }
+
     /// First call: plan the initial probes.
     pub(crate) fn start(&mut self, now: Instant, start_bps: f64) {
         if self.started || !self.enabled {
