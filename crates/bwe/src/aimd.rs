@@ -142,6 +142,13 @@ impl Aimd {
         self.last_decrease
     }
 
+    /// New bounds; the rate is clamped into them.
+    pub(crate) fn set_bounds(&mut self, min_bps: f64, max_bps: f64) {
+        self.min_bps = min_bps;
+        self.max_bps = max_bps;
+        self.bitrate_bps = self.bitrate_bps.clamp(min_bps, max_bps);
+    }
+
     /// Cuts the rate by `factor` outright (feedback stopped), and holds.
     pub(crate) fn cut(&mut self, now: Instant, factor: f64) {
         self.bitrate_bps = (self.bitrate_bps * factor).clamp(self.min_bps, self.max_bps);

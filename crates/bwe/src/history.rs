@@ -8,28 +8,51 @@ use std::time::Instant;
 
 use sluice_rtp::SeqUnwrapper;
 
-/// One sent packet as the estimator remembers it.
+/// One sent packet as the estimator hands it out.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SentPacket {
-    pub(crate) ext_seq: u64,
     pub(crate) send_time: Instant,
     pub(crate) size_bytes: u32,
     pub(crate) probe_cluster: Option<u32>,
-    /// Feedback already reported this packet (received or lost); a repeat is ignored.
-    pub(crate) reported: bool,
 }
+
+/// A ring slot, 24 bytes: the ring is the largest part of an estimator, one per
+/// subscriber.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Extended sequence number; `EMPTY` for a slot never written.
+    ext_seq: u64,
+    /// Send time in microseconds after the history's epoch.
+    send_us: u64,
+    /// Size in bytes (31 bits) and, in the top bit, whether feedback already reported
+    /// the packet (received or lost): a repeat is ignored.
+    size_and_reported: u32,
+    /// Probe cluster id; 0 = none (the controller never hands out 0).
+    probe_cluster: u32,
+}
+
+const EMPTY: u64 = u64::MAX;
+const REPORTED: u32 = 1 << 31;
 
 #[derive(Debug, Clone)]
 pub(crate) struct SendHistory {
-    slots: Vec<Option<SentPacket>>,
+    slots: Vec<Slot>,
     unwrapper: SeqUnwrapper,
+    epoch: Option<Instant>,
 }
 
 impl SendHistory {
     pub(crate) fn new(capacity: usize) -> Self {
+        let empty = Slot {
+            ext_seq: EMPTY,
+            send_us: 0,
+            size_and_reported: 0,
+            probe_cluster: 0,
+        };
         Self {
-            slots: vec![None; capacity.clamp(64, 1 << 16)],
+            slots: vec![empty; capacity.clamp(64, 1 << 16)],
             unwrapper: SeqUnwrapper::new(),
+            epoch: None,
         }
     }
 
@@ -43,33 +66,41 @@ impl SendHistory {
         send_time: Instant,
         size_bytes: usize,
         probe_cluster: Option<u32>,
-    ) -> u64 {
+    ) {
+        let epoch = *self.epoch.get_or_insert(send_time);
+        let send_us =
+            u64::try_from(send_time.saturating_duration_since(epoch).as_micros()).unwrap_or(0);
         let ext_seq = self.unwrapper.extend(transport_seq);
         let idx = self.index(ext_seq);
         if let Some(slot) = self.slots.get_mut(idx) {
-            *slot = Some(SentPacket {
+            *slot = Slot {
                 ext_seq,
-                send_time,
-                size_bytes: u32::try_from(size_bytes).unwrap_or(u32::MAX),
-                probe_cluster,
-                reported: false,
-            });
+                send_us,
+                size_and_reported: u32::try_from(size_bytes)
+                    .unwrap_or(u32::MAX)
+                    .min(REPORTED - 1),
+                probe_cluster: probe_cluster.unwrap_or(0),
+            };
         }
-        ext_seq
     }
 
     /// The unreported packet `transport_seq` names, marking it reported. `None` for a
     /// number never sent, already pushed out of the ring, or already reported.
     pub(crate) fn take_report(&mut self, transport_seq: u16) -> Option<SentPacket> {
         self.unwrapper.highest()?;
+        let epoch = self.epoch?;
         let ext = self.unwrapper.peek(transport_seq);
         let idx = self.index(ext);
-        let slot = self.slots.get_mut(idx)?.as_mut()?;
-        if slot.ext_seq != ext || slot.reported {
+        let slot = self.slots.get_mut(idx)?;
+        if slot.ext_seq != ext || slot.size_and_reported & REPORTED != 0 {
             return None;
         }
-        slot.reported = true;
-        Some(*slot)
+        slot.size_and_reported |= REPORTED;
+        Some(SentPacket {
+            send_time: epoch + std::time::Duration::from_micros(slot.send_us),
+            size_bytes: slot.size_and_reported & !REPORTED,
+            probe_cluster: (slot.probe_cluster != 0).then_some(slot.probe_cluster),
+        })
     }
 }
 
@@ -95,6 +126,11 @@ mod tests {
         assert!(h.take_report(10).is_none(), "reported twice");
         assert!(h.take_report(200).is_none(), "never sent");
         assert!(h.take_report(65_499).is_none(), "never sent");
+    }
+
+    #[test]
+    fn slots_are_compact() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
     }
 
     #[test]

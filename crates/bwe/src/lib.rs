@@ -91,8 +91,8 @@ pub struct BweConfig {
     /// Probe at start, on good results and when the application wants more (default
     /// on). Without probes the estimate only grows by AIMD.
     pub probing: bool,
-    /// Sent packets remembered for feedback (default 8192, about 8 s at 1000 packets/s);
-    /// feedback about older packets is ignored.
+    /// Sent packets remembered for feedback (default 4096: 4 s at 1000 packets/s, about
+    /// 8 Mbit/s of video; 24 bytes each); feedback about older packets is ignored.
     pub history_packets: usize,
 }
 
@@ -103,7 +103,7 @@ impl Default for BweConfig {
             max_bitrate_bps: 20_000_000,
             start_bitrate_bps: 300_000,
             probing: true,
-            history_packets: 8192,
+            history_packets: 4096,
         }
     }
 }
@@ -287,6 +287,19 @@ impl Bwe {
         let quiet = self.quiet(now);
         self.probes
             .set_desired(now, desired_bps.map(|d| d as f64), est, quiet);
+    }
+
+    /// Changes the bounds of the estimate (a room's or subscriber's limit, a REMB from
+    /// the receiver). Raising the maximum while the estimate sits at the old one probes
+    /// for the room above it.
+    pub fn set_bitrate_bounds(&mut self, now: Instant, min_bitrate_bps: u64, max_bitrate_bps: u64) {
+        let min = min_bitrate_bps.max(1);
+        let max = max_bitrate_bps.max(min);
+        let estimate = self.estimate_bps() as f64;
+        self.config.min_bitrate_bps = min;
+        self.config.max_bitrate_bps = max;
+        self.aimd.set_bounds(min as f64, max as f64);
+        self.probes.set_max(now, max as f64, estimate);
     }
 
     /// Next probe cluster to send. Hand it to the pacer; the pacer's packets then carry

@@ -40,6 +40,11 @@ const EXPLORE_INTERVAL: Duration = Duration::from_secs(3);
 const EXPLORE_FACTOR: f64 = 2.0;
 /// When exploration was due but the path was busy, look again this much later.
 const EXPLORE_RECHECK: Duration = Duration::from_millis(500);
+/// A desired rate this much above the previous one probes at once (rather than at
+/// the next exploration tick), at most once per `MIN_IMMEDIATE_INTERVAL`: an
+/// application whose wish jitters must not turn that into a probe train.
+const DESIRED_RISE: f64 = 1.1;
+const MIN_IMMEDIATE_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_PENDING: usize = 4;
 const MAX_TRACKED_CLUSTERS: usize = 8;
 /// A cluster that lost more than this share of its packets measures nothing.
@@ -113,6 +118,17 @@ impl ProbeController {
         }
     }
 
+    /// A new maximum. When it rises while the estimate sits at the old one, the path
+    /// may carry more than we ever allowed ourselves to find out: probe at once.
+    pub(crate) fn set_max(&mut self, now: Instant, max_bps: f64, estimate: f64) {
+        let was_capped = estimate >= self.max_bps;
+        let rose = max_bps > self.max_bps;
+        self.max_bps = max_bps;
+        if rose && was_capped && self.enabled && self.started && self.waiting.is_none() {
+            self.plan(now, &[(EXPLORE_FACTOR * estimate).min(max_bps)]);
+        }
+    }
+
     /// First call: plan the initial probes.
     pub(crate) fn start(&mut self, now: Instant, start_bps: f64) {
         if self.started || !self.enabled {
@@ -135,12 +151,15 @@ impl ProbeController {
         quiet: bool,
     ) {
         let rose = match (self.desired_bps, desired_bps) {
-            (Some(old), Some(new)) => new > old,
+            (Some(old), Some(new)) => new > old * DESIRED_RISE,
             (None, Some(_)) => true,
             _ => false,
         };
         self.desired_bps = desired_bps;
-        if rose {
+        let probed_recently = self
+            .last_probe
+            .is_some_and(|t| now.saturating_duration_since(t) < MIN_IMMEDIATE_INTERVAL);
+        if rose && !probed_recently {
             // The application wants more than before: look now rather than at the
             // next exploration tick.
             self.explore(now, estimate, true, quiet);
@@ -427,6 +446,30 @@ mod tests {
         assert!(c.poll().is_none(), "explored a congested path");
         c.on_timer(t0 + Duration::from_secs(13), 2_000_000.0, true);
         assert_eq!(c.poll().unwrap().bitrate_bps, 4_000_000);
+    }
+
+    #[test]
+    fn a_jittering_desired_rate_does_not_probe_repeatedly() {
+        let t0 = Instant::now();
+        let mut c = ProbeController::new(10_000_000.0, true);
+        c.start(t0, 300_000.0);
+        while c.poll().is_some() {}
+        c.on_result(t0, 100_000.0);
+        let later = t0 + Duration::from_secs(2);
+        c.set_desired(later, Some(1_000_000.0), 500_000.0, true);
+        assert!(c.poll().is_some());
+        c.on_result(later, 100_000.0);
+        let mut probes = 0;
+        for i in 0..100u32 {
+            let now = later + Duration::from_millis(10) * i;
+            let wish = 1_000_000.0 + f64::from(i % 2) * 200_000.0;
+            c.set_desired(now, Some(wish), 500_000.0, true);
+            while c.poll().is_some() {
+                probes += 1;
+                c.on_result(now, 100_000.0);
+            }
+        }
+        assert!(probes <= 1, "{probes} probes in one second");
     }
 
     #[test]

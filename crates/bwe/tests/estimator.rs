@@ -213,3 +213,36 @@ fn the_estimate_stays_within_the_configured_bounds() {
     }
     assert_eq!(bwe.estimate_bps(), 100_000, "{:?}", bwe.stats());
 }
+
+#[test]
+fn raising_the_maximum_at_the_cap_probes_for_more() {
+    let t0 = Instant::now();
+    let config = BweConfig {
+        max_bitrate_bps: 500_000,
+        start_bitrate_bps: 500_000,
+        probing: true,
+        ..BweConfig::default()
+    };
+    let mut bwe = Bwe::new(config);
+    bwe.on_packet_sent(t0, 0, 1000, None);
+    // initial probes, capped at the maximum
+    let initial: Vec<_> = std::iter::from_fn(|| bwe.poll_probe()).collect();
+    assert!(!initial.is_empty() && initial.iter().all(|c| c.bitrate_bps <= 500_000));
+    // the packet is reported; the probes' results never arrive and the controller
+    // gives up on them after a second
+    let mut rec = TwccRecorder::default();
+    rec.record(0, t0 + Duration::from_millis(30));
+    let mut fb = Vec::new();
+    assert!(rec.build_feedback(1, 2, &mut fb));
+    bwe.on_feedback_bytes(t0 + Duration::from_millis(80), &fb)
+        .unwrap();
+    bwe.handle_timeout(t0 + Duration::from_secs(2));
+    assert_eq!(bwe.estimate_bps(), 500_000);
+    let now = t0 + Duration::from_secs(3);
+    bwe.set_bitrate_bounds(now, 30_000, 2_000_000);
+    let probe = bwe.poll_probe().expect("a probe above the old maximum");
+    assert_eq!(probe.bitrate_bps, 1_000_000);
+    // lowering the maximum clamps the estimate at once
+    bwe.set_bitrate_bounds(now, 30_000, 200_000);
+    assert_eq!(bwe.estimate_bps(), 200_000);
+}

@@ -94,6 +94,10 @@ struct Phase {
     queue_bytes: Option<usize>,
     loss: f64,
     jitter: Duration,
+    /// Share of datagrams held back 10 ms (so later ones overtake them).
+    reorder: f64,
+    /// A bulk TCP-like flow shares the bottleneck during this phase.
+    tcp: bool,
 }
 
 fn phase(at_s: f64, rate_bps: u64) -> Phase {
@@ -103,6 +107,8 @@ fn phase(at_s: f64, rate_bps: u64) -> Phase {
         queue_bytes: Some(queue_for(rate_bps)),
         loss: 0.0,
         jitter: Duration::ZERO,
+        reorder: 0.0,
+        tcp: false,
     }
 }
 
@@ -127,6 +133,101 @@ struct Sample {
 struct Run {
     samples: Vec<Sample>,
     pacer_late_drops: u64,
+    tcp_delivered_bytes: u64,
+}
+
+/// Datagram markers: the first byte says whose a datagram is.
+const MEDIA: u8 = 0;
+const TCP: u8 = 1;
+const TCP_SEGMENT: usize = 1200;
+const TCP_RTO: Duration = Duration::from_secs(1);
+
+/// A bulk sender in the manner of TCP Reno, enough to compete for a bottleneck: a
+/// congestion window in segments, +1 segment per window of acks, halved at most once a
+/// round trip when the receiver reports a gap, back to 2 after a second without acks.
+/// It never retransmits (only its share of the link matters here).
+struct TcpFlow {
+    cwnd: f64,
+    next_seq: u64,
+    acked: u64,
+    last_cut: Option<Instant>,
+    last_ack: Option<Instant>,
+    /// Receiver side: next sequence number expected, bytes delivered.
+    expected: u64,
+    delivered_bytes: u64,
+    /// Acks waiting to go out on the reverse link.
+    acks: Vec<Vec<u8>>,
+}
+
+impl TcpFlow {
+    fn new() -> Self {
+        Self {
+            cwnd: 2.0,
+            next_seq: 0,
+            acked: 0,
+            last_cut: None,
+            last_ack: None,
+            expected: 0,
+            delivered_bytes: 0,
+            acks: Vec::new(),
+        }
+    }
+
+    /// Segments the window allows now.
+    fn poll_segment(&mut self, now: Instant) -> Option<Vec<u8>> {
+        if let Some(last) = self.last_ack {
+            if self.next_seq > self.acked && now - last >= TCP_RTO {
+                // Timeout: everything outstanding is lost.
+                self.cwnd = 2.0;
+                self.acked = self.next_seq;
+                self.last_ack = Some(now);
+            }
+        }
+        if (self.next_seq - self.acked) as f64 >= self.cwnd.floor() {
+            return None;
+        }
+        self.last_ack.get_or_insert(now);
+        let mut d = vec![0u8; TCP_SEGMENT];
+        d[0] = TCP;
+        d[1..9].copy_from_slice(&self.next_seq.to_be_bytes());
+        self.next_seq += 1;
+        Some(d)
+    }
+
+    fn rto_at(&self) -> Option<Instant> {
+        (self.next_seq > self.acked)
+            .then_some(self.last_ack)
+            .flatten()
+            .map(|t| t + TCP_RTO)
+    }
+
+    /// The receiver got a segment: cumulative ack, flagging a gap.
+    fn on_segment(&mut self, d: &[u8]) {
+        let seq = u64::from_be_bytes(d[1..9].try_into().unwrap());
+        self.delivered_bytes += d.len() as u64;
+        let gap = seq > self.expected;
+        self.expected = self.expected.max(seq + 1);
+        let mut ack = vec![0u8; 40];
+        ack[0] = TCP;
+        ack[1..9].copy_from_slice(&self.expected.to_be_bytes());
+        ack[9] = u8::from(gap);
+        self.acks.push(ack);
+    }
+
+    /// The sender got an ack.
+    fn on_ack(&mut self, now: Instant, d: &[u8]) {
+        let upto = u64::from_be_bytes(d[1..9].try_into().unwrap());
+        let newly = upto.saturating_sub(self.acked);
+        self.acked = self.acked.max(upto);
+        self.last_ack = Some(now);
+        let rtt = Duration::from_millis(100);
+        if d[9] == 1 && self.last_cut.is_none_or(|t| now - t >= rtt) {
+            self.cwnd = (self.cwnd / 2.0).max(2.0);
+            self.last_cut = Some(now);
+        } else {
+            self.cwnd += newly as f64 / self.cwnd;
+        }
+    }
 }
 
 impl Run {
@@ -168,6 +269,8 @@ fn forward_config(p: &Phase, previous_queue: usize) -> LinkConfig {
     LinkConfig {
         loss: p.loss,
         jitter: p.jitter,
+        reorder: p.reorder,
+        reorder_delay: Duration::from_millis(10),
         ..LinkConfig::throttled(ONE_WAY, p.rate_bps, p.queue_bytes.unwrap_or(previous_queue))
     }
 }
@@ -195,6 +298,8 @@ fn simulate(est: &mut dyn Estimator, phases: &[Phase], duration: Duration, seed:
     let mut next_sample = t0;
     let mut max_queue_delay = Duration::ZERO;
     let mut samples = Vec::new();
+    let mut tcp = TcpFlow::new();
+    let mut tcp_on = first.tcp;
     est.set_desired(t0, APP_LIMIT_BPS);
 
     let end = t0 + duration;
@@ -204,12 +309,17 @@ fn simulate(est: &mut dyn Estimator, phases: &[Phase], duration: Duration, seed:
             queue_bytes = p.queue_bytes.unwrap_or(queue_bytes);
             fwd.set_config(forward_config(p, queue_bytes));
             capacity = p.rate_bps;
+            tcp_on = p.tcp;
             next_phase += 1;
         }
         // Deliveries: media to the receiver, feedback to the sender.
         while let Some(d) = fwd.poll_deliver(now) {
-            let seq = u16::from_be_bytes([d[0], d[1]]);
-            let sent_ns = u64::from_be_bytes(d[2..10].try_into().unwrap());
+            if d[0] == TCP {
+                tcp.on_segment(&d);
+                continue;
+            }
+            let seq = u16::from_be_bytes([d[1], d[2]]);
+            let sent_ns = u64::from_be_bytes(d[3..11].try_into().unwrap());
             recorder.record(seq, now);
             let one_way = now - (t0 + Duration::from_nanos(sent_ns));
             let wire = Duration::from_secs_f64(d.len() as f64 * 8.0 / capacity as f64);
@@ -217,7 +327,19 @@ fn simulate(est: &mut dyn Estimator, phases: &[Phase], duration: Duration, seed:
             max_queue_delay = max_queue_delay.max(queueing);
         }
         while let Some(d) = rev.poll_deliver(now) {
-            est.on_feedback(now, &d);
+            if d[0] == TCP {
+                tcp.on_ack(now, &d);
+            } else {
+                est.on_feedback(now, &d);
+            }
+        }
+        for ack in tcp.acks.drain(..) {
+            rev.send(now, ack);
+        }
+        if tcp_on {
+            while let Some(segment) = tcp.poll_segment(now) {
+                fwd.send(now, segment);
+            }
         }
         if now >= next_feedback {
             loop {
@@ -272,10 +394,11 @@ fn simulate(est: &mut dyn Estimator, phases: &[Phase], duration: Duration, seed:
                     probe_cluster,
                 } => (size_bytes, probe_cluster),
             };
-            let mut datagram = vec![0u8; size.max(10)];
-            datagram[..2].copy_from_slice(&seq.to_be_bytes());
+            let mut datagram = vec![0u8; size.max(11)];
+            datagram[0] = MEDIA;
+            datagram[1..3].copy_from_slice(&seq.to_be_bytes());
             let sent_ns = (now - t0).as_nanos() as u64;
-            datagram[2..10].copy_from_slice(&sent_ns.to_be_bytes());
+            datagram[3..11].copy_from_slice(&sent_ns.to_be_bytes());
             est.on_packet_sent(now, seq, datagram.len(), probe);
             fwd.send(now, datagram);
             seq = seq.wrapping_add(1);
@@ -304,6 +427,7 @@ fn simulate(est: &mut dyn Estimator, phases: &[Phase], duration: Duration, seed:
             est.poll_timeout(),
             fwd.poll_timeout(),
             rev.poll_timeout(),
+            tcp_on.then(|| tcp.rto_at()).flatten(),
         ]
         .into_iter()
         .flatten()
@@ -321,6 +445,7 @@ fn simulate(est: &mut dyn Estimator, phases: &[Phase], duration: Duration, seed:
     Run {
         samples,
         pacer_late_drops: pacer.stats().dropped_late_video,
+        tcp_delivered_bytes: tcp.delivered_bytes,
     }
 }
 
@@ -601,6 +726,63 @@ fn acceptance_holds_across_event_timings_and_seeds() {
     assert!(worst_backoff <= 1.0);
     assert!(worst_drain <= 3.0);
     assert!(worst_loss_min >= 600_000);
+}
+
+/// Beyond the brief's scenarios: reordering (a share of packets held back 10 ms, so
+/// later ones overtake them) must not read as loss or congestion. 1 Mbit/s.
+#[test]
+fn reordering_does_not_read_as_congestion() {
+    for share in [0.01, 0.05, 0.2] {
+        let mut p = phase(0.0, 1_000_000);
+        p.reorder = share;
+        let run = simulate(&mut bwe(), &[p], Duration::from_secs(30), SEED + 5);
+        let (from, to) = (Duration::from_secs(5), Duration::from_secs(30));
+        let mean = run.mean_estimate(from, to);
+        let min = run
+            .between(from, to)
+            .map(|s| s.estimate_bps)
+            .min()
+            .unwrap_or(0);
+        println!(
+            "1 Mbit/s, {:.0} % reordered by 10 ms: mean estimate 5-30 s {:.0} kbit/s, min {} kbit/s, link loss {:.2} %",
+            share * 100.0,
+            mean / 1000.0,
+            min / 1000,
+            run.link_loss(from, to) * 100.0
+        );
+        assert!(mean >= 800_000.0 && min >= 600_000, "reorder {share}");
+    }
+}
+
+/// A known weakness, measured and not asserted (so ignored by default): a bulk
+/// TCP-like flow joins the 2 Mbit/s bottleneck at 10 s and keeps its 37.5 kB buffer
+/// full. Delay-based control reads TCP's queue as its own overuse and yields almost
+/// everything; docs/congestion.md has the numbers and what moving the threshold
+/// adaptation towards the draft's constants does.
+/// `cargo test -p sluice-bwe --test netsim tcp_like -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_share_against_a_tcp_like_flow() {
+    let mut with_tcp = phase(10.0, 2_000_000);
+    with_tcp.tcp = true;
+    with_tcp.queue_bytes = None;
+    let run = simulate(
+        &mut bwe(),
+        &[phase(0.0, 2_000_000), with_tcp],
+        Duration::from_secs(60),
+        SEED + 6,
+    );
+    let (from, to) = (Duration::from_secs(30), Duration::from_secs(60));
+    let ours = run.mean_estimate(from, to);
+    let tcp_bps = run.tcp_delivered_bytes as f64 * 8.0 / 50.0;
+    let p50_queue = percentile(run.between(from, to).map(|s| s.queue_delay).collect(), 0.5);
+    println!(
+        "2 Mbit/s shared with a TCP-like flow from 10 s: our mean estimate 30-60 s {:.0} kbit/s ({:.0} %), TCP goodput 10-60 s {:.0} kbit/s, median queueing {} ms",
+        ours / 1000.0,
+        ours / 2_000_000.0 * 100.0,
+        tcp_bps / 1000.0,
+        p50_queue.as_millis()
+    );
 }
 
 /// Prints a 1 -> 3 -> 0.5 Mbit/s run, for tuning:
