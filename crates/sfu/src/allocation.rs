@@ -25,6 +25,8 @@ const UNMEASURED_VIDEO_BPS: u64 = 150_000;
 const UNMEASURED_AUDIO_BPS: u64 = 40_000;
 /// Share of the estimate given to the encodings' average rates.
 const ALLOCATED_SHARE_PERCENT: u64 = 85;
+/// A participant whose microphone carried voice this recently is speaking now.
+const SPEAKING_WINDOW: Duration = Duration::from_secs(2);
 /// A video track whose lowest encoding does not fit is paused only after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(5);
 /// A paused video track stays paused at least this long.
@@ -216,8 +218,13 @@ impl Router {
                 last_voice_at,
             });
         }
-        // most recent speaker first; the order of subscription otherwise
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.last_voice_at));
+        // Those speaking now (voice within SPEAKING_WINDOW) first, then the rest, each
+        // group in the order of subscription: a stable order, so that a pause does not
+        // move from track to track as everyone's last word changes by milliseconds.
+        candidates.sort_by_key(|c| {
+            !c.last_voice_at
+                .is_some_and(|t| now.saturating_duration_since(t) < SPEAKING_WINDOW)
+        });
 
         let desired: u64 = audio_bps
             + candidates
