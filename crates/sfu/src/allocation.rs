@@ -25,6 +25,10 @@ const UNMEASURED_VIDEO_BPS: u64 = 150_000;
 const UNMEASURED_AUDIO_BPS: u64 = 40_000;
 /// Share of the estimate given to the encodings' average rates.
 const ALLOCATED_SHARE_PERCENT: u64 = 85;
+/// A participant whose microphone carried voice this recently is speaking now.
+const SPEAKING_WINDOW: Duration = Duration::from_secs(2);
+/// A video track whose lowest encoding does not fit is paused only after this long.
+const PAUSE_AFTER: Duration = Duration::from_secs(5);
 /// A paused video track stays paused at least this long.
 const RESUME_HOLD: Duration = Duration::from_secs(3);
 /// Resuming a track or moving it to a higher encoding needs this much room beyond its
@@ -116,6 +120,8 @@ struct Candidate {
     current: Option<usize>,
     /// Paused since then (for the hold before a resume).
     paused_since: Option<Instant>,
+    /// Its lowest encoding has not fitted since then (for the wait before a pause).
+    short_since: Option<Instant>,
     last_voice_at: Option<Instant>,
 }
 
@@ -208,11 +214,17 @@ impl Router {
                 wanted,
                 current: (!sub.paused).then_some(sub.layer.unwrap_or(sub.target)),
                 paused_since: sub.paused_since.filter(|_| sub.paused),
+                short_since: sub.short_since,
                 last_voice_at,
             });
         }
-        // most recent speaker first; the order of subscription otherwise
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.last_voice_at));
+        // Those speaking now (voice within SPEAKING_WINDOW) first, then the rest, each
+        // group in the order of subscription: a stable order, so that a pause does not
+        // move from track to track as everyone's last word changes by milliseconds.
+        candidates.sort_by_key(|c| {
+            !c.last_voice_at
+                .is_some_and(|t| now.saturating_duration_since(t) < SPEAKING_WINDOW)
+        });
 
         let desired: u64 = audio_bps
             + candidates
@@ -227,6 +239,7 @@ impl Router {
             (e / 100 * ALLOCATED_SHARE_PERCENT).saturating_sub(audio_bps)
         });
         let mut choice: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
+        let mut shortfalls: Vec<bool> = Vec::with_capacity(candidates.len());
         for (index, c) in candidates.iter().enumerate() {
             let lowest = c.live.first().copied().unwrap_or(0).min(c.wanted);
             let cost = c
@@ -243,7 +256,15 @@ impl Router {
                 }
                 None => cost <= budget,
             };
-            if fits || index == 0 {
+            // A shortfall must last before a flowing track is paused: an estimate that
+            // dips for a moment (a receiver starved of CPU looks like a queue) moves the
+            // track to its lowest encoding at once but does not freeze it.
+            let wait_over = c
+                .short_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= PAUSE_AFTER);
+            let keep = fits || index == 0 || (c.paused_since.is_none() && !wait_over);
+            shortfalls.push(!fits && index != 0);
+            if keep {
                 budget = budget.saturating_sub(cost);
                 choice.push(Some(lowest));
             } else {
@@ -284,13 +305,18 @@ impl Router {
         let mut allocated = audio_bps;
         let mut paused = 0usize;
         let mut changes = Vec::new();
-        for (c, chosen) in candidates.iter().zip(&choice) {
+        for ((c, chosen), short) in candidates.iter().zip(&choice).zip(&shortfalls) {
             let Some(t) = self.tracks.get_mut(&c.track) else {
                 continue;
             };
             let publisher = t.publisher;
             let Some(sub) = t.subscriptions.iter_mut().find(|s| s.subscriber == id) else {
                 continue;
+            };
+            sub.short_since = if *short {
+                sub.short_since.or(Some(now))
+            } else {
+                None
             };
             match chosen {
                 Some(layer) => {

@@ -441,6 +441,7 @@ impl Router {
             last_forwarded_at: None,
             paused: false,
             paused_since: None,
+            short_since: None,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);

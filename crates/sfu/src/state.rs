@@ -145,6 +145,8 @@ pub(crate) struct Subscription {
     pub(crate) paused: bool,
     /// When it was last paused.
     pub(crate) paused_since: Option<Instant>,
+    /// Since when its lowest encoding has not fitted its subscriber's estimate.
+    pub(crate) short_since: Option<Instant>,
 }
 
 impl Subscription {
