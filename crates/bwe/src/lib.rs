@@ -435,7 +435,11 @@ impl Bwe {
             self.probes.on_result(now, result);
         }
         self.loss.on_feedback(now, received, lost);
-        self.loss.update(now, rtt, self.aimd.bitrate_bps());
+        // Loss with a standing queue is congestion; loss on an empty queue is the link
+        // itself (radio, a lossy last hop), which sending less does not cure.
+        let queue_standing = self.queue_delay.is_some_and(|q| q > QUIET_QUEUE_DELAY);
+        self.loss
+            .update(now, rtt, self.aimd.bitrate_bps(), queue_standing);
     }
 
     /// Internals for logs and metrics.

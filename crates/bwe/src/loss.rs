@@ -52,7 +52,15 @@ impl LossBased {
 
     /// Re-evaluates the cap when a window is complete. `estimate_bps` is the rate in
     /// use (the minimum of the delay-based estimate and this cap).
-    pub(crate) fn update(&mut self, now: Instant, rtt: Duration, delay_based_bps: f64) {
+    /// Loss above `HIGH_LOSS` lowers the cap only while `congested` (a standing queue):
+    /// random loss on a link that is not full is left to retransmission.
+    pub(crate) fn update(
+        &mut self,
+        now: Instant,
+        rtt: Duration,
+        delay_based_bps: f64,
+        congested: bool,
+    ) {
         let Some(start) = self.window_start else {
             return;
         };
@@ -75,7 +83,7 @@ impl LossBased {
         let in_use = self
             .cap_bps
             .map_or(delay_based_bps, |c| c.min(delay_based_bps));
-        if fraction > HIGH_LOSS {
+        if fraction > HIGH_LOSS && congested {
             let spaced = self
                 .last_decrease
                 .is_none_or(|t| now.saturating_duration_since(t) >= DECREASE_INTERVAL + rtt);
@@ -106,7 +114,7 @@ mod tests {
 
     fn window(l: &mut LossBased, now: Instant, lost: u64) {
         l.on_feedback(now, 100 - lost, lost);
-        l.update(now, Duration::from_millis(50), 1_000_000.0);
+        l.update(now, Duration::from_millis(50), 1_000_000.0, true);
     }
 
     #[test]

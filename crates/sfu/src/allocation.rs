@@ -28,7 +28,7 @@ const ALLOCATED_SHARE_PERCENT: u64 = 85;
 /// A participant whose microphone carried voice this recently is speaking now.
 const SPEAKING_WINDOW: Duration = Duration::from_secs(2);
 /// A video track whose lowest encoding does not fit is paused only after this long.
-const PAUSE_AFTER: Duration = Duration::from_secs(5);
+const PAUSE_AFTER: Duration = Duration::from_secs(10);
 /// A paused video track stays paused at least this long.
 const RESUME_HOLD: Duration = Duration::from_secs(3);
 /// Resuming a track or moving it to a higher encoding needs this much room beyond its
