@@ -222,8 +222,8 @@ impl Router {
         // group in the order of subscription: a stable order, so that a pause does not
         // move from track to track as everyone's last word changes by milliseconds.
         candidates.sort_by_key(|c| {
-            !c.last_voice_at
-                .is_some_and(|t| now.saturating_duration_since(t) < SPEAKING_WINDOW)
+            c.last_voice_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= SPEAKING_WINDOW)
         });
 
         let desired: u64 = audio_bps
