@@ -281,11 +281,32 @@ mod tests {
         // measured, not synchronisation); the stamp must tell its arrival, not the read.
         // The margin is wide because the wall-to-monotonic conversion reads two clocks
         // and a loaded machine may preempt between them.
+        let clock_offset = || {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let mono = Instant::now();
+            (wall, mono)
+        };
+        let (wall0, mono0) = clock_offset();
         std::thread::sleep(Duration::from_millis(200));
         let read_after = Instant::now();
         let mut batch = RecvBatch::default();
         assert_eq!(batch.try_recv(&receiver).unwrap().received, 1);
         let (_, _, received_at) = batch.datagrams().next().unwrap();
+        // The stamp is wall-clock time converted to monotonic time: if the wall clock was
+        // stepped meanwhile (NTP on a VM), the conversion is off by the step and this run
+        // cannot measure anything.
+        let (wall1, mono1) = clock_offset();
+        let wall_elapsed = wall1.as_secs_f64() - wall0.as_secs_f64();
+        let mono_elapsed = mono1.duration_since(mono0).as_secs_f64();
+        if (wall_elapsed - mono_elapsed).abs() > 0.05 {
+            eprintln!(
+                "wall clock stepped by {:.3} s during the test: not measured",
+                wall_elapsed - mono_elapsed
+            );
+            return;
+        }
         assert!(read_after.duration_since(received_at) >= Duration::from_millis(100));
     }
 
