@@ -25,6 +25,8 @@ const UNMEASURED_VIDEO_BPS: u64 = 150_000;
 const UNMEASURED_AUDIO_BPS: u64 = 40_000;
 /// Share of the estimate given to the encodings' average rates.
 const ALLOCATED_SHARE_PERCENT: u64 = 85;
+/// A subscription moves up at most one encoding this often.
+const UPGRADE_INTERVAL: Duration = Duration::from_secs(3);
 /// A participant whose microphone carried voice this recently is speaking now.
 const SPEAKING_WINDOW: Duration = Duration::from_secs(2);
 /// A video track whose lowest encoding does not fit is paused only after this long.
@@ -327,10 +329,28 @@ impl Router {
                         changes.push((c.track, publisher, false));
                     }
                     // without an estimate nothing is capped but the tile's size
-                    sub.bandwidth_layer = if estimate.is_some() {
+                    // without an estimate nothing is capped but the tile's size; with one,
+                    // a lower cap applies at once and a higher one at most one encoding
+                    // per UPGRADE_INTERVAL, so a swinging estimate does not switch (and
+                    // keyframe) encodings every half second
+                    let cap = if estimate.is_some() {
                         *layer
                     } else {
                         usize::MAX
+                    };
+                    if cap < sub.bandwidth_layer {
+                        sub.bandwidth_layer = cap;
+                        sub.upgraded_at = Some(now);
+                    } else if cap > sub.bandwidth_layer {
+                        let due = sub
+                            .upgraded_at
+                            .is_none_or(|t| now.saturating_duration_since(t) >= UPGRADE_INTERVAL);
+                        if estimate.is_none() {
+                            sub.bandwidth_layer = cap;
+                        } else if due {
+                            sub.bandwidth_layer = sub.bandwidth_layer.saturating_add(1).min(cap);
+                            sub.upgraded_at = Some(now);
+                        }
                     };
                 }
                 None => {

@@ -442,6 +442,7 @@ impl Router {
             paused: false,
             paused_since: None,
             short_since: None,
+            upgraded_at: None,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);

@@ -147,6 +147,8 @@ pub(crate) struct Subscription {
     pub(crate) paused_since: Option<Instant>,
     /// Since when its lowest encoding has not fitted its subscriber's estimate.
     pub(crate) short_since: Option<Instant>,
+    /// When its bandwidth cap last changed (for the pace of moving up).
+    pub(crate) upgraded_at: Option<Instant>,
 }
 
 impl Subscription {
