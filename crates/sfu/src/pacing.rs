@@ -61,11 +61,19 @@ pub(crate) fn release(
     outbox: &mut Outbox,
     stats: &mut RouterStats,
 ) {
-    let estimate = subscriber.link.bwe.estimate_bps();
+    // Pacing smooths bursts; it must not become the bottleneck. What the allocation could
+    // not avoid sending (a single-encoding camera below its estimate, a track waiting out
+    // its shortfall before a pause) would otherwise queue in the pacer and be dropped
+    // there as late video, which a decoder takes worse than a burst.
+    let rate = subscriber
+        .link
+        .bwe
+        .estimate_bps()
+        .max(subscriber.link.allocated_bps);
     let Some(pacer) = subscriber.link.pacer.as_mut() else {
         return;
     };
-    pacer.set_estimate(estimate);
+    pacer.set_estimate(rate);
     let dropped_before = pacer.stats().dropped_late_video;
     let mut released = Vec::new();
     while released.len() < MAX_RELEASED_PER_CALL {
