@@ -352,10 +352,10 @@ fn when_even_the_lowest_encodings_do_not_fit_the_silent_participants_video_is_pa
     let remb = run
         .remb_to_other
         .expect("REMB to the single-encoding publisher");
-    let estimate = report.estimate_bps.unwrap_or(0);
+    // (85 % of the subscriber's estimate when the REMB left, which is below its link)
     assert!(
-        remb <= estimate.max(150_000) && remb >= 150_000,
-        "REMB {remb} for estimate {estimate}"
+        (150_000..=450_000).contains(&remb),
+        "REMB {remb} for a subscriber behind 450 kbit/s"
     );
 
     // room again: it resumes
