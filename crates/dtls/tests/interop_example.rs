@@ -224,3 +224,89 @@ fn example_exits_with_failure_and_the_reason_when_nobody_answers() {
         client.output()
     );
 }
+
+/// As a server the example keeps answering until its peer has been quiet for the engine's
+/// largest retransmission interval (3 s), not for a fixed 2 s: a client that lost the
+/// final flight, and whose repeats are held up in the network for 2.4 s, still gets it
+/// again and completes. (With `--linger-ms 2000`, the old behaviour, this test fails.)
+#[test]
+fn example_server_lingers_until_a_client_that_lost_the_final_flight_is_served() {
+    use std::net::UdpSocket;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use sluice_dtls::{Certificate, Config, Connection, Event, PeerAuth, Role};
+
+    let listen = format!("127.0.0.1:{}", common::free_udp_port());
+    let mut server = spawn_peer(&["--role", "server", "--listen", &listen]);
+    wait_ready(&mut server);
+
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(&listen).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let cert = Arc::new(Certificate::generate().expect("certificate"));
+    let mut client = Connection::new(
+        Arc::new(Config::new(cert)),
+        Role::Client,
+        PeerAuth::AcceptAnyCertificate,
+        b"server",
+        Instant::now(),
+    );
+    const HOLD: Duration = Duration::from_millis(2400);
+    let mut lost_final_flight_at: Option<Instant> = None;
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let mut connected = false;
+    let deadline = Instant::now() + CHILD_WAIT;
+    let mut buf = vec![0u8; 65_536];
+    while !connected && Instant::now() < deadline {
+        // the client's datagrams: held up in the network for HOLD after the loss
+        while let Some(datagram) = client.poll_transmit() {
+            match lost_final_flight_at {
+                Some(at) if at.elapsed() < HOLD => held.push(datagram),
+                _ => {
+                    socket.send(&datagram).expect("send");
+                }
+            }
+        }
+        if lost_final_flight_at.is_some_and(|at| at.elapsed() >= HOLD) && !held.is_empty() {
+            // the newest copy of the client's repeated flight arrives, late
+            if let Some(last) = held.last() {
+                socket.send(last).expect("send");
+            }
+            held.clear();
+        }
+        if let Ok(n) = socket.recv(&mut buf) {
+            let datagram = &buf[..n];
+            // the server's final flight is its only datagram opening with a CCS record
+            if lost_final_flight_at.is_none() && datagram.first() == Some(&20) {
+                lost_final_flight_at = Some(Instant::now());
+                continue;
+            }
+            client.handle_datagram(Instant::now(), datagram);
+        }
+        let now = Instant::now();
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            client.handle_timeout(now);
+        }
+        while let Some(event) = client.poll_event() {
+            match event {
+                Event::Connected(_) => connected = true,
+                Event::Failed(e) => panic!("client failed: {e}\n{}", server.output()),
+                Event::Closed => {}
+            }
+        }
+    }
+    assert!(
+        lost_final_flight_at.is_some(),
+        "the final flight was seen and dropped"
+    );
+    assert!(
+        connected,
+        "the server answered the late repeat:\n{}",
+        server.output()
+    );
+    let status = server.wait_exit(CHILD_WAIT);
+    assert!(status.success(), "dtls-peer exited with {status}");
+}
