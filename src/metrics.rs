@@ -364,6 +364,7 @@ pub struct Metrics {
     router_nacks_missed: Counter,
     router_probe_packets_sent: Counter,
     router_video_pauses: Counter,
+    router_paced_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -551,6 +552,11 @@ impl Metrics {
             "router_video_pauses",
             "video tracks paused for a subscriber whose bandwidth estimate could not carry them",
         );
+        let router_paced_dropped = counter(
+            r,
+            "router_paced_dropped",
+            "packets a subscriber's pacer dropped: video that waited too long, or a full queue",
+        );
         Self {
             registry,
             sessions,
@@ -583,6 +589,7 @@ impl Metrics {
             router_nacks_missed,
             router_probe_packets_sent,
             router_video_pauses,
+            router_paced_dropped,
         }
     }
 
@@ -783,6 +790,8 @@ impl Metrics {
         ));
         self.router_video_pauses
             .inc_by(delta(current.video_pauses, previous.video_pauses));
+        self.router_paced_dropped
+            .inc_by(delta(current.paced_dropped, previous.paced_dropped));
     }
 
     /// Current value of `sluice_sessions` (for logs and tests).
@@ -834,6 +843,7 @@ mod tests {
             "sluice_router_nacks_missed",
             "sluice_router_probe_packets_sent",
             "sluice_router_video_pauses",
+            "sluice_router_paced_dropped",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),
