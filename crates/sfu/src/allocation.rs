@@ -31,6 +31,8 @@ const UPGRADE_INTERVAL: Duration = Duration::from_secs(3);
 const SPEAKING_WINDOW: Duration = Duration::from_secs(2);
 /// A video track whose lowest encoding does not fit is paused only after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(10);
+/// A flowing track is paused only while its subscriber's link loses at least this share.
+const PAUSE_LOSS_FRACTION: f64 = 0.02;
 /// A paused video track stays paused at least this long.
 const RESUME_HOLD: Duration = Duration::from_secs(3);
 /// Resuming a track or moving it to a higher encoding needs this much room beyond its
@@ -175,6 +177,7 @@ impl Router {
             .link
             .estimate_bps()
             .filter(|_| self.config.bandwidth_allocation);
+        let p_loss = p.link.bwe.stats().loss_fraction;
         let mut audio_bps = 0u64;
         let mut candidates: Vec<Candidate> = Vec::new();
         for track_id in &p.subscribed {
@@ -240,6 +243,7 @@ impl Router {
         let mut budget = estimate.map_or(u64::MAX, |e| {
             (e / 100 * ALLOCATED_SHARE_PERCENT).saturating_sub(audio_bps)
         });
+        let lossy = p_loss.is_some_and(|f| f >= PAUSE_LOSS_FRACTION);
         let mut choice: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
         let mut shortfalls: Vec<bool> = Vec::with_capacity(candidates.len());
         for (index, c) in candidates.iter().enumerate() {
@@ -264,7 +268,10 @@ impl Router {
             let wait_over = c
                 .short_since
                 .is_some_and(|t| now.saturating_duration_since(t) >= PAUSE_AFTER);
-            let keep = fits || index == 0 || (c.paused_since.is_none() && !wait_over);
+            // ... and only on a link that is losing packets: an estimate that stays low
+            // on a lossless path is a receiver too busy to report in time (its late
+            // feedback reads as a queue), which a pause does not help.
+            let keep = fits || index == 0 || (c.paused_since.is_none() && !(wait_over && lossy));
             shortfalls.push(!fits && index != 0);
             if keep {
                 budget = budget.saturating_sub(cost);
