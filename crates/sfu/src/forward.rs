@@ -339,12 +339,26 @@ pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) 
 /// Stamps the subscriber's transport-wide sequence number and tells its bandwidth
 /// estimator what left: the feedback about this packet will name that number.
 pub(crate) fn stamp_and_record(subscriber: &mut Participant, buf: &mut [u8], now: Instant) {
-    if let Some(seq) = stamp_transport_seq(subscriber, buf) {
-        let wire_bytes = buf.len() + SRTP_OVERHEAD_BYTES;
-        subscriber
-            .link
-            .bwe
-            .on_packet_sent(now, seq, wire_bytes, None);
+    let Participant {
+        link,
+        next_transport_seq,
+        ..
+    } = subscriber;
+    stamp_parts(next_transport_seq, &mut link.bwe, buf, now);
+}
+
+/// [`stamp_and_record`] on the two fields it touches, for a caller that holds other
+/// fields of the participant (its pacer) at the same time.
+pub(crate) fn stamp_parts(
+    next_transport_seq: &mut u16,
+    bwe: &mut sluice_bwe::Bwe,
+    buf: &mut [u8],
+    now: Instant,
+) {
+    let seq = *next_transport_seq;
+    if set_extension(buf, EXT_TRANSPORT_CC, &seq.to_be_bytes()) {
+        *next_transport_seq = seq.wrapping_add(1);
+        bwe.on_packet_sent(now, seq, buf.len() + SRTP_OVERHEAD_BYTES, None);
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use sluice_bwe::pacer::{Pacer, PacerConfig, PacerOutput, Priority};
 
+use crate::allocation::SubscriberLink;
 use crate::forward::SRTP_OVERHEAD_BYTES;
 use crate::ids::ParticipantId;
 use crate::media::EXT_ABS_SEND_TIME;
@@ -70,25 +71,32 @@ pub(crate) fn release(
         .bwe
         .estimate_bps()
         .max(subscriber.link.allocated_bps);
-    let Some(pacer) = subscriber.link.pacer.as_mut() else {
+    // Disjoint fields: the pacer hands packets out while the sequence number and the
+    // estimator are stamped, without collecting them first.
+    let Participant {
+        link,
+        next_transport_seq,
+        ..
+    } = subscriber;
+    let SubscriberLink { pacer, bwe, .. } = link;
+    let Some(pacer) = pacer.as_mut() else {
         return;
     };
     pacer.set_estimate(rate);
     let dropped_before = pacer.stats().dropped_late_video;
-    let mut released = Vec::new();
-    while released.len() < MAX_RELEASED_PER_CALL {
+    for _ in 0..MAX_RELEASED_PER_CALL {
         match pacer.poll_send(now) {
-            Some(PacerOutput::Packet { packet, .. }) => released.push(packet),
+            Some(PacerOutput::Packet { mut packet, .. }) => {
+                sluice_rtp::set_extension(&mut packet, EXT_ABS_SEND_TIME, send_time);
+                crate::forward::stamp_parts(next_transport_seq, bwe, &mut packet, now);
+                outbox.push(id, OutputKind::Rtp, packet, stats);
+            }
             // probes are sent as padding by the allocation's probe sender
             Some(PacerOutput::Padding { .. }) => {}
             None => break,
         }
     }
     stats.paced_dropped += pacer.stats().dropped_late_video - dropped_before;
-    for mut buf in released {
-        stamp(subscriber, &mut buf, now, send_time);
-        outbox.push(id, OutputKind::Rtp, buf, stats);
-    }
 }
 
 impl crate::router::Router {
