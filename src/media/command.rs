@@ -12,18 +12,19 @@ use tokio::sync::mpsc;
 
 use crate::metrics::HandshakeFailure;
 
-/// A participant, unique for the life of the process.
-pub type ParticipantId = u64;
+/// A participant, unique for the life of the process: the router's identifier, used by
+/// signalling and the workers alike.
+pub use sluice_sfu::ParticipantId;
 
 /// The text form of a participant id: its `participant_id` on the wire, the msid stream
 /// id and RTCP CNAME of everything forwarded from it.
 pub fn participant_label(id: ParticipantId) -> String {
-    format!("p-{id}")
+    format!("p-{}", id.0)
 }
 
 /// The inverse of [`participant_label`].
 pub fn parse_participant_label(label: &str) -> Option<ParticipantId> {
-    label.strip_prefix("p-")?.parse().ok()
+    label.strip_prefix("p-")?.parse().ok().map(ParticipantId)
 }
 
 /// A track the participant sends us (its microphone on mid 0, camera on mid 1).

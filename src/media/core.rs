@@ -132,7 +132,7 @@ impl WorkerCore {
             self.config.max_bitrate_bps_per_session,
         ) {
             Ok(session) => {
-                tracing::debug!(participant = spec.participant, room = %spec.room, "session created");
+                tracing::debug!(participant = %spec.participant, room = %spec.room, "session created");
                 self.metrics.session_opened();
                 self.by_ufrag
                     .insert(spec.local_ice.ufrag.clone(), spec.participant);
@@ -141,7 +141,7 @@ impl WorkerCore {
                 true
             }
             Err(error) => {
-                tracing::warn!(participant = spec.participant, %error, "session refused");
+                tracing::warn!(participant = %spec.participant, %error, "session refused");
                 let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
                     reason: crate::metrics::HandshakeFailure::ProtocolError,
                 });
@@ -170,7 +170,7 @@ impl WorkerCore {
                 refused = session.set_transport(now, &spec, ctx).err();
             });
             if let Some(error) = refused {
-                tracing::warn!(participant = spec.participant, %error, "answer's ICE credentials refused");
+                tracing::warn!(participant = %spec.participant, %error, "answer's ICE credentials refused");
                 let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
                     reason: crate::metrics::HandshakeFailure::ProtocolError,
                 });
@@ -189,7 +189,7 @@ impl WorkerCore {
 
     fn remove(&mut self, id: ParticipantId) {
         if let Some(session) = self.sessions.remove(&id) {
-            tracing::debug!(participant = id, room = %session.room, "session removed");
+            tracing::debug!(participant = %id, room = %session.room, "session removed");
             self.metrics.session_closed();
             self.by_ufrag.retain(|_, p| *p != id);
             self.by_addr.retain(|_, p| *p != id);
@@ -380,7 +380,7 @@ impl WorkerCore {
     fn flush_router(&mut self) -> usize {
         let mut rtp = 0;
         while let Some(output) = self.router.poll_output() {
-            let Some(session) = self.sessions.get_mut(&output.to.0) else {
+            let Some(session) = self.sessions.get_mut(&output.to) else {
                 continue;
             };
             if session.dead {
@@ -434,11 +434,9 @@ impl WorkerCore {
                     publisher,
                     paused,
                 } => {
-                    if let Some(session) = self.sessions.get(&subscriber.0) {
-                        session.notify(crate::media::SessionEvent::VideoPaused {
-                            publisher: publisher.0,
-                            paused,
-                        });
+                    if let Some(session) = self.sessions.get(&subscriber) {
+                        session
+                            .notify(crate::media::SessionEvent::VideoPaused { publisher, paused });
                     }
                 }
             }
@@ -541,7 +539,7 @@ mod tests {
         core.handle_command(
             now,
             Command::Prepare(Box::new(PrepareSpec {
-                participant: 7,
+                participant: ParticipantId(7),
                 room: "r".into(),
                 local_ice: server_creds.clone(),
                 events: events_tx.clone(),
@@ -568,7 +566,7 @@ mod tests {
             self.core.handle_command(
                 self.now,
                 Command::Upsert(Box::new(SessionSpec {
-                    participant: 7,
+                    participant: ParticipantId(7),
                     room: "r".into(),
                     local_ice: self.server_creds.clone(),
                     remote_ice: self.client_creds.clone(),
@@ -719,7 +717,7 @@ mod tests {
                 any = true;
                 h.feed(&datagram);
             }
-            if !any && h.core.is_connected(7) && peer.is_connected() {
+            if !any && h.core.is_connected(ParticipantId(7)) && peer.is_connected() {
                 break;
             }
             h.now += Duration::from_millis(5);
@@ -740,7 +738,7 @@ mod tests {
         );
         let mut client = handshake(&mut h, client);
         assert!(client.is_connected());
-        assert!(h.core.is_connected(7));
+        assert!(h.core.is_connected(ParticipantId(7)));
         assert!(matches!(client.poll_event(), Some(Event::Connected(_))));
         assert!(matches!(
             h.events.try_recv(),
@@ -767,7 +765,7 @@ mod tests {
             h.now,
         );
         let _ = handshake(&mut h, client);
-        assert!(!h.core.is_connected(7));
+        assert!(!h.core.is_connected(ParticipantId(7)));
         assert_eq!(
             h.events.try_recv(),
             Ok(SessionEvent::Failed {
@@ -840,10 +838,10 @@ mod tests {
             while let Some(datagram) = client.poll_transmit() {
                 h.feed(&datagram);
             }
-            if h.core.is_connected(7) && at_completion.is_none() {
+            if h.core.is_connected(ParticipantId(7)) && at_completion.is_none() {
                 at_completion = Some(counter(&h.metrics.encode(), &series("final_flight")));
             }
-            if client.is_connected() && h.core.is_connected(7) {
+            if client.is_connected() && h.core.is_connected(ParticipantId(7)) {
                 break;
             }
             h.now += Duration::from_millis(5);
@@ -886,7 +884,7 @@ mod tests {
             client.handle_datagram(h.now, &datagram);
         }
         let client = handshake(&mut h, client);
-        assert!(client.is_connected() && h.core.is_connected(7));
+        assert!(client.is_connected() && h.core.is_connected(ParticipantId(7)));
         assert_eq!(h.dropped(DropReason::UnknownSource), 0);
     }
 
@@ -916,24 +914,34 @@ mod tests {
     fn the_timer_index_follows_a_session_and_forgets_it_when_removed() {
         let mut h = harness(Role::Client);
         let _ = h.pass_ice();
-        let session = h.core.sessions.get(&7).and_then(Session::poll_timeout);
+        let session = h
+            .core
+            .sessions
+            .get(&ParticipantId(7))
+            .and_then(Session::poll_timeout);
         assert!(session.is_some(), "the ClientHello's retransmission timer");
         assert_eq!(h.core.timers.first().map(|(at, _)| *at), session);
         // a retransmission moves the deadline; the index moves with it
         h.now = session.expect("deadline");
         h.core.handle_timeout(h.now);
-        let moved = h.core.sessions.get(&7).and_then(Session::poll_timeout);
+        let moved = h
+            .core
+            .sessions
+            .get(&ParticipantId(7))
+            .and_then(Session::poll_timeout);
         assert!(moved > session);
         assert_eq!(h.core.timers.len(), 1);
         assert_eq!(h.core.timers.first().map(|(at, _)| *at), moved);
-        h.core.handle_command(h.now, Command::Remove(7));
+        h.core
+            .handle_command(h.now, Command::Remove(ParticipantId(7)));
         assert!(h.core.timers.is_empty() && h.core.timer_of.is_empty());
     }
 
     #[test]
     fn a_removed_session_no_longer_answers_checks() {
         let mut h = harness(Role::Server);
-        h.core.handle_command(h.now, Command::Remove(7));
+        h.core
+            .handle_command(h.now, Command::Remove(ParticipantId(7)));
         assert_eq!(h.core.session_count(), 0);
         let mut client = IceClient::new(
             IceClientConfig::default(),

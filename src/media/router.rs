@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// What the router produces: plaintext for one participant, to protect and send.
 pub use sluice_sfu::{Output, OutputKind};
-use sluice_sfu::{ParticipantId as SfuId, Router, RouterConfig, TrackId, TrackSpec};
+use sluice_sfu::{Router, RouterConfig, TrackId, TrackSpec};
 use sluice_signal::sdp::Kind;
 
 use crate::media::command::{participant_label, ParticipantId, PublicationSpec, SubscriptionSpec};
@@ -86,11 +86,11 @@ impl RouterAdapter {
         subscriptions: &[SubscriptionSpec],
     ) {
         if !self.members.contains_key(&id) {
-            if let Err(error) = self.router.add_participant(room, SfuId(id)) {
-                tracing::warn!(participant = id, %error, "router refused the participant");
+            if let Err(error) = self.router.add_participant(room, id) {
+                tracing::warn!(participant = %id, %error, "router refused the participant");
                 return;
             }
-            let _ = self.router.set_cname(SfuId(id), &participant_label(id));
+            let _ = self.router.set_cname(id, &participant_label(id));
             self.members.insert(
                 id,
                 Member {
@@ -113,11 +113,11 @@ impl RouterAdapter {
                 rtx_ssrc: spec.rtx_ssrc,
                 rids: spec.rids.clone(),
             };
-            match self.router.publish(SfuId(id), track) {
+            match self.router.publish(id, track) {
                 Ok(track) => {
                     member.tracks.insert(spec.kind, track);
                 }
-                Err(error) => tracing::warn!(participant = id, %error, "publish refused"),
+                Err(error) => tracing::warn!(participant = %id, %error, "publish refused"),
             }
         }
         member.wanted = subscriptions.to_vec();
@@ -143,7 +143,7 @@ impl RouterAdapter {
                 .into_iter()
                 .partition(|a| desired.contains(a));
             for (_, track) in stale {
-                let _ = self.router.unsubscribe(SfuId(*id), track);
+                let _ = self.router.unsubscribe(*id, track);
             }
             member.active = keep;
             for (spec, track) in desired {
@@ -156,14 +156,14 @@ impl RouterAdapter {
                     mid: (!spec.mid.is_empty()).then(|| spec.mid.clone()),
                     payload_types: spec.payload_types.clone(),
                 };
-                match self.router.subscribe(SfuId(*id), track, subscription) {
+                match self.router.subscribe(*id, track, subscription) {
                     Ok(()) => {
                         if let Some(&max_layer) = member.max_layers.get(&spec.publisher) {
-                            let _ = self.router.set_max_layer(SfuId(*id), track, max_layer);
+                            let _ = self.router.set_max_layer(*id, track, max_layer);
                         }
                         member.active.push((spec, track));
                     }
-                    Err(error) => tracing::warn!(participant = *id, %error, "subscribe refused"),
+                    Err(error) => tracing::warn!(participant = %*id, %error, "subscribe refused"),
                 }
             }
         }
@@ -196,16 +196,14 @@ impl RouterAdapter {
             .get(&publisher)
             .and_then(|m| m.tracks.get(&Kind::Video).copied());
         if let Some(track) = track {
-            let _ = self
-                .router
-                .set_max_layer(SfuId(subscriber), track, max_layer);
+            let _ = self.router.set_max_layer(subscriber, track, max_layer);
         }
     }
 
     /// Forgets `id` and every subscription to its tracks.
     pub fn remove_participant(&mut self, id: ParticipantId) {
         if let Some(gone) = self.members.remove(&id) {
-            let removed = self.router.remove_participant(SfuId(id));
+            let removed = self.router.remove_participant(id);
             for member in self.members.values_mut().filter(|m| m.room == gone.room) {
                 member.active.retain(|(_, t)| !removed.contains(t));
                 member.max_layers.remove(&id);
@@ -220,16 +218,15 @@ impl RouterAdapter {
 
     /// Routes one plaintext RTP packet (drops are counted in the router's stats).
     pub fn handle_rtp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
-        self.router.handle_rtp(now, SfuId(from), packet);
+        self.router.handle_rtp(now, from, packet);
     }
 
     /// Handles one plaintext RTCP packet.
     pub fn handle_rtcp(&mut self, now: Instant, from: ParticipantId, packet: &[u8]) {
-        self.router.handle_rtcp(now, SfuId(from), packet);
+        self.router.handle_rtcp(now, from, packet);
     }
 
-    /// The next packet to protect and send (`to` is the participant's id in the
-    /// router's type: `to.0` is the [`ParticipantId`]).
+    /// The next packet to protect and send, addressed to the participant `to`.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.router.poll_output()
     }
@@ -273,7 +270,7 @@ mod tests {
         let now = Instant::now();
         let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
         let wants_ada = SubscriptionSpec {
-            publisher: 1,
+            publisher: ParticipantId(1),
             kind: Kind::Audio,
             ssrc: 0xB0,
             rtx_ssrc: None,
@@ -281,10 +278,10 @@ mod tests {
             payload_types: vec![111],
         };
         // Bo answers first: Ada's track does not exist yet.
-        router.set_participant("r", 2, &[], &[wants_ada]);
+        router.set_participant("r", ParticipantId(2), &[], &[wants_ada]);
         router.set_participant(
             "r",
-            1,
+            ParticipantId(1),
             &[PublicationSpec {
                 kind: Kind::Audio,
                 mid: "0".into(),
@@ -294,13 +291,13 @@ mod tests {
             }],
             &[],
         );
-        router.handle_rtp(now, 1, &opus(1, 0xA0));
+        router.handle_rtp(now, ParticipantId(1), &opus(1, 0xA0));
         let out: Vec<Output> = std::iter::from_fn(|| router.poll_output()).collect();
         let rtp = out
             .iter()
             .find(|o| o.kind == OutputKind::Rtp)
             .expect("Ada's packet reaches Bo");
-        assert_eq!(rtp.to, SfuId(2));
+        assert_eq!(rtp.to, ParticipantId(2));
         assert_eq!(rtp.data.get(8..12), Some(&0xB0u32.to_be_bytes()[..]));
     }
 
@@ -316,17 +313,17 @@ mod tests {
             rids: Vec::new(),
         };
         let wants_ada = SubscriptionSpec {
-            publisher: 1,
+            publisher: ParticipantId(1),
             kind: Kind::Audio,
             ssrc: 0xB0,
             rtx_ssrc: None,
             mid: "2".into(),
             payload_types: vec![111],
         };
-        router.set_participant("r", 1, &[publication], &[]);
-        router.set_participant("r", 2, &[], &[wants_ada]);
-        router.remove_participant(1);
-        router.handle_rtp(now, 1, &opus(1, 0xA0));
+        router.set_participant("r", ParticipantId(1), &[publication], &[]);
+        router.set_participant("r", ParticipantId(2), &[], &[wants_ada]);
+        router.remove_participant(ParticipantId(1));
+        router.handle_rtp(now, ParticipantId(1), &opus(1, 0xA0));
         assert!(std::iter::from_fn(|| router.poll_output()).all(|o| o.kind != OutputKind::Rtp));
     }
 
@@ -342,8 +339,8 @@ mod tests {
             rtx_ssrc: None,
             rids: Vec::new(),
         };
-        router.set_participant("r", 1, &[publication], &[]);
-        router.handle_rtp(now, 1, &opus(1, 0xA0));
+        router.set_participant("r", ParticipantId(1), &[publication], &[]);
+        router.handle_rtp(now, ParticipantId(1), &opus(1, 0xA0));
         let first = router.poll_timeout().expect("a report or feedback is due");
         assert_eq!(
             router.poll_timeout(),
@@ -382,7 +379,7 @@ mod tests {
         let now = Instant::now();
         let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
-        for publisher in [1, 3] {
+        for publisher in [ParticipantId(1), ParticipantId(3)] {
             let publication = PublicationSpec {
                 kind: Kind::Audio,
                 mid: "0".into(),
@@ -394,19 +391,24 @@ mod tests {
         }
         // Bo (2) receives them on its m-lines "1" and "2".
         let wants = |publisher, ssrc, mid: &str| SubscriptionSpec {
-            publisher,
+            publisher: ParticipantId(publisher),
             kind: Kind::Audio,
             ssrc,
             rtx_ssrc: None,
             mid: mid.into(),
             payload_types: vec![111],
         };
-        router.set_participant("r", 2, &[], &[wants(1, 0xB1, "1"), wants(3, 0xB3, "2")]);
-        router.handle_rtp(now, 1, &opus_with_mid(1, 0xA1, b"0"));
-        router.handle_rtp(now, 3, &opus_with_mid(1, 0xC3, b"0"));
+        router.set_participant(
+            "r",
+            ParticipantId(2),
+            &[],
+            &[wants(1, 0xB1, "1"), wants(3, 0xB3, "2")],
+        );
+        router.handle_rtp(now, ParticipantId(1), &opus_with_mid(1, 0xA1, b"0"));
+        router.handle_rtp(now, ParticipantId(3), &opus_with_mid(1, 0xC3, b"0"));
         let mut by_mid: HashMap<Vec<u8>, usize> = HashMap::new();
         for output in std::iter::from_fn(|| router.poll_output()) {
-            if output.kind != OutputKind::Rtp || output.to != SfuId(2) {
+            if output.kind != OutputKind::Rtp || output.to != ParticipantId(2) {
                 continue;
             }
             let header = sluice_rtp::RtpHeader::parse(&output.data).expect("RTP");

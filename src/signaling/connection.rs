@@ -295,7 +295,7 @@ impl Connection {
                 Input::Deadline(Timer::Offer) => None,
                 Input::Deadline(Timer::End(end)) => {
                     if let Some(joined) = &self.joined {
-                        tracing::info!(participant = joined.id, room = %joined.room, reason = end.reason(), "participant timed out");
+                        tracing::info!(participant = %joined.id, room = %joined.room, reason = end.reason(), "participant timed out");
                     }
                     Some(end)
                 }
@@ -317,7 +317,7 @@ impl Connection {
 
     async fn finish(&mut self, end: End) {
         if let Some(joined) = self.joined.take() {
-            tracing::info!(participant = joined.id, room = %joined.room, reason = end.reason(), "participant left");
+            tracing::info!(participant = %joined.id, room = %joined.room, reason = end.reason(), "participant left");
             self.rooms.leave(&joined.room, joined.id);
             let _ = joined
                 .worker
@@ -519,7 +519,7 @@ impl Connection {
         };
         match self.start_session(room, admission) {
             Ok(joined) => {
-                tracing::info!(participant = joined.id, room = %joined.room, worker = joined.worker.index, "participant joined");
+                tracing::info!(participant = %joined.id, room = %joined.room, worker = joined.worker.index, "participant joined");
                 let message = ServerMessage::Joined {
                     participant_id: participant_label(joined.id),
                     room: joined.room.clone(),
@@ -631,11 +631,11 @@ impl Connection {
         let answer = match joined.negotiator.on_answer(revision, sdp) {
             Ok(answer) => answer,
             Err(error) => {
-                tracing::warn!(participant = joined.id, %error, "answer refused");
+                tracing::warn!(participant = %joined.id, %error, "answer refused");
                 return Some(End::Fatal(ErrorCode::BadRequest));
             }
         };
-        tracing::debug!(participant = joined.id, revision, "answer accepted");
+        tracing::debug!(participant = %joined.id, revision, "answer accepted");
         joined.offer_sent_at = None;
         let offered = std::mem::take(&mut joined.offered);
         // Only tracks whose publisher is still here (a leave may have raced the answer),
@@ -797,7 +797,7 @@ impl Connection {
         let mut participants: Vec<ParticipantInfo> =
             joined.peers.values().map(|p| p.info.clone()).collect();
         participants.sort_by(|a, b| a.id.cmp(&b.id));
-        tracing::info!(participant = joined.id, room = %joined.room, peers = participants.len(), "room resynchronised");
+        tracing::info!(participant = %joined.id, room = %joined.room, peers = participants.len(), "room resynchronised");
         if !self.send(&ServerMessage::RoomState { participants }).await {
             return None;
         }
@@ -813,7 +813,7 @@ impl Connection {
                 }
                 let joined = self.joined.as_ref()?;
                 tracing::info!(
-                    participant = joined.id,
+                    participant = %joined.id,
                     room = %joined.room,
                     handshake_ms = handshake_duration.as_millis() as u64,
                     "media connected"
@@ -822,7 +822,7 @@ impl Connection {
             }
             SessionEvent::Failed { reason } => {
                 let joined = self.joined.as_ref()?;
-                tracing::info!(participant = joined.id, room = %joined.room, reason = reason.as_str(), "media failed");
+                tracing::info!(participant = %joined.id, room = %joined.room, reason = reason.as_str(), "media failed");
                 Some(End::MediaFailed)
             }
             SessionEvent::Disconnected => Some(End::Disconnected),
@@ -873,7 +873,7 @@ impl Connection {
                 })
             })
             .collect();
-        tracing::debug!(participant = joined.id, revision, "offer sent");
+        tracing::debug!(participant = %joined.id, revision, "offer sent");
         if self.send(&ServerMessage::Offer { revision, sdp }).await {
             Ok(())
         } else {
@@ -1098,7 +1098,7 @@ fn sync_tracks(
                 );
             }
             Err(error) => {
-                tracing::warn!(participant = joined.id, %error, "cannot add a track to the offer");
+                tracing::warn!(participant = %joined.id, %error, "cannot add a track to the offer");
             }
         }
     }
@@ -1198,7 +1198,7 @@ mod tests {
 
     fn offered(mid: &str) -> SubscriptionSpec {
         SubscriptionSpec {
-            publisher: 3,
+            publisher: ParticipantId(3),
             kind: Kind::Video,
             ssrc: 0xB0,
             rtx_ssrc: Some(0xB1),

@@ -128,7 +128,7 @@ impl Room {
                 && !member.resync.swap(true, Ordering::AcqRel)
             {
                 metrics.room_events_overflowed();
-                tracing::info!(participant = *id, "room events overflowed: resync");
+                tracing::info!(participant = %*id, "room events overflowed: resync");
             }
         }
     }
@@ -138,7 +138,8 @@ impl Room {
 struct Inner {
     rooms: HashMap<String, Room>,
     rooms_per_worker: Vec<usize>,
-    next_id: ParticipantId,
+    /// The number of the next participant to join; never reused while the process runs.
+    next_id: u64,
 }
 
 /// Rooms and their placement on workers.
@@ -228,7 +229,7 @@ impl Rooms {
             .get(entry.worker)
             .cloned()
             .ok_or(ErrorCode::Internal)?;
-        let id = inner.next_id;
+        let id = ParticipantId(inner.next_id);
         inner.next_id += 1;
         let (events, receiver) = mpsc::channel(self.event_queue);
         let member = Member {
