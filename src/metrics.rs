@@ -364,6 +364,7 @@ pub struct Metrics {
     router_nacks_missed: Counter,
     router_probe_packets_sent: Counter,
     router_video_pauses: Counter,
+    router_temporal_layer_skipped: Counter,
     router_paced_dropped: Counter,
 }
 
@@ -552,6 +553,11 @@ impl Metrics {
             "router_video_pauses",
             "video tracks paused for a subscriber whose bandwidth estimate could not carry them",
         );
+        let router_temporal_layer_skipped = counter(
+            r,
+            "router_temporal_layer_skipped",
+            "VP8 packets of temporal layers above a subscriber's bandwidth cap, left out",
+        );
         let router_paced_dropped = counter(
             r,
             "router_paced_dropped",
@@ -589,6 +595,7 @@ impl Metrics {
             router_nacks_missed,
             router_probe_packets_sent,
             router_video_pauses,
+            router_temporal_layer_skipped,
             router_paced_dropped,
         }
     }
@@ -792,6 +799,10 @@ impl Metrics {
             .inc_by(delta(current.video_pauses, previous.video_pauses));
         self.router_paced_dropped
             .inc_by(delta(current.paced_dropped, previous.paced_dropped));
+        self.router_temporal_layer_skipped.inc_by(delta(
+            current.temporal_layer_skipped,
+            previous.temporal_layer_skipped,
+        ));
     }
 
     /// Current value of `sluice_sessions` (for logs and tests).
@@ -844,6 +855,7 @@ mod tests {
             "sluice_router_probe_packets_sent",
             "sluice_router_video_pauses",
             "sluice_router_paced_dropped",
+            "sluice_router_temporal_layer_skipped",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),

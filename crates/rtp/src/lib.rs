@@ -38,6 +38,7 @@ mod reader;
 pub mod rtcp;
 pub mod rtx;
 pub mod seq;
+pub mod skipped;
 pub mod stats;
 mod stream_rewriter;
 pub mod twcc;
@@ -58,6 +59,7 @@ pub use rtcp::{
 };
 pub use rtx::{write_rtx, RetransmissionCache};
 pub use seq::SeqUnwrapper;
+pub use skipped::SkippedNumbers;
 pub use stats::{ntp_from_unix, ntp_middle_32, ReceiveStats, SenderInfo, SenderStats};
 pub use stream_rewriter::StreamRewriter;
 pub use twcc::TwccRecorder;

@@ -7,6 +7,7 @@
 
 use crate::header::{set_sequence_number, set_ssrc, set_timestamp, RtpHeader};
 use crate::seq::SeqUnwrapper;
+use crate::skipped::SkippedNumbers;
 
 /// Offsets that translate one incoming source into the output number space.
 #[derive(Debug, Clone)]
@@ -20,6 +21,32 @@ struct Source {
     seq_offset: i64,
     /// Output timestamp = input timestamp + `ts_offset` (mod 2^32).
     ts_offset: u32,
+    /// Newest extended input sequence number written.
+    newest_in_seq: u64,
+    /// Packets of this source deliberately not forwarded (see [`StreamRewriter::skip`]);
+    /// every later packet's output number is lowered by how many of them precede it.
+    skipped: SkippedNumbers,
+}
+
+impl Source {
+    /// Extended output sequence number of extended input `in_ext`; `None` for a packet
+    /// from before the switch, a skipped one, or one too old to translate.
+    fn out_seq(&self, in_ext: u64) -> Option<u64> {
+        if in_ext < self.first_in_seq {
+            return None;
+        }
+        let skipped_before = if self.skipped.is_empty() {
+            0
+        } else {
+            if self.skipped.contains(in_ext) {
+                return None;
+            }
+            self.skipped.count_before(in_ext)?
+        };
+        u64::try_from(in_ext as i64 + self.seq_offset)
+            .ok()?
+            .checked_sub(skipped_before)
+    }
 }
 
 /// What the next packet of a freshly selected source should be anchored to.
@@ -130,10 +157,8 @@ impl StreamRewriter {
         }
         let src = self.source.as_mut().filter(|s| s.ssrc == ssrc)?;
         let in_ext = src.unwrapper.extend(in_seq);
-        if in_ext < src.first_in_seq {
-            return None;
-        }
-        let out_ext = u64::try_from(in_ext as i64 + src.seq_offset).ok()?;
+        let out_ext = src.out_seq(in_ext)?;
+        src.newest_in_seq = src.newest_in_seq.max(in_ext);
         let out_seq = out_ext as u16;
         let out_ts = in_ts.wrapping_add(src.ts_offset);
 
@@ -174,11 +199,33 @@ impl StreamRewriter {
         if delta > 0 {
             return None;
         }
-        let in_ext = out_ext - src.seq_offset;
-        if in_ext < i64::try_from(src.first_in_seq).ok()? {
+        let shifted = u64::try_from(out_ext - src.seq_offset).ok()?;
+        let in_ext = src.skipped.unshift(shifted)?;
+        if in_ext < src.first_in_seq {
             return None;
         }
         Some(in_ext as u16)
+    }
+
+    /// Leaves out a packet of the current source on purpose (a picture of a temporal
+    /// layer the subscriber does not get): the packets after it are numbered on as if it
+    /// never existed, so the subscriber sees no gap to ask for. Returns false, leaving a
+    /// gap, for a packet that cannot be left out that way: not of the current source, or
+    /// not newer than every packet already written (its number is taken into account by
+    /// them already).
+    pub fn skip(&mut self, buf: &[u8]) -> bool {
+        let Ok(h) = RtpHeader::parse(buf) else {
+            return false;
+        };
+        let Some(src) = self.source.as_mut().filter(|s| s.ssrc == h.ssrc()) else {
+            return false;
+        };
+        let in_ext = src.unwrapper.extend(h.sequence_number());
+        if in_ext <= src.newest_in_seq {
+            return false;
+        }
+        src.skipped.skip(in_ext);
+        true
     }
 
     /// Rewrites a copy of a packet of the current source that was already forwarded (a
@@ -191,10 +238,7 @@ impl StreamRewriter {
         };
         let src = self.source.as_ref().filter(|s| s.ssrc == ssrc)?;
         let in_ext = src.unwrapper.peek(in_seq);
-        if in_ext < src.first_in_seq {
-            return None;
-        }
-        let out_ext = u64::try_from(in_ext as i64 + src.seq_offset).ok()?;
+        let out_ext = src.out_seq(in_ext)?;
         if self.highest_out_seq.is_none_or(|h| out_ext > h) {
             return None;
         }
@@ -229,6 +273,8 @@ impl StreamRewriter {
             first_in_seq: in_ext,
             seq_offset: next_out_seq as i64 - in_ext as i64,
             ts_offset: out_ts.wrapping_sub(in_ts),
+            newest_in_seq: in_ext,
+            skipped: SkippedNumbers::new(),
         });
     }
 }
@@ -244,6 +290,45 @@ mod tests {
         p.extend_from_slice(&ssrc.to_be_bytes());
         p.extend_from_slice(&[1, 2, 3]);
         p
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_and_nacks_map_back_past_them() {
+        let mut rw = StreamRewriter::new(9, 90_000);
+        rw.switch_source(1);
+        let (first, _) = rw.rewrite(&mut pkt(1, 100, 0)).unwrap();
+        assert!(rw.skip(&pkt(1, 101, 3000)));
+        assert!(rw.skip(&pkt(1, 102, 3000)));
+        let (a, _) = rw.rewrite(&mut pkt(1, 103, 6000)).unwrap();
+        assert!(rw.skip(&pkt(1, 105, 9000)));
+        // 104 arrives after 105 was skipped: it is still numbered in order
+        let (b, _) = rw.rewrite(&mut pkt(1, 104, 6000)).unwrap();
+        let (c, _) = rw.rewrite(&mut pkt(1, 106, 12000)).unwrap();
+        assert_eq!(
+            [a, b, c],
+            [first + 1, first + 2, first + 3],
+            "gap-free output"
+        );
+        // a skipped packet arriving again (a retransmission) is not forwarded
+        assert_eq!(rw.rewrite(&mut pkt(1, 102, 3000)), None);
+        assert_eq!(rw.rewrite_again(&mut pkt(1, 105, 9000)), None);
+        // a subscriber's NACK for an output number finds the right source packet
+        assert_eq!(rw.source_sequence_number(a), Some(103));
+        assert_eq!(rw.source_sequence_number(b), Some(104));
+        assert_eq!(rw.source_sequence_number(c), Some(106));
+        assert_eq!(rw.rewrite_again(&mut pkt(1, 106, 12000)), Some((c, 12000)));
+    }
+
+    #[test]
+    fn a_packet_older_than_one_written_cannot_be_skipped() {
+        let mut rw = StreamRewriter::new(9, 90_000);
+        rw.switch_source(1);
+        let (first, _) = rw.rewrite(&mut pkt(1, 100, 0)).unwrap();
+        let _ = rw.rewrite(&mut pkt(1, 102, 0)).unwrap();
+        // 101 is late: the numbering around it is fixed, so it stays a gap
+        assert!(!rw.skip(&pkt(1, 101, 0)));
+        assert!(!rw.skip(&pkt(2, 103, 0)), "another source");
+        assert_eq!(rw.rewrite(&mut pkt(1, 103, 0)).unwrap().0, first + 3);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! way [`StreamRewriter`](crate::StreamRewriter) shifts sequence numbers and timestamps.
 
 use crate::reader::Reader;
+use crate::skipped::SkippedNumbers;
 
 /// The fields of one packet's descriptor, with the byte offsets needed to rewrite them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,12 +77,16 @@ impl Vp8Descriptor {
     }
 }
 
-/// Per-subscriber renumbering of PictureID and TL0PICIDX across source switches.
+/// Per-subscriber renumbering of PictureID and TL0PICIDX across source switches and
+/// dropped pictures.
 ///
 /// Call [`switch_source`](Self::switch_source) when the packet about to be rewritten is the
 /// first one of a new source (a keyframe of another simulcast encoding); the new source is
-/// then numbered on from the last picture written. Within one source the offsets stay
-/// fixed, so reordered and retransmitted packets keep their numbers.
+/// then numbered on from the last picture written. Call [`skip`](Self::skip) for the
+/// packets of a picture left out (a temporal layer the subscriber does not get): later
+/// pictures are numbered as if it never existed, as a decoder expects of a stream that was
+/// encoded without it. Within one source the numbering of a picture never changes, so
+/// reordered and retransmitted packets keep their numbers.
 #[derive(Debug, Clone, Default)]
 pub struct Vp8PictureRewriter {
     picture_id_offset: u16,
@@ -89,6 +94,12 @@ pub struct Vp8PictureRewriter {
     last_out_picture_id: Option<u16>,
     last_out_tl0: Option<u8>,
     switching: bool,
+    /// Highest extended PictureID of the current source seen (written or skipped).
+    highest_in_picture: Option<u64>,
+    /// Newest extended PictureID of the current source written.
+    newest_written_picture: Option<u64>,
+    /// Pictures of the current source left out, as extended PictureIDs.
+    skipped: SkippedNumbers,
 }
 
 /// PictureID arithmetic is modulo 2^15 (the 7-bit form keeps only the low bits).
@@ -118,18 +129,16 @@ impl Vp8PictureRewriter {
             if let (Some(tl0), Some(last)) = (d.tl0_pic_idx, self.last_out_tl0) {
                 self.tl0_offset = last.wrapping_add(1).wrapping_sub(tl0);
             }
+            self.highest_in_picture = None;
+            self.newest_written_picture = None;
+            self.skipped.clear();
         }
         if let Some((pid, long)) = d.picture_id {
-            let out = pid.wrapping_add(self.picture_id_offset) & PICTURE_ID_MASK;
-            let offset = d.picture_id_offset;
-            if long {
-                if let Some([high, low]) = payload.get_mut(offset..offset + 2) {
-                    *high = 0x80 | (out >> 8) as u8;
-                    *low = out as u8;
-                }
-            } else if let Some(b) = payload.get_mut(offset) {
-                *b = (out & 0x7F) as u8;
-            }
+            let ext = self.extend_picture_id(pid, long);
+            self.newest_written_picture =
+                Some(self.newest_written_picture.map_or(ext, |n| n.max(ext)));
+            let out = self.out_picture_id(pid, ext);
+            write_picture_id(payload, d.picture_id_offset, out, long);
             if self
                 .last_out_picture_id
                 .is_none_or(|last| is_newer_picture_id(out, last))
@@ -151,11 +160,81 @@ impl Vp8PictureRewriter {
         }
     }
 
+    /// Leaves out the picture of this packet (call it for every packet not forwarded):
+    /// later pictures are numbered on without a gap. A picture older than one already
+    /// written cannot be left out that way and stays a gap. Base-layer pictures are never
+    /// left out (their TL0PICIDX is not renumbered).
+    pub fn skip(&mut self, payload: &[u8]) {
+        let Some((pid, long)) = Vp8Descriptor::parse(payload).and_then(|d| d.picture_id) else {
+            return;
+        };
+        let ext = self.extend_picture_id(pid, long);
+        if self.newest_written_picture.is_none_or(|n| ext > n) {
+            self.skipped.skip(ext);
+        }
+    }
+
     /// Rewrites a retransmitted copy exactly as the first time, without changing state.
     pub fn rewrite_again(&self, payload: &mut [u8]) {
-        let mut copy = self.clone();
-        copy.switching = false;
-        copy.rewrite(payload);
+        let Some(d) = Vp8Descriptor::parse(payload) else {
+            return;
+        };
+        if let Some((pid, long)) = d.picture_id {
+            let out = self.out_picture_id(pid, self.peek_picture_id(pid, long));
+            write_picture_id(payload, d.picture_id_offset, out, long);
+        }
+        if let Some(tl0) = d.tl0_pic_idx {
+            if let Some(b) = payload.get_mut(d.tl0_offset) {
+                *b = tl0.wrapping_add(self.tl0_offset);
+            }
+        }
+    }
+
+    /// The PictureID written for `pid` (extended: `ext`) of the current source.
+    fn out_picture_id(&self, pid: u16, ext: u64) -> u16 {
+        let skipped_before = self.skipped.count_before(ext).unwrap_or(0) as u16;
+        pid.wrapping_add(self.picture_id_offset)
+            .wrapping_sub(skipped_before)
+            & PICTURE_ID_MASK
+    }
+
+    /// Extended (wrap-free) form of a PictureID of the current source. The 7-bit form
+    /// wraps at 128, the 15-bit form at 32768.
+    fn peek_picture_id(&self, pid: u16, long: bool) -> u64 {
+        let modulus: u64 = if long { 1 << 15 } else { 1 << 7 };
+        let pid = u64::from(pid) % modulus;
+        match self.highest_in_picture {
+            // start high enough that a slightly older picture stays positive
+            None => modulus + pid,
+            Some(h) => {
+                let forward = (pid + modulus - h % modulus) % modulus;
+                if forward < modulus / 2 {
+                    h + forward
+                } else {
+                    h.saturating_sub(modulus - forward)
+                }
+            }
+        }
+    }
+
+    /// [`peek_picture_id`](Self::peek_picture_id), advancing the highest seen.
+    fn extend_picture_id(&mut self, pid: u16, long: bool) -> u64 {
+        let ext = self.peek_picture_id(pid, long);
+        if self.highest_in_picture.is_none_or(|h| ext > h) {
+            self.highest_in_picture = Some(ext);
+        }
+        ext
+    }
+}
+
+fn write_picture_id(payload: &mut [u8], offset: usize, out: u16, long: bool) {
+    if long {
+        if let Some([high, low]) = payload.get_mut(offset..offset + 2) {
+            *high = 0x80 | (out >> 8) as u8;
+            *low = out as u8;
+        }
+    } else if let Some(b) = payload.get_mut(offset) {
+        *b = (out & 0x7F) as u8;
     }
 }
 
@@ -246,6 +325,33 @@ mod tests {
             Vp8Descriptor::parse(&again).unwrap().picture_id,
             Some((52, true))
         );
+    }
+
+    #[test]
+    fn skipped_pictures_leave_no_gap_in_picture_ids() {
+        let mut rw = Vp8PictureRewriter::new();
+        let written = |rw: &mut Vp8PictureRewriter, pid: u16, tid: u8| {
+            let mut p = payload(pid, 7, tid);
+            rw.rewrite(&mut p);
+            Vp8Descriptor::parse(&p).unwrap().picture_id.unwrap().0
+        };
+        // an L1T3 pattern (TID 0 2 1 2 0 ...) with TID 2 left out
+        assert_eq!(written(&mut rw, 0x7FFE, 0), 0x7FFE);
+        rw.skip(&payload(0x7FFF, 7, 2));
+        rw.skip(&payload(0x7FFF, 7, 2)); // a second packet of the same picture
+        assert_eq!(written(&mut rw, 0, 1), 0x7FFF);
+        rw.skip(&payload(1, 7, 2));
+        assert_eq!(written(&mut rw, 2, 0), 0, "wraps in 15 bits, no gap");
+        // a retransmission of a written picture keeps its number
+        let mut again = payload(0, 7, 1);
+        rw.rewrite_again(&mut again);
+        assert_eq!(
+            Vp8Descriptor::parse(&again).unwrap().picture_id,
+            Some((0x7FFF, true))
+        );
+        // a late picture older than one written is not left out: it keeps its place
+        rw.skip(&payload(1, 7, 2));
+        assert_eq!(written(&mut rw, 3, 2), 1);
     }
 
     #[test]

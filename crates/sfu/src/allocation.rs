@@ -19,6 +19,7 @@ use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{abs_send_time, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_TRANSPORT_CC, PT_VP8};
 use crate::output::{OutputKind, RouterEvent};
 use crate::router::Router;
+use crate::state::{BitrateMeter, ALL_TEMPORAL_LAYERS, TEMPORAL_LAYERS};
 
 /// Assumed bitrate of an encoding not yet measured, so a new track is not taken as free.
 const UNMEASURED_VIDEO_BPS: u64 = 150_000;
@@ -55,6 +56,7 @@ pub(crate) struct SubscriberLink {
     pub(crate) allocated_bps: u64,
     pub(crate) desired_bps: u64,
     pub(crate) paused_tracks: usize,
+    pub(crate) reduced_frame_rate_tracks: usize,
     /// Paces its RTP once it has an estimate (see `pacing`).
     pub(crate) pacer: Option<sluice_bwe::pacer::Pacer<Vec<u8>>>,
 }
@@ -77,6 +79,7 @@ impl SubscriberLink {
             allocated_bps: 0,
             desired_bps: 0,
             paused_tracks: 0,
+            reduced_frame_rate_tracks: 0,
             pacer: None,
         }
     }
@@ -109,6 +112,9 @@ pub struct SubscriberReport {
     pub desired_bps: u64,
     /// Video tracks paused for it because even their lowest encoding did not fit.
     pub paused_tracks: usize,
+    /// Video tracks sent to it at a reduced frame rate (upper temporal layers left out)
+    /// because their lowest encoding did not fit whole.
+    pub reduced_frame_rate_tracks: usize,
 }
 
 /// One video track in a subscriber's allocation.
@@ -116,6 +122,11 @@ struct Candidate {
     track: TrackId,
     /// Measured bitrate of each encoding (lowest first), never 0.
     layer_bps: Vec<u64>,
+    /// Bitrate of the lowest live encoding with only temporal layers 0..=t, for each cap
+    /// `t` below its highest layer; empty when the publisher sends no temporal layers.
+    temporal_bps: Vec<u64>,
+    /// The temporal cap it has now.
+    current_temporal: u8,
     /// Live encodings, lowest first.
     live: Vec<usize>,
     /// The highest encoding the tile asked for (as a live encoding).
@@ -127,6 +138,69 @@ struct Candidate {
     /// Its lowest encoding has not fitted since then (for the wait before a pause).
     short_since: Option<Instant>,
     last_voice_at: Option<Instant>,
+}
+
+/// What a video track gets: an encoding, and the highest of its temporal layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Step {
+    layer: usize,
+    temporal: u8,
+}
+
+impl Candidate {
+    /// The bitrate of a step.
+    fn cost(&self, step: Step) -> u64 {
+        if step.temporal == ALL_TEMPORAL_LAYERS {
+            self.layer_bps
+                .get(step.layer)
+                .copied()
+                .unwrap_or(UNMEASURED_VIDEO_BPS)
+        } else {
+            self.temporal_bps
+                .get(usize::from(step.temporal))
+                .copied()
+                .unwrap_or(UNMEASURED_VIDEO_BPS)
+        }
+    }
+
+    /// The step above `step`: the next temporal layer of the lowest encoding until it is
+    /// whole, then the next live encoding up to what the tile asked for.
+    fn next_step(&self, step: Step) -> Option<Step> {
+        if step.temporal != ALL_TEMPORAL_LAYERS {
+            let up = step.temporal.saturating_add(1);
+            let temporal = if usize::from(up) < self.temporal_bps.len() {
+                up
+            } else {
+                ALL_TEMPORAL_LAYERS
+            };
+            return Some(Step { temporal, ..step });
+        }
+        let &layer = self
+            .live
+            .iter()
+            .find(|&&l| l > step.layer && l <= self.wanted)?;
+        Some(Step {
+            layer,
+            temporal: ALL_TEMPORAL_LAYERS,
+        })
+    }
+}
+
+/// Cumulative bitrates of temporal layers 0..=t for every cap below the highest layer
+/// measured; empty when only the base layer carries anything (no temporal layers).
+fn temporal_costs(meters: &[BitrateMeter; TEMPORAL_LAYERS]) -> Vec<u64> {
+    let Some(top) = meters.iter().rposition(|m| m.bps() > 0) else {
+        return Vec::new();
+    };
+    let mut sum = 0u64;
+    meters
+        .iter()
+        .take(top)
+        .map(|m| {
+            sum += m.bps();
+            sum.max(1)
+        })
+        .collect()
 }
 
 impl Router {
@@ -156,6 +230,7 @@ impl Router {
             allocated_bps: p.link.allocated_bps,
             desired_bps: p.link.desired_bps,
             paused_tracks: p.link.paused_tracks,
+            reduced_frame_rate_tracks: p.link.reduced_frame_rate_tracks,
         })
     }
 
@@ -208,6 +283,11 @@ impl Router {
                     bps => bps,
                 })
                 .collect();
+            let temporal_bps = live
+                .first()
+                .and_then(|&lowest| t.layers.get(lowest))
+                .map(|l| temporal_costs(&l.temporal_bitrate))
+                .unwrap_or_default();
             let last_voice_at = self
                 .participants
                 .get(&t.publisher)
@@ -215,6 +295,8 @@ impl Router {
             candidates.push(Candidate {
                 track: *track_id,
                 layer_bps,
+                temporal_bps,
+                current_temporal: sub.temporal_cap,
                 live,
                 wanted,
                 current: (!sub.paused).then_some(sub.layer.unwrap_or(sub.target)),
@@ -244,23 +326,38 @@ impl Router {
             (e / 100 * ALLOCATED_SHARE_PERCENT).saturating_sub(audio_bps)
         });
         let lossy = p_loss.is_some_and(|f| f >= PAUSE_LOSS_FRACTION);
-        let mut choice: Vec<Option<usize>> = Vec::with_capacity(candidates.len());
+        let mut choice: Vec<Option<Step>> = Vec::with_capacity(candidates.len());
         let mut shortfalls: Vec<bool> = Vec::with_capacity(candidates.len());
         for (index, c) in candidates.iter().enumerate() {
             let lowest = c.live.first().copied().unwrap_or(0).min(c.wanted);
-            let cost = c
-                .layer_bps
-                .get(lowest)
-                .copied()
-                .unwrap_or(UNMEASURED_VIDEO_BPS);
+            let whole = Step {
+                layer: lowest,
+                temporal: ALL_TEMPORAL_LAYERS,
+            };
+            // the cheapest way to keep it flowing: its base temporal layer alone, if the
+            // publisher sends temporal layers
+            let cheapest = if c.temporal_bps.is_empty() {
+                whole
+            } else {
+                Step {
+                    layer: lowest,
+                    temporal: 0,
+                }
+            };
             // A paused track comes back only after a hold and with a margin, so a track
             // near the edge is not paused and resumed (and keyframed) every few seconds.
-            let fits = match c.paused_since {
-                Some(since) => {
+            let (fits, pick) = match c.paused_since {
+                Some(since) => (
                     now.saturating_duration_since(since) >= RESUME_HOLD
-                        && cost.saturating_mul(100 + STEP_UP_MARGIN_PERCENT) / 100 <= budget
-                }
-                None => cost <= budget,
+                        && c.cost(cheapest)
+                            .saturating_mul(100 + STEP_UP_MARGIN_PERCENT)
+                            / 100
+                            <= budget,
+                    cheapest,
+                ),
+                None if c.cost(whole) <= budget => (true, whole),
+                // a lower frame rate before a pause
+                None => (c.cost(cheapest) <= budget, cheapest),
             };
             // A shortfall must last before a flowing track is paused: an estimate that
             // dips for a moment (a receiver starved of CPU looks like a queue) moves the
@@ -274,13 +371,14 @@ impl Router {
             let keep = fits || index == 0 || (c.paused_since.is_none() && !(wait_over && lossy));
             shortfalls.push(!fits && index != 0);
             if keep {
-                budget = budget.saturating_sub(cost);
-                choice.push(Some(lowest));
+                budget = budget.saturating_sub(c.cost(pick));
+                choice.push(Some(pick));
             } else {
                 choice.push(None);
             }
         }
-        // move up one live encoding at a time, most recent speaker first
+        // move up one step at a time (a temporal layer, then an encoding), most recent
+        // speaker first
         let mut upgraded = true;
         while upgraded {
             upgraded = false;
@@ -288,17 +386,17 @@ impl Router {
                 let Some(current) = *chosen else {
                     continue;
                 };
-                let Some(&next) = c.live.iter().find(|&&l| l > current && l <= c.wanted) else {
+                let Some(next) = c.next_step(current) else {
                     continue;
                 };
-                let extra = c
-                    .layer_bps
-                    .get(next)
-                    .copied()
-                    .unwrap_or(0)
-                    .saturating_sub(c.layer_bps.get(current).copied().unwrap_or(0));
+                let extra = c.cost(next).saturating_sub(c.cost(current));
                 // moving up needs a margin; keeping what it has does not
-                let margin = if c.current.is_some_and(|l| l >= next) {
+                let has_it = if next.layer == current.layer {
+                    c.current_temporal >= next.temporal
+                } else {
+                    c.current.is_some_and(|l| l >= next.layer)
+                };
+                let margin = if has_it {
                     0
                 } else {
                     extra / 100 * STEP_UP_MARGIN_PERCENT
@@ -313,6 +411,7 @@ impl Router {
 
         let mut allocated = audio_bps;
         let mut paused = 0usize;
+        let mut reduced = 0usize;
         let mut changes = Vec::new();
         for ((c, chosen), short) in candidates.iter().zip(&choice).zip(&shortfalls) {
             let Some(t) = self.tracks.get_mut(&c.track) else {
@@ -328,14 +427,22 @@ impl Router {
                 None
             };
             match chosen {
-                Some(layer) => {
-                    allocated += c.layer_bps.get(*layer).copied().unwrap_or(0);
+                Some(step) => {
+                    let layer = &step.layer;
+                    allocated += c.cost(*step);
+                    sub.temporal_cap = if estimate.is_some() {
+                        step.temporal
+                    } else {
+                        ALL_TEMPORAL_LAYERS
+                    };
+                    if sub.temporal_cap != ALL_TEMPORAL_LAYERS {
+                        reduced += 1;
+                    }
                     if sub.paused {
                         debug!(subscriber = id.0, track = c.track.0, "video resumed");
                         sub.paused = false;
                         changes.push((c.track, publisher, false));
                     }
-                    // without an estimate nothing is capped but the tile's size
                     // without an estimate nothing is capped but the tile's size; with one,
                     // a lower cap applies at once and a higher one at most one encoding
                     // per UPGRADE_INTERVAL, so a swinging estimate does not switch (and
@@ -403,19 +510,24 @@ impl Router {
             });
         }
         if let Some(p) = self.participants.get_mut(&id) {
-            if p.link.allocated_bps != allocated || p.link.paused_tracks != paused {
+            if p.link.allocated_bps != allocated
+                || p.link.paused_tracks != paused
+                || p.link.reduced_frame_rate_tracks != reduced
+            {
                 debug!(
                     subscriber = id.0,
                     estimate_bps = estimate,
                     allocated_bps = allocated,
                     desired_bps = desired,
                     paused_tracks = paused,
+                    reduced_frame_rate_tracks = reduced,
                     "allocation"
                 );
             }
             p.link.allocated_bps = allocated;
             p.link.desired_bps = desired;
             p.link.paused_tracks = paused;
+            p.link.reduced_frame_rate_tracks = reduced;
             if !candidates.is_empty() {
                 p.link.bwe.set_desired_bitrate(now, Some(desired));
             }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use sluice_rtp::{is_keyframe, set_extension, Codec, RtpHeader};
+use sluice_rtp::{is_keyframe, set_extension, Codec, RtpHeader, Vp8Descriptor};
 use tracing::{debug, trace};
 
 use crate::ids::{Kind, ParticipantId, TrackId};
@@ -182,6 +182,16 @@ impl Router {
         };
         l.last_packet_at = Some(now);
         l.bitrate.on_packet(now, pkt.len());
+        // VP8 pictures carry their temporal layer: measured per layer for the allocation,
+        // and checked against each subscriber's cap below.
+        let descriptor = (track_codec == Codec::Vp8)
+            .then(|| Vp8Descriptor::parse(h.payload()))
+            .flatten();
+        if let Some(meter) =
+            descriptor.and_then(|d| l.temporal_bitrate.get_mut(usize::from(d.temporal_id)))
+        {
+            meter.on_packet(now, pkt.len());
+        }
         if !recovered {
             if let Some(recv) = l.recv.as_mut() {
                 recv.on_packet(
@@ -236,6 +246,17 @@ impl Router {
                     stats.dropped.add(RouterDrop::AwaitingKeyframe);
                 }
                 continue;
+            }
+            if let Some(d) = &descriptor {
+                if !sub.passes_temporal(d) {
+                    // numbered over, so the subscriber sees no loss to ask for
+                    sub.rewriter.skip(pkt);
+                    if let Some(payload) = pkt.get(header_len..) {
+                        sub.vp8.skip(payload);
+                    }
+                    stats.temporal_layer_skipped += 1;
+                    continue;
+                }
             }
             let mut buf = outbox.buffer();
             buf.extend_from_slice(pkt);
@@ -295,9 +316,6 @@ impl Router {
     }
 }
 
-/// Writes the subscriber's next transport-wide sequence number into the packet's
-/// transport-cc extension (if it has one): each subscriber's transport numbers its own
-/// packets, whatever publisher they came from.
 /// Whether an audio packet's RFC 6464 level (0 = loudest, 127 = silence, in -dBov) says
 /// someone is speaking.
 fn speaks(h: &RtpHeader<'_>) -> bool {
@@ -325,7 +343,10 @@ fn already_forwarded(layer: &Layer, original: &[u8]) -> bool {
         .is_some_and(|cache| cache.get(header.sequence_number()).is_some())
 }
 
-/// Returns the number written, `None` for a packet without the extension.
+/// Writes the subscriber's next transport-wide sequence number into the packet's
+/// transport-cc extension (if it has one): each subscriber's transport numbers its own
+/// packets, whatever publisher they came from. Returns the number written, `None` for a
+/// packet without the extension.
 pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) -> Option<u16> {
     let seq = subscriber.next_transport_seq;
     if set_extension(buf, EXT_TRANSPORT_CC, &seq.to_be_bytes()) {

@@ -443,6 +443,8 @@ impl Router {
             paused_since: None,
             short_since: None,
             upgraded_at: None,
+            temporal_cap: crate::state::ALL_TEMPORAL_LAYERS,
+            temporal: crate::state::ALL_TEMPORAL_LAYERS,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_rtp::{
     Codec, NackGenerator, ReceiveStats, RetransmissionCache, SenderStats, StreamRewriter,
-    TwccRecorder, Vp8PictureRewriter,
+    TwccRecorder, Vp8Descriptor, Vp8PictureRewriter,
 };
 
 use crate::allocation::SubscriberLink;
@@ -149,7 +149,16 @@ pub(crate) struct Subscription {
     pub(crate) short_since: Option<Instant>,
     /// When its bandwidth cap last changed (for the pace of moving up).
     pub(crate) upgraded_at: Option<Instant>,
+    /// Highest VP8 temporal layer its bandwidth allows (set by the allocation;
+    /// [`ALL_TEMPORAL_LAYERS`] when not limited).
+    pub(crate) temporal_cap: u8,
+    /// Highest temporal layer forwarded now: follows `temporal_cap` at picture starts,
+    /// down at once, up only where the decoder can follow (see [`Subscription::passes_temporal`]).
+    pub(crate) temporal: u8,
 }
+
+/// A temporal cap that lets every temporal layer through.
+pub(crate) const ALL_TEMPORAL_LAYERS: u8 = u8::MAX;
 
 impl Subscription {
     /// Whether a packet of encoding `layer` is forwarded to this subscriber, switching to
@@ -191,6 +200,24 @@ impl Subscription {
         true
     }
 
+    /// Whether a VP8 packet with descriptor `d` passes this subscriber's temporal cap.
+    ///
+    /// The cap moves only where a picture starts, so a picture is never cut in two. Down
+    /// at once: the pictures of the upper layers are simply no longer referenced. Up only
+    /// at a base-layer picture (everything after it references nothing older than it) or at
+    /// a layer-sync picture (it references only the base layer), so every picture
+    /// forwarded has its references.
+    pub(crate) fn passes_temporal(&mut self, d: &Vp8Descriptor) -> bool {
+        if d.starts_picture() && self.temporal != self.temporal_cap {
+            if self.temporal_cap < self.temporal || d.temporal_id == 0 {
+                self.temporal = self.temporal_cap;
+            } else if d.layer_sync && d.temporal_id <= self.temporal_cap {
+                self.temporal = self.temporal.max(d.temporal_id);
+            }
+        }
+        d.temporal_id <= self.temporal
+    }
+
     /// The highest encoding it may get: what its tile asked for, within its bandwidth.
     pub(crate) fn layer_cap(&self) -> usize {
         self.max_layer.min(self.bandwidth_layer)
@@ -223,7 +250,13 @@ pub(crate) struct Layer {
     pub(crate) cache: Option<RetransmissionCache>,
     /// Received bitrate, measured over windows of [`BITRATE_WINDOW`].
     pub(crate) bitrate: BitrateMeter,
+    /// The same per VP8 temporal layer (TID 0 to 3), for an allocation that lowers the
+    /// frame rate before it pauses a track.
+    pub(crate) temporal_bitrate: [BitrateMeter; TEMPORAL_LAYERS],
 }
+
+/// Temporal layers a VP8 descriptor can name (TID is two bits).
+pub(crate) const TEMPORAL_LAYERS: usize = 4;
 
 /// Received bits per second, measured over fixed windows: cheap enough for every packet.
 #[derive(Debug, Clone, Copy, Default)]
@@ -268,6 +301,7 @@ impl Layer {
             last_packet_at: None,
             cache: None,
             bitrate: BitrateMeter::default(),
+            temporal_bitrate: [BitrateMeter::default(); TEMPORAL_LAYERS],
         }
     }
 
@@ -420,5 +454,65 @@ impl Track {
             .iter()
             .find(|s| s.subscriber == subscriber)
             .map(|s| s.layer.unwrap_or(s.target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription() -> Subscription {
+        Subscription {
+            subscriber: ParticipantId(2),
+            ssrc: 1,
+            rtx_ssrc: None,
+            mid: None,
+            payload_types: Vec::new(),
+            rewriter: StreamRewriter::new(1, 90_000),
+            vp8: Vp8PictureRewriter::new(),
+            sender: SenderStats::new(90_000),
+            rtx_seq: 0,
+            layer: Some(0),
+            target: 0,
+            max_layer: 0,
+            bandwidth_layer: 0,
+            last_forwarded_at: None,
+            paused: false,
+            paused_since: None,
+            short_since: None,
+            upgraded_at: None,
+            temporal_cap: ALL_TEMPORAL_LAYERS,
+            temporal: ALL_TEMPORAL_LAYERS,
+        }
+    }
+
+    fn picture(tid: u8, sync: bool, start: bool) -> Vp8Descriptor {
+        let b0 = 0x80 | if start { 0x10 } else { 0 };
+        let t = (tid << 6) | if sync { 0x20 } else { 0 };
+        Vp8Descriptor::parse(&[b0, 0x20, t, 0]).unwrap()
+    }
+
+    #[test]
+    fn the_temporal_cap_moves_down_at_a_picture_start_and_up_only_where_the_decoder_can_follow() {
+        let mut sub = subscription();
+        assert!(sub.passes_temporal(&picture(2, false, true)));
+        sub.temporal_cap = 0;
+        // the rest of a picture already begun is not cut
+        assert!(sub.passes_temporal(&picture(2, false, false)));
+        assert!(
+            !sub.passes_temporal(&picture(2, false, true)),
+            "down at once"
+        );
+        assert!(!sub.passes_temporal(&picture(1, false, true)));
+        assert!(sub.passes_temporal(&picture(0, false, true)));
+        sub.temporal_cap = ALL_TEMPORAL_LAYERS;
+        // a layer-2 picture without sync may reference a layer-1 picture left out
+        assert!(!sub.passes_temporal(&picture(2, false, true)));
+        // a layer-1 sync picture depends on the base layer only: layer 1 from here
+        assert!(sub.passes_temporal(&picture(1, true, true)));
+        assert!(!sub.passes_temporal(&picture(2, false, true)));
+        // a base-layer picture: everything after it can be decoded
+        assert!(sub.passes_temporal(&picture(0, false, true)));
+        assert!(sub.passes_temporal(&picture(2, false, true)));
     }
 }

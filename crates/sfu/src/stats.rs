@@ -171,4 +171,7 @@ pub struct RouterStats {
     pub remb_sent: u64,
     /// Packets a subscriber's pacer dropped: video that waited too long, or a full queue.
     pub paced_dropped: u64,
+    /// VP8 packets of temporal layers above a subscriber's cap, left out (with the
+    /// numbering closed over them) to lower its frame rate within its bandwidth.
+    pub temporal_layer_skipped: u64,
 }
