@@ -87,6 +87,10 @@ pub struct HttpConfig {
     /// instead of the TCP peer. Only for a proxy that sets that header: a client
     /// reaching `listen` directly could otherwise claim any address.
     pub trust_forwarded_for: bool,
+    /// Serve `/debug/subscribers` (every subscriber's estimate, allocation and layers).
+    /// Off by default: it names rooms and participants, so turn it on only where the
+    /// HTTP port is not reachable by the public, or behind a proxy that guards `/debug`.
+    pub debug_endpoints: bool,
 }
 
 impl Default for HttpConfig {
@@ -94,6 +98,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             trust_forwarded_for: false,
+            debug_endpoints: false,
         }
     }
 }

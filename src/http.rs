@@ -7,6 +7,7 @@
 //! | `/healthz` | 200 `ok` while the process runs (liveness)                   |
 //! | `/readyz`  | 200 while accepting sessions, 503 once shutdown began        |
 //! | `/metrics` | OpenMetrics text exposition of [`Metrics`]                  |
+//! | `/debug/subscribers` | with `http.debug_endpoints`: every subscriber's estimate, allocation and layers (JSON) |
 //! | `/ws`      | WebSocket upgrade, handed to [`signaling::handle_socket`]    |
 //!
 //! The router needs `ConnectInfo<SocketAddr>` for `/ws` (the peer address feeds
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/debug/subscribers", get(debug_subscribers))
         .route("/ws", get(websocket))
         .with_state(state)
 }
@@ -103,6 +105,15 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// Every subscriber as the workers last published it; 404 unless `http.debug_endpoints`.
+async fn debug_subscribers(State(state): State<AppState>) -> Response {
+    if !state.config.http.debug_endpoints {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let subscribers = state.metrics.subscribers.snapshot();
+    axum::Json(serde_json::json!({ "subscribers": subscribers })).into_response()
 }
 
 /// The client's address: the TCP peer, or with `http.trust_forwarded_for` the last
@@ -262,6 +273,39 @@ mod tests {
         ] {
             assert!(body.contains(family), "missing {family}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_subscriber_debug_endpoint_is_served_only_when_enabled() {
+        let (status, _, _) = get(&state(), "/debug/subscribers").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let mut config = Config::default();
+        config.http.debug_endpoints = true;
+        let state = AppState::new(Arc::new(config), Arc::new(Metrics::new()), Shutdown::new());
+        state.metrics.subscribers.publish(
+            0,
+            vec![crate::subscribers::SubscriberSnapshot {
+                participant: "p-4".into(),
+                room: "demo".into(),
+                worker: 0,
+                estimate_bps: Some(812_000),
+                acked_bps: Some(640_000),
+                rtt_ms: 52,
+                loss_fraction: Some(0.0),
+                probe_results: 2,
+                allocated_bps: 600_000,
+                desired_bps: 1_400_000,
+                paused_tracks: 0,
+                reduced_frame_rate_tracks: 0,
+                tracks: Vec::new(),
+            }],
+        );
+        let (status, content_type, body) = get(&state, "/debug/subscribers").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["subscribers"][0]["participant"], "p-4");
+        assert_eq!(json["subscribers"][0]["estimate_bps"], 812_000);
     }
 
     #[tokio::test]

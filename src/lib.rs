@@ -16,3 +16,4 @@ pub mod media;
 pub mod metrics;
 pub mod shutdown;
 pub mod signaling;
+pub mod subscribers;

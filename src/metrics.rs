@@ -350,6 +350,9 @@ pub struct Metrics {
     packets_dropped: [Counter; DropReason::ALL.len()],
     ice_consent_expired: Counter,
     worker_busy_ratio: Family<WorkerLabel, RatioGauge>,
+    /// What every subscriber receives, published by the workers (gauges and the debug
+    /// endpoint).
+    pub subscribers: crate::subscribers::SubscriberBoard,
     signaling_messages: [Counter; Direction::ALL.len()],
     admissions_refused: [Counter; AdmissionRefusal::ALL.len()],
     signaling_rejected: [Counter; SignalingRejection::ALL.len()],
@@ -464,6 +467,7 @@ impl Metrics {
             "ice_consent_expired",
             "Sessions closed because ICE consent expired",
         );
+        let subscribers = crate::subscribers::SubscriberBoard::register(r);
         let worker_busy_ratio = Family::<WorkerLabel, RatioGauge>::default();
         r.register(
             "worker_busy_ratio",
@@ -581,6 +585,7 @@ impl Metrics {
             packets_dropped,
             ice_consent_expired,
             worker_busy_ratio,
+            subscribers,
             signaling_messages,
             admissions_refused,
             signaling_rejected,

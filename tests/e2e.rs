@@ -90,6 +90,30 @@ async fn three_publish_then_one_leaves(role: &str) {
         assert_eq!(receiver.stats().decrypt_failures, 0);
     }
 
+    // The workers publish what every subscriber gets (gauges, /debug/subscribers): each
+    // receives the other two's microphone and camera, and the cameras flow.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let board = server.state.metrics.subscribers.snapshot();
+        let complete = board.len() == 3
+            && board.iter().all(|s| {
+                s.room == room
+                    && s.tracks.len() == 4
+                    && s.tracks
+                        .iter()
+                        .filter(|t| t.kind == "video")
+                        .all(|t| t.layer == Some(0) && !t.paused)
+            });
+        if complete {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscriber board never showed the call: {board:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Cy leaves: the others are told, and Cy's media stops reaching them.
     let cy_id = cy.participant_id().to_owned();
     cy.leave().await.expect("Cy leaves cleanly");

@@ -24,6 +24,8 @@ pub const MAX_QUEUED_TRANSMITS: usize = 8192;
 /// Settings of a worker core.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
+    /// Which worker this is (labels its metrics).
+    pub worker: usize,
     /// ICE agent settings (consent timeout).
     pub ice: IceConfig,
     /// The DTLS engine configuration shared by every session.
@@ -453,6 +455,17 @@ impl WorkerCore {
         self.metrics
             .record_router_stats(&self.router_stats, &current);
         self.router_stats = current;
+        let snapshots = self
+            .sessions
+            .iter()
+            .map(|(&id, session)| {
+                self.router
+                    .subscriber_snapshot(id, &session.room, self.config.worker)
+            })
+            .collect();
+        self.metrics
+            .subscribers
+            .publish(self.config.worker, snapshots);
     }
 
     /// The earliest timer of all sessions and the router.
@@ -520,6 +533,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let mut core = WorkerCore::new(
             CoreConfig {
+                worker: 0,
                 ice: IceConfig::default(),
                 dtls: Arc::new(sluice_dtls::Config::new(Arc::clone(&server_cert))),
                 max_ssrcs_per_session: 4,

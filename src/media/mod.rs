@@ -90,6 +90,7 @@ impl MediaPlane {
             let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
             let core = core::WorkerCore::new(
                 core::CoreConfig {
+                    worker: index,
                     ice: IceConfig {
                         consent_timeout: config.ice.consent_timeout(),
                         ..IceConfig::default()

@@ -14,6 +14,7 @@ use sluice_sfu::{Router, RouterConfig, TrackId, TrackSpec};
 use sluice_signal::sdp::Kind;
 
 use crate::media::command::{participant_label, ParticipantId, PublicationSpec, SubscriptionSpec};
+use crate::subscribers::{SubscriberSnapshot, TrackSnapshot};
 
 fn sfu_kind(kind: Kind) -> sluice_sfu::Kind {
     match kind {
@@ -244,6 +245,49 @@ impl RouterAdapter {
     /// Lets time pass for reports, feedback and NACKs.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.router.handle_timeout(now);
+    }
+
+    /// What `id` receives, as the debug endpoint and the subscriber gauges show it.
+    pub fn subscriber_snapshot(
+        &self,
+        id: ParticipantId,
+        room: &str,
+        worker: usize,
+    ) -> SubscriberSnapshot {
+        let report = self.router.subscriber_report(id);
+        let tracks = self
+            .router
+            .subscription_reports(id)
+            .into_iter()
+            .map(|t| TrackSnapshot {
+                publisher: participant_label(t.publisher),
+                kind: match t.kind {
+                    sluice_sfu::Kind::Audio => "audio",
+                    sluice_sfu::Kind::Video => "video",
+                },
+                layers: t.layers,
+                layer: t.layer,
+                target: t.target,
+                max_layer: t.max_layer,
+                temporal_cap: t.temporal_cap,
+                paused: t.paused,
+            })
+            .collect();
+        SubscriberSnapshot {
+            participant: participant_label(id),
+            room: room.to_owned(),
+            worker,
+            estimate_bps: report.and_then(|r| r.estimate_bps),
+            acked_bps: report.and_then(|r| r.acked_bps),
+            rtt_ms: report.map_or(0, |r| u64::try_from(r.rtt.as_millis()).unwrap_or(u64::MAX)),
+            loss_fraction: report.and_then(|r| r.loss_fraction),
+            probe_results: report.map_or(0, |r| r.probe_results),
+            allocated_bps: report.map_or(0, |r| r.allocated_bps),
+            desired_bps: report.map_or(0, |r| r.desired_bps),
+            paused_tracks: report.map_or(0, |r| r.paused_tracks),
+            reduced_frame_rate_tracks: report.map_or(0, |r| r.reduced_frame_rate_tracks),
+            tracks,
+        }
     }
 
     /// The router's counters.

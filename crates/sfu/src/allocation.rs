@@ -102,10 +102,19 @@ impl SubscriberLink {
 }
 
 /// What a subscriber's estimate and allocation look like, for logs and a debug endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SubscriberReport {
     /// The bandwidth estimate toward it; `None` before its first transport-cc feedback.
     pub estimate_bps: Option<u64>,
+    /// What its feedback acknowledged as received, per second (the estimator's measure
+    /// of what actually got through).
+    pub acked_bps: Option<u64>,
+    /// Round-trip time measured from its feedback.
+    pub rtt: Duration,
+    /// Share of the packets sent to it that its feedback reported lost, when known.
+    pub loss_fraction: Option<f64>,
+    /// Probe clusters whose result the estimator used.
+    pub probe_results: u64,
     /// What the last allocation gave its tracks.
     pub allocated_bps: u64,
     /// What its tracks would take at the encodings its tiles ask for.
@@ -115,6 +124,29 @@ pub struct SubscriberReport {
     /// Video tracks sent to it at a reduced frame rate (upper temporal layers left out)
     /// because their lowest encoding did not fit whole.
     pub reduced_frame_rate_tracks: usize,
+}
+
+/// What one subscription delivers now, for a debug endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionReport {
+    /// The track.
+    pub track: TrackId,
+    /// Whose track.
+    pub publisher: ParticipantId,
+    /// Audio or video.
+    pub kind: Kind,
+    /// Encodings the track has (1 without simulcast).
+    pub layers: usize,
+    /// The encoding forwarded now; `None` while paused or before its first keyframe.
+    pub layer: Option<usize>,
+    /// The encoding it is switching to (at that encoding's next keyframe).
+    pub target: usize,
+    /// The highest encoding its tile asked for.
+    pub max_layer: usize,
+    /// The highest temporal layer its bandwidth allows; `None` when not limited.
+    pub temporal_cap: Option<u8>,
+    /// Paused for lack of bandwidth.
+    pub paused: bool,
 }
 
 /// One video track in a subscriber's allocation.
@@ -225,13 +257,45 @@ impl Router {
     /// The estimate and allocation of one subscriber.
     pub fn subscriber_report(&self, id: ParticipantId) -> Option<SubscriberReport> {
         let p = self.participants.get(&id)?;
+        let bwe = p.link.bwe.stats();
+        let measured = p.link.feedback_reports > 0;
         Some(SubscriberReport {
             estimate_bps: p.link.estimate_bps(),
+            acked_bps: bwe.acked_bps.filter(|_| measured),
+            rtt: bwe.rtt,
+            loss_fraction: bwe.loss_fraction,
+            probe_results: bwe.probe_results,
             allocated_bps: p.link.allocated_bps,
             desired_bps: p.link.desired_bps,
             paused_tracks: p.link.paused_tracks,
             reduced_frame_rate_tracks: p.link.reduced_frame_rate_tracks,
         })
+    }
+
+    /// What each track `id` receives gets to it now.
+    pub fn subscription_reports(&self, id: ParticipantId) -> Vec<SubscriptionReport> {
+        let Some(p) = self.participants.get(&id) else {
+            return Vec::new();
+        };
+        p.subscribed
+            .iter()
+            .filter_map(|track_id| {
+                let t = self.tracks.get(track_id)?;
+                let sub = t.subscriptions.iter().find(|s| s.subscriber == id)?;
+                Some(SubscriptionReport {
+                    track: *track_id,
+                    publisher: t.publisher,
+                    kind: t.kind,
+                    layers: t.layers.len(),
+                    layer: sub.layer,
+                    target: sub.target,
+                    max_layer: sub.max_layer.min(t.layers.len().saturating_sub(1)),
+                    temporal_cap: (sub.temporal_cap != ALL_TEMPORAL_LAYERS)
+                        .then_some(sub.temporal_cap),
+                    paused: sub.paused,
+                })
+            })
+            .collect()
     }
 
     /// Divides every subscriber's estimate over the tracks it receives (see the module

@@ -61,7 +61,7 @@ mod router;
 mod state;
 mod stats;
 
-pub use allocation::SubscriberReport;
+pub use allocation::{SubscriberReport, SubscriptionReport};
 pub use config::{NackSettings, RouterConfig};
 pub use error::RouterError;
 pub use ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
