@@ -127,6 +127,12 @@ pub struct MediaConfig {
     /// A publisher sending one encoding is asked (REMB) for what its subscribers'
     /// estimates carry, never less than this (bits per second).
     pub min_publisher_bitrate_bps: u64,
+    /// Send a subscriber its audio as RED (Opus with the previous one or two frames
+    /// repeated, RFC 2198) while its link loses packets, where its answer accepted RED.
+    pub audio_redundancy: bool,
+    /// The loss (percent of packets, from its transport-cc feedback) from which a
+    /// subscriber gets RED; 0: always.
+    pub audio_red_loss_percent: u32,
 }
 
 impl Default for MediaConfig {
@@ -139,6 +145,8 @@ impl Default for MediaConfig {
             simulcast: true,
             bandwidth_estimation: true,
             min_publisher_bitrate_bps: 150_000,
+            audio_redundancy: true,
+            audio_red_loss_percent: 2,
         }
     }
 }
@@ -146,6 +154,12 @@ impl Default for MediaConfig {
 impl MediaConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// The loss share from which subscribers get RED audio; `None` when it is off.
+    pub fn audio_red_loss_threshold(&self) -> Option<f64> {
+        self.audio_redundancy
+            .then(|| f64::from(self.audio_red_loss_percent) / 100.0)
     }
 
     /// The number of workers to start: `workers`, or the number of available cores when 0.
@@ -716,6 +730,11 @@ impl Config {
     fn validate_media(&self, rules: &mut Rules) {
         let media = &self.media;
         rules.at_most("media.workers", media.workers, MAX_WORKERS);
+        rules.at_most(
+            "media.audio_red_loss_percent",
+            media.audio_red_loss_percent,
+            100,
+        );
         if media.workers > 0 {
             if let Err(ConfigError::Invalid(violations)) = media.worker_listen_addrs(media.workers)
             {

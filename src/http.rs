@@ -297,6 +297,7 @@ mod tests {
                 desired_bps: 1_400_000,
                 paused_tracks: 0,
                 reduced_frame_rate_tracks: 0,
+                audio_redundancy: 1,
                 tracks: Vec::new(),
             }],
         );

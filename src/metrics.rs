@@ -368,6 +368,7 @@ pub struct Metrics {
     router_probe_packets_sent: Counter,
     router_video_pauses: Counter,
     router_temporal_layer_skipped: Counter,
+    router_red_packets_sent: Counter,
     router_paced_dropped: Counter,
 }
 
@@ -562,6 +563,11 @@ impl Metrics {
             "router_temporal_layer_skipped",
             "VP8 packets of temporal layers above a subscriber's bandwidth cap, left out",
         );
+        let router_red_packets_sent = counter(
+            r,
+            "router_red_packets_sent",
+            "audio packets sent as RED (earlier Opus frames repeated) to subscribers whose link loses packets",
+        );
         let router_paced_dropped = counter(
             r,
             "router_paced_dropped",
@@ -601,6 +607,7 @@ impl Metrics {
             router_probe_packets_sent,
             router_video_pauses,
             router_temporal_layer_skipped,
+            router_red_packets_sent,
             router_paced_dropped,
         }
     }
@@ -804,6 +811,8 @@ impl Metrics {
             .inc_by(delta(current.video_pauses, previous.video_pauses));
         self.router_paced_dropped
             .inc_by(delta(current.paced_dropped, previous.paced_dropped));
+        self.router_red_packets_sent
+            .inc_by(delta(current.red_packets_sent, previous.red_packets_sent));
         self.router_temporal_layer_skipped.inc_by(delta(
             current.temporal_layer_skipped,
             previous.temporal_layer_skipped,
@@ -861,6 +870,7 @@ mod tests {
             "sluice_router_video_pauses",
             "sluice_router_paced_dropped",
             "sluice_router_temporal_layer_skipped",
+            "sluice_router_red_packets_sent",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),

@@ -34,6 +34,8 @@ pub struct SubscriberSnapshot {
     pub desired_bps: u64,
     pub paused_tracks: usize,
     pub reduced_frame_rate_tracks: usize,
+    /// Earlier Opus frames repeated in each audio packet (RED); 0: plain Opus.
+    pub audio_redundancy: u8,
     pub tracks: Vec<TrackSnapshot>,
 }
 
@@ -70,6 +72,7 @@ pub struct SubscriberBoard {
     allocated_bps: Family<WorkerLabel, Gauge>,
     paused_tracks: Family<WorkerLabel, Gauge>,
     reduced_tracks: Family<WorkerLabel, Gauge>,
+    with_red: Family<WorkerLabel, Gauge>,
     video_by_layer: Family<LayerLabel, Gauge>,
 }
 
@@ -107,6 +110,11 @@ impl SubscriberBoard {
             board.reduced_tracks.clone(),
         );
         r.register(
+            "subscribers_with_audio_redundancy",
+            "Subscribers sent their audio as RED (earlier Opus frames repeated) because their link loses packets",
+            board.with_red.clone(),
+        );
+        r.register(
             "subscriber_video_tracks",
             "Video tracks sent to subscribers, by the encoding forwarded (0 = lowest; none = paused or waiting for a keyframe)",
             board.video_by_layer.clone(),
@@ -134,6 +142,8 @@ impl SubscriberBoard {
         self.reduced_tracks
             .get_or_create(&label)
             .set(gauge(reduced));
+        let with_red = snapshots.iter().filter(|s| s.audio_redundancy > 0).count();
+        self.with_red.get_or_create(&label).set(gauge(with_red));
         let mut by_layer = [0usize; LAYER_LABELS.len() + 1];
         for track in snapshots
             .iter()
@@ -205,6 +215,7 @@ mod tests {
             desired_bps: 900_000,
             paused_tracks: usize::from(layer.is_none()),
             reduced_frame_rate_tracks: 0,
+            audio_redundancy: 0,
             tracks: vec![TrackSnapshot {
                 publisher: "p-9".into(),
                 kind: "video",

@@ -45,6 +45,8 @@ pub struct CoreConfig {
     pub bandwidth_allocation: bool,
     /// `media.min_publisher_bitrate_bps`.
     pub min_publisher_bitrate_bps: u64,
+    /// `media.audio_redundancy` and `media.audio_red_loss_percent`.
+    pub audio_red_loss_threshold: Option<f64>,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -82,6 +84,7 @@ impl WorkerCore {
                 config.max_participants,
                 config.bandwidth_allocation,
                 config.min_publisher_bitrate_bps,
+                config.audio_red_loss_threshold,
             ),
             config,
             metrics,
@@ -543,6 +546,7 @@ mod tests {
                 handshakes: HandshakeBudget::new(2000),
                 bandwidth_allocation: true,
                 min_publisher_bitrate_bps: 150_000,
+                audio_red_loss_threshold: Some(0.02),
             },
             Arc::clone(&metrics),
         );

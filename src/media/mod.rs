@@ -106,6 +106,7 @@ impl MediaPlane {
                     handshakes: Arc::clone(&handshakes),
                     bandwidth_allocation: config.media.bandwidth_estimation,
                     min_publisher_bitrate_bps: config.media.min_publisher_bitrate_bps,
+                    audio_red_loss_threshold: config.media.audio_red_loss_threshold(),
                 },
                 Arc::clone(&metrics),
             );

@@ -59,6 +59,7 @@ impl RouterAdapter {
         max_participants: usize,
         bandwidth_allocation: bool,
         publisher_bitrate_floor_bps: u64,
+        audio_red_loss_threshold: Option<f64>,
     ) -> Self {
         let defaults = RouterConfig::default();
         let config = RouterConfig {
@@ -70,6 +71,7 @@ impl RouterAdapter {
                 .max(2 * max_participants_per_room),
             bandwidth_allocation,
             publisher_bitrate_floor_bps,
+            audio_red_loss_threshold,
             ..defaults
         };
         Self {
@@ -286,6 +288,7 @@ impl RouterAdapter {
             desired_bps: report.map_or(0, |r| r.desired_bps),
             paused_tracks: report.map_or(0, |r| r.paused_tracks),
             reduced_frame_rate_tracks: report.map_or(0, |r| r.reduced_frame_rate_tracks),
+            audio_redundancy: report.map_or(0, |r| r.audio_redundancy),
             tracks,
         }
     }
@@ -312,7 +315,7 @@ mod tests {
     #[test]
     fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
         let wants_ada = SubscriptionSpec {
             publisher: ParticipantId(1),
             kind: Kind::Audio,
@@ -348,7 +351,7 @@ mod tests {
     #[test]
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
         let publication = PublicationSpec {
             kind: Kind::Audio,
             mid: "0".into(),
@@ -374,7 +377,7 @@ mod tests {
     #[test]
     fn the_cached_deadline_follows_every_change_of_the_router() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
         assert_eq!(router.poll_timeout(), None);
         let publication = PublicationSpec {
             kind: Kind::Audio,
@@ -421,7 +424,7 @@ mod tests {
     #[test]
     fn a_receiver_demultiplexing_by_mid_alone_finds_every_stream() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000);
+        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
         for publisher in [ParticipantId(1), ParticipantId(3)] {
             let publication = PublicationSpec {

@@ -35,6 +35,7 @@ mod error;
 mod header;
 pub mod nack;
 mod reader;
+pub mod red;
 pub mod rtcp;
 pub mod rtx;
 pub mod seq;

@@ -57,6 +57,10 @@ pub(crate) struct SubscriberLink {
     pub(crate) desired_bps: u64,
     pub(crate) paused_tracks: usize,
     pub(crate) reduced_frame_rate_tracks: usize,
+    /// Earlier Opus frames repeated in each audio packet to it (RED); 0: plain Opus.
+    pub(crate) red_distance: u8,
+    /// Since when its loss has been below the RED threshold while RED is on.
+    pub(crate) red_quiet_since: Option<Instant>,
     /// Paces its RTP once it has an estimate (see `pacing`).
     pub(crate) pacer: Option<sluice_bwe::pacer::Pacer<Vec<u8>>>,
 }
@@ -80,6 +84,8 @@ impl SubscriberLink {
             desired_bps: 0,
             paused_tracks: 0,
             reduced_frame_rate_tracks: 0,
+            red_distance: 0,
+            red_quiet_since: None,
             pacer: None,
         }
     }
@@ -124,6 +130,9 @@ pub struct SubscriberReport {
     /// Video tracks sent to it at a reduced frame rate (upper temporal layers left out)
     /// because their lowest encoding did not fit whole.
     pub reduced_frame_rate_tracks: usize,
+    /// Earlier Opus frames repeated in each audio packet to it (RED, where its answer
+    /// accepted it); 0: plain Opus.
+    pub audio_redundancy: u8,
 }
 
 /// What one subscription delivers now, for a debug endpoint.
@@ -170,6 +179,44 @@ struct Candidate {
     /// Its lowest encoding has not fitted since then (for the wait before a pause).
     short_since: Option<Instant>,
     last_voice_at: Option<Instant>,
+}
+
+/// Loss at which RED repeats two earlier frames instead of one.
+const RED_TWO_FRAMES_LOSS: f64 = 0.10;
+/// RED is reduced or turned off only after the loss stayed lower this long, so a link
+/// that loses in bursts keeps its protection between them.
+const RED_OFF_AFTER: Duration = Duration::from_secs(10);
+
+/// How many earlier frames to repeat for a subscriber whose feedback reports `loss`:
+/// more at once when the loss rises, less only after [`RED_OFF_AFTER`] of lower loss.
+/// Returns the distance and since when a lower one has been wanted.
+fn red_decision(
+    threshold: Option<f64>,
+    loss: Option<f64>,
+    current: u8,
+    quiet_since: Option<Instant>,
+    now: Instant,
+) -> (u8, Option<Instant>) {
+    let Some(threshold) = threshold else {
+        return (0, None);
+    };
+    let loss = loss.unwrap_or(0.0);
+    let wanted = if loss >= RED_TWO_FRAMES_LOSS.max(threshold) {
+        2
+    } else if loss >= threshold {
+        1
+    } else {
+        0
+    };
+    if wanted >= current {
+        return (wanted, None);
+    }
+    let since = quiet_since.unwrap_or(now);
+    if now.saturating_duration_since(since) >= RED_OFF_AFTER {
+        (wanted, None)
+    } else {
+        (current, Some(since))
+    }
 }
 
 /// What a video track gets: an encoding, and the highest of its temporal layers.
@@ -269,6 +316,7 @@ impl Router {
             desired_bps: p.link.desired_bps,
             paused_tracks: p.link.paused_tracks,
             reduced_frame_rate_tracks: p.link.reduced_frame_rate_tracks,
+            audio_redundancy: p.link.red_distance,
         })
     }
 
@@ -317,6 +365,13 @@ impl Router {
             .estimate_bps()
             .filter(|_| self.config.bandwidth_allocation);
         let p_loss = p.link.bwe.stats().loss_fraction;
+        let (red_distance, red_quiet_since) = red_decision(
+            self.config.audio_red_loss_threshold,
+            p_loss,
+            p.link.red_distance,
+            p.link.red_quiet_since,
+            now,
+        );
         let mut audio_bps = 0u64;
         let mut candidates: Vec<Candidate> = Vec::new();
         for track_id in &p.subscribed {
@@ -328,11 +383,19 @@ impl Router {
             };
             if t.kind == Kind::Audio {
                 let measured = t.layers.first().map_or(0, |l| l.bitrate.bps());
-                audio_bps += if measured == 0 {
+                let plain = if measured == 0 {
                     UNMEASURED_AUDIO_BPS
                 } else {
                     measured
                 };
+                // each repeated frame costs about one more frame (headers are shared,
+                // so this errs on the safe side)
+                let copies = if sub.red_accepted {
+                    1 + u64::from(red_distance)
+                } else {
+                    1
+                };
+                audio_bps += plain * copies;
                 continue;
             }
             let live: Vec<usize> = (0..t.layers.len())
@@ -592,6 +655,16 @@ impl Router {
             p.link.desired_bps = desired;
             p.link.paused_tracks = paused;
             p.link.reduced_frame_rate_tracks = reduced;
+            if p.link.red_distance != red_distance {
+                debug!(
+                    subscriber = id.0,
+                    red_distance,
+                    loss = p_loss,
+                    "audio redundancy changed"
+                );
+            }
+            p.link.red_distance = red_distance;
+            p.link.red_quiet_since = red_quiet_since;
             if !candidates.is_empty() {
                 p.link.bwe.set_desired_bitrate(now, Some(desired));
             }
@@ -737,4 +810,27 @@ fn write_padding(buf: &mut Vec<u8>, pt: u8, seq: u16, ssrc: u32, send_time: &[u8
     buf.push(0);
     buf.resize(buf.len() + PROBE_PADDING_BYTES - 1, 0);
     buf.push(PROBE_PADDING_BYTES as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redundancy_rises_with_loss_at_once_and_falls_only_after_a_quiet_spell() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let on = Some(0.02);
+        assert_eq!(red_decision(None, Some(0.5), 0, None, t0), (0, None));
+        assert_eq!(red_decision(on, Some(0.01), 0, None, t0), (0, None));
+        assert_eq!(red_decision(on, Some(0.03), 0, None, t0), (1, None));
+        assert_eq!(red_decision(on, Some(0.15), 1, None, t0), (2, None));
+        // the loss falls: two frames stay until it has been lower for 10 s
+        let (d, quiet) = red_decision(on, Some(0.0), 2, None, at(1));
+        assert_eq!((d, quiet), (2, Some(at(1))));
+        assert_eq!(red_decision(on, Some(0.03), 2, quiet, at(5)), (2, quiet));
+        assert_eq!(red_decision(on, Some(0.03), 2, quiet, at(11)), (1, None));
+        // threshold 0: always on, where accepted
+        assert_eq!(red_decision(Some(0.0), None, 0, None, t0), (1, None));
+    }
 }

@@ -96,6 +96,11 @@ pub struct RouterConfig {
     /// estimates carry, never less than this: one slow subscriber should not take the
     /// picture from everyone else below a watchable floor.
     pub publisher_bitrate_floor_bps: u64,
+    /// Send a subscriber its audio as RED (each packet repeating the previous one or two
+    /// Opus frames) while the loss its transport-cc feedback reports is at least this
+    /// share, on m-lines whose answer accepted RED. `Some(0.0)`: always where accepted;
+    /// `None`: never.
+    pub audio_red_loss_threshold: Option<f64>,
 }
 
 impl Default for RouterConfig {
@@ -137,6 +142,7 @@ impl Default for RouterConfig {
             },
             bandwidth_allocation: true,
             publisher_bitrate_floor_bps: 150_000,
+            audio_red_loss_threshold: Some(0.02),
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::time::Instant;
 
-use sluice_rtp::{is_keyframe, set_extension, Codec, RtpHeader, Vp8Descriptor};
+use sluice_rtp::red::write_red_payload;
+use sluice_rtp::{is_keyframe, set_extension, set_payload_type, Codec, RtpHeader, Vp8Descriptor};
 use tracing::{debug, trace};
 
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{
     abs_send_time, codec_of, hide_extension, media_payload_type, rewrite_mid, unwrap_rtx,
-    EXT_AUDIO_LEVEL, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC,
+    EXT_AUDIO_LEVEL, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC, PT_OPUS, PT_RED_AUDIO,
 };
 use crate::output::OutputKind;
 use crate::pacing::send_rtp;
@@ -218,7 +219,10 @@ impl Router {
             }
         }
         // allocation and encoding choice run while video flows
-        if (simulcast || kind == Kind::Video) && next_layer_selection_at.is_none() {
+        // (audio too when RED may be switched on by measured loss)
+        if (simulcast || kind == Kind::Video || config.audio_red_loss_threshold.is_some())
+            && next_layer_selection_at.is_none()
+        {
             *next_layer_selection_at = now.checked_add(config.layer_selection_interval);
         }
         // Video of a known codec switches (and starts) only on a keyframe.
@@ -236,6 +240,7 @@ impl Router {
         let payload_type = h.payload_type();
         let header_len = h.header_len();
         let ssrc = h.ssrc();
+        let (sequence_number, timestamp) = (h.sequence_number(), h.timestamp());
         for sub in &mut track.subscriptions {
             if !sub.payload_types.is_empty() && !sub.payload_types.contains(&payload_type) {
                 stats.dropped.add(RouterDrop::PayloadTypeNotAccepted);
@@ -258,8 +263,32 @@ impl Router {
                     continue;
                 }
             }
+            // audio to a subscriber whose link loses packets: Opus with the previous
+            // frames repeated (RED), where its answer accepted RED
+            let red_distance = if sub.red_accepted && payload_type == PT_OPUS {
+                participants
+                    .get(&sub.subscriber)
+                    .map_or(0, |p| usize::from(p.link.red_distance))
+            } else {
+                0
+            };
             let mut buf = outbox.buffer();
-            buf.extend_from_slice(pkt);
+            if red_distance > 0 {
+                buf.extend_from_slice(pkt.get(..header_len).unwrap_or_default());
+                // the primary frame goes in without the original's padding
+                if let Some(first) = buf.first_mut() {
+                    *first &= !0x20;
+                }
+                write_red_payload(
+                    &mut buf,
+                    PT_OPUS,
+                    timestamp,
+                    h.payload(),
+                    track.recent_frames.before(sequence_number, red_distance),
+                );
+            } else {
+                buf.extend_from_slice(pkt);
+            }
             let Some((_, ts)) = sub.rewriter.rewrite(&mut buf) else {
                 outbox.recycle(buf);
                 stats.dropped.add(RouterDrop::Stale);
@@ -269,6 +298,10 @@ impl Router {
                 if let Some(payload) = buf.get_mut(header_len..) {
                     sub.vp8.rewrite(payload);
                 }
+            }
+            if red_distance > 0 {
+                set_payload_type(&mut buf, PT_RED_AUDIO);
+                stats.red_packets_sent += 1;
             }
             if let Some(mid) = &sub.mid {
                 rewrite_mid(&mut buf, mid.as_bytes());
@@ -302,6 +335,14 @@ impl Router {
                 outbox,
                 stats,
             );
+        }
+        if kind == Kind::Audio
+            && payload_type == PT_OPUS
+            && config.audio_red_loss_threshold.is_some()
+        {
+            track
+                .recent_frames
+                .push(sequence_number, timestamp, h.payload());
         }
         maybe_send_pli(
             track,

@@ -28,6 +28,8 @@ pub const HIDDEN_EXTENSION_ID: u8 = 14;
 
 /// Opus payload type.
 pub const PT_OPUS: u8 = 111;
+/// Opus with redundancy (RFC 2198 RED) in the server's fixed payload table.
+pub const PT_RED_AUDIO: u8 = 63;
 /// VP8 payload type (RTX 97).
 pub const PT_VP8: u8 = 96;
 /// VP9 payload type (RTX 99).

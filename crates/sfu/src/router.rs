@@ -312,6 +312,7 @@ impl Router {
             codec: Codec::Other,
             layers,
             subscriptions: Vec::new(),
+            recent_frames: Default::default(),
         };
         if let Some(first) = track.layers.first_mut().filter(|_| spec.rids.is_empty()) {
             first.rtx_ssrc = spec.rtx_ssrc;
@@ -424,6 +425,8 @@ impl Router {
         let top = t.layers.len().saturating_sub(1);
         let now = self.last_now;
         let target = now.map_or(top, |now| t.best_layer(top, now, self.config.layer_silence));
+        let red_accepted =
+            kind == Kind::Audio && spec.payload_types.contains(&crate::media::PT_RED_AUDIO);
         let sub = Subscription {
             subscriber,
             ssrc: spec.ssrc,
@@ -445,6 +448,7 @@ impl Router {
             upgraded_at: None,
             temporal_cap: crate::state::ALL_TEMPORAL_LAYERS,
             temporal: crate::state::ALL_TEMPORAL_LAYERS,
+            red_accepted,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);

@@ -155,6 +155,8 @@ pub(crate) struct Subscription {
     /// Highest temporal layer forwarded now: follows `temporal_cap` at picture starts,
     /// down at once, up only where the decoder can follow (see [`Subscription::passes_temporal`]).
     pub(crate) temporal: u8,
+    /// Its answer accepted RED on this m-line (audio).
+    pub(crate) red_accepted: bool,
 }
 
 /// A temporal cap that lets every temporal layer through.
@@ -340,6 +342,69 @@ pub(crate) struct Track {
     /// The encodings, lowest quality first; never empty.
     pub(crate) layers: Vec<Layer>,
     pub(crate) subscriptions: Vec<Subscription>,
+    /// Audio: the last Opus frames, repeated in RED packets to lossy subscribers.
+    pub(crate) recent_frames: RecentFrames,
+}
+
+/// The last few Opus frames of an audio track, newest last, in buffers reused from
+/// frame to frame.
+#[derive(Debug, Default)]
+pub(crate) struct RecentFrames {
+    frames: [RecentFrame; MAX_RED_DISTANCE],
+    /// Index of the newest frame in `frames`.
+    newest: usize,
+}
+
+#[derive(Debug, Default)]
+struct RecentFrame {
+    /// Sequence number and timestamp; `None` while the slot is empty.
+    position: Option<(u16, u32)>,
+    payload: Vec<u8>,
+}
+
+/// Most earlier frames a RED packet repeats.
+pub(crate) const MAX_RED_DISTANCE: usize = 2;
+/// An Opus frame larger than this is not kept for repetition (a RED block holds at most
+/// 1023 bytes, and a frame that large is not speech).
+const MAX_RED_FRAME_BYTES: usize = 512;
+
+impl RecentFrames {
+    /// Keeps the frame just forwarded.
+    pub(crate) fn push(&mut self, seq: u16, timestamp: u32, payload: &[u8]) {
+        if payload.len() > MAX_RED_FRAME_BYTES {
+            return;
+        }
+        self.newest = (self.newest + 1) % MAX_RED_DISTANCE;
+        if let Some(slot) = self.frames.get_mut(self.newest) {
+            slot.position = Some((seq, timestamp));
+            slot.payload.clear();
+            slot.payload.extend_from_slice(payload);
+        }
+    }
+
+    /// The frames to repeat before the frame `seq`: up to `distance` of those just
+    /// before it (by sequence number), oldest first.
+    pub(crate) fn before(
+        &self,
+        seq: u16,
+        distance: usize,
+    ) -> impl Iterator<Item = sluice_rtp::red::RedundantBlock<'_>> + Clone + '_ {
+        (1..=distance.min(MAX_RED_DISTANCE))
+            .rev()
+            .filter_map(move |back| {
+                let wanted = seq.wrapping_sub(back as u16);
+                self.frames
+                    .iter()
+                    .find(|f| f.position.is_some_and(|(s, _)| s == wanted))
+                    .and_then(|f| {
+                        f.position
+                            .map(|(_, timestamp)| sluice_rtp::red::RedundantBlock {
+                                timestamp,
+                                payload: &f.payload,
+                            })
+                    })
+            })
+    }
 }
 
 /// How long the current media SSRC of a track must be silent before another SSRC bound
@@ -483,6 +548,7 @@ mod tests {
             upgraded_at: None,
             temporal_cap: ALL_TEMPORAL_LAYERS,
             temporal: ALL_TEMPORAL_LAYERS,
+            red_accepted: false,
         }
     }
 

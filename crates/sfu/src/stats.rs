@@ -174,4 +174,7 @@ pub struct RouterStats {
     /// VP8 packets of temporal layers above a subscriber's cap, left out (with the
     /// numbering closed over them) to lower its frame rate within its bandwidth.
     pub temporal_layer_skipped: u64,
+    /// Audio packets sent as RED (Opus with earlier frames repeated) to lossy
+    /// subscribers.
+    pub red_packets_sent: u64,
 }

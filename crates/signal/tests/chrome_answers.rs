@@ -1,4 +1,4 @@
-//! Answers that Chromium 148 produced for the offers of `examples/chrome_session.rs`
+//! Answers that Chromium 156 produced for the offers of `examples/chrome_session.rs`
 //! (recorded with `tests/chrome/`). Pins two facts: the offers we write today are
 //! byte-identical to the ones Chromium accepted, and its real answers pass the
 //! negotiator's checks with the expected SSRCs.
@@ -6,8 +6,8 @@
 use sluice_signal::negotiation::{Negotiator, NegotiatorConfig, TransportParams};
 use sluice_signal::sdp::{Direction, Kind, SendStream, Setup};
 
-const OFFERS: &str = include_str!("data/chrome148_offers.json");
-const ANSWERS: &str = include_str!("data/chrome148_answers.json");
+const OFFERS: &str = include_str!("data/chrome156_offers.json");
+const ANSWERS: &str = include_str!("data/chrome156_answers.json");
 
 fn stream(p: &str, kind: Kind, ssrc: u32) -> SendStream {
     SendStream {

@@ -241,11 +241,15 @@ async function pageSnapshot() {
     let pairId = null;
     report.forEach((r) => {
       if (r.type === 'inbound-rtp') {
+        const codec = r.codecId && report.get(r.codecId);
         extra.set(String(r.ssrc), {
           freezeCount: r.freezeCount,
           totalFreezesDuration: r.totalFreezesDuration,
           nackCount: r.nackCount,
           retransmittedPacketsReceived: r.retransmittedPacketsReceived,
+          concealedSamples: r.concealedSamples,
+          totalAudioEnergy: r.totalAudioEnergy,
+          mimeType: codec ? codec.mimeType : undefined,
         });
       } else if (r.type === 'transport') pairId = r.selectedCandidatePairId;
     });

@@ -38,15 +38,31 @@ pub const H264_PT: u8 = 102;
 /// H.264 retransmission payload type.
 pub const H264_RTX_PT: u8 = 103;
 
-/// Audio codecs in order of preference.
-pub const AUDIO_CODECS: &[CodecSpec] = &[CodecSpec {
-    pt: OPUS_PT,
-    name: "opus",
-    clock_rate_hz: 48_000,
-    channels: Some(2),
-    fmtp: Some("minptime=10;useinbandfec=1"),
-    rtx_pt: None,
-}];
+/// Opus carried with redundancy (RFC 2198 RED) payload type.
+pub const RED_AUDIO_PT: u8 = 63;
+
+/// Audio codecs in order of preference. RED comes after Opus, so a browser sends plain
+/// Opus (it sends RED only when RED is its first codec) while its receiver accepts RED:
+/// the server adds redundancy per subscriber, only toward those whose link loses
+/// packets.
+pub const AUDIO_CODECS: &[CodecSpec] = &[
+    CodecSpec {
+        pt: OPUS_PT,
+        name: "opus",
+        clock_rate_hz: 48_000,
+        channels: Some(2),
+        fmtp: Some("minptime=10;useinbandfec=1"),
+        rtx_pt: None,
+    },
+    CodecSpec {
+        pt: RED_AUDIO_PT,
+        name: "red",
+        clock_rate_hz: 48_000,
+        channels: Some(2),
+        fmtp: Some("111/111"),
+        rtx_pt: None,
+    },
+];
 
 /// Video codecs in order of preference.
 pub const VIDEO_CODECS: &[CodecSpec] = &[

@@ -172,10 +172,10 @@ fn every_media_section_carries_transport_mux_and_candidates() {
 }
 
 #[test]
-fn audio_sections_offer_opus_111_with_transport_cc() {
+fn audio_sections_offer_opus_111_then_red_with_transport_cc() {
     let sdp = offer();
     let audio = &sections(&sdp)[0];
-    assert_eq!(audio[0], "m=audio 9 UDP/TLS/RTP/SAVPF 111");
+    assert_eq!(audio[0], "m=audio 9 UDP/TLS/RTP/SAVPF 111 63");
     let codec_lines: Vec<&str> = audio
         .iter()
         .copied()
@@ -189,6 +189,9 @@ fn audio_sections_offer_opus_111_with_transport_cc() {
             "a=rtpmap:111 opus/48000/2",
             "a=rtcp-fb:111 transport-cc",
             "a=fmtp:111 minptime=10;useinbandfec=1",
+            "a=rtpmap:63 red/48000/2",
+            "a=rtcp-fb:63 transport-cc",
+            "a=fmtp:63 111/111",
         ]
     );
 }
@@ -312,7 +315,7 @@ fn offer_parses_back_into_the_same_media() {
         let pts: Vec<u8> = got.codecs.iter().map(|c| c.pt).collect();
         match want.kind {
             Kind::Audio => {
-                assert_eq!(pts, vec![111]);
+                assert_eq!(pts, vec![111, 63]);
                 let opus = &got.codecs[0];
                 assert_eq!(
                     (opus.name.as_str(), opus.clock_rate, opus.channels),
