@@ -8,6 +8,9 @@
 #   scripts/resilience.sh scenario3   50 sluice-loadgen clients at once through the relay at
 #                                     10 % and 30 % loss, handshake percentiles
 #   scripts/resilience.sh all         the three
+#   scripts/resilience.sh features    scenario 1 at 15 % loss with the subscriber loss
+#                                     recovery as configured and without audio RED
+#                                     (REPEAT=N runs each, default 3)
 #
 # Every scenario runs with the server's DTLS recovery on and again with `dtls.recovery:
 # false` (RECOVERY=on|off|both, default both). Results: tests/resilience/results/<time>/.
@@ -24,8 +27,8 @@ bin="$target/release"
 stamp="$(date -u +%Y-%m-%dT%H-%M-%SZ)"
 out="tests/resilience/results/$stamp"
 
-case "$which" in scenario1 | scenario2 | scenario3 | all) ;; *)
-  echo "usage: $0 scenario1|scenario2|scenario3|all" >&2
+case "$which" in scenario1 | scenario2 | scenario3 | all | features) ;; *)
+  echo "usage: $0 scenario1|scenario2|scenario3|all|features" >&2
   exit 2
   ;;
 esac
@@ -46,6 +49,9 @@ if [ "$which" = scenario1 ] || [ "$which" = scenario2 ] || [ "$which" = all ]; t
   browser_which="$which"
   [ "$which" = all ] && browser_which=all
   node tests/resilience/browser.js "$browser_which" --recovery "$recovery" --out "$out/browser" || status=1
+fi
+if [ "$which" = features ]; then
+  node tests/resilience/browser.js features --repeat "${REPEAT:-3}" --out "$out/browser" || status=1
 fi
 
 if [ "$which" = scenario3 ] || [ "$which" = all ]; then

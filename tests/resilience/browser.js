@@ -1,7 +1,7 @@
 'use strict';
 // Long form of the browser resilience scenarios (docs/resilience.md), one command:
 //
-//   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes] [--recovery on|off|both]
+//   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes|features] [--recovery on|off|both]
 //        [--participants N] [--steady-ms MS] [--repeat N] [--seed-base N] [--out DIR]
 //
 // Scenario 1 (the seed): 6 participants, one on 225 kbit/s up / 5 Mbit/s down / 70 ms each
@@ -10,6 +10,9 @@
 // dtls.max_datagram_size 576, server as DTLS client and as DTLS server.
 // `handshakes`: scenario 2 `--repeat` times per role and recovery mode with a different
 // loss pattern each time (more samples of the one impaired handshake per run).
+// `features`: scenario 1 at 15 % loss `--repeat` times with the server's loss recovery for
+// subscribers as configured by default, and again with audio redundancy (RED) off, to
+// show what each feature changes for the impaired participant (audio concealed, freezes).
 // Each run once with the server's DTLS recovery on (default) and once with
 // `dtls.recovery: false`. Per-run artefacts go to tests/browser/results/<label>/; the
 // summary tables (Markdown) to OUT/summary.md (default tests/resilience/results/<time>/).
@@ -35,7 +38,7 @@ function parseArgs(argv) {
     else if (arg === '--out') args.out = rest.shift();
     else if (arg === '--repeat') args.repeat = Number(rest.shift());
     else if (arg === '--seed-base') args.seedBase = Number(rest.shift());
-    else if (['scenario1', 'scenario2', 'all', 'handshakes'].includes(arg)) args.which = arg;
+    else if (['scenario1', 'scenario2', 'all', 'handshakes', 'features'].includes(arg)) args.which = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!['on', 'off', 'both'].includes(args.recovery)) throw new Error('--recovery takes on, off or both');
@@ -54,6 +57,21 @@ function runsFor({ which, recovery, participants, steadyMs, repeat, seedBase }) 
           options.label += `-${seedBase + i}`;
           runs.push(options);
         }
+      }
+    }
+    return runs;
+  }
+  if (which === 'features') {
+    const variants = [
+      { name: 'default', media: { simulcast: false } },
+      { name: 'no-red', media: { simulcast: false, audio_redundancy: false } },
+    ];
+    for (let i = 0; i < repeat; i += 1) {
+      for (const variant of variants) {
+        const options = seedScenario({ participants, lossPercent: 15, recovery: true, steadyMs, seed: seedBase + i });
+        options.media = variant.media;
+        options.label += `-${variant.name}-${seedBase + i}`;
+        runs.push(options);
       }
     }
     return runs;
@@ -93,13 +111,14 @@ function summaryRow(options, result) {
     `${fmt(impaired.serverHandshakeMs)} / ${fmt(max('serverHandshakeMs'))} | ${fmt(s.server.retransmissions)} | ` +
     `${fmt(impaired.firstFrameFromAllMs)} / ${fmt(max('firstFrameFromAllMs'))} | ` +
     `${fmt(impaired.framesDecoded)} / ${fmt(min('framesDecoded'))} | ` +
-    `${fmt(impaired.freezeCount)} / ${fmt(sum('freezeCount'))} | ${fmt(s.joinSpreadMs)} |`
+    `${fmt(impaired.freezeCount)} / ${fmt(sum('freezeCount'))} | ` +
+    `${fmt(impaired.audioConcealedPercent)} / ${fmt(max('audioConcealedPercent'))} | ${fmt(s.joinSpreadMs)} |`
   );
 }
 
 const HEADER = [
-  '| run | recovery | result | server handshakes done/started | DTLS handshake, browser (ms): impaired / slowest clean | server-side (ms): impaired / slowest clean | server DTLS retransmissions | first frame from all others (ms): impaired / slowest clean | frames decoded: impaired / fewest clean | freezes: impaired / all clean | join spread (ms) |',
-  '|---|---|---|---|---|---|---|---|---|---|---|',
+  '| run | recovery | result | server handshakes done/started | DTLS handshake, browser (ms): impaired / slowest clean | server-side (ms): impaired / slowest clean | server DTLS retransmissions | first frame from all others (ms): impaired / slowest clean | frames decoded: impaired / fewest clean | freezes: impaired / all clean | audio concealed (%): impaired / worst clean | join spread (ms) |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|',
 ];
 
 async function main() {

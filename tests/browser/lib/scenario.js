@@ -447,6 +447,15 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
       freezesSeconds: last ? Number(analysis.sumInbound(last, 'totalFreezesDuration', 'video').toFixed(1)) : null,
       packetsLost: last ? analysis.sumInbound(last, 'packetsLost') : null,
       audioSamples: last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : null,
+      // audio the decoder had to invent for lost packets (percent of samples played)
+      audioConcealedPercent: last
+        ? Number(
+            (
+              (100 * analysis.sumInbound(last, 'concealedSamples', 'audio')) /
+              Math.max(1, analysis.sumInbound(last, 'totalSamplesReceived', 'audio'))
+            ).toFixed(2),
+          )
+        : null,
       // the height of each camera it decodes now (which simulcast encoding it gets)
       inboundHeights: last ? (last.stats.inbound || []).filter((s) => s.kind === 'video').map((s) => s.frameHeight || 0) : [],
       bytesReceived: last ? analysis.sumInbound(last, 'bytesReceived') : null,
@@ -465,6 +474,7 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
     'freezes',
     'pkts lost',
     'audio samples',
+    'audio concealed',
   ];
   const rows = summaries.map((p) => [
     `${p.name}${p.impaired ? ' *' : ''}`,
@@ -479,6 +489,7 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
     p.freezeCount === null ? '-' : `${p.freezeCount} (${p.freezesSeconds} s)`,
     p.packetsLost === null ? '-' : p.packetsLost,
     p.audioSamples === null ? '-' : p.audioSamples,
+    p.audioConcealedPercent === null ? '-' : `${p.audioConcealedPercent} %`,
   ]);
   const table = analysis.formatTable(header, rows);
   const ok = state.failures.length === 0;
