@@ -44,6 +44,8 @@ pub const MIN_HANDSHAKE_TIMEOUT_MS: u64 = 1_000;
 /// Smallest `ice.consent_timeout_ms` (RFC 7675 recommends 30 s; less than a second
 /// would expire sessions between two consent checks).
 pub const MIN_CONSENT_TIMEOUT_MS: u64 = 1_000;
+/// Largest `media.last_n` (more cameras than any room would hold).
+const MAX_LAST_N: usize = 1024;
 /// Largest `media.workers`.
 pub const MAX_WORKERS: usize = 1024;
 /// Largest number of `media.announce` entries (each becomes an SDP candidate line).
@@ -133,6 +135,10 @@ pub struct MediaConfig {
     /// The loss (percent of packets, from its transport-cc feedback) from which a
     /// subscriber gets RED; 0: always.
     pub audio_red_loss_percent: u32,
+    /// In a room with more cameras than this, each participant receives the cameras of
+    /// this many most recent speakers; the others are paused for it until their owner
+    /// speaks (0: every camera).
+    pub last_n: usize,
 }
 
 impl Default for MediaConfig {
@@ -147,6 +153,7 @@ impl Default for MediaConfig {
             min_publisher_bitrate_bps: 150_000,
             audio_redundancy: true,
             audio_red_loss_percent: 2,
+            last_n: 0,
         }
     }
 }
@@ -735,6 +742,7 @@ impl Config {
             media.audio_red_loss_percent,
             100,
         );
+        rules.at_most("media.last_n", media.last_n, MAX_LAST_N);
         if media.workers > 0 {
             if let Err(ConfigError::Invalid(violations)) = media.worker_listen_addrs(media.workers)
             {

@@ -144,11 +144,18 @@ pub enum SessionEvent {
     /// ICE consent expired on every path: the peer is gone.
     Disconnected,
     /// The router paused (or resumed) `publisher`'s camera toward this participant: its
-    /// downlink's estimate cannot carry it.
+    /// downlink's estimate cannot carry it, or last-N leaves it out.
     VideoPaused {
         /// Whose camera.
         publisher: ParticipantId,
         /// Stopped or flowing again.
         paused: bool,
+        /// Why.
+        reason: sluice_sfu::PauseReason,
+    },
+    /// Someone (possibly this participant) became its room's dominant speaker.
+    DominantSpeaker {
+        /// Who.
+        participant: ParticipantId,
     },
 }

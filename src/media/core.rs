@@ -14,7 +14,7 @@ use sluice_ice::{demux, IceConfig, PacketClass};
 
 use crate::limits::HandshakeBudget;
 use crate::media::command::{Command, ParticipantId, PrepareSpec, SessionSpec};
-use crate::media::router::{OutputKind, RouterAdapter};
+use crate::media::router::{OutputKind, RouterAdapter, RouterSettings};
 use crate::media::session::{Context, Effect, Session};
 use crate::metrics::{DropReason, Metrics};
 
@@ -47,6 +47,8 @@ pub struct CoreConfig {
     pub min_publisher_bitrate_bps: u64,
     /// `media.audio_redundancy` and `media.audio_red_loss_percent`.
     pub audio_red_loss_threshold: Option<f64>,
+    /// `media.last_n`.
+    pub last_n: usize,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -78,14 +80,15 @@ impl WorkerCore {
     /// An empty core.
     pub fn new(config: CoreConfig, metrics: Arc<Metrics>) -> Self {
         Self {
-            router: RouterAdapter::new(
-                config.max_ssrcs_per_session,
-                config.max_participants_per_room,
-                config.max_participants,
-                config.bandwidth_allocation,
-                config.min_publisher_bitrate_bps,
-                config.audio_red_loss_threshold,
-            ),
+            router: RouterAdapter::new(&RouterSettings {
+                max_ssrcs: config.max_ssrcs_per_session,
+                max_participants_per_room: config.max_participants_per_room,
+                max_participants: config.max_participants,
+                bandwidth_allocation: config.bandwidth_allocation,
+                publisher_bitrate_floor_bps: config.min_publisher_bitrate_bps,
+                audio_red_loss_threshold: config.audio_red_loss_threshold,
+                last_n: config.last_n,
+            }),
             config,
             metrics,
             sessions: HashMap::new(),
@@ -438,10 +441,20 @@ impl WorkerCore {
                     subscriber,
                     publisher,
                     paused,
+                    reason,
                 } => {
                     if let Some(session) = self.sessions.get(&subscriber) {
-                        session
-                            .notify(crate::media::SessionEvent::VideoPaused { publisher, paused });
+                        session.notify(crate::media::SessionEvent::VideoPaused {
+                            publisher,
+                            paused,
+                            reason,
+                        });
+                    }
+                }
+                sluice_sfu::RouterEvent::DominantSpeaker { room, participant } => {
+                    // everyone of the room on this worker (a room lives on one worker)
+                    for session in self.sessions.values().filter(|s| s.room == room) {
+                        session.notify(crate::media::SessionEvent::DominantSpeaker { participant });
                     }
                 }
             }
@@ -547,6 +560,7 @@ mod tests {
                 bandwidth_allocation: true,
                 min_publisher_bitrate_bps: 150_000,
                 audio_red_loss_threshold: Some(0.02),
+                last_n: 0,
             },
             Arc::clone(&metrics),
         );

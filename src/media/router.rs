@@ -49,29 +49,55 @@ pub struct RouterAdapter {
     members: HashMap<ParticipantId, Member>,
 }
 
+/// What the server's configuration decides about a worker's router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterSettings {
+    /// `limits.ssrcs_per_session`.
+    pub max_ssrcs: usize,
+    /// `limits.participants_per_room`.
+    pub max_participants_per_room: usize,
+    /// What signalling can admit in all.
+    pub max_participants: usize,
+    /// `media.bandwidth_estimation`.
+    pub bandwidth_allocation: bool,
+    /// `media.min_publisher_bitrate_bps`.
+    pub publisher_bitrate_floor_bps: u64,
+    /// `media.audio_redundancy` and `media.audio_red_loss_percent`.
+    pub audio_red_loss_threshold: Option<f64>,
+    /// `media.last_n`.
+    pub last_n: usize,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            max_ssrcs: 32,
+            max_participants_per_room: 25,
+            max_participants: 1000,
+            bandwidth_allocation: true,
+            publisher_bitrate_floor_bps: 150_000,
+            audio_red_loss_threshold: Some(0.02),
+            last_n: 0,
+        }
+    }
+}
+
 impl RouterAdapter {
-    /// A router with `max_ssrcs` SSRCs per participant and rooms of up to
-    /// `max_participants_per_room`, `max_participants` in all (signalling enforces the same
-    /// limits first).
-    pub fn new(
-        max_ssrcs: usize,
-        max_participants_per_room: usize,
-        max_participants: usize,
-        bandwidth_allocation: bool,
-        publisher_bitrate_floor_bps: u64,
-        audio_red_loss_threshold: Option<f64>,
-    ) -> Self {
+    /// A router with the limits and media policies of `settings` (signalling enforces
+    /// the same limits first).
+    pub fn new(settings: &RouterSettings) -> Self {
         let defaults = RouterConfig::default();
         let config = RouterConfig {
-            max_ssrcs_per_participant: max_ssrcs.max(1),
-            max_participants_per_room: max_participants_per_room.max(1),
-            max_participants: max_participants.max(1),
+            max_ssrcs_per_participant: settings.max_ssrcs.max(1),
+            max_participants_per_room: settings.max_participants_per_room.max(1),
+            max_participants: settings.max_participants.max(1),
             max_subscriptions_per_participant: defaults
                 .max_subscriptions_per_participant
-                .max(2 * max_participants_per_room),
-            bandwidth_allocation,
-            publisher_bitrate_floor_bps,
-            audio_red_loss_threshold,
+                .max(2 * settings.max_participants_per_room),
+            bandwidth_allocation: settings.bandwidth_allocation,
+            publisher_bitrate_floor_bps: settings.publisher_bitrate_floor_bps,
+            audio_red_loss_threshold: settings.audio_red_loss_threshold,
+            last_n: settings.last_n,
             ..defaults
         };
         Self {
@@ -315,7 +341,7 @@ mod tests {
     #[test]
     fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
+        let mut router = RouterAdapter::new(&RouterSettings::default());
         let wants_ada = SubscriptionSpec {
             publisher: ParticipantId(1),
             kind: Kind::Audio,
@@ -351,7 +377,7 @@ mod tests {
     #[test]
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
+        let mut router = RouterAdapter::new(&RouterSettings::default());
         let publication = PublicationSpec {
             kind: Kind::Audio,
             mid: "0".into(),
@@ -377,7 +403,7 @@ mod tests {
     #[test]
     fn the_cached_deadline_follows_every_change_of_the_router() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
+        let mut router = RouterAdapter::new(&RouterSettings::default());
         assert_eq!(router.poll_timeout(), None);
         let publication = PublicationSpec {
             kind: Kind::Audio,
@@ -424,7 +450,7 @@ mod tests {
     #[test]
     fn a_receiver_demultiplexing_by_mid_alone_finds_every_stream() {
         let now = Instant::now();
-        let mut router = RouterAdapter::new(32, 25, 1000, true, 150_000, Some(0.02));
+        let mut router = RouterAdapter::new(&RouterSettings::default());
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
         for publisher in [ParticipantId(1), ParticipantId(3)] {
             let publication = PublicationSpec {

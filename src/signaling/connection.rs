@@ -826,10 +826,22 @@ impl Connection {
                 Some(End::MediaFailed)
             }
             SessionEvent::Disconnected => Some(End::Disconnected),
-            SessionEvent::VideoPaused { publisher, paused } => {
+            SessionEvent::VideoPaused {
+                publisher,
+                paused,
+                reason,
+            } => {
                 self.send(&ServerMessage::VideoPaused {
                     id: participant_label(publisher),
                     paused,
+                    reason: reason.as_str().to_owned(),
+                })
+                .await;
+                None
+            }
+            SessionEvent::DominantSpeaker { participant } => {
+                self.send(&ServerMessage::DominantSpeaker {
+                    id: participant_label(participant),
                 })
                 .await;
                 None

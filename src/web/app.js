@@ -74,6 +74,8 @@
     events: [],
     /** id -> display name of everyone else in the room. */
     participants: new Map(),
+    /** The room's dominant speaker as the server last named it (maybe us). */
+    dominantSpeaker: null,
     stats,
     join,
     leave,
@@ -88,6 +90,13 @@
   let offerChain = Promise.resolve();
   /** participant id -> { el, video, stream } */
   const tiles = new Map();
+
+  /** Dims a tile whose camera the server paused for us, saying why. */
+  function applyPaused(tile, reason) {
+    tile.el.classList.toggle('video-paused', Boolean(reason));
+    if (reason) tile.el.dataset.pausedReason = reason;
+    else delete tile.el.dataset.pausedReason;
+  }
   /** MediaStreamTrack.id -> participant id, for stats(). */
   const trackOwners = new Map();
 
@@ -252,7 +261,8 @@
       tile = makeTile(id, nameOf(id), stream, false);
       tiles.set(id, tile);
       applyMuted(tile, mutedState.get(id));
-      tile.el.classList.toggle('video-paused', Boolean(pausedVideo.get(id)));
+      applyPaused(tile, pausedVideo.get(id));
+      tile.el.classList.toggle('speaking', id === sluice.dominantSpeaker);
       // An m-line turned inactive removes its track from the stream; a tile with
       // nothing left to show goes away.
       stream.addEventListener('removetrack', () => {
@@ -401,13 +411,23 @@
         break;
       case 'video_paused': {
         // the server stopped this camera for us: our downlink cannot carry it now
+        // (reason bandwidth), or its owner is not among the room's recent speakers
+        // (reason last_n)
         const paused = Boolean(message.paused);
-        pausedVideo.set(message.id, paused);
+        pausedVideo.set(message.id, paused ? message.reason || 'bandwidth' : false);
         const tile = tiles.get(message.id);
-        if (tile) tile.el.classList.toggle('video-paused', paused);
-        log('video_paused', { id: message.id, paused });
+        if (tile) applyPaused(tile, pausedVideo.get(message.id));
+        log('video_paused', { id: message.id, paused, reason: message.reason });
         break;
       }
+      case 'dominant_speaker':
+        sluice.dominantSpeaker = message.id;
+        for (const [key, tile] of tiles) {
+          const id = key === 'self' ? sluice.participantId : key;
+          tile.el.classList.toggle('speaking', id === message.id);
+        }
+        log('dominant_speaker', { id: message.id });
+        break;
       case 'participant_left':
         sluice.participants.delete(message.id);
         log('participant_left', { id: message.id });
@@ -499,6 +519,7 @@
     mutedState.clear();
     pausedVideo.clear();
     sluice.participants.clear();
+    sluice.dominantSpeaker = null;
     if (qualityTimer) clearInterval(qualityTimer);
     qualityTimer = null;
     qualityHistory.clear();

@@ -84,6 +84,20 @@ pub enum ClientEvent {
         /// Their id.
         id: String,
     },
+    /// The server paused (or resumed) someone's camera toward us.
+    VideoPaused {
+        /// Whose camera.
+        id: String,
+        /// Stopped or flowing again.
+        paused: bool,
+        /// `bandwidth` or `last_n`.
+        reason: String,
+    },
+    /// The room's dominant speaker changed.
+    DominantSpeaker {
+        /// Who speaks now.
+        id: String,
+    },
     /// ICE succeeded.
     IceConnected,
     /// DTLS completed; SRTP is ready and media flows.
@@ -898,7 +912,13 @@ impl Runner {
                     }
                 }
             }
-            ServerMessage::ParticipantMuted { .. } | ServerMessage::VideoPaused { .. } => {}
+            ServerMessage::ParticipantMuted { .. } => {}
+            ServerMessage::VideoPaused { id, paused, reason } => {
+                self.event(ClientEvent::VideoPaused { id, paused, reason });
+            }
+            ServerMessage::DominantSpeaker { id } => {
+                self.event(ClientEvent::DominantSpeaker { id });
+            }
             ServerMessage::ParticipantLeft { id } => {
                 self.stats.participants.remove(&id);
                 self.event(ClientEvent::ParticipantLeft { id });

@@ -17,7 +17,7 @@ use tracing::debug;
 use crate::forward::{stamp_transport_seq, SRTP_OVERHEAD_BYTES};
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{abs_send_time, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_TRANSPORT_CC, PT_VP8};
-use crate::output::{OutputKind, RouterEvent};
+use crate::output::{OutputKind, PauseReason, RouterEvent};
 use crate::router::Router;
 use crate::state::{BitrateMeter, ALL_TEMPORAL_LAYERS, TEMPORAL_LAYERS};
 
@@ -381,6 +381,10 @@ impl Router {
             let Some(sub) = t.subscriptions.iter().find(|s| s.subscriber == id) else {
                 continue;
             };
+            if sub.last_n_excluded {
+                // not sent at all (last-N): costs nothing
+                continue;
+            }
             if t.kind == Kind::Audio {
                 let measured = t.layers.first().map_or(0, |l| l.bitrate.bps());
                 let plain = if measured == 0 {
@@ -634,6 +638,7 @@ impl Router {
                 subscriber: id,
                 publisher,
                 paused,
+                reason: PauseReason::Bandwidth,
             });
         }
         if let Some(p) = self.participants.get_mut(&id) {

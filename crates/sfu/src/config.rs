@@ -101,6 +101,9 @@ pub struct RouterConfig {
     /// share, on m-lines whose answer accepted RED. `Some(0.0)`: always where accepted;
     /// `None`: never.
     pub audio_red_loss_threshold: Option<f64>,
+    /// In a room with more camera publishers than this, each subscriber receives the
+    /// cameras of this many most recent speakers only (0: every camera).
+    pub last_n: usize,
 }
 
 impl Default for RouterConfig {
@@ -143,6 +146,7 @@ impl Default for RouterConfig {
             bandwidth_allocation: true,
             publisher_bitrate_floor_bps: 150_000,
             audio_red_loss_threshold: Some(0.02),
+            last_n: 0,
         }
     }
 }

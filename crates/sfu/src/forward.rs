@@ -213,16 +213,17 @@ impl Router {
             l.keyframe.pending = false;
             l.keyframe.attempts = 0;
         }
-        if kind == Kind::Audio && speaks(&h) {
+        if kind == Kind::Audio && h.extension(EXT_AUDIO_LEVEL).is_some() {
             if let Some(publisher) = participants.get_mut(&track.publisher) {
-                publisher.last_voice_at = Some(now);
+                let voice = speaks(&h);
+                publisher.speech.on_packet(now, voice);
+                if voice {
+                    publisher.last_voice_at = Some(now);
+                }
             }
         }
-        // allocation and encoding choice run while video flows
-        // (audio too when RED may be switched on by measured loss)
-        if (simulcast || kind == Kind::Video || config.audio_red_loss_threshold.is_some())
-            && next_layer_selection_at.is_none()
-        {
+        // allocation, encoding choice, RED and speaker detection run while media flows
+        if next_layer_selection_at.is_none() {
             *next_layer_selection_at = now.checked_add(config.layer_selection_interval);
         }
         // Video of a known codec switches (and starts) only on a keyframe.

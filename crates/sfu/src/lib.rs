@@ -58,6 +58,7 @@ mod output;
 mod pacing;
 mod reports;
 mod router;
+mod speakers;
 mod state;
 mod stats;
 
@@ -65,7 +66,7 @@ pub use allocation::{SubscriberReport, SubscriptionReport};
 pub use config::{NackSettings, RouterConfig};
 pub use error::RouterError;
 pub use ids::{Kind, ParticipantId, SubscriptionSpec, TrackId, TrackSpec};
-pub use output::{Output, OutputKind, RouterEvent};
+pub use output::{Output, OutputKind, PauseReason, RouterEvent};
 pub use router::Router;
 pub use sluice_bwe::BweConfig;
 pub use stats::{DropCounts, RouterDrop, RouterStats};

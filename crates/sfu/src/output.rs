@@ -30,9 +30,9 @@ pub struct Output {
 }
 
 /// Something signalling should tell a participant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouterEvent {
-    /// A video track is paused for (or resumed to) `subscriber` by its allocation.
+    /// A video track is paused for (or resumed to) `subscriber`.
     VideoPaused {
         /// Who no longer receives it.
         subscriber: ParticipantId,
@@ -40,7 +40,36 @@ pub enum RouterEvent {
         publisher: ParticipantId,
         /// Stopped or flowing again.
         paused: bool,
+        /// Why it stopped (or what no longer stops it).
+        reason: PauseReason,
     },
+    /// The dominant speaker of `room` changed.
+    DominantSpeaker {
+        /// The room.
+        room: String,
+        /// Who speaks now.
+        participant: ParticipantId,
+    },
+}
+
+/// Why a video track is paused for a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// Its bandwidth estimate cannot carry the track.
+    Bandwidth,
+    /// The room has more cameras than `last_n` and its publisher is not among the most
+    /// recent speakers.
+    LastN,
+}
+
+impl PauseReason {
+    /// The reason as the signalling protocol names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Bandwidth => "bandwidth",
+            PauseReason::LastN => "last_n",
+        }
+    }
 }
 
 /// Capacity a fresh buffer is created with: one MTU-sized datagram.

@@ -105,6 +105,7 @@ impl Router {
         self.touch(now);
         if self.next_layer_selection_at.is_some_and(|t| now >= t) {
             self.next_layer_selection_at = now.checked_add(self.config.layer_selection_interval);
+            self.update_speakers(now);
             self.allocate(now);
             self.limit_single_encoding_publishers();
         }

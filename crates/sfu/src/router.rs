@@ -64,6 +64,8 @@ pub struct Router {
     pub(crate) next_layer_selection_at: Option<Instant>,
     /// Events for signalling, bounded by [`MAX_QUEUED_EVENTS`] (oldest dropped).
     pub(crate) events: std::collections::VecDeque<crate::output::RouterEvent>,
+    /// Speaking order and dominant speaker per room.
+    pub(crate) speakers: BTreeMap<String, crate::speakers::RoomSpeakers>,
 }
 
 /// Events kept for signalling between two drains.
@@ -90,6 +92,7 @@ impl Router {
             scratch_blocks: Vec::new(),
             deadline: Cell::new(None),
             next_layer_selection_at: None,
+            speakers: BTreeMap::new(),
             events: std::collections::VecDeque::new(),
         }
     }
@@ -449,6 +452,7 @@ impl Router {
             temporal_cap: crate::state::ALL_TEMPORAL_LAYERS,
             temporal: crate::state::ALL_TEMPORAL_LAYERS,
             red_accepted,
+            last_n_excluded: false,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {
             s.subscribed.push(track);

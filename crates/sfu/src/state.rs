@@ -68,6 +68,8 @@ pub(crate) struct Participant {
     /// As publisher: when its microphone last carried voice (RFC 6464 audio level), so
     /// the most recent speaker's video is the last to be paused.
     pub(crate) last_voice_at: Option<Instant>,
+    /// As publisher: how much of the last second its microphone carried voice.
+    pub(crate) speech: crate::speakers::SpeechActivity,
 }
 
 impl Participant {
@@ -92,6 +94,7 @@ impl Participant {
             last_twcc_at: None,
             link: SubscriberLink::new(bwe),
             last_voice_at: None,
+            speech: Default::default(),
         }
     }
 }
@@ -157,6 +160,9 @@ pub(crate) struct Subscription {
     pub(crate) temporal: u8,
     /// Its answer accepted RED on this m-line (audio).
     pub(crate) red_accepted: bool,
+    /// Not forwarded: the room has more cameras than last-N and this one's publisher is
+    /// not among the most recent speakers.
+    pub(crate) last_n_excluded: bool,
 }
 
 /// A temporal cap that lets every temporal layer through.
@@ -174,7 +180,7 @@ impl Subscription {
         now: Instant,
         clock_rate_hz: u32,
     ) -> bool {
-        if self.paused {
+        if self.paused || self.last_n_excluded {
             return false;
         }
         if self.layer == Some(layer) {
@@ -549,6 +555,7 @@ mod tests {
             temporal_cap: ALL_TEMPORAL_LAYERS,
             temporal: ALL_TEMPORAL_LAYERS,
             red_accepted: false,
+            last_n_excluded: false,
         }
     }
 

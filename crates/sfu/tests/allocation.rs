@@ -14,8 +14,8 @@ use common::*;
 use sluice_netsim::{Link, LinkConfig};
 use sluice_rtp::{RtcpIter, RtcpPacket, RtpHeader, TwccRecorder};
 use sluice_sfu::{
-    Kind, OutputKind, ParticipantId, Router, RouterConfig, RouterEvent, SubscriptionSpec, TrackId,
-    TrackSpec,
+    Kind, OutputKind, ParticipantId, PauseReason, Router, RouterConfig, RouterEvent,
+    SubscriptionSpec, TrackId, TrackSpec,
 };
 
 const PUB: ParticipantId = ParticipantId(1);
@@ -342,7 +342,8 @@ fn when_even_the_lowest_encodings_do_not_fit_the_silent_participants_video_is_pa
         Some(&RouterEvent::VideoPaused {
             subscriber: SUB,
             publisher: OTHER,
-            paused: true
+            paused: true,
+            reason: PauseReason::Bandwidth,
         })
     );
     let rate = run.measure(Duration::from_secs(3));
@@ -369,7 +370,8 @@ fn when_even_the_lowest_encodings_do_not_fit_the_silent_participants_video_is_pa
     assert!(events.contains(&RouterEvent::VideoPaused {
         subscriber: SUB,
         publisher: OTHER,
-        paused: false
+        paused: false,
+        reason: PauseReason::Bandwidth,
     }));
 }
 

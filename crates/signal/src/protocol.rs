@@ -141,12 +141,21 @@ pub enum ServerMessage {
         muted: bool,
     },
     /// The server stopped (or resumed) forwarding someone's camera to this participant
-    /// because its downlink cannot carry it: show a paused state, not a frozen frame.
+    /// because its downlink cannot carry it, or because the room has more cameras than
+    /// the server sends and the owner is not among the most recent speakers: show a
+    /// paused state, not a frozen frame.
     VideoPaused {
         /// Participant id of the camera's owner.
         id: String,
         /// Stopped (`true`) or flowing again.
         paused: bool,
+        /// `bandwidth` or `last_n`.
+        reason: String,
+    },
+    /// Someone else became the room's dominant speaker (the one clearly speaking most).
+    DominantSpeaker {
+        /// Participant id.
+        id: String,
     },
     /// Everyone else in the room now: replaces what the client knew. Sent when room
     /// changes could not be delivered one by one (the connection fell behind).
@@ -347,9 +356,14 @@ mod tests {
         assert_eq!(
             encode_server_message(&ServerMessage::VideoPaused {
                 id: "p-3".into(),
-                paused: true
+                paused: true,
+                reason: "last_n".into(),
             }),
-            r#"{"type":"video_paused","id":"p-3","paused":true}"#
+            r#"{"type":"video_paused","id":"p-3","paused":true,"reason":"last_n"}"#
+        );
+        assert_eq!(
+            encode_server_message(&ServerMessage::DominantSpeaker { id: "p-4".into() }),
+            r#"{"type":"dominant_speaker","id":"p-4"}"#
         );
     }
 
