@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -131,6 +132,7 @@ pub struct Client {
     events: Arc<Mutex<Vec<ClientEvent>>>,
     commands: mpsc::Sender<Command>,
     task: Option<JoinHandle<()>>,
+    audio_level: Arc<AtomicU8>,
 }
 
 impl std::fmt::Debug for Client {
@@ -327,12 +329,14 @@ impl Client {
         }]));
         let (commands_tx, commands_rx) = mpsc::channel(4);
 
+        let audio_level = Arc::new(AtomicU8::new(crate::media::NO_AUDIO_LEVEL));
         let runner = Runner::new(
             config,
             participant_id.clone(),
             stats,
             stats_tx,
             Arc::clone(&events),
+            Arc::clone(&audio_level),
         )?;
         let task = tokio::spawn(runner.run(Signalling::spawn(ws), socket, commands_rx));
         Ok(Client {
@@ -342,7 +346,16 @@ impl Client {
             events,
             commands: commands_tx,
             task: Some(task),
+            audio_level,
         })
+    }
+
+    /// Sets the RFC 6464 audio level our microphone's packets carry from now on: 0 is
+    /// the loudest, 127 silence (the server takes below 50 for voice); `None` sends no
+    /// level at all (the default).
+    pub fn set_audio_level(&self, level: Option<u8>) {
+        let value = level.map_or(crate::media::NO_AUDIO_LEVEL, |l| l.min(127));
+        self.audio_level.store(value, Ordering::Relaxed);
     }
 
     /// Our participant id.
@@ -469,6 +482,8 @@ impl Client {
 /// The task's state.
 struct Runner {
     config: ClientConfig,
+    /// Our microphone's level, shared with [`Client::set_audio_level`].
+    audio_level: Arc<AtomicU8>,
     participant_id: String,
     stats: ClientStats,
     stats_tx: watch::Sender<ClientStats>,
@@ -508,6 +523,7 @@ impl Runner {
         stats: ClientStats,
         stats_tx: watch::Sender<ClientStats>,
         events: Arc<Mutex<Vec<ClientEvent>>>,
+        audio_level: Arc<AtomicU8>,
     ) -> Result<Self, ClientError> {
         let rng = SystemRandom::new();
         let certificate = Arc::new(
@@ -550,6 +566,7 @@ impl Runner {
             }),
         };
         Ok(Self {
+            audio_level,
             held: config.hold_transport,
             published_activity: None,
             pending: None,
@@ -845,6 +862,7 @@ impl Runner {
                         unix_micros(),
                     );
                     session.set_remote_tracks(&self.tracks);
+                    session.set_audio_level_source(Arc::clone(&self.audio_level));
                     self.session = Some(session);
                     self.event(ClientEvent::MediaConnected);
                 }

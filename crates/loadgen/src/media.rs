@@ -7,9 +7,13 @@
 //! extensions. Each payload also carries a [`Stamp`]: the send time and the
 //! publisher's id, so a receiver can measure one-way delay and attribute the packet.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_signal::sdp::codecs::{EXT_MID_ID, EXT_TRANSPORT_CC_ID, OPUS_PT, VP8_PT};
+use sluice_signal::sdp::codecs::{
+    EXT_AUDIO_LEVEL_ID, EXT_MID_ID, EXT_TRANSPORT_CC_ID, OPUS_PT, VP8_PT,
+};
 
 /// Marks the start of a [`Stamp`] inside a payload.
 pub const STAMP_MAGIC: [u8; 4] = *b"SLG1";
@@ -68,8 +72,9 @@ impl Stamp {
     }
 }
 
-/// Writes an RTP header with a one-byte extension block holding MID (id 1) and a
-/// two-byte transport-wide sequence number (id 3, zero until the sender sets it).
+/// Writes an RTP header with a one-byte extension block holding MID (id 1), a
+/// two-byte transport-wide sequence number (id 3, zero until the sender sets it) and,
+/// for audio with a level, the RFC 6464 audio level (id 4: V bit set, level in -dBov).
 pub fn write_rtp_header(
     out: &mut Vec<u8>,
     payload_type: u8,
@@ -78,6 +83,7 @@ pub fn write_rtp_header(
     timestamp: u32,
     ssrc: u32,
     mid: &str,
+    audio_level: Option<u8>,
 ) {
     let mid = mid.as_bytes();
     let mid = mid.get(..16).unwrap_or(mid);
@@ -88,7 +94,8 @@ pub fn write_rtp_header(
     out.extend_from_slice(&ssrc.to_be_bytes());
     // elements: (1 + mid) + (1 + 2), padded to 32-bit words
     let mid_bytes = if mid.is_empty() { 0 } else { 1 + mid.len() };
-    let elements = mid_bytes + 3;
+    let level_bytes = if audio_level.is_some() { 2 } else { 0 };
+    let elements = mid_bytes + 3 + level_bytes;
     let words = elements.div_ceil(4);
     out.extend_from_slice(&sluice_rtp::ONE_BYTE_EXTENSION_PROFILE.to_be_bytes());
     out.extend_from_slice(&(words as u16).to_be_bytes());
@@ -98,6 +105,10 @@ pub fn write_rtp_header(
     }
     out.push((EXT_TRANSPORT_CC_ID << 4) | 1);
     out.extend_from_slice(&[0, 0]);
+    if let Some(level) = audio_level {
+        out.push(EXT_AUDIO_LEVEL_ID << 4);
+        out.push(0x80 | (level & 0x7F));
+    }
     out.resize(out.len() + words * 4 - elements, 0);
 }
 
@@ -109,7 +120,13 @@ pub struct AudioSource {
     mid: String,
     seq: u16,
     timestamp: u32,
+    /// The RFC 6464 level written into every packet (0 loudest, 127 silence);
+    /// [`NO_AUDIO_LEVEL`]: no level extension.
+    level: Arc<AtomicU8>,
 }
+
+/// An audio level value meaning "send no audio level extension".
+pub const NO_AUDIO_LEVEL: u8 = u8::MAX;
 
 impl AudioSource {
     /// A source on m-line `mid` starting at random-looking `seq`/`timestamp`.
@@ -119,12 +136,20 @@ impl AudioSource {
             mid: mid.to_owned(),
             seq,
             timestamp,
+            level: Arc::new(AtomicU8::new(NO_AUDIO_LEVEL)),
         }
+    }
+
+    /// Takes the audio level of every packet from `level` (a value the client may
+    /// change at any time; [`NO_AUDIO_LEVEL`]: none).
+    pub fn set_level_source(&mut self, level: Arc<AtomicU8>) {
+        self.level = level;
     }
 
     /// Appends the next packet to `out` (cleared first).
     pub fn next_packet(&mut self, stamp: &Stamp, out: &mut Vec<u8>) {
         out.clear();
+        let level = self.level.load(Ordering::Relaxed);
         write_rtp_header(
             out,
             OPUS_PT,
@@ -133,6 +158,7 @@ impl AudioSource {
             self.timestamp,
             self.ssrc,
             &self.mid,
+            (level != NO_AUDIO_LEVEL).then_some(level),
         );
         let start = out.len();
         out.push(0xFC); // TOC: config 31 (CELT FB 20 ms), mono, one frame
@@ -241,6 +267,7 @@ impl VideoSource {
                 self.timestamp,
                 self.ssrc,
                 &self.mid,
+                None,
             );
             // RFC 7741 descriptor: X, S on the first packet, partition 0; I with 15-bit id.
             out.push(if first { 0x90 } else { 0x80 });

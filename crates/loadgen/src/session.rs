@@ -154,6 +154,14 @@ impl std::fmt::Debug for MediaSession {
 }
 
 impl MediaSession {
+    /// Takes our microphone's RFC 6464 level from `level` (see
+    /// [`AudioSource::set_level_source`]).
+    pub fn set_audio_level_source(&mut self, level: std::sync::Arc<std::sync::atomic::AtomicU8>) {
+        if let Some(audio) = self.audio.as_mut() {
+            audio.set_level_source(level);
+        }
+    }
+
     /// A session that starts sending at `now`. `unix_us_at_now` is the wall clock at
     /// `now` in microseconds since the Unix epoch; send stamps are derived from it.
     pub fn new(
