@@ -3,7 +3,9 @@
 // (`media.audio_red_loss_percent: 0`), every Opus packet to a page that accepted RED
 // carries the previous frame too. Chromium must decode that stream as audio: samples
 // keep arriving with almost nothing concealed and with the energy of the other page's
-// fake microphone, while the server counts the RED packets it sent.
+// fake microphone, while the server counts the RED packets it sent. The fake
+// microphones' beeps also make one of the two the room's dominant speaker, and both
+// pages outline that tile.
 
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -29,7 +31,7 @@ async function metric(server, name) {
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-test('Chromium decodes the audio the server sends it as RED', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('Chromium decodes the audio the server sends it as RED, and the pages show the dominant speaker', { timeout: TEST_TIMEOUT_MS }, async () => {
   const server = await startServer({ dtlsRole: 'auto', media: { audio_red_loss_percent: 0, simulcast: false } });
   const room = `red-${crypto.randomBytes(3).toString('hex')}`;
   const ada = await launchParticipant('Ada');
@@ -70,4 +72,25 @@ test('Chromium decodes the audio the server sends it as RED', { timeout: TEST_TI
   assert.ok(redSent >= 200, `RED packets kept going out: ${redSent}`);
   assert.ok(concealed / samples < 0.1, `hardly any audio concealed: ${concealed} of ${samples}`);
   assert.ok(energy > 0, 'the decoded audio is the fake microphone\'s tone, not silence');
+
+  // The fake microphones beep: the server names a dominant speaker from the audio levels
+  // Chromium writes (RFC 6464), and both pages outline that participant's tile.
+  const adaId = first.a.participantId;
+  const shown = await waitFor('both pages show the same dominant speaker', async () => {
+    const views = await Promise.all(
+      [ada, bo].map((p) =>
+        p.page.evaluate(() => {
+          const outlined = [...document.querySelectorAll('.tile.speaking')].map((t) => t.dataset.participant || 'self');
+          return { dominant: window.sluice.dominantSpeaker, self: window.sluice.participantId, outlined };
+        }),
+      ),
+    );
+    const [a, b] = views;
+    const ok =
+      a.dominant !== null &&
+      a.dominant === b.dominant &&
+      views.every((v) => v.outlined.length === 1 && (v.outlined[0] === v.dominant || (v.outlined[0] === 'self' && v.dominant === v.self)));
+    return { ok, views, detail: views };
+  }, 30000);
+  console.log(`dominant speaker: ${JSON.stringify(shown.views)} (Ada is ${adaId})`);
 });
