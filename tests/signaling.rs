@@ -14,7 +14,8 @@ use sluice_loadgen::answer::{write_answer, AnswerParams, LocalTrack};
 use sluice_loadgen::remote::RemoteOffer;
 use sluice_loadgen::{Client, ClientConfig, ClientEvent};
 use sluice_signal::protocol::{
-    decode_server_message, encode_client_message, ClientMessage, ParticipantInfo, ServerMessage,
+    decode_server_message, encode_client_message, ClientMessage, ErrorCode, ParticipantInfo,
+    ServerMessage, PROTOCOL_VERSION,
 };
 use sluice_signal::sdp::Kind;
 use tokio::net::TcpStream;
@@ -133,6 +134,7 @@ impl Raw {
             room: room.into(),
             name: name.into(),
             token: None,
+            version: None,
         })
         .await;
         let (id, participants) = self
@@ -225,6 +227,47 @@ fn sent_m_lines(offer: &str) -> usize {
         .lines()
         .filter(|l| l.trim_end() == "a=sendonly")
         .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_another_protocol_version_gets_a_clear_error_and_a_client_of_ours_joins() {
+    let server = start("", "").await;
+    let mut future = Raw::connect(&server).await;
+    future
+        .send(&ClientMessage::Join {
+            room: "versions".into(),
+            name: "Future".into(),
+            token: None,
+            version: Some(PROTOCOL_VERSION + 1),
+        })
+        .await;
+    let (code, message) = future
+        .until(|m| match m {
+            ServerMessage::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert!(message.contains("version 1"), "{message}");
+    // ... and the connection ends
+    while future.recv().await.is_some() {}
+
+    let mut current = Raw::connect(&server).await;
+    current
+        .send(&ClientMessage::Join {
+            room: "versions".into(),
+            name: "Current".into(),
+            token: None,
+            version: Some(PROTOCOL_VERSION),
+        })
+        .await;
+    let version = current
+        .until(|m| match m {
+            ServerMessage::Joined { version, .. } => Some(*version),
+            _ => None,
+        })
+        .await;
+    assert_eq!(version, PROTOCOL_VERSION);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use sluice_ice::Credentials;
 use sluice_signal::negotiation::{Negotiator, NegotiatorConfig, TransportParams};
 use sluice_signal::protocol::{
     decode_client_message, encode_server_message, ClientMessage, ErrorCode, ParticipantInfo,
-    ServerMessage,
+    ServerMessage, PROTOCOL_VERSION,
 };
 use sluice_signal::sdp::{Answer, Kind, ParseLimits, SendStream, Setup};
 use sluice_signal::token::{self, SigningKey};
@@ -435,6 +435,13 @@ impl Connection {
                         .signaling_rejected(SignalingRejection::MessageTooLarge);
                     return Some(End::Fatal(code));
                 }
+                if code == ErrorCode::UnsupportedVersion {
+                    self.state
+                        .metrics
+                        .signaling_rejected(SignalingRejection::BadRequest);
+                    tracing::info!(%error, "join refused: protocol version");
+                    return Some(End::Fatal(code));
+                }
                 self.state
                     .metrics
                     .signaling_rejected(SignalingRejection::BadRequest);
@@ -443,7 +450,10 @@ impl Connection {
             }
         };
         match message {
-            ClientMessage::Join { room, name, token } => self.on_join(room, name, token).await,
+            // (a version other than ours was refused while decoding)
+            ClientMessage::Join {
+                room, name, token, ..
+            } => self.on_join(room, name, token).await,
             ClientMessage::Answer { revision, sdp } => self.on_answer(revision, &sdp).await,
             ClientMessage::Mute { kind, muted } => {
                 match &self.joined {
@@ -521,6 +531,7 @@ impl Connection {
             Ok(joined) => {
                 tracing::info!(participant = %joined.id, room = %joined.room, worker = joined.worker.index, "participant joined");
                 let message = ServerMessage::Joined {
+                    version: PROTOCOL_VERSION,
                     participant_id: participant_label(joined.id),
                     room: joined.room.clone(),
                     participants: joined.peers.values().map(|p| p.info.clone()).collect(),
@@ -1125,6 +1136,9 @@ fn fatal_message(code: ErrorCode) -> &'static str {
         ErrorCode::MessageTooLarge => "message too large",
         ErrorCode::BadRequest => "invalid answer",
         ErrorCode::ShuttingDown => "the server is shutting down",
+        ErrorCode::UnsupportedVersion => {
+            "this server speaks version 1 of the signalling protocol (docs/signaling.md)"
+        }
         _ => "internal error",
     }
 }

@@ -479,7 +479,7 @@
     ws = new WebSocket(`${scheme}://${location.host}/ws`);
     ws.onopen = () => {
       log('ws_open', {});
-      const message = { type: 'join', room, name };
+      const message = { type: 'join', room, name, version: 1 };
       if (token) message.token = token;
       send(message);
       pingTimer = setInterval(() => send({ type: 'ping' }), PING_INTERVAL_MS);

@@ -283,6 +283,7 @@ impl Client {
                 room: config.room.clone(),
                 name: config.name.clone(),
                 token: config.token.clone(),
+                version: Some(sluice_signal::protocol::PROTOCOL_VERSION),
             },
         )
         .await?;

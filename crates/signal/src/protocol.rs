@@ -20,6 +20,10 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = crate::sdp::MAX_SDP_LEN + 16 * 1024;
 
 /// A message from the browser to the server.
+/// The version of the signalling protocol this crate implements (docs/signaling.md).
+/// A client names it in `join`; the server names it in `joined`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
@@ -32,6 +36,10 @@ pub enum ClientMessage {
         /// Join token (JWT HS256), required when the server is configured with keys.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// The protocol version the client speaks; absent means 1. A server that does
+        /// not speak it refuses the join with `unsupported_version`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
     },
     /// The answer to the offer with the same `revision`.
     Answer {
@@ -99,6 +107,8 @@ impl ParticipantInfo {
 pub enum ServerMessage {
     /// The join succeeded; an `offer` follows.
     Joined {
+        /// The protocol version the server speaks ([`PROTOCOL_VERSION`]).
+        version: u32,
         /// This participant's id.
         participant_id: String,
         /// The room joined.
@@ -201,6 +211,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something went wrong on the server.
     Internal,
+    /// The join named a protocol version this server does not speak.
+    UnsupportedVersion,
 }
 
 impl ErrorCode {
@@ -216,6 +228,7 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
         }
     }
 }
@@ -248,6 +261,9 @@ pub enum ProtocolError {
     /// The token is longer than [`MAX_TOKEN_LEN`].
     #[error("token too long")]
     TokenTooLong,
+    /// The join names a protocol version other than [`PROTOCOL_VERSION`].
+    #[error("protocol version {0} is not spoken here (this server speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion(u32),
 }
 
 impl ProtocolError {
@@ -255,6 +271,7 @@ impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ProtocolError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            ProtocolError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             _ => ErrorCode::BadRequest,
         }
     }
@@ -290,7 +307,16 @@ pub fn decode_client_message(text: &str, max_len: usize) -> Result<ClientMessage
             line: e.line(),
             column: e.column(),
         })?;
-    if let ClientMessage::Join { room, name, token } = &message {
+    if let ClientMessage::Join {
+        room,
+        name,
+        token,
+        version,
+    } = &message
+    {
+        if let Some(v) = version.filter(|&v| v != PROTOCOL_VERSION) {
+            return Err(ProtocolError::UnsupportedVersion(v));
+        }
         if !is_valid_room(room) {
             return Err(ProtocolError::InvalidRoom);
         }
@@ -374,7 +400,8 @@ mod tests {
             Ok(ClientMessage::Join {
                 room: "standup".into(),
                 name: "Ada".into(),
-                token: None
+                token: None,
+                version: None,
             })
         );
         assert_eq!(
@@ -385,9 +412,29 @@ mod tests {
             Ok(ClientMessage::Join {
                 room: "a-b_c.d".into(),
                 name: "Zoë 🙂".into(),
-                token: Some("x.y.z".into())
+                token: Some("x.y.z".into()),
+                version: None,
             })
         );
+        assert_eq!(
+            decode_client_message(r#"{"type":"join","room":"r","name":"n","version":1}"#, MAX),
+            Ok(ClientMessage::Join {
+                room: "r".into(),
+                name: "n".into(),
+                token: None,
+                version: Some(1),
+            })
+        );
+    }
+
+    #[test]
+    fn a_join_in_another_protocol_version_is_refused_with_its_own_code() {
+        let error =
+            decode_client_message(r#"{"type":"join","room":"r","name":"n","version":2}"#, MAX)
+                .unwrap_err();
+        assert_eq!(error, ProtocolError::UnsupportedVersion(2));
+        assert_eq!(error.code(), ErrorCode::UnsupportedVersion);
+        assert_eq!(error.code().as_str(), "unsupported_version");
     }
 
     #[test]
@@ -397,6 +444,7 @@ mod tests {
                 room: "r".into(),
                 name: "n".into(),
                 token: Some("t".into()),
+                version: Some(PROTOCOL_VERSION),
             },
             ClientMessage::Answer {
                 revision: 7,
@@ -454,6 +502,7 @@ mod tests {
     fn every_server_message_round_trips() {
         let messages = [
             ServerMessage::Joined {
+                version: PROTOCOL_VERSION,
                 participant_id: "p1".into(),
                 room: "r".into(),
                 participants: vec![ParticipantInfo::new("p0", "Ada")],
