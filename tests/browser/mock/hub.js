@@ -88,7 +88,7 @@
     };
     const others = [...room.participants.values()];
     room.participants.set(id, p);
-    toConn(conn, { type: 'joined', participant_id: id, room: msg.room, participants: others.map((o) => ({ id: o.id, name: o.name })) });
+    toConn(conn, { type: 'joined', version: 1, participant_id: id, room: msg.room, participants: others.map((o) => ({ id: o.id, name: o.name })) });
     for (const other of others) {
       addForwarding(other, p);
       addForwarding(p, other);
