@@ -7,6 +7,7 @@
 #
 #   scripts/load.sh ROOMS PUBLISHERS_PER_ROOM [sluice-loadgen options...]
 #   e.g. scripts/load.sh 20 10 --decrypt-every 16
+#   LOAD_PARTICIPANTS_PER_ROOM=600 scripts/load.sh 1 1 --subscribers-per-room 500   (a webinar)
 #
 # Build first: cargo build --release -p sluice -p sluice-loadgen
 set -euo pipefail
@@ -20,7 +21,7 @@ cat > "$work/bench.yaml" <<YAML
 http: { listen: "127.0.0.1:$http_port" }
 media: { listen: "127.0.0.1:$media_port", workers: 1, announce: ["127.0.0.1"] }
 limits:
-  participants_per_room: 64
+  participants_per_room: ${LOAD_PARTICIPANTS_PER_ROOM:-64}
   sessions_per_source_ip: 100000
   handshakes_in_flight: 100000
   signaling_messages_per_second: 1000
