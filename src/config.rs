@@ -139,6 +139,9 @@ pub struct MediaConfig {
     /// this many most recent speakers; the others are paused for it until their owner
     /// speaks (0: every camera).
     pub last_n: usize,
+    /// The same for microphones: in a room with more of them than this, each
+    /// participant hears this many most recent speakers (0: everyone).
+    pub audio_last_n: usize,
 }
 
 impl Default for MediaConfig {
@@ -154,6 +157,7 @@ impl Default for MediaConfig {
             audio_redundancy: true,
             audio_red_loss_percent: 2,
             last_n: 0,
+            audio_last_n: 0,
         }
     }
 }
@@ -743,6 +747,7 @@ impl Config {
             100,
         );
         rules.at_most("media.last_n", media.last_n, MAX_LAST_N);
+        rules.at_most("media.audio_last_n", media.audio_last_n, MAX_LAST_N);
         if media.workers > 0 {
             if let Err(ConfigError::Invalid(violations)) = media.worker_listen_addrs(media.workers)
             {

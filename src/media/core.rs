@@ -49,6 +49,8 @@ pub struct CoreConfig {
     pub audio_red_loss_threshold: Option<f64>,
     /// `media.last_n`.
     pub last_n: usize,
+    /// `media.audio_last_n`.
+    pub audio_last_n: usize,
 }
 
 /// Sessions, demux and forwarding of one worker.
@@ -88,6 +90,7 @@ impl WorkerCore {
                 publisher_bitrate_floor_bps: config.min_publisher_bitrate_bps,
                 audio_red_loss_threshold: config.audio_red_loss_threshold,
                 last_n: config.last_n,
+                audio_last_n: config.audio_last_n,
             }),
             config,
             metrics,
@@ -561,6 +564,7 @@ mod tests {
                 min_publisher_bitrate_bps: 150_000,
                 audio_red_loss_threshold: Some(0.02),
                 last_n: 0,
+                audio_last_n: 0,
             },
             Arc::clone(&metrics),
         );

@@ -108,6 +108,7 @@ impl MediaPlane {
                     min_publisher_bitrate_bps: config.media.min_publisher_bitrate_bps,
                     audio_red_loss_threshold: config.media.audio_red_loss_threshold(),
                     last_n: config.media.last_n,
+                    audio_last_n: config.media.audio_last_n,
                 },
                 Arc::clone(&metrics),
             );

@@ -66,6 +66,8 @@ pub struct RouterSettings {
     pub audio_red_loss_threshold: Option<f64>,
     /// `media.last_n`.
     pub last_n: usize,
+    /// `media.audio_last_n`.
+    pub audio_last_n: usize,
 }
 
 impl Default for RouterSettings {
@@ -78,6 +80,7 @@ impl Default for RouterSettings {
             publisher_bitrate_floor_bps: 150_000,
             audio_red_loss_threshold: Some(0.02),
             last_n: 0,
+            audio_last_n: 0,
         }
     }
 }
@@ -98,6 +101,7 @@ impl RouterAdapter {
             publisher_bitrate_floor_bps: settings.publisher_bitrate_floor_bps,
             audio_red_loss_threshold: settings.audio_red_loss_threshold,
             last_n: settings.last_n,
+            audio_last_n: settings.audio_last_n,
             ..defaults
         };
         Self {

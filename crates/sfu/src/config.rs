@@ -104,6 +104,11 @@ pub struct RouterConfig {
     /// In a room with more camera publishers than this, each subscriber receives the
     /// cameras of this many most recent speakers only (0: every camera).
     pub last_n: usize,
+    /// In a room with more microphones than this, each subscriber receives the audio of
+    /// this many most recent speakers only (0: every microphone). Large rooms, where
+    /// hundreds of silent microphones would otherwise each cost every subscriber a
+    /// stream of comfort noise.
+    pub audio_last_n: usize,
 }
 
 impl Default for RouterConfig {
@@ -147,6 +152,7 @@ impl Default for RouterConfig {
             publisher_bitrate_floor_bps: 150_000,
             audio_red_loss_threshold: Some(0.02),
             last_n: 0,
+            audio_last_n: 0,
         }
     }
 }

@@ -12,7 +12,8 @@
 //! Last-N (`RouterConfig::last_n`): when a room has more camera publishers than N, each
 //! subscriber receives the cameras of the first N publishers of that order (itself
 //! excepted); the others are paused for it with reason [`PauseReason::LastN`] and
-//! resume from a keyframe when their publisher speaks again.
+//! resume from a keyframe when their publisher speaks again. `RouterConfig::audio_last_n`
+//! does the same for microphones (no keyframe needed).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -109,9 +110,7 @@ impl Router {
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
             self.update_room_speakers(&room, now);
-            if self.config.last_n > 0 {
-                self.apply_last_n(&room, now);
-            }
+            self.apply_last_n(&room);
         }
         // rooms that closed
         let Router {
@@ -170,37 +169,48 @@ impl Router {
     }
 
     /// Pauses, for every subscriber of `room`, the cameras of publishers outside the N
-    /// most recent speakers, and resumes those inside (from a keyframe).
-    fn apply_last_n(&mut self, room: &str, _now: Instant) {
-        let last_n = self.config.last_n;
+    /// most recent speakers (and, with `audio_last_n`, the microphones outside the K
+    /// most recent), and resumes those inside: video from a keyframe, audio at once.
+    fn apply_last_n(&mut self, room: &str) {
+        for (kind, n) in [
+            (Kind::Video, self.config.last_n),
+            (Kind::Audio, self.config.audio_last_n),
+        ] {
+            if n > 0 {
+                self.apply_last_n_of(room, kind, n);
+            }
+        }
+    }
+
+    fn apply_last_n_of(&mut self, room: &str, kind: Kind, n: usize) {
         let Some(order) = self.speakers.get(room).map(|s| s.order.clone()) else {
             return;
         };
-        // publishers with a camera, in speaking order
-        let cameras: Vec<(ParticipantId, Vec<crate::ids::TrackId>)> = order
+        // publishers with a track of this kind, in speaking order
+        let publishing: Vec<(ParticipantId, Vec<crate::ids::TrackId>)> = order
             .iter()
             .filter_map(|id| {
                 let p = self.participants.get(id)?;
-                let video: Vec<_> = p
+                let tracks: Vec<_> = p
                     .published
                     .iter()
                     .copied()
-                    .filter(|t| self.tracks.get(t).is_some_and(|t| t.kind == Kind::Video))
+                    .filter(|t| self.tracks.get(t).is_some_and(|t| t.kind == kind))
                     .collect();
-                (!video.is_empty()).then_some((*id, video))
+                (!tracks.is_empty()).then_some((*id, tracks))
             })
             .collect();
-        let limited = cameras.len() > last_n;
+        let limited = publishing.len() > n;
         let members: Vec<ParticipantId> = self.rooms.get(room).cloned().unwrap_or_default();
         let mut changes = Vec::new();
         for subscriber in members {
-            let allowed: Vec<ParticipantId> = cameras
+            let allowed: Vec<ParticipantId> = publishing
                 .iter()
                 .map(|(id, _)| *id)
                 .filter(|id| *id != subscriber)
-                .take(if limited { last_n } else { usize::MAX })
+                .take(if limited { n } else { usize::MAX })
                 .collect();
-            for (publisher, tracks) in &cameras {
+            for (publisher, tracks) in &publishing {
                 let excluded = !allowed.contains(publisher);
                 for track_id in tracks {
                     let Some(t) = self.tracks.get_mut(track_id) else {
@@ -218,13 +228,16 @@ impl Router {
                     }
                     sub.last_n_excluded = excluded;
                     let target = sub.target;
-                    if excluded {
-                        sub.layer = None;
-                    } else {
-                        // it resumes from a keyframe of the encoding chosen for it
+                    // it starts again like a new source: numbering continues, timestamps
+                    // advance by the time it was left out
+                    sub.layer = None;
+                    if !excluded && kind == Kind::Video {
+                        // from a keyframe of the encoding chosen for it
                         t.request_keyframe(target);
                     }
-                    changes.push((subscriber, *publisher, excluded));
+                    if kind == Kind::Video {
+                        changes.push((subscriber, *publisher, excluded));
+                    }
                 }
             }
         }

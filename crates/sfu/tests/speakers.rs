@@ -29,16 +29,21 @@ struct Room {
     speaking: [bool; 3],
     /// Video packets delivered to the viewer per publisher, since the last reset.
     delivered: [u32; 3],
+    /// Audio packets delivered to the viewer per publisher, since the last reset.
+    audio_delivered: [u32; 3],
     events: Vec<(Instant, RouterEvent)>,
     key_wanted: [bool; 3],
 }
 
 impl Room {
     fn new(last_n: usize) -> Self {
-        let config = RouterConfig {
+        Self::with_config(RouterConfig {
             last_n,
             ..RouterConfig::default()
-        };
+        })
+    }
+
+    fn with_config(config: RouterConfig) -> Self {
         let mut router = Router::new(config);
         let mut tracks = Vec::new();
         for (i, &p) in PUBLISHERS.iter().enumerate() {
@@ -71,6 +76,7 @@ impl Room {
             tick: 0,
             speaking: [false; 3],
             delivered: [0; 3],
+            audio_delivered: [0; 3],
             events: Vec::new(),
             key_wanted: [true; 3],
         }
@@ -112,6 +118,9 @@ impl Room {
                     let view = RtpView::of(&out.data);
                     if let Some(i) = (0..3).find(|&i| out_ssrc(i) == view.ssrc) {
                         self.delivered[i] += 1;
+                    }
+                    if let Some(i) = (0..3).find(|&i| 0xD0 + i as u32 == view.ssrc) {
+                        self.audio_delivered[i] += 1;
                     }
                 } else if out.kind == OutputKind::Rtcp {
                     // any keyframe request: the publisher answers with a keyframe
@@ -206,4 +215,31 @@ fn without_last_n_every_camera_flows() {
     let got = room.measure(Duration::from_secs(2));
     assert!(got.iter().all(|&n| n > 20), "{got:?}");
     assert_eq!(room.router.dominant_speaker("room"), Some(PUBLISHERS[0]));
+}
+
+#[test]
+fn with_audio_last_n_the_viewer_hears_the_most_recent_speaker_only_and_a_new_one_at_once() {
+    let mut room = Room::with_config(RouterConfig {
+        audio_last_n: 1,
+        ..RouterConfig::default()
+    });
+    room.speaking = [false, true, false];
+    room.run(Duration::from_secs(2));
+    room.audio_delivered = [0; 3];
+    room.run(Duration::from_secs(1));
+    let heard = room.audio_delivered;
+    assert_eq!(heard[0] + heard[2], 0, "only the speaker: {heard:?}");
+    assert!(heard[1] >= 45, "{heard:?}");
+    // video is not limited
+    assert!(room.delivered.iter().all(|&n| n > 0));
+    // someone else speaks: heard within a selection interval and a half
+    room.speaking = [true, false, false];
+    room.run(Duration::from_millis(800));
+    room.audio_delivered = [0; 3];
+    room.run(Duration::from_secs(1));
+    let heard = room.audio_delivered;
+    assert!(
+        heard[0] >= 45 && heard[1] == 0 && heard[2] == 0,
+        "{heard:?}"
+    );
 }
