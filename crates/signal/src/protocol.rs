@@ -19,11 +19,11 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// [`crate::sdp::MAX_SDP_LEN`] bytes plus JSON overhead and escaping.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = crate::sdp::MAX_SDP_LEN + 16 * 1024;
 
-/// A message from the browser to the server.
 /// The version of the signalling protocol this crate implements (docs/signaling.md).
 /// A client names it in `join`; the server names it in `joined`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// A message from the browser to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
