@@ -72,19 +72,38 @@ impl Stamp {
     }
 }
 
+/// The fields of one packet's RTP header, for [`write_rtp_header`].
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderFields<'a> {
+    /// Payload type.
+    pub payload_type: u8,
+    /// Marker bit (last packet of a video frame).
+    pub marker: bool,
+    /// Sequence number.
+    pub seq: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// SSRC.
+    pub ssrc: u32,
+    /// The m-line's MID (at most 16 bytes are written).
+    pub mid: &'a str,
+    /// RFC 6464 level for audio; `None` writes no level extension.
+    pub audio_level: Option<u8>,
+}
+
 /// Writes an RTP header with a one-byte extension block holding MID (id 1), a
 /// two-byte transport-wide sequence number (id 3, zero until the sender sets it) and,
 /// for audio with a level, the RFC 6464 audio level (id 4: V bit set, level in -dBov).
-pub fn write_rtp_header(
-    out: &mut Vec<u8>,
-    payload_type: u8,
-    marker: bool,
-    seq: u16,
-    timestamp: u32,
-    ssrc: u32,
-    mid: &str,
-    audio_level: Option<u8>,
-) {
+pub fn write_rtp_header(out: &mut Vec<u8>, header: &HeaderFields<'_>) {
+    let HeaderFields {
+        payload_type,
+        marker,
+        seq,
+        timestamp,
+        ssrc,
+        mid,
+        audio_level,
+    } = *header;
     let mid = mid.as_bytes();
     let mid = mid.get(..16).unwrap_or(mid);
     out.push(0x90); // V=2, X=1
@@ -152,13 +171,15 @@ impl AudioSource {
         let level = self.level.load(Ordering::Relaxed);
         write_rtp_header(
             out,
-            OPUS_PT,
-            false,
-            self.seq,
-            self.timestamp,
-            self.ssrc,
-            &self.mid,
-            (level != NO_AUDIO_LEVEL).then_some(level),
+            &HeaderFields {
+                payload_type: OPUS_PT,
+                marker: false,
+                seq: self.seq,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+                mid: &self.mid,
+                audio_level: (level != NO_AUDIO_LEVEL).then_some(level),
+            },
         );
         let start = out.len();
         out.push(0xFC); // TOC: config 31 (CELT FB 20 ms), mono, one frame
@@ -261,13 +282,15 @@ impl VideoSource {
             let last = index + 1 == count;
             write_rtp_header(
                 out,
-                VP8_PT,
-                last,
-                self.seq,
-                self.timestamp,
-                self.ssrc,
-                &self.mid,
-                None,
+                &HeaderFields {
+                    payload_type: VP8_PT,
+                    marker: last,
+                    seq: self.seq,
+                    timestamp: self.timestamp,
+                    ssrc: self.ssrc,
+                    mid: &self.mid,
+                    audio_level: None,
+                },
             );
             // RFC 7741 descriptor: X, S on the first packet, partition 0; I with 15-bit id.
             out.push(if first { 0x90 } else { 0x80 });

@@ -125,7 +125,7 @@ async fn handle_ws(shared: Shared, tcp: tokio::net::TcpStream) {
                         for peer in server.peers.values() {
                             let _ = peer.tx.send(ServerMessage::ParticipantJoined { id: id.clone(), name: name.clone(), audio_muted: false, video_muted: false });
                         }
-                        let _ = tx.send(ServerMessage::Joined { participant_id: id.clone(), room: "r".into(), participants });
+                        let _ = tx.send(ServerMessage::Joined { version: sluice_signal::protocol::PROTOCOL_VERSION, participant_id: id.clone(), room: "r".into(), participants });
                         server.peers.insert(id.clone(), Peer {
                             name, tx: tx.clone(), negotiator,
                             ice: IceLite::new(IceConfig::default(), ice_creds).unwrap(),
