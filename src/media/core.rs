@@ -143,7 +143,7 @@ impl WorkerCore {
             self.config.max_bitrate_bps_per_session,
         ) {
             Ok(session) => {
-                tracing::debug!(participant = %spec.participant, room = %spec.room, "session created");
+                tracing::debug!(participant = spec.participant.0, room = %spec.room, "session created");
                 self.metrics.session_opened();
                 self.by_ufrag
                     .insert(spec.local_ice.ufrag.clone(), spec.participant);
@@ -152,7 +152,7 @@ impl WorkerCore {
                 true
             }
             Err(error) => {
-                tracing::warn!(participant = %spec.participant, %error, "session refused");
+                tracing::warn!(participant = spec.participant.0, %error, "session refused");
                 let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
                     reason: crate::metrics::HandshakeFailure::ProtocolError,
                 });
@@ -181,7 +181,7 @@ impl WorkerCore {
                 refused = session.set_transport(now, &spec, ctx).err();
             });
             if let Some(error) = refused {
-                tracing::warn!(participant = %spec.participant, %error, "answer's ICE credentials refused");
+                tracing::warn!(participant = spec.participant.0, %error, "answer's ICE credentials refused");
                 let _ = spec.events.try_send(crate::media::SessionEvent::Failed {
                     reason: crate::metrics::HandshakeFailure::ProtocolError,
                 });
@@ -200,7 +200,7 @@ impl WorkerCore {
 
     fn remove(&mut self, id: ParticipantId) {
         if let Some(session) = self.sessions.remove(&id) {
-            tracing::debug!(participant = %id, room = %session.room, "session removed");
+            tracing::debug!(participant = id.0, room = %session.room, "session removed");
             self.metrics.session_closed();
             self.by_ufrag.retain(|_, p| *p != id);
             self.by_addr.retain(|_, p| *p != id);

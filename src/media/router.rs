@@ -120,7 +120,7 @@ impl RouterAdapter {
     ) {
         if !self.members.contains_key(&id) {
             if let Err(error) = self.router.add_participant(room, id) {
-                tracing::warn!(participant = %id, %error, "router refused the participant");
+                tracing::warn!(participant = id.0, %error, "router refused the participant");
                 return;
             }
             let _ = self.router.set_cname(id, &participant_label(id));
@@ -150,7 +150,7 @@ impl RouterAdapter {
                 Ok(track) => {
                     member.tracks.insert(spec.kind, track);
                 }
-                Err(error) => tracing::warn!(participant = %id, %error, "publish refused"),
+                Err(error) => tracing::warn!(participant = id.0, %error, "publish refused"),
             }
         }
         member.wanted = subscriptions.to_vec();
@@ -196,7 +196,7 @@ impl RouterAdapter {
                         }
                         member.active.push((spec, track));
                     }
-                    Err(error) => tracing::warn!(participant = %*id, %error, "subscribe refused"),
+                    Err(error) => tracing::warn!(participant = id.0, %error, "subscribe refused"),
                 }
             }
         }

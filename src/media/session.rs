@@ -106,7 +106,7 @@ impl Session {
     ) -> Result<Session, sluice_ice::IceError> {
         let ice = IceLite::new(ice_config, spec.local_ice.clone())?;
         let span =
-            tracing::info_span!("session", participant = %spec.participant, room = %spec.room);
+            tracing::info_span!("session", participant = spec.participant.0, room = %spec.room);
         Ok(Session {
             participant: spec.participant,
             room: spec.room.clone(),

@@ -295,7 +295,7 @@ impl Connection {
                 Input::Deadline(Timer::Offer) => None,
                 Input::Deadline(Timer::End(end)) => {
                     if let Some(joined) = &self.joined {
-                        tracing::info!(participant = %joined.id, room = %joined.room, reason = end.reason(), "participant timed out");
+                        tracing::info!(participant = joined.id.0, room = %joined.room, reason = end.reason(), "participant timed out");
                     }
                     Some(end)
                 }
@@ -317,7 +317,7 @@ impl Connection {
 
     async fn finish(&mut self, end: End) {
         if let Some(joined) = self.joined.take() {
-            tracing::info!(participant = %joined.id, room = %joined.room, reason = end.reason(), "participant left");
+            tracing::info!(participant = joined.id.0, room = %joined.room, reason = end.reason(), "participant left");
             self.rooms.leave(&joined.room, joined.id);
             let _ = joined
                 .worker
@@ -529,7 +529,7 @@ impl Connection {
         };
         match self.start_session(room, admission) {
             Ok(joined) => {
-                tracing::info!(participant = %joined.id, room = %joined.room, worker = joined.worker.index, "participant joined");
+                tracing::info!(participant = joined.id.0, room = %joined.room, worker = joined.worker.index, "participant joined");
                 let message = ServerMessage::Joined {
                     version: PROTOCOL_VERSION,
                     participant_id: participant_label(joined.id),
@@ -642,11 +642,11 @@ impl Connection {
         let answer = match joined.negotiator.on_answer(revision, sdp) {
             Ok(answer) => answer,
             Err(error) => {
-                tracing::warn!(participant = %joined.id, %error, "answer refused");
+                tracing::warn!(participant = joined.id.0, %error, "answer refused");
                 return Some(End::Fatal(ErrorCode::BadRequest));
             }
         };
-        tracing::debug!(participant = %joined.id, revision, "answer accepted");
+        tracing::debug!(participant = joined.id.0, revision, "answer accepted");
         joined.offer_sent_at = None;
         let offered = std::mem::take(&mut joined.offered);
         // Only tracks whose publisher is still here (a leave may have raced the answer),
@@ -808,7 +808,7 @@ impl Connection {
         let mut participants: Vec<ParticipantInfo> =
             joined.peers.values().map(|p| p.info.clone()).collect();
         participants.sort_by(|a, b| a.id.cmp(&b.id));
-        tracing::info!(participant = %joined.id, room = %joined.room, peers = participants.len(), "room resynchronised");
+        tracing::info!(participant = joined.id.0, room = %joined.room, peers = participants.len(), "room resynchronised");
         if !self.send(&ServerMessage::RoomState { participants }).await {
             return None;
         }
@@ -824,7 +824,7 @@ impl Connection {
                 }
                 let joined = self.joined.as_ref()?;
                 tracing::info!(
-                    participant = %joined.id,
+                    participant = joined.id.0,
                     room = %joined.room,
                     handshake_ms = handshake_duration.as_millis() as u64,
                     "media connected"
@@ -833,7 +833,7 @@ impl Connection {
             }
             SessionEvent::Failed { reason } => {
                 let joined = self.joined.as_ref()?;
-                tracing::info!(participant = %joined.id, room = %joined.room, reason = reason.as_str(), "media failed");
+                tracing::info!(participant = joined.id.0, room = %joined.room, reason = reason.as_str(), "media failed");
                 Some(End::MediaFailed)
             }
             SessionEvent::Disconnected => Some(End::Disconnected),
@@ -896,7 +896,7 @@ impl Connection {
                 })
             })
             .collect();
-        tracing::debug!(participant = %joined.id, revision, "offer sent");
+        tracing::debug!(participant = joined.id.0, revision, "offer sent");
         if self.send(&ServerMessage::Offer { revision, sdp }).await {
             Ok(())
         } else {
@@ -1121,7 +1121,7 @@ fn sync_tracks(
                 );
             }
             Err(error) => {
-                tracing::warn!(participant = %joined.id, %error, "cannot add a track to the offer");
+                tracing::warn!(participant = joined.id.0, %error, "cannot add a track to the offer");
             }
         }
     }

@@ -128,7 +128,7 @@ impl Room {
                 && !member.resync.swap(true, Ordering::AcqRel)
             {
                 metrics.room_events_overflowed();
-                tracing::info!(participant = %*id, "room events overflowed: resync");
+                tracing::info!(participant = id.0, "room events overflowed: resync");
             }
         }
     }
