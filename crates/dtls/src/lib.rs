@@ -67,9 +67,10 @@ mod reassembly;
 mod record;
 mod srtp;
 mod timer;
+mod tls13;
 
 pub use cert::{generate_pem, Certificate, CertificateError, Fingerprint};
-pub use config::{Config, Recovery, MIN_DATAGRAM_SIZE};
+pub use config::{Config, DtlsVersion, Recovery, MIN_DATAGRAM_SIZE};
 pub use connection::{
     Connected, Connection, ConnectionStats, Event, PeerAuth, RetransmitReason, Role,
 };

@@ -1,0 +1,1742 @@
+//! One DTLS 1.3 handshake (RFC 9147), either role, after the version is decided.
+//!
+//! The DTLS 1.2 engine is always the entry point: it reads the ClientHello (server) or the
+//! ServerHello (client), and when 1.3 is chosen it hands over to this engine the message
+//! that decided it, its reassembler, timer and counters. From then on this engine owns
+//! the connection.
+//!
+//! Loss recovery is 1.2's (RTT-adaptive timer, re-send on the peer's repeat, fresh record
+//! numbers on every transmission) plus ACKs: each record we send is remembered with the
+//! bytes of the message it carried, an ACK marks those bytes delivered, and a re-send
+//! carries only bytes nobody acknowledged. A receiver ACKs what it holds of a flight that
+//! is not complete yet, and the server ACKs the client's final flight (kept readable for
+//! `final_flight_retention` so late repeats are ACKed again).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::cert::{peer_public_key, Fingerprint};
+use crate::codec::Reader;
+use crate::config::{Config, DtlsVersion};
+use crate::connection::{Connected, ConnectionStats, Event, PeerAuth, Role};
+use crate::crypto::{CipherSuite, KeyShare, NamedGroup, PeerPublicKey, ECDSA_SECP256R1_SHA256};
+use crate::messages::{ClientHello, FragmentHeader, Offer13, ServerHello, HANDSHAKE_HEADER_LEN};
+use crate::reassembly::{CompleteMessage, FragmentOutcome, Reassembler};
+use crate::record::ReplayWindow;
+use crate::srtp::{SrtpKeyingMaterial, SrtpProfile};
+use crate::timer::RetransmitTimer;
+use crate::tls13::keys::{self, EpochKeys, Schedule, Suite13};
+use crate::tls13::messages as m13;
+use crate::tls13::record::{self as rec13, Record13};
+use crate::{AlertDescription, Error};
+
+/// Handshake message types as TLS 1.3 numbers them.
+mod ty {
+    pub(crate) const CLIENT_HELLO: u8 = 1;
+    pub(crate) const SERVER_HELLO: u8 = 2;
+    pub(crate) const CERTIFICATE: u8 = 11;
+    pub(crate) const CERTIFICATE_REQUEST: u8 = 13;
+    pub(crate) const CERTIFICATE_VERIFY: u8 = 15;
+    pub(crate) const FINISHED: u8 = 20;
+}
+
+/// Smaller fragments are not started at the end of a datagram (as in 1.2).
+const MIN_FRAGMENT: usize = 32;
+/// Records we remember having sent, to map ACKs back to message bytes.
+const MAX_SENT_RECORDS: usize = 2048;
+/// Record numbers of the peer's current flight we remember for our ACKs.
+const MAX_ACK_RECORDS: usize = 512;
+/// Protected records that arrived before their keys, kept until the keys exist.
+const MAX_DEFERRED_RECORDS: usize = 8;
+const MAX_DEFERRED_RECORD_LEN: usize = 2048;
+/// How long we wait after the first record of an incomplete flight before ACKing it: long
+/// enough that a burst of datagrams is acknowledged in one ACK, short against the RTO.
+const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Flights of at most this many datagrams are sent twice when retransmitted (as in 1.2).
+const REDUNDANT_FLIGHT_DATAGRAMS: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    ServerAwaitSecondClientHello,
+    ServerAwaitCertificate,
+    ServerAwaitCertificateVerify,
+    ServerAwaitFinished,
+    ClientAwaitServerHello,
+    ClientAwaitEncryptedExtensions,
+    ClientAwaitCertificateRequest,
+    ClientAwaitCertificate,
+    ClientAwaitCertificateVerify,
+    ClientAwaitFinished,
+    Connected,
+    Failed,
+    Closed,
+}
+
+impl State {
+    fn waiting_for(self) -> &'static str {
+        match self {
+            Self::ServerAwaitSecondClientHello => "ClientHello after HelloRetryRequest (1.3)",
+            Self::ServerAwaitCertificate
+            | Self::ServerAwaitCertificateVerify
+            | Self::ServerAwaitFinished => "client Certificate..Finished (1.3)",
+            Self::ClientAwaitServerHello => "ServerHello (1.3)",
+            Self::ClientAwaitEncryptedExtensions
+            | Self::ClientAwaitCertificateRequest
+            | Self::ClientAwaitCertificate
+            | Self::ClientAwaitCertificateVerify
+            | Self::ClientAwaitFinished => "server EncryptedExtensions..Finished (1.3)",
+            Self::Connected => "nothing",
+            Self::Failed => "nothing (failed)",
+            Self::Closed => "nothing (closed)",
+        }
+    }
+}
+
+/// One handshake message of a flight we send, with the bytes the peer acknowledged.
+#[derive(Debug)]
+struct OutMessage {
+    msg_type: u8,
+    message_seq: u16,
+    epoch: u16,
+    body: Vec<u8>,
+    /// Sorted, disjoint half-open ranges the peer acknowledged.
+    acked: Vec<(u32, u32)>,
+    /// An empty message is acknowledged as a whole.
+    empty_acked: bool,
+}
+
+impl OutMessage {
+    fn new(msg_type: u8, message_seq: u16, epoch: u16, body: Vec<u8>) -> Self {
+        Self {
+            msg_type,
+            message_seq,
+            epoch,
+            body,
+            acked: Vec::new(),
+            empty_acked: false,
+        }
+    }
+
+    fn is_acked(&self) -> bool {
+        if self.body.is_empty() {
+            return self.empty_acked;
+        }
+        self.acked.first() == Some(&(0, self.body.len() as u32))
+    }
+
+    fn ack(&mut self, start: u32, end: u32) {
+        if self.body.is_empty() {
+            self.empty_acked = true;
+            return;
+        }
+        if start >= end {
+            return;
+        }
+        let (mut s, mut e) = (start, end);
+        let mut merged = Vec::with_capacity(self.acked.len() + 1);
+        for &(a, b) in &self.acked {
+            if b < s || a > e {
+                merged.push((a, b));
+            } else {
+                s = s.min(a);
+                e = e.max(b);
+            }
+        }
+        merged.push((s, e));
+        merged.sort_unstable();
+        self.acked = merged;
+    }
+
+    /// The byte ranges still to deliver.
+    fn missing(&self) -> Vec<(usize, usize)> {
+        let len = self.body.len();
+        if len == 0 {
+            return if self.empty_acked {
+                vec![]
+            } else {
+                vec![(0, 0)]
+            };
+        }
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        for &(a, b) in &self.acked {
+            if (a as usize) > at {
+                out.push((at, a as usize));
+            }
+            at = at.max(b as usize);
+        }
+        if at < len {
+            out.push((at, len));
+        }
+        out
+    }
+}
+
+/// A flight we sent and may have to send again, in part.
+#[derive(Debug, Default)]
+struct Flight {
+    messages: Vec<OutMessage>,
+    /// (epoch, record sequence) -> (message index, byte range), for ACKs.
+    sent: BTreeMap<(u16, u64), (usize, u32, u32)>,
+    sent_order: VecDeque<(u16, u64)>,
+    /// Retransmitted on our timer (everything but a HelloRetryRequest).
+    timed: bool,
+}
+
+impl Flight {
+    fn new(messages: Vec<OutMessage>, timed: bool) -> Self {
+        Self {
+            messages,
+            timed,
+            ..Self::default()
+        }
+    }
+
+    fn is_acked(&self) -> bool {
+        self.messages.iter().all(OutMessage::is_acked)
+    }
+
+    fn remember(&mut self, epoch: u16, seq: u64, msg: usize, start: u32, end: u32) {
+        if self.sent_order.len() == MAX_SENT_RECORDS {
+            if let Some(old) = self.sent_order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+        self.sent.insert((epoch, seq), (msg, start, end));
+        self.sent_order.push_back((epoch, seq));
+    }
+}
+
+/// Secrets and choices of the handshake in progress; dropped on completion.
+struct Handshake {
+    suite: Suite13,
+    /// Every handshake message so far in TLS form (type, length, body).
+    transcript: Vec<u8>,
+    schedule: Option<Schedule>,
+    srtp_profile: Option<SrtpProfile>,
+    peer_key: Option<PeerPublicKey>,
+    peer_fingerprint: Option<Fingerprint>,
+    /// Client: our shares by group; the ClientHello sent (to rebuild after a retry).
+    own_shares: Vec<(NamedGroup, KeyShare)>,
+    client_hello_offer: Option<ClientHelloParts>,
+    hello_retried: bool,
+    /// Client: the server asked for our certificate, with this context.
+    certificate_request: Option<Vec<u8>>,
+    /// Server: the ClientHello's session id, echoed.
+    session_id: Vec<u8>,
+    application: Option<keys::ApplicationSecrets>,
+}
+
+/// What a client needs to send its ClientHello again after a HelloRetryRequest.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientHelloParts {
+    pub(crate) random: [u8; 32],
+    pub(crate) suites: Vec<u16>,
+    pub(crate) groups: Vec<u16>,
+    pub(crate) profiles: Vec<u16>,
+    pub(crate) versions: Vec<u16>,
+}
+
+/// What the 1.2 engine hands over at the version decision.
+pub(crate) struct Handover {
+    pub(crate) config: Arc<Config>,
+    pub(crate) role: Role,
+    pub(crate) peer_auth: PeerAuth,
+    pub(crate) created: Instant,
+    pub(crate) deadline: Instant,
+    pub(crate) reassembler: Reassembler,
+    pub(crate) timer: RetransmitTimer,
+    pub(crate) stats: ConnectionStats,
+    /// Record sequence numbers already used in epoch 0.
+    pub(crate) epoch0_next: u64,
+    /// Our next handshake message_seq.
+    pub(crate) next_message_seq: u16,
+}
+
+/// The DTLS 1.3 engine of one connection.
+pub(crate) struct Conn13 {
+    config: Arc<Config>,
+    role: Role,
+    peer_auth: PeerAuth,
+    rng: SystemRandom,
+    state: State,
+    created: Instant,
+    deadline: Instant,
+    hs: Option<Box<Handshake>>,
+    // Keys per epoch: 2 (handshake) and 3 (application).
+    hs_read: Option<EpochKeys>,
+    hs_write: Option<EpochKeys>,
+    app_read: Option<EpochKeys>,
+    app_write: Option<EpochKeys>,
+    next_record: [u64; 4],
+    replay: [ReplayWindow; 4],
+    deferred: Vec<(Vec<u8>, usize, Vec<u8>)>,
+    reassembler: Reassembler,
+    next_message_seq: u16,
+    /// The message_seq range of the peer's previous complete flight.
+    peer_last_flight: Option<(u16, u16)>,
+    peer_flight_start: u16,
+    flight: Option<Flight>,
+    last_transmission: Option<Instant>,
+    retransmit_at: Option<Instant>,
+    retain_until: Option<Instant>,
+    rtt_probe: Option<Instant>,
+    timer: RetransmitTimer,
+    peer_progress: bool,
+    /// Record numbers of the peer's current flight, for our next ACK.
+    to_ack: Vec<(u64, u64)>,
+    ack_at: Option<Instant>,
+    last_ack_sent: Option<Instant>,
+    transmits: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    stats: ConnectionStats,
+}
+
+impl std::fmt::Debug for Conn13 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn13")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shares a 1.3 client offers: one, of our preferred group (a server that prefers
+/// another asks with a HelloRetryRequest).
+pub(crate) fn client_shares(
+    config: &Config,
+    rng: &dyn SecureRandom,
+) -> Result<Vec<(NamedGroup, KeyShare)>, Error> {
+    let group = config
+        .groups
+        .first()
+        .copied()
+        .ok_or(Error::NoCommonParameters { what: "group" })?;
+    Ok(vec![(group, KeyShare::generate(group, rng)?)])
+}
+
+/// The 1.3 additions of a client's first ClientHello.
+pub(crate) fn client_offer(config: &Config, shares: &[(NamedGroup, KeyShare)]) -> Offer13 {
+    let mut versions = vec![m13::DTLS_1_3];
+    if config.speaks_12() {
+        versions.push(crate::record::DTLS_1_2);
+    }
+    Offer13 {
+        versions,
+        key_shares: shares
+            .iter()
+            .map(|(g, s)| (g.to_u16(), s.public().to_vec()))
+            .collect(),
+        cookie: None,
+    }
+}
+
+impl Conn13 {
+    fn from_handover(h: Handover, state: State, suite: Suite13) -> Self {
+        Self {
+            config: h.config,
+            role: h.role,
+            peer_auth: h.peer_auth,
+            rng: SystemRandom::new(),
+            state,
+            created: h.created,
+            deadline: h.deadline,
+            hs: Some(Box::new(Handshake {
+                suite,
+                transcript: Vec::new(),
+                schedule: None,
+                srtp_profile: None,
+                peer_key: None,
+                peer_fingerprint: None,
+                own_shares: Vec::new(),
+                client_hello_offer: None,
+                hello_retried: false,
+                certificate_request: None,
+                session_id: Vec::new(),
+                application: None,
+            })),
+            hs_read: None,
+            hs_write: None,
+            app_read: None,
+            app_write: None,
+            next_record: [h.epoch0_next, 0, 0, 0],
+            replay: Default::default(),
+            deferred: Vec::new(),
+            reassembler: h.reassembler,
+            next_message_seq: h.next_message_seq,
+            peer_last_flight: None,
+            peer_flight_start: 0,
+            flight: None,
+            last_transmission: None,
+            retransmit_at: None,
+            retain_until: None,
+            rtt_probe: None,
+            timer: h.timer,
+            peer_progress: false,
+            to_ack: Vec::new(),
+            ack_at: None,
+            last_ack_sent: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: h.stats,
+        }
+    }
+
+    /// A server whose peer's ClientHello offers 1.3: answer it.
+    pub(crate) fn server(
+        h: Handover,
+        now: Instant,
+        msg: &CompleteMessage,
+        ch: &ClientHello,
+    ) -> Result<Self, Error> {
+        let suite = Suite13::ALL
+            .into_iter()
+            .find(|s| ch.cipher_suites.contains(&s.to_u16()))
+            .ok_or(Error::NoCommonParameters {
+                what: "cipher suite",
+            })?;
+        let mut conn = Self::from_handover(h, State::ServerAwaitSecondClientHello, suite);
+        conn.peer_flight_start = msg.message_seq;
+        conn.server_on_client_hello(now, msg, ch)?;
+        Ok(conn)
+    }
+
+    /// A client whose ServerHello (or HelloRetryRequest) chose 1.3.
+    pub(crate) fn client(
+        h: Handover,
+        now: Instant,
+        client_hello_body: &[u8],
+        offer: ClientHelloParts,
+        shares: Vec<(NamedGroup, KeyShare)>,
+        msg: &CompleteMessage,
+        sh: &ServerHello,
+    ) -> Result<Self, Error> {
+        let suite = Suite13::from_u16(sh.cipher_suite)
+            .filter(|s| offer.suites.contains(&s.to_u16()))
+            .ok_or(Error::NoCommonParameters {
+                what: "cipher suite",
+            })?;
+        let mut conn = Self::from_handover(h, State::ClientAwaitServerHello, suite);
+        let hs = conn.hs_mut()?;
+        m13::write_transcript_message(&mut hs.transcript, ty::CLIENT_HELLO, client_hello_body);
+        hs.own_shares = shares;
+        hs.client_hello_offer = Some(offer);
+        conn.client_on_server_hello(now, msg, sh)?;
+        Ok(conn)
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(self.state, State::Failed | State::Closed)
+    }
+
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        self.stats
+    }
+
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        self.timer.srtt()
+    }
+
+    pub(crate) fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let d = self.transmits.pop_front()?;
+        self.stats.datagrams_sent += 1;
+        self.stats.bytes_sent += d.len() as u64;
+        Some(d)
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_finished() {
+            return None;
+        }
+        let deadline = (self.state != State::Connected).then_some(self.deadline);
+        [deadline, self.retransmit_at, self.retain_until, self.ack_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(crate) fn close(&mut self) {
+        if self.is_finished() {
+            return;
+        }
+        self.send_alert(AlertDescription::CloseNotify);
+        self.state = State::Closed;
+        self.flight = None;
+        self.retransmit_at = None;
+        self.retain_until = None;
+        self.ack_at = None;
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.is_finished() {
+            return;
+        }
+        if self.state != State::Connected && now >= self.deadline {
+            let waiting_for = self.state.waiting_for();
+            self.fail_silently(Error::HandshakeTimeout { waiting_for });
+            return;
+        }
+        if self.retain_until.is_some_and(|t| now >= t) {
+            self.retain_until = None;
+            self.flight = None;
+            self.retransmit_at = None;
+            self.hs_read = None;
+            self.hs_write = None;
+            self.peer_last_flight = None;
+            self.to_ack = Vec::new();
+        }
+        if self.ack_at.is_some_and(|t| now >= t) {
+            self.ack_at = None;
+            if let Err(e) = self.send_ack(now) {
+                self.fail(e);
+                return;
+            }
+        }
+        if self.retransmit_at.is_some_and(|t| now >= t) {
+            self.stats.timer_retransmissions += 1;
+            if !std::mem::take(&mut self.peer_progress) {
+                self.timer.backoff();
+            }
+            self.rtt_probe = None;
+            if let Err(e) = self.transmit_flight(now, true) {
+                self.fail(e);
+            }
+        }
+    }
+
+    /// Feeds one datagram. `skip_plaintext` is set for the datagram that decided the
+    /// version: its epoch-0 records were read by the 1.2 engine already.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, datagram: &[u8], skip_plaintext: bool) {
+        if self.is_finished() {
+            return;
+        }
+        if !skip_plaintext {
+            self.stats.datagrams_received += 1;
+        }
+        let mut records = Vec::new();
+        if !rec13::parse_datagram(datagram, &mut records) {
+            self.stats.malformed_records += 1;
+        }
+        for record in records {
+            let result = match record {
+                Record13::Plaintext { .. } if skip_plaintext => Ok(()),
+                Record13::Plaintext {
+                    content_type,
+                    epoch,
+                    sequence,
+                    body,
+                } => self.handle_plaintext(now, content_type, epoch, sequence, body),
+                Record13::Ciphertext {
+                    header,
+                    epoch_bits,
+                    sequence_len,
+                    body,
+                } => self.handle_ciphertext(now, header, epoch_bits, sequence_len, body),
+            }
+            .and_then(|()| self.process_messages(now));
+            if let Err(e) = result {
+                self.fail(e);
+                return;
+            }
+            if self.is_finished() {
+                return;
+            }
+        }
+    }
+
+    // ---- records ----
+
+    fn handle_plaintext(
+        &mut self,
+        now: Instant,
+        content_type: u8,
+        epoch: u16,
+        sequence: u64,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        if epoch != 0 {
+            self.stats.wrong_epoch_records += 1;
+            return Ok(());
+        }
+        match content_type {
+            rec13::CONTENT_HANDSHAKE => self.handle_fragments(now, 0, sequence, body),
+            rec13::CONTENT_ALERT if self.state != State::Connected => {
+                self.handle_alert(body, false)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_ciphertext(
+        &mut self,
+        now: Instant,
+        header: &[u8],
+        epoch_bits: u8,
+        sequence_len: usize,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let epoch: u16 = match epoch_bits {
+            2 => 2,
+            3 => 3,
+            _ => {
+                self.stats.wrong_epoch_records += 1;
+                return Ok(());
+            }
+        };
+        let keys = if epoch == 2 {
+            self.hs_read.as_ref()
+        } else {
+            self.app_read.as_ref()
+        };
+        let Some(keys) = keys else {
+            self.stats.wrong_epoch_records += 1;
+            // Reordering can bring protected records before the ServerHello whose keys
+            // they need; keep a few (the newest win, so junk cannot lock real ones out).
+            if epoch == 2
+                && self.state != State::Connected
+                && header.len() + body.len() <= MAX_DEFERRED_RECORD_LEN
+            {
+                if self.deferred.len() == MAX_DEFERRED_RECORDS {
+                    self.deferred.remove(0);
+                }
+                self.deferred
+                    .push((header.to_vec(), sequence_len, body.to_vec()));
+            }
+            return Ok(());
+        };
+        let window = &self.replay[usize::from(epoch)];
+        let expected = window.highest().map_or(0, |h| h.saturating_add(1));
+        let Some(opened) = rec13::open_ciphertext(keys, header, sequence_len, body, expected)
+        else {
+            self.stats.bad_mac_records += 1;
+            return Ok(());
+        };
+        if !self.replay[usize::from(epoch)].check(opened.sequence) {
+            self.stats.replayed_records += 1;
+            return Ok(());
+        }
+        self.replay[usize::from(epoch)].mark(opened.sequence);
+        match opened.content_type {
+            rec13::CONTENT_HANDSHAKE => {
+                self.handle_fragments(now, epoch, opened.sequence, &opened.content)
+            }
+            rec13::CONTENT_ACK => self.handle_ack(now, &opened.content),
+            rec13::CONTENT_ALERT => self.handle_alert(&opened.content, true),
+            rec13::CONTENT_APPLICATION_DATA if epoch == 3 => {
+                // No data channels here; but the server reading epoch 3 proves it has our
+                // Finished, as an ACK would.
+                self.on_flight_acked(now);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_alert(&mut self, body: &[u8], authenticated: bool) -> Result<(), Error> {
+        let mut r = Reader::new(body);
+        let (Some(level), Some(desc)) = (r.u8(), r.u8()) else {
+            self.stats.malformed_records += 1;
+            return Ok(());
+        };
+        let desc = AlertDescription::from_u8(desc);
+        if desc == AlertDescription::CloseNotify && authenticated {
+            self.state = State::Closed;
+            self.flight = None;
+            self.retransmit_at = None;
+            self.retain_until = None;
+            self.ack_at = None;
+            self.events.push_back(Event::Closed);
+            return Ok(());
+        }
+        if level == 2 || authenticated {
+            // TLS 1.3 has no warning alerts besides close_notify and user_canceled.
+            if desc != AlertDescription::CloseNotify {
+                self.fail_silently(Error::PeerAlert(desc));
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_fragments(
+        &mut self,
+        now: Instant,
+        epoch: u16,
+        record_seq: u64,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let mut r = Reader::new(body);
+        let mut repeat = None;
+        let mut new_bytes = false;
+        while !r.is_empty() {
+            let Some(header) = FragmentHeader::parse(&mut r) else {
+                self.stats.malformed_records += 1;
+                return Ok(());
+            };
+            let Some(fragment) = r.take(header.fragment_length as usize) else {
+                return Err(Error::Decode {
+                    what: "handshake fragment",
+                });
+            };
+            if self.state == State::Connected && header.message_seq >= self.reassembler.next_seq() {
+                // No post-handshake messages are ours to read (no KeyUpdate, no tickets
+                // for a server without resumption): drop them.
+                self.stats.dropped_fragments += 1;
+                continue;
+            }
+            match self.reassembler.insert(epoch, &header, fragment)? {
+                FragmentOutcome::Accepted { new_bytes: n } => {
+                    self.peer_progress |= n;
+                    new_bytes |= n;
+                    if header.message_seq >= self.peer_flight_start {
+                        self.implicit_ack();
+                    }
+                }
+                FragmentOutcome::Retransmission { message_seq } => {
+                    self.stats.retransmitted_fragments += 1;
+                    repeat = Some(message_seq);
+                }
+                FragmentOutcome::Dropped(_) => self.stats.dropped_fragments += 1,
+            }
+        }
+        // Every handshake record we read is acknowledged, including repeats: a repeat
+        // means the peer did not get our ACK (or our next flight).
+        if epoch != 0 || self.role == Role::Client {
+            self.note_for_ack(now, epoch, record_seq, new_bytes);
+        }
+        if let Some(message_seq) = repeat {
+            self.on_peer_repeat(now, message_seq)?;
+        }
+        Ok(())
+    }
+
+    /// A message of the peer's next flight arrived, so the peer has all of ours (it cannot
+    /// answer a flight it has not completed): stop re-sending it.
+    fn implicit_ack(&mut self) {
+        if self.state == State::Connected {
+            return;
+        }
+        if let Some(flight) = self.flight.as_mut() {
+            for m in &mut flight.messages {
+                let len = m.body.len() as u32;
+                m.ack(0, len);
+            }
+            self.retransmit_at = None;
+        }
+    }
+
+    fn note_for_ack(&mut self, now: Instant, epoch: u16, seq: u64, _new: bool) {
+        let number = (u64::from(epoch), seq);
+        if self.to_ack.len() < MAX_ACK_RECORDS && !self.to_ack.contains(&number) {
+            self.to_ack.push(number);
+        }
+        if self.ack_at.is_none() {
+            self.ack_at = Some(now + ACK_DELAY);
+        }
+    }
+
+    /// Sends an ACK of every record of the peer's current flight we hold, in as many
+    /// records (and datagrams) as it takes.
+    fn send_ack(&mut self, now: Instant) -> Result<(), Error> {
+        if self.to_ack.is_empty() {
+            return Ok(());
+        }
+        let epoch: u16 = if self.app_write.is_some() { 3 } else { 2 };
+        let Some(_) = self.write_keys(epoch) else {
+            // Nothing to protect an ACK with yet (the ServerHello was lost): the peer's
+            // timer covers it.
+            return Ok(());
+        };
+        let overhead = self.overhead(epoch) + 2;
+        let per_record = (self.config.max_datagram_size.saturating_sub(overhead) / 16).max(1);
+        let numbers = self.to_ack.clone();
+        let mut datagram = Vec::with_capacity(self.config.max_datagram_size);
+        for chunk in numbers.chunks(per_record) {
+            let body = m13::encode_ack(chunk);
+            if !datagram.is_empty()
+                && datagram.len() + overhead + body.len() > self.config.max_datagram_size
+            {
+                self.transmits.push_back(std::mem::take(&mut datagram));
+            }
+            self.write_record(&mut datagram, epoch, rec13::CONTENT_ACK, &body)?;
+        }
+        if !datagram.is_empty() {
+            self.transmits.push_back(datagram);
+        }
+        self.last_ack_sent = Some(now);
+        Ok(())
+    }
+
+    fn handle_ack(&mut self, now: Instant, body: &[u8]) -> Result<(), Error> {
+        let Some(numbers) = m13::parse_ack(body) else {
+            self.stats.malformed_records += 1;
+            return Ok(());
+        };
+        let Some(flight) = self.flight.as_mut() else {
+            return Ok(());
+        };
+        let mut newly = false;
+        for (epoch, seq) in numbers {
+            let Ok(epoch) = u16::try_from(epoch) else {
+                continue;
+            };
+            if let Some(&(msg, start, end)) = flight.sent.get(&(epoch, seq)) {
+                if let Some(m) = flight.messages.get_mut(msg) {
+                    let before = m.acked.clone();
+                    let was = m.is_acked();
+                    m.ack(start, end);
+                    newly |= m.acked != before || (!was && m.is_acked());
+                }
+            }
+        }
+        if !newly {
+            return Ok(());
+        }
+        if flight.is_acked() {
+            if let Some(sent) = self.rtt_probe.take() {
+                self.timer
+                    .on_rtt_sample(now.saturating_duration_since(sent));
+            }
+            self.on_flight_acked(now);
+            return Ok(());
+        }
+        // Part of the flight arrived: the path is alive. Re-send what is missing now
+        // rather than at the timer, at most once per half round trip.
+        self.peer_progress = true;
+        let spacing = self.timer.repeat_spacing();
+        if self
+            .last_transmission
+            .is_some_and(|t| now.saturating_duration_since(t) >= spacing)
+        {
+            self.rtt_probe = None;
+            self.stats.repeat_retransmissions += 1;
+            self.transmit_flight(now, false)?;
+        }
+        Ok(())
+    }
+
+    /// Our whole flight is acknowledged: stop its timer. A client's final flight is then
+    /// done with; a server's flight stays until the client's answers it.
+    fn on_flight_acked(&mut self, _now: Instant) {
+        self.retransmit_at = None;
+        if self.state == State::Connected && self.role == Role::Client {
+            self.flight = None;
+            self.retain_until = None;
+            self.hs_write = None;
+            self.hs_read = None;
+        }
+    }
+
+    /// The peer repeated a message of its previous flight: ours was lost.
+    fn on_peer_repeat(&mut self, now: Instant, message_seq: u16) -> Result<(), Error> {
+        let Some((first, last)) = self.peer_last_flight else {
+            return Ok(());
+        };
+        if !(first..=last).contains(&message_seq) {
+            return Ok(());
+        }
+        let spacing = self.timer.repeat_spacing();
+        let recent =
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < spacing);
+        if self.state == State::Connected && self.role == Role::Server {
+            // The client repeats its final flight: our ACK was lost.
+            if !self.config.recovery.retain_final_flight || recent(self.last_ack_sent) {
+                return Ok(());
+            }
+            self.stats.final_flight_retransmissions += 1;
+            self.ack_at = None;
+            return self.send_ack(now);
+        }
+        if self.flight.is_none() || !self.config.recovery.resend_on_repeat {
+            return Ok(());
+        }
+        if recent(self.last_transmission) {
+            return Ok(());
+        }
+        self.stats.repeat_retransmissions += 1;
+        self.rtt_probe = None;
+        self.transmit_flight(now, true)
+    }
+
+    // ---- messages ----
+
+    fn process_messages(&mut self, now: Instant) -> Result<(), Error> {
+        loop {
+            while let Some(msg) = self.reassembler.pop() {
+                if let Some(sent) = self.rtt_probe.take() {
+                    self.timer
+                        .on_rtt_sample(now.saturating_duration_since(sent));
+                }
+                self.timer.reset_backoff();
+                self.process_message(now, msg)?;
+                if self.is_finished() {
+                    return Ok(());
+                }
+            }
+            if self.hs_read.is_some() && !self.deferred.is_empty() {
+                for (header, sequence_len, body) in std::mem::take(&mut self.deferred) {
+                    self.handle_ciphertext(now, &header, 2, sequence_len, &body)?;
+                }
+                continue;
+            }
+            return Ok(());
+        }
+    }
+
+    fn process_message(&mut self, now: Instant, msg: CompleteMessage) -> Result<(), Error> {
+        let expected_epoch = match msg.msg_type {
+            ty::CLIENT_HELLO | ty::SERVER_HELLO => 0,
+            _ => 2,
+        };
+        let unexpected = |state: State| Error::UnexpectedMessage {
+            got: "handshake message",
+            expected: state.waiting_for(),
+        };
+        if msg.epoch != expected_epoch {
+            return Err(unexpected(self.state));
+        }
+        match (self.state, msg.msg_type) {
+            (State::ServerAwaitSecondClientHello, ty::CLIENT_HELLO) => {
+                let ch = ClientHello::parse(&msg.body)?;
+                self.server_on_client_hello(now, &msg, &ch)
+            }
+            (State::ServerAwaitCertificate, ty::CERTIFICATE) => {
+                self.on_peer_certificate(&msg)?;
+                self.state = State::ServerAwaitCertificateVerify;
+                Ok(())
+            }
+            (State::ServerAwaitCertificateVerify, ty::CERTIFICATE_VERIFY) => {
+                self.on_peer_certificate_verify(&msg)?;
+                self.state = State::ServerAwaitFinished;
+                Ok(())
+            }
+            (State::ServerAwaitFinished, ty::FINISHED) => self.server_on_finished(now, &msg),
+            (State::ClientAwaitServerHello, ty::SERVER_HELLO) => {
+                let sh = ServerHello::parse(&msg.body)?;
+                self.client_on_server_hello(now, &msg, &sh)
+            }
+            (State::ClientAwaitEncryptedExtensions, m13::ENCRYPTED_EXTENSIONS) => {
+                let offered: Vec<u16> = self
+                    .config
+                    .srtp_profiles
+                    .iter()
+                    .map(|p| p.to_u16())
+                    .collect();
+                let profiles = m13::parse_encrypted_extensions(&msg.body)?;
+                let profile = match profiles.as_slice() {
+                    [one] if offered.contains(one) => {
+                        SrtpProfile::from_u16(*one).ok_or(Error::MissingSrtp)?
+                    }
+                    _ => return Err(Error::MissingSrtp),
+                };
+                let hs = self.hs_mut()?;
+                hs.srtp_profile = Some(profile);
+                m13::write_transcript_message(&mut hs.transcript, msg.msg_type, &msg.body);
+                self.state = State::ClientAwaitCertificateRequest;
+                Ok(())
+            }
+            (State::ClientAwaitCertificateRequest, ty::CERTIFICATE_REQUEST) => {
+                let (context, schemes) = m13::parse_certificate_request(&msg.body)?;
+                if !schemes.contains(&ECDSA_SECP256R1_SHA256) {
+                    return Err(Error::NoCommonParameters {
+                        what: "client certificate signature scheme",
+                    });
+                }
+                let hs = self.hs_mut()?;
+                hs.certificate_request = Some(context);
+                m13::write_transcript_message(&mut hs.transcript, msg.msg_type, &msg.body);
+                self.state = State::ClientAwaitCertificate;
+                Ok(())
+            }
+            (
+                State::ClientAwaitCertificateRequest | State::ClientAwaitCertificate,
+                ty::CERTIFICATE,
+            ) => {
+                self.on_peer_certificate(&msg)?;
+                self.state = State::ClientAwaitCertificateVerify;
+                Ok(())
+            }
+            (State::ClientAwaitCertificateVerify, ty::CERTIFICATE_VERIFY) => {
+                self.on_peer_certificate_verify(&msg)?;
+                self.state = State::ClientAwaitFinished;
+                Ok(())
+            }
+            (State::ClientAwaitFinished, ty::FINISHED) => self.client_on_finished(now, &msg),
+            (state, _) => Err(unexpected(state)),
+        }
+    }
+
+    fn hs_mut(&mut self) -> Result<&mut Handshake, Error> {
+        self.hs
+            .as_deref_mut()
+            .ok_or(Error::Crypto("handshake state gone"))
+    }
+
+    fn random(&self) -> Result<[u8; 32], Error> {
+        let mut r = [0u8; 32];
+        self.rng.fill(&mut r).map_err(|_| Error::Crypto("rng"))?;
+        Ok(r)
+    }
+
+    fn mark_peer_flight(&mut self, last_seq: u16) {
+        self.peer_last_flight = Some((self.peer_flight_start, last_seq));
+        self.peer_flight_start = last_seq.wrapping_add(1);
+        // The peer's flight is complete: what we send next acknowledges it.
+        self.to_ack.clear();
+        self.ack_at = None;
+    }
+
+    fn on_peer_certificate(&mut self, msg: &CompleteMessage) -> Result<(), Error> {
+        let leaf = m13::parse_certificate(&msg.body)?.ok_or(Error::NoPeerCertificate)?;
+        let fingerprint = Fingerprint::of_der(&leaf);
+        if let PeerAuth::Fingerprint(expected) = self.peer_auth {
+            if expected != fingerprint {
+                return Err(Error::FingerprintMismatch);
+            }
+        }
+        let key = peer_public_key(&leaf)?;
+        let hs = self.hs_mut()?;
+        hs.peer_key = Some(key);
+        hs.peer_fingerprint = Some(fingerprint);
+        m13::write_transcript_message(&mut hs.transcript, msg.msg_type, &msg.body);
+        Ok(())
+    }
+
+    fn on_peer_certificate_verify(&mut self, msg: &CompleteMessage) -> Result<(), Error> {
+        let (scheme, signature) = crate::messages::parse_signed(&msg.body, "CertificateVerify")?;
+        let peer_is_server = self.role == Role::Client;
+        let hs = self.hs_mut()?;
+        let input = keys::certificate_verify_input(peer_is_server, &keys::hash(&hs.transcript));
+        let key = hs.peer_key.as_ref().ok_or(Error::NoPeerCertificate)?;
+        if !key.verify(scheme, &input, &signature) {
+            return Err(Error::BadSignature {
+                what: "CertificateVerify",
+            });
+        }
+        m13::write_transcript_message(&mut hs.transcript, msg.msg_type, &msg.body);
+        Ok(())
+    }
+
+    fn verify_finished(&mut self, msg: &CompleteMessage) -> Result<(), Error> {
+        let peer_is_server = self.role == Role::Client;
+        let hs = self.hs_mut()?;
+        let schedule = hs.schedule.as_ref().ok_or(Error::Crypto("no schedule"))?;
+        let secret = if peer_is_server {
+            &schedule.server_handshake
+        } else {
+            &schedule.client_handshake
+        };
+        let expected = keys::finished_verify_data(secret, &keys::hash(&hs.transcript))?;
+        let equal = msg.body.len() == expected.len()
+            && msg
+                .body
+                .iter()
+                .zip(expected.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !equal {
+            return Err(Error::BadFinished);
+        }
+        m13::write_transcript_message(&mut hs.transcript, msg.msg_type, &msg.body);
+        Ok(())
+    }
+
+    /// Our Certificate and CertificateVerify (and the Finished after them), appended to
+    /// the transcript and to `items`.
+    fn own_certificate_messages(
+        &mut self,
+        items: &mut Vec<OutMessage>,
+        context: &[u8],
+        server: bool,
+    ) -> Result<(), Error> {
+        let certificate = self.config.certificate.clone();
+        let mut seq = self.next_message_seq;
+        let hs = self.hs_mut()?;
+        let body = m13::encode_certificate(context, certificate.der());
+        m13::write_transcript_message(&mut hs.transcript, ty::CERTIFICATE, &body);
+        items.push(OutMessage::new(ty::CERTIFICATE, seq, 2, body));
+        seq += 1;
+        let input = keys::certificate_verify_input(server, &keys::hash(&hs.transcript));
+        let signature = certificate.sign(&input)?;
+        let body = crate::messages::encode_signed(ECDSA_SECP256R1_SHA256, &signature);
+        m13::write_transcript_message(&mut hs.transcript, ty::CERTIFICATE_VERIFY, &body);
+        items.push(OutMessage::new(ty::CERTIFICATE_VERIFY, seq, 2, body));
+        seq += 1;
+        self.next_message_seq = seq;
+        Ok(())
+    }
+
+    fn own_finished(&mut self, items: &mut Vec<OutMessage>, server: bool) -> Result<(), Error> {
+        let seq = self.next_message_seq;
+        let hs = self.hs_mut()?;
+        let schedule = hs.schedule.as_ref().ok_or(Error::Crypto("no schedule"))?;
+        let secret = if server {
+            schedule.server_handshake
+        } else {
+            schedule.client_handshake
+        };
+        let verify = keys::finished_verify_data(&secret, &keys::hash(&hs.transcript))?;
+        m13::write_transcript_message(&mut hs.transcript, ty::FINISHED, &verify);
+        items.push(OutMessage::new(ty::FINISHED, seq, 2, verify.to_vec()));
+        self.next_message_seq = seq + 1;
+        Ok(())
+    }
+
+    // ---- server ----
+
+    fn server_on_client_hello(
+        &mut self,
+        now: Instant,
+        msg: &CompleteMessage,
+        ch: &ClientHello,
+    ) -> Result<(), Error> {
+        let hs = self
+            .hs
+            .as_deref()
+            .ok_or(Error::Crypto("handshake state gone"))?;
+        let suite = hs.suite;
+        if !ch.cipher_suites.contains(&suite.to_u16()) {
+            return Err(Error::NoCommonParameters {
+                what: "cipher suite",
+            });
+        }
+        if !ch.extensions.supported_versions.contains(&m13::DTLS_1_3) {
+            return Err(Error::UnsupportedVersion);
+        }
+        if !ch
+            .extensions
+            .signature_algorithms
+            .contains(&ECDSA_SECP256R1_SHA256)
+        {
+            return Err(Error::NoCommonParameters {
+                what: "signature scheme",
+            });
+        }
+        let profile = self
+            .config
+            .srtp_profiles
+            .iter()
+            .copied()
+            .find(|p| ch.extensions.srtp_profiles.contains(&p.to_u16()))
+            .ok_or(if ch.extensions.srtp_profiles.is_empty() {
+                Error::MissingSrtp
+            } else {
+                Error::NoCommonParameters {
+                    what: "SRTP profile",
+                }
+            })?;
+        // The first of our groups the client sent a share for; else the first of our
+        // groups it supports, asked for with a HelloRetryRequest.
+        let share = self.config.groups.iter().copied().find_map(|g| {
+            ch.extensions
+                .key_shares
+                .iter()
+                .find(|(group, _)| *group == g.to_u16())
+                .map(|(_, public)| (g, public.clone()))
+        });
+        let hello_retried = hs.hello_retried;
+        self.mark_peer_flight(msg.message_seq);
+        let Some((group, peer_public)) = share else {
+            if hello_retried {
+                return Err(Error::BadKeyShare);
+            }
+            let group = self
+                .config
+                .groups
+                .iter()
+                .copied()
+                .find(|g| ch.extensions.supported_groups.contains(&g.to_u16()))
+                .ok_or(Error::NoCommonParameters { what: "group" })?;
+            return self.server_send_hello_retry(now, msg, ch, group);
+        };
+        let own = KeyShare::generate(group, &self.rng)?;
+        let own_public = own.public().to_vec();
+        let shared = own.agree(&peer_public)?;
+        let random = self.random()?;
+        let seq = self.next_message_seq;
+        let hs = self.hs_mut()?;
+        hs.srtp_profile = Some(profile);
+        hs.session_id = ch.session_id.clone();
+        m13::write_transcript_message(&mut hs.transcript, ty::CLIENT_HELLO, &msg.body);
+        let sh = m13::encode_server_hello(
+            &random,
+            &ch.session_id,
+            suite.to_u16(),
+            m13::KeyShareField::Share(group.to_u16(), &own_public),
+            None,
+        );
+        m13::write_transcript_message(&mut hs.transcript, ty::SERVER_HELLO, &sh);
+        let schedule = Schedule::handshake(&shared, &keys::hash(&hs.transcript))?;
+        let read = EpochKeys::derive(suite, &schedule.client_handshake)?;
+        let write = EpochKeys::derive(suite, &schedule.server_handshake)?;
+        hs.schedule = Some(schedule);
+        let ee = m13::encode_encrypted_extensions(profile.to_u16());
+        m13::write_transcript_message(&mut hs.transcript, m13::ENCRYPTED_EXTENSIONS, &ee);
+        let cr = m13::encode_certificate_request();
+        m13::write_transcript_message(&mut hs.transcript, ty::CERTIFICATE_REQUEST, &cr);
+        self.hs_read = Some(read);
+        self.hs_write = Some(write);
+        let mut items = vec![
+            OutMessage::new(ty::SERVER_HELLO, seq, 0, sh),
+            OutMessage::new(m13::ENCRYPTED_EXTENSIONS, seq + 1, 2, ee),
+            OutMessage::new(ty::CERTIFICATE_REQUEST, seq + 2, 2, cr),
+        ];
+        self.next_message_seq = seq + 3;
+        self.own_certificate_messages(&mut items, &[], true)?;
+        self.own_finished(&mut items, true)?;
+        let hs = self.hs_mut()?;
+        let schedule = hs.schedule.as_ref().ok_or(Error::Crypto("no schedule"))?;
+        let app = schedule.application(&keys::hash(&hs.transcript))?;
+        let app_write = EpochKeys::derive(suite, &app.server)?;
+        hs.application = Some(app);
+        self.app_write = Some(app_write);
+        self.state = State::ServerAwaitCertificate;
+        self.send_flight(now, Flight::new(items, true))
+    }
+
+    fn server_send_hello_retry(
+        &mut self,
+        now: Instant,
+        msg: &CompleteMessage,
+        ch: &ClientHello,
+        group: NamedGroup,
+    ) -> Result<(), Error> {
+        let seq = self.next_message_seq;
+        let hs = self.hs_mut()?;
+        let suite = hs.suite;
+        hs.hello_retried = true;
+        // RFC 8446 4.4.1: ClientHello1 enters the transcript as its hash.
+        let mut ch1 = Vec::new();
+        m13::write_transcript_message(&mut ch1, ty::CLIENT_HELLO, &msg.body);
+        hs.transcript.clear();
+        m13::write_transcript_message(&mut hs.transcript, m13::MESSAGE_HASH, &keys::hash(&ch1));
+        let hrr = m13::encode_server_hello(
+            &m13::hello_retry_random(),
+            &ch.session_id,
+            suite.to_u16(),
+            m13::KeyShareField::Retry(group.to_u16()),
+            None,
+        );
+        m13::write_transcript_message(&mut hs.transcript, ty::SERVER_HELLO, &hrr);
+        self.next_message_seq = seq + 1;
+        self.state = State::ServerAwaitSecondClientHello;
+        // Not on our timer: the client's timer repeats ClientHello1 if this is lost, and
+        // the repeat makes us send it again.
+        self.send_flight(
+            now,
+            Flight::new(vec![OutMessage::new(ty::SERVER_HELLO, seq, 0, hrr)], false),
+        )
+    }
+
+    fn server_on_finished(&mut self, now: Instant, msg: &CompleteMessage) -> Result<(), Error> {
+        self.verify_finished(msg)?;
+        self.peer_last_flight = Some((self.peer_flight_start, msg.message_seq));
+        self.peer_flight_start = msg.message_seq.wrapping_add(1);
+        self.complete(now)?;
+        // The client's final flight is acknowledged explicitly (RFC 9147 section 7).
+        self.ack_at = None;
+        self.send_ack(now)
+    }
+
+    // ---- client ----
+
+    fn client_on_server_hello(
+        &mut self,
+        now: Instant,
+        msg: &CompleteMessage,
+        sh: &ServerHello,
+    ) -> Result<(), Error> {
+        let suite = {
+            let hs = self
+                .hs
+                .as_deref()
+                .ok_or(Error::Crypto("handshake state gone"))?;
+            hs.suite
+        };
+        if sh.cipher_suite != suite.to_u16() {
+            return Err(Error::NoCommonParameters {
+                what: "cipher suite",
+            });
+        }
+        if sh.extensions.supported_versions != [m13::DTLS_1_3] {
+            return Err(Error::UnsupportedVersion);
+        }
+        if !sh.session_id.is_empty() || sh.compression != 0 {
+            return Err(Error::Decode {
+                what: "ServerHello",
+            });
+        }
+        if sh.random == m13::hello_retry_random() {
+            self.mark_peer_flight(msg.message_seq);
+            return self.client_on_hello_retry(now, msg, sh);
+        }
+        let [(group, server_public)] = sh.extensions.key_shares.as_slice() else {
+            return Err(Error::BadKeyShare);
+        };
+        let hs = self.hs_mut()?;
+        let index = hs
+            .own_shares
+            .iter()
+            .position(|(g, _)| g.to_u16() == *group)
+            .ok_or(Error::BadKeyShare)?;
+        let (_, share) = hs.own_shares.swap_remove(index);
+        hs.own_shares.clear();
+        let shared = share.agree(server_public)?;
+        m13::write_transcript_message(&mut hs.transcript, ty::SERVER_HELLO, &msg.body);
+        let schedule = Schedule::handshake(&shared, &keys::hash(&hs.transcript))?;
+        self.hs_read = Some(EpochKeys::derive(suite, &schedule.server_handshake)?);
+        self.hs_write = Some(EpochKeys::derive(suite, &schedule.client_handshake)?);
+        self.hs_mut()?.schedule = Some(schedule);
+        // Our ClientHello is answered; the server's flight goes on in epoch 2.
+        self.flight = None;
+        self.retransmit_at = None;
+        self.state = State::ClientAwaitEncryptedExtensions;
+        Ok(())
+    }
+
+    fn client_on_hello_retry(
+        &mut self,
+        now: Instant,
+        msg: &CompleteMessage,
+        sh: &ServerHello,
+    ) -> Result<(), Error> {
+        let group = sh
+            .extensions
+            .retry_group
+            .and_then(NamedGroup::from_u16)
+            .filter(|g| self.config.groups.contains(g))
+            .ok_or(Error::BadKeyShare)?;
+        let share = KeyShare::generate(group, &self.rng)?;
+        let seq = self.next_message_seq;
+        let hs = self.hs_mut()?;
+        if hs.hello_retried || hs.own_shares.iter().any(|(g, _)| *g == group) {
+            // A second retry, or a retry for a group we already sent (RFC 8446 4.1.4).
+            return Err(Error::BadKeyShare);
+        }
+        hs.hello_retried = true;
+        let offer = hs
+            .client_hello_offer
+            .clone()
+            .ok_or(Error::Crypto("no ClientHello to repeat"))?;
+        let ch1 = std::mem::take(&mut hs.transcript);
+        m13::write_transcript_message(&mut hs.transcript, m13::MESSAGE_HASH, &keys::hash(&ch1));
+        m13::write_transcript_message(&mut hs.transcript, ty::SERVER_HELLO, &msg.body);
+        let offer13 = Offer13 {
+            versions: offer.versions.clone(),
+            key_shares: vec![(group.to_u16(), share.public().to_vec())],
+            cookie: sh.extensions.cookie.clone(),
+        };
+        let body = ClientHello::encode(
+            &offer.random,
+            &[],
+            &offer.suites,
+            &offer.groups,
+            &offer.profiles,
+            Some(&offer13),
+        );
+        m13::write_transcript_message(&mut hs.transcript, ty::CLIENT_HELLO, &body);
+        hs.own_shares = vec![(group, share)];
+        self.next_message_seq = seq + 1;
+        self.state = State::ClientAwaitServerHello;
+        self.send_flight(
+            now,
+            Flight::new(vec![OutMessage::new(ty::CLIENT_HELLO, seq, 0, body)], true),
+        )
+    }
+
+    fn client_on_finished(&mut self, now: Instant, msg: &CompleteMessage) -> Result<(), Error> {
+        self.verify_finished(msg)?;
+        self.mark_peer_flight(msg.message_seq);
+        let hs = self.hs_mut()?;
+        let suite = hs.suite;
+        let schedule = hs.schedule.as_ref().ok_or(Error::Crypto("no schedule"))?;
+        let app = schedule.application(&keys::hash(&hs.transcript))?;
+        let context = hs.certificate_request.clone();
+        self.app_read = Some(EpochKeys::derive(suite, &app.server)?);
+        self.app_write = Some(EpochKeys::derive(suite, &app.client)?);
+        self.hs_mut()?.application = Some(app);
+        let mut items = Vec::new();
+        if let Some(context) = context {
+            self.own_certificate_messages(&mut items, &context, false)?;
+        }
+        self.own_finished(&mut items, false)?;
+        self.send_flight(now, Flight::new(items, true))?;
+        self.complete(now)?;
+        // Unlike 1.2's, this final flight is acknowledged: keep re-sending it until the
+        // server's ACK arrives, or until retention ends.
+        Ok(())
+    }
+
+    // ---- completion and failure ----
+
+    fn complete(&mut self, now: Instant) -> Result<(), Error> {
+        let hs = self
+            .hs
+            .take()
+            .ok_or(Error::Crypto("handshake state gone"))?;
+        let profile = hs.srtp_profile.ok_or(Error::MissingSrtp)?;
+        let peer_fingerprint = hs.peer_fingerprint.ok_or(Error::NoPeerCertificate)?;
+        let app = hs.application.as_ref().ok_or(Error::Crypto("no secrets"))?;
+        if self.app_read.is_none() {
+            self.app_read = Some(EpochKeys::derive(hs.suite, &app.client)?);
+        }
+        let mut exported = vec![0u8; SrtpKeyingMaterial::export_len(profile)];
+        keys::export(&app.exporter, b"EXTRACTOR-dtls_srtp", &mut exported)?;
+        let srtp = SrtpKeyingMaterial::from_export(profile, exported, self.role == Role::Client);
+        self.state = State::Connected;
+        self.deferred = Vec::new();
+        if self.config.recovery.retain_final_flight {
+            self.retain_until = Some(now + self.config.final_flight_retention);
+        } else if self.role == Role::Server {
+            self.hs_read = None;
+        }
+        if self.role == Role::Server {
+            // From here on the server only sends ACKs, in epoch 3.
+            self.flight = None;
+            self.retransmit_at = None;
+            self.hs_write = None;
+        }
+        let cipher_suite = match hs.suite {
+            Suite13::Aes128GcmSha256 => CipherSuite::Tls13Aes128GcmSha256,
+            Suite13::Chacha20Poly1305Sha256 => CipherSuite::Tls13Chacha20Poly1305Sha256,
+        };
+        self.events.push_back(Event::Connected(Box::new(Connected {
+            srtp,
+            cipher_suite,
+            peer_fingerprint,
+            handshake_duration: now.saturating_duration_since(self.created),
+            version: DtlsVersion::Dtls13,
+        })));
+        Ok(())
+    }
+
+    pub(crate) fn fail(&mut self, error: Error) {
+        if self.is_finished() {
+            return;
+        }
+        if let Some(alert) = error.alert() {
+            self.send_alert(alert);
+        }
+        self.fail_silently(error);
+    }
+
+    fn fail_silently(&mut self, error: Error) {
+        self.state = State::Failed;
+        self.flight = None;
+        self.hs = None;
+        self.retransmit_at = None;
+        self.retain_until = None;
+        self.ack_at = None;
+        self.reassembler.clear();
+        self.deferred = Vec::new();
+        self.events.push_back(Event::Failed(error));
+    }
+
+    /// Alerts are protected with the newest keys we write with (plaintext before any).
+    fn send_alert(&mut self, alert: AlertDescription) {
+        let body = [2, alert.to_u8()];
+        let epoch = if self.app_write.is_some() && self.state == State::Connected {
+            3
+        } else if self.hs_write.is_some() {
+            2
+        } else {
+            0
+        };
+        let mut datagram = Vec::with_capacity(64);
+        if self
+            .write_record(&mut datagram, epoch, rec13::CONTENT_ALERT, &body)
+            .is_ok()
+        {
+            self.transmits.push_back(datagram);
+        }
+    }
+
+    // ---- sending ----
+
+    fn write_keys(&self, epoch: u16) -> Option<&EpochKeys> {
+        match epoch {
+            2 => self.hs_write.as_ref(),
+            3 => self.app_write.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn overhead(&self, epoch: u16) -> usize {
+        if epoch == 0 {
+            crate::record::RECORD_HEADER_LEN
+        } else {
+            self.write_keys(epoch)
+                .map_or(22, |k| k.suite().record_overhead())
+        }
+    }
+
+    /// Writes one record, taking the next record number of its epoch.
+    fn write_record(
+        &mut self,
+        out: &mut Vec<u8>,
+        epoch: u16,
+        content_type: u8,
+        content: &[u8],
+    ) -> Result<u64, Error> {
+        let slot = self
+            .next_record
+            .get_mut(usize::from(epoch))
+            .ok_or(Error::Crypto("epoch out of range"))?;
+        let seq = *slot;
+        if seq > crate::record::MAX_SEQUENCE {
+            return Err(Error::Crypto("record sequence exhausted"));
+        }
+        *slot += 1;
+        if epoch == 0 {
+            rec13::write_plaintext(out, content_type, crate::record::DTLS_1_2, seq, content);
+            return Ok(seq);
+        }
+        let keys = self
+            .write_keys(epoch)
+            .ok_or(Error::Crypto("no keys for epoch"))?;
+        rec13::write_ciphertext(out, keys, epoch, seq, content_type, content)?;
+        Ok(seq)
+    }
+
+    fn send_flight(&mut self, now: Instant, flight: Flight) -> Result<(), Error> {
+        self.flight = Some(flight);
+        self.timer.reset_backoff();
+        self.transmit_flight(now, false)?;
+        self.rtt_probe = self.retransmit_at.map(|_| now);
+        Ok(())
+    }
+
+    /// Sends every byte of the current flight not yet acknowledged, in fresh records.
+    fn transmit_flight(&mut self, now: Instant, retransmission: bool) -> Result<(), Error> {
+        let Some(mut flight) = self.flight.take() else {
+            self.retransmit_at = None;
+            return Ok(());
+        };
+        let result = self.packetize(&mut flight);
+        let datagrams = match result {
+            Ok(n) => n,
+            Err(e) => {
+                self.flight = Some(flight);
+                return Err(e);
+            }
+        };
+        if retransmission
+            && self.config.recovery.redundant_retransmission
+            && datagrams <= REDUNDANT_FLIGHT_DATAGRAMS
+            && datagrams > 0
+        {
+            let again = self.packetize(&mut flight);
+            if let Err(e) = again {
+                self.flight = Some(flight);
+                return Err(e);
+            }
+        }
+        let timed = flight.timed && !flight.is_acked();
+        self.flight = Some(flight);
+        self.last_transmission = Some(now);
+        self.retransmit_at = timed.then(|| now + self.timer.current());
+        Ok(())
+    }
+
+    fn packetize(&mut self, flight: &mut Flight) -> Result<usize, Error> {
+        let max = self.config.max_datagram_size;
+        let mut written = 0;
+        let mut datagram: Vec<u8> = Vec::with_capacity(max);
+        for index in 0..flight.messages.len() {
+            let (msg_type, message_seq, epoch, total, missing) = {
+                let m = &flight.messages[index];
+                (
+                    m.msg_type,
+                    m.message_seq,
+                    m.epoch,
+                    m.body.len(),
+                    m.missing(),
+                )
+            };
+            let overhead = self.overhead(epoch) + HANDSHAKE_HEADER_LEN;
+            if overhead + 1 > max {
+                return Err(Error::Crypto("datagram size below record overhead"));
+            }
+            for (start, end) in missing {
+                let mut offset = start;
+                loop {
+                    let remaining = end - offset;
+                    let space = max.saturating_sub(datagram.len() + overhead);
+                    if !datagram.is_empty()
+                        && (space == 0 || (space < remaining && space < MIN_FRAGMENT))
+                    {
+                        self.transmits
+                            .push_back(std::mem::replace(&mut datagram, Vec::with_capacity(max)));
+                        written += 1;
+                        continue;
+                    }
+                    let len = remaining.min(space);
+                    let mut fragment = Vec::with_capacity(HANDSHAKE_HEADER_LEN + len);
+                    FragmentHeader {
+                        msg_type,
+                        length: total as u32,
+                        message_seq,
+                        fragment_offset: offset as u32,
+                        fragment_length: len as u32,
+                    }
+                    .write(&mut fragment);
+                    let body = flight
+                        .messages
+                        .get(index)
+                        .and_then(|m| m.body.get(offset..offset + len))
+                        .ok_or(Error::Crypto("fragment range"))?;
+                    fragment.extend_from_slice(body);
+                    let seq = self.write_record(
+                        &mut datagram,
+                        epoch,
+                        rec13::CONTENT_HANDSHAKE,
+                        &fragment,
+                    )?;
+                    flight.remember(epoch, seq, index, offset as u32, (offset + len) as u32);
+                    offset += len;
+                    if offset >= end {
+                        break;
+                    }
+                }
+            }
+        }
+        if !datagram.is_empty() {
+            self.transmits.push_back(datagram);
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::test_support::{configs, deliver, new_pair};
+    use crate::connection::Connection;
+
+    fn with_versions(config: &Arc<Config>, versions: &[DtlsVersion]) -> Arc<Config> {
+        let mut c = (**config).clone();
+        c.versions = versions.to_vec();
+        Arc::new(c)
+    }
+
+    fn connected(conn: &mut Connection) -> Option<Box<Connected>> {
+        while let Some(e) = conn.poll_event() {
+            match e {
+                Event::Connected(c) => return Some(c),
+                Event::Failed(e) => panic!("{:?} failed: {e}", conn.role()),
+                Event::Closed => {}
+            }
+        }
+        None
+    }
+
+    /// Runs a lossless exchange until both report; returns both outcomes.
+    fn handshake(
+        client: Arc<Config>,
+        server: Arc<Config>,
+    ) -> (Connection, Connection, Box<Connected>, Box<Connected>) {
+        let now = Instant::now();
+        let (mut c, mut s) = new_pair(client, server, now);
+        let (mut cc, mut sc) = (None, None);
+        for _ in 0..6 {
+            deliver(&mut c, &mut s, now);
+            deliver(&mut s, &mut c, now);
+            cc = cc.or_else(|| connected(&mut c));
+            sc = sc.or_else(|| connected(&mut s));
+        }
+        (
+            c,
+            s,
+            cc.expect("client connected"),
+            sc.expect("server connected"),
+        )
+    }
+
+    const BOTH: [DtlsVersion; 2] = [DtlsVersion::Dtls13, DtlsVersion::Dtls12];
+
+    #[test]
+    fn two_13_engines_agree_on_srtp_keys_in_one_round_trip() {
+        let (client, server) = configs();
+        let (mut c, mut s, cc, sc) =
+            handshake(with_versions(&client, &BOTH), with_versions(&server, &BOTH));
+        assert_eq!(cc.version, DtlsVersion::Dtls13);
+        assert_eq!(sc.version, DtlsVersion::Dtls13);
+        assert_eq!(cc.cipher_suite, CipherSuite::Tls13Aes128GcmSha256);
+        assert_eq!(cc.srtp.exported, sc.srtp.exported);
+        assert_eq!(cc.srtp.local, sc.srtp.remote);
+        assert_eq!(cc.peer_fingerprint, server.certificate.fingerprint());
+        assert_eq!(sc.peer_fingerprint, client.certificate.fingerprint());
+        // The server's ACK of the client's final flight stops the client's timer.
+        let now = Instant::now();
+        deliver(&mut s, &mut c, now);
+        let Some(inner) = c.v13.as_ref() else {
+            panic!("1.3 engine")
+        };
+        assert!(inner.flight.is_none(), "final flight acknowledged");
+        assert!(s.stats().datagrams_sent >= 2);
+    }
+
+    #[test]
+    fn a_server_asks_for_another_group_with_a_hello_retry_request() {
+        let (client, server) = configs();
+        let mut client = (*with_versions(&client, &BOTH)).clone();
+        client.groups = vec![NamedGroup::X25519, NamedGroup::P256];
+        let mut server = (*with_versions(&server, &BOTH)).clone();
+        server.groups = vec![NamedGroup::P256];
+        let (_, _, cc, sc) = handshake(Arc::new(client), Arc::new(server));
+        assert_eq!(cc.version, DtlsVersion::Dtls13);
+        assert_eq!(cc.srtp.exported, sc.srtp.exported);
+    }
+
+    #[test]
+    fn a_12_only_peer_still_gets_12_in_both_roles() {
+        let (client, server) = configs();
+        let only12 = [DtlsVersion::Dtls12];
+        let (_, _, cc, sc) = handshake(
+            with_versions(&client, &BOTH),
+            with_versions(&server, &only12),
+        );
+        assert_eq!(
+            (cc.version, sc.version),
+            (DtlsVersion::Dtls12, DtlsVersion::Dtls12)
+        );
+        assert_eq!(cc.srtp.exported, sc.srtp.exported);
+        let (_, _, cc, sc) = handshake(
+            with_versions(&client, &only12),
+            with_versions(&server, &BOTH),
+        );
+        assert_eq!(
+            (cc.version, sc.version),
+            (DtlsVersion::Dtls12, DtlsVersion::Dtls12)
+        );
+        assert_eq!(cc.srtp.exported, sc.srtp.exported);
+    }
+
+    #[test]
+    fn a_server_prefers_aes_128_gcm_when_both_suites_are_offered() {
+        let (client, server) = configs();
+        let now = Instant::now();
+        let (mut c, mut s) = new_pair(
+            with_versions(&client, &BOTH),
+            with_versions(&server, &BOTH),
+            now,
+        );
+        deliver(&mut c, &mut s, now);
+        let inner = s.v13.as_ref().expect("1.3 server");
+        assert_eq!(
+            inner.hs.as_ref().map(|h| h.suite),
+            Some(Suite13::Aes128GcmSha256)
+        );
+    }
+}
