@@ -1310,16 +1310,25 @@ impl Conn13 {
         msg: &CompleteMessage,
         sh: &ServerHello,
     ) -> Result<(), Error> {
-        let group = sh
-            .extensions
-            .retry_group
-            .and_then(NamedGroup::from_u16)
-            .filter(|g| self.config.groups.contains(g))
-            .ok_or(Error::BadKeyShare)?;
-        let share = KeyShare::generate(group, &self.rng)?;
+        // A retry names a group we did not send a share for, or carries only a cookie
+        // (address validation), in which case our shares stay as they were.
+        let requested = match sh.extensions.retry_group {
+            Some(g) => Some(
+                NamedGroup::from_u16(g)
+                    .filter(|g| self.config.groups.contains(g))
+                    .ok_or(Error::BadKeyShare)?,
+            ),
+            None if sh.extensions.cookie.is_some() => None,
+            None => return Err(Error::BadKeyShare),
+        };
+        let new_share = match requested {
+            Some(group) => Some((group, KeyShare::generate(group, &self.rng)?)),
+            None => None,
+        };
         let seq = self.next_message_seq;
         let hs = self.hs_mut()?;
-        if hs.hello_retried || hs.own_shares.iter().any(|(g, _)| *g == group) {
+        let repeats_a_group = requested.is_some_and(|g| hs.own_shares.iter().any(|(o, _)| *o == g));
+        if hs.hello_retried || repeats_a_group {
             // A second retry, or a retry for a group we already sent (RFC 8446 4.1.4).
             return Err(Error::BadKeyShare);
         }
@@ -1328,12 +1337,19 @@ impl Conn13 {
             .client_hello_offer
             .clone()
             .ok_or(Error::Crypto("no ClientHello to repeat"))?;
+        if let Some(share) = new_share {
+            hs.own_shares = vec![share];
+        }
         let ch1 = std::mem::take(&mut hs.transcript);
         m13::write_transcript_message(&mut hs.transcript, m13::MESSAGE_HASH, &keys::hash(&ch1));
         m13::write_transcript_message(&mut hs.transcript, ty::SERVER_HELLO, &msg.body);
         let offer13 = Offer13 {
             versions: offer.versions.clone(),
-            key_shares: vec![(group.to_u16(), share.public().to_vec())],
+            key_shares: hs
+                .own_shares
+                .iter()
+                .map(|(g, s)| (g.to_u16(), s.public().to_vec()))
+                .collect(),
             cookie: sh.extensions.cookie.clone(),
         };
         let body = ClientHello::encode(
@@ -1345,7 +1361,6 @@ impl Conn13 {
             Some(&offer13),
         );
         m13::write_transcript_message(&mut hs.transcript, ty::CLIENT_HELLO, &body);
-        hs.own_shares = vec![(group, share)];
         self.next_message_seq = seq + 1;
         self.state = State::ClientAwaitServerHello;
         self.send_flight(
