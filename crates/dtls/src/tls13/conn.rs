@@ -1754,4 +1754,231 @@ mod tests {
             Some(Suite13::Aes128GcmSha256)
         );
     }
+
+    fn pair13() -> (Connection, Connection, Arc<Config>, Arc<Config>, Instant) {
+        let (client, server) = configs();
+        let (client, server) = (with_versions(&client, &BOTH), with_versions(&server, &BOTH));
+        let now = Instant::now();
+        let (c, s) = new_pair(client.clone(), server.clone(), now);
+        (c, s, client, server, now)
+    }
+
+    fn failure(conn: &mut Connection) -> Option<Error> {
+        while let Some(e) = conn.poll_event() {
+            if let Event::Failed(e) = e {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    fn drop_all(conn: &mut Connection) {
+        while conn.poll_transmit().is_some() {}
+    }
+
+    /// The server's first flight is lost, then tampered with before its retransmission:
+    /// the client refuses it with the named error. `index` picks the message.
+    fn client_refuses_tampered(msg_type: u8) -> Error {
+        let (mut c, mut s, _, _, now) = pair13();
+        deliver(&mut c, &mut s, now);
+        drop_all(&mut s);
+        let inner = s.v13.as_mut().expect("1.3 server");
+        let flight = inner.flight.as_mut().expect("server flight");
+        let m = flight
+            .messages
+            .iter_mut()
+            .find(|m| m.msg_type == msg_type)
+            .expect("message");
+        let last = m.body.len() - 1;
+        m.body[last] ^= 1;
+        let later = now + Duration::from_secs(1);
+        s.handle_timeout(later);
+        deliver(&mut s, &mut c, later);
+        failure(&mut c).expect("the client fails")
+    }
+
+    #[test]
+    fn a_tampered_server_finished_is_refused() {
+        assert_eq!(client_refuses_tampered(ty::FINISHED), Error::BadFinished);
+    }
+
+    #[test]
+    fn a_tampered_server_certificate_verify_is_refused() {
+        assert!(matches!(
+            client_refuses_tampered(ty::CERTIFICATE_VERIFY),
+            Error::BadSignature { .. } | Error::Decode { .. }
+        ));
+    }
+
+    #[test]
+    fn a_tampered_client_finished_is_refused_by_the_server() {
+        let (mut c, mut s, _, _, now) = pair13();
+        deliver(&mut c, &mut s, now);
+        deliver(&mut s, &mut c, now);
+        drop_all(&mut c);
+        let inner = c.v13.as_mut().expect("1.3 client");
+        let flight = inner.flight.as_mut().expect("client flight");
+        let fin = flight
+            .messages
+            .iter_mut()
+            .find(|m| m.msg_type == ty::FINISHED)
+            .expect("Finished");
+        fin.body[0] ^= 0x80;
+        let later = now + Duration::from_secs(1);
+        c.handle_timeout(later);
+        deliver(&mut c, &mut s, later);
+        assert_eq!(failure(&mut s), Some(Error::BadFinished));
+    }
+
+    #[test]
+    fn a_wrong_fingerprint_fails_in_both_roles() {
+        let (client, server) = configs();
+        let (client, server) = (with_versions(&client, &BOTH), with_versions(&server, &BOTH));
+        let stranger = crate::cert::Certificate::generate().expect("certificate");
+        let now = Instant::now();
+        let mut c = Connection::new(
+            client.clone(),
+            Role::Client,
+            PeerAuth::Fingerprint(stranger.fingerprint()),
+            b"s",
+            now,
+        );
+        let mut s = Connection::new(
+            server.clone(),
+            Role::Server,
+            PeerAuth::Fingerprint(client.certificate.fingerprint()),
+            b"c",
+            now,
+        );
+        deliver(&mut c, &mut s, now);
+        deliver(&mut s, &mut c, now);
+        assert_eq!(failure(&mut c), Some(Error::FingerprintMismatch));
+        let mut c = Connection::new(
+            client,
+            Role::Client,
+            PeerAuth::Fingerprint(server.certificate.fingerprint()),
+            b"s",
+            now,
+        );
+        let mut s = Connection::new(
+            server,
+            Role::Server,
+            PeerAuth::Fingerprint(stranger.fingerprint()),
+            b"c",
+            now,
+        );
+        for _ in 0..3 {
+            deliver(&mut c, &mut s, now);
+            deliver(&mut s, &mut c, now);
+        }
+        assert_eq!(failure(&mut s), Some(Error::FingerprintMismatch));
+    }
+
+    /// An ACK written with the peer's real keys but naming records we never sent, and a
+    /// flood of them, changes nothing and grows nothing.
+    #[test]
+    fn forged_and_flooded_acks_are_ignored() {
+        let (mut c, mut s, _, _, now) = pair13();
+        deliver(&mut c, &mut s, now);
+        drop_all(&mut s);
+        // Let the client read the server's flight without answering, so that it holds
+        // epoch-2 keys; use them to write ACKs the server will authenticate.
+        let inner_s = s.v13.as_mut().expect("1.3 server");
+        inner_s.transmit_flight(now, false).expect("re-send");
+        let mut first = Vec::new();
+        while let Some(d) = s.poll_transmit() {
+            first.push(d);
+        }
+        for d in &first {
+            c.handle_datagram(now, d);
+        }
+        // The client's flight is lost; the forged ACKs below take record numbers after
+        // it, and its re-send takes fresh ones again.
+        drop_all(&mut c);
+        let client = c.v13.as_mut().expect("1.3 client");
+        let bogus: Vec<(u64, u64)> = (0..4000u64).map(|i| (2, 1_000_000 + i)).collect();
+        let body = m13::encode_ack(&bogus);
+        for _ in 0..1000 {
+            let mut d = Vec::new();
+            client
+                .write_record(&mut d, 2, rec13::CONTENT_ACK, &body)
+                .expect("ACK record");
+            s.handle_datagram(now, &d);
+        }
+        let inner_s = s.v13.as_ref().expect("1.3 server");
+        let flight = inner_s.flight.as_ref().expect("flight kept");
+        assert!(!flight.is_acked(), "nothing we sent was acknowledged");
+        assert!(flight.sent.len() <= MAX_SENT_RECORDS);
+        assert!(inner_s.retransmit_at.is_some(), "our timer still runs");
+        assert!(!s.is_finished());
+        // The real flight still completes the handshake.
+        let later = now + Duration::from_secs(1);
+        c.handle_timeout(later);
+        for _ in 0..3 {
+            deliver(&mut c, &mut s, now);
+            deliver(&mut s, &mut c, now);
+        }
+        assert!(
+            c.is_connected() && s.is_connected(),
+            "{:?} {:?} {:?}",
+            failure(&mut c),
+            failure(&mut s),
+            s.stats()
+        );
+    }
+
+    #[test]
+    fn an_ack_of_part_of_a_flight_re_sends_only_the_rest() {
+        let (mut c, mut s, client, server, now) = pair13();
+        let _ = (client, server);
+        deliver(&mut c, &mut s, now);
+        let inner = s.v13.as_mut().expect("1.3 server");
+        let flight = inner.flight.as_mut().expect("flight");
+        // Acknowledge every record but the last one sent.
+        let numbers: Vec<(u16, u64)> = flight.sent.keys().copied().collect();
+        let (last, rest) = numbers.split_last().expect("records");
+        for &(e, q) in rest {
+            if let Some(&(m, a, b)) = flight.sent.get(&(e, q)) {
+                flight.messages[m].ack(a, b);
+            }
+        }
+        let &(m, a, b) = flight.sent.get(last).expect("last record");
+        assert!(!flight.is_acked());
+        let missing: Vec<_> = flight.messages.iter().map(|m| m.missing()).collect();
+        let expect: Vec<Vec<(usize, usize)>> = (0..missing.len())
+            .map(|i| if i == m { vec![(a as usize, b as usize)] } else { vec![] })
+            .collect();
+        assert_eq!(missing, expect);
+        drop_all(&mut s);
+        let later = now + Duration::from_secs(1);
+        s.handle_timeout(later);
+        let mut resent = 0;
+        while s.poll_transmit().is_some() {
+            resent += 1;
+        }
+        // One record re-sent (twice: a one-datagram re-send is sent redundantly).
+        assert_eq!(resent, 2);
+    }
+
+    #[test]
+    fn records_of_unknown_epochs_and_junk_are_dropped_and_counted() {
+        let (mut c, mut s, _, _, now) = pair13();
+        deliver(&mut c, &mut s, now);
+        let before = s.stats();
+        // Epoch 1 (0-RTT, never ours), epoch 3 before its keys, a connection id.
+        for first in [0x2d_u8, 0x2f, 0x3e] {
+            s.handle_datagram(now, &[first, 0, 1, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+        }
+        // A protected epoch-2 record with a garbage body.
+        s.handle_datagram(now, &[0x2e, 0, 1, 0, 20, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+        let after = s.stats();
+        assert!(after.wrong_epoch_records >= before.wrong_epoch_records + 2);
+        assert!(after.bad_mac_records > before.bad_mac_records);
+        assert!(!s.is_finished());
+        for _ in 0..3 {
+            deliver(&mut s, &mut c, now);
+            deliver(&mut c, &mut s, now);
+        }
+        assert!(c.is_connected() && s.is_connected());
+    }
 }
