@@ -123,7 +123,12 @@ fn junk_floods_never_panic_or_stop_a_13_handshake() {
         pump(&mut s, &mut c, now, |_| {});
         pump(&mut c, &mut s, now, |_| {});
     }
-    assert!(c.is_connected() && s.is_connected(), "{:?} {:?}", failure(&mut c), failure(&mut s));
+    assert!(
+        c.is_connected() && s.is_connected(),
+        "{:?} {:?}",
+        failure(&mut c),
+        failure(&mut s)
+    );
     junk(&mut s, 3000);
     junk(&mut c, 3000);
     assert!(c.is_connected() && s.is_connected());

@@ -108,7 +108,10 @@ fn matrix_13_large_certificate() {
 #[test]
 fn matrix_13_duplication_and_reordering() {
     check(
-        disorder_matrix().into_iter().map(Scenario::dtls13).collect(),
+        disorder_matrix()
+            .into_iter()
+            .map(Scenario::dtls13)
+            .collect(),
         |_| Some(1.0),
     );
 }

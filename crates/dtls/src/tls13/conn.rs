@@ -55,6 +55,10 @@ const MAX_DEFERRED_RECORD_LEN: usize = 2048;
 /// How long we wait after the first record of an incomplete flight before ACKing it: long
 /// enough that a burst of datagrams is acknowledged in one ACK, short against the RTO.
 const ACK_DELAY: Duration = Duration::from_millis(20);
+/// After an ACK that leaves gaps, the missing records are re-sent this much later, so that
+/// the other ACK datagrams of the same burst are read first and nothing they acknowledge
+/// is sent again.
+const ACK_RESEND_DELAY: Duration = Duration::from_millis(2);
 /// Flights of at most this many datagrams are sent twice when retransmitted (as in 1.2).
 const REDUNDANT_FLIGHT_DATAGRAMS: usize = 2;
 
@@ -179,8 +183,8 @@ impl OutMessage {
 #[derive(Debug, Default)]
 struct Flight {
     messages: Vec<OutMessage>,
-    /// (epoch, record sequence) -> (message index, byte range), for ACKs.
-    sent: BTreeMap<(u16, u64), (usize, u32, u32)>,
+    /// (epoch, record sequence) -> (message index, byte range, when sent), for ACKs.
+    sent: BTreeMap<(u16, u64), (usize, u32, u32, Instant)>,
     sent_order: VecDeque<(u16, u64)>,
     /// Retransmitted on our timer (everything but a HelloRetryRequest).
     timed: bool,
@@ -199,13 +203,13 @@ impl Flight {
         self.messages.iter().all(OutMessage::is_acked)
     }
 
-    fn remember(&mut self, epoch: u16, seq: u64, msg: usize, start: u32, end: u32) {
+    fn remember(&mut self, epoch: u16, seq: u64, msg: usize, range: (u32, u32), at: Instant) {
         if self.sent_order.len() == MAX_SENT_RECORDS {
             if let Some(old) = self.sent_order.pop_front() {
                 self.sent.remove(&old);
             }
         }
-        self.sent.insert((epoch, seq), (msg, start, end));
+        self.sent.insert((epoch, seq), (msg, range.0, range.1, at));
         self.sent_order.push_back((epoch, seq));
     }
 }
@@ -282,6 +286,8 @@ pub(crate) struct Conn13 {
     flight: Option<Flight>,
     last_transmission: Option<Instant>,
     retransmit_at: Option<Instant>,
+    /// A re-send of what a partial ACK showed missing.
+    resend_at: Option<Instant>,
     retain_until: Option<Instant>,
     rtt_probe: Option<Instant>,
     timer: RetransmitTimer,
@@ -372,6 +378,7 @@ impl Conn13 {
             flight: None,
             last_transmission: None,
             retransmit_at: None,
+            resend_at: None,
             retain_until: None,
             rtt_probe: None,
             timer: h.timer,
@@ -460,10 +467,16 @@ impl Conn13 {
             return None;
         }
         let deadline = (self.state != State::Connected).then_some(self.deadline);
-        [deadline, self.retransmit_at, self.retain_until, self.ack_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            deadline,
+            self.retransmit_at,
+            self.resend_at,
+            self.retain_until,
+            self.ack_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(crate) fn close(&mut self) {
@@ -501,6 +514,17 @@ impl Conn13 {
             if let Err(e) = self.send_ack(now) {
                 self.fail(e);
                 return;
+            }
+        }
+        if self.resend_at.is_some_and(|t| now >= t) {
+            self.resend_at = None;
+            if self.flight.as_ref().is_some_and(|f| !f.is_acked()) {
+                self.stats.repeat_retransmissions += 1;
+                self.rtt_probe = None;
+                if let Err(e) = self.transmit_flight(now, true) {
+                    self.fail(e);
+                    return;
+                }
             }
         }
         if self.retransmit_at.is_some_and(|t| now >= t) {
@@ -759,7 +783,9 @@ impl Conn13 {
         };
         let overhead = self.overhead(epoch) + 2;
         let per_record = (self.config.max_datagram_size.saturating_sub(overhead) / 16).max(1);
-        let numbers = self.to_ack.clone();
+        // Newest first: if only the first ACK datagram arrives, it tells the sender about
+        // its latest transmission, which older ACKs did not cover.
+        let numbers: Vec<(u64, u64)> = self.to_ack.iter().rev().copied().collect();
         let mut datagram = Vec::with_capacity(self.config.max_datagram_size);
         for chunk in numbers.chunks(per_record) {
             let body = m13::encode_ack(chunk);
@@ -786,41 +812,49 @@ impl Conn13 {
             return Ok(());
         };
         let mut newly = false;
+        // Every record has its own number, re-sends included, so an ACK is an RTT sample
+        // without Karn's ambiguity: the newest record it newly acknowledges.
+        let mut newest_sent: Option<Instant> = None;
         for (epoch, seq) in numbers {
             let Ok(epoch) = u16::try_from(epoch) else {
                 continue;
             };
-            if let Some(&(msg, start, end)) = flight.sent.get(&(epoch, seq)) {
+            if let Some(&(msg, start, end, at)) = flight.sent.get(&(epoch, seq)) {
                 if let Some(m) = flight.messages.get_mut(msg) {
                     let before = m.acked.clone();
                     let was = m.is_acked();
                     m.ack(start, end);
-                    newly |= m.acked != before || (!was && m.is_acked());
+                    if m.acked != before || (!was && m.is_acked()) {
+                        newly = true;
+                        newest_sent = newest_sent.max(Some(at));
+                    }
                 }
             }
         }
         if !newly {
             return Ok(());
         }
-        if flight.is_acked() {
-            if let Some(sent) = self.rtt_probe.take() {
-                self.timer
-                    .on_rtt_sample(now.saturating_duration_since(sent));
-            }
+        let acked_all = flight.is_acked();
+        if let Some(at) = newest_sent {
+            self.timer
+                .on_rtt_sample(now.saturating_duration_since(at).saturating_sub(ACK_DELAY));
+            self.rtt_probe = None;
+        }
+        if acked_all {
             self.on_flight_acked(now);
             return Ok(());
         }
         // Part of the flight arrived: the path is alive. Re-send what is missing now
-        // rather than at the timer, at most once per half round trip.
+        // rather than at the timer (once the rest of this burst of ACKs is read), at most
+        // once per half round trip.
         self.peer_progress = true;
         let spacing = self.timer.repeat_spacing();
-        if self
-            .last_transmission
-            .is_some_and(|t| now.saturating_duration_since(t) >= spacing)
+        if self.resend_at.is_none()
+            && self
+                .last_transmission
+                .is_some_and(|t| now.saturating_duration_since(t) >= spacing)
         {
-            self.rtt_probe = None;
-            self.stats.repeat_retransmissions += 1;
-            self.transmit_flight(now, false)?;
+            self.resend_at = Some(now + ACK_RESEND_DELAY);
         }
         Ok(())
     }
@@ -829,6 +863,7 @@ impl Conn13 {
     /// done with; a server's flight stays until the client's answers it.
     fn on_flight_acked(&mut self, _now: Instant) {
         self.retransmit_at = None;
+        self.resend_at = None;
         if self.state == State::Connected && self.role == Role::Client {
             self.flight = None;
             self.retain_until = None;
@@ -1450,6 +1485,7 @@ impl Conn13 {
         self.flight = None;
         self.hs = None;
         self.retransmit_at = None;
+        self.resend_at = None;
         self.retain_until = None;
         self.ack_at = None;
         self.reassembler.clear();
@@ -1537,7 +1573,7 @@ impl Conn13 {
             self.retransmit_at = None;
             return Ok(());
         };
-        let result = self.packetize(&mut flight);
+        let result = self.packetize(&mut flight, now);
         let datagrams = match result {
             Ok(n) => n,
             Err(e) => {
@@ -1550,7 +1586,7 @@ impl Conn13 {
             && datagrams <= REDUNDANT_FLIGHT_DATAGRAMS
             && datagrams > 0
         {
-            let again = self.packetize(&mut flight);
+            let again = self.packetize(&mut flight, now);
             if let Err(e) = again {
                 self.flight = Some(flight);
                 return Err(e);
@@ -1563,7 +1599,7 @@ impl Conn13 {
         Ok(())
     }
 
-    fn packetize(&mut self, flight: &mut Flight) -> Result<usize, Error> {
+    fn packetize(&mut self, flight: &mut Flight, now: Instant) -> Result<usize, Error> {
         let max = self.config.max_datagram_size;
         let mut written = 0;
         let mut datagram: Vec<u8> = Vec::with_capacity(max);
@@ -1617,7 +1653,13 @@ impl Conn13 {
                         rec13::CONTENT_HANDSHAKE,
                         &fragment,
                     )?;
-                    flight.remember(epoch, seq, index, offset as u32, (offset + len) as u32);
+                    flight.remember(
+                        epoch,
+                        seq,
+                        index,
+                        (offset as u32, (offset + len) as u32),
+                        now,
+                    );
                     offset += len;
                     if offset >= end {
                         break;
@@ -1938,15 +1980,21 @@ mod tests {
         let numbers: Vec<(u16, u64)> = flight.sent.keys().copied().collect();
         let (last, rest) = numbers.split_last().expect("records");
         for &(e, q) in rest {
-            if let Some(&(m, a, b)) = flight.sent.get(&(e, q)) {
+            if let Some(&(m, a, b, _)) = flight.sent.get(&(e, q)) {
                 flight.messages[m].ack(a, b);
             }
         }
-        let &(m, a, b) = flight.sent.get(last).expect("last record");
+        let &(m, a, b, _) = flight.sent.get(last).expect("last record");
         assert!(!flight.is_acked());
         let missing: Vec<_> = flight.messages.iter().map(|m| m.missing()).collect();
         let expect: Vec<Vec<(usize, usize)>> = (0..missing.len())
-            .map(|i| if i == m { vec![(a as usize, b as usize)] } else { vec![] })
+            .map(|i| {
+                if i == m {
+                    vec![(a as usize, b as usize)]
+                } else {
+                    vec![]
+                }
+            })
             .collect();
         assert_eq!(missing, expect);
         drop_all(&mut s);
@@ -1967,10 +2015,21 @@ mod tests {
         let before = s.stats();
         // Epoch 1 (0-RTT, never ours), epoch 3 before its keys, a connection id.
         for first in [0x2d_u8, 0x2f, 0x3e] {
-            s.handle_datagram(now, &[first, 0, 1, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+            s.handle_datagram(
+                now,
+                &[
+                    first, 0, 1, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+                    18, 19, 20,
+                ],
+            );
         }
         // A protected epoch-2 record with a garbage body.
-        s.handle_datagram(now, &[0x2e, 0, 1, 0, 20, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]);
+        s.handle_datagram(
+            now,
+            &[
+                0x2e, 0, 1, 0, 20, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+            ],
+        );
         let after = s.stats();
         assert!(after.wrong_epoch_records >= before.wrong_epoch_records + 2);
         assert!(after.bad_mac_records > before.bad_mac_records);

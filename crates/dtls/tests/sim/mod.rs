@@ -6,8 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice_dtls::{
-    Certificate, Config, Connected, Connection, DtlsVersion, Error, Event, PeerAuth, Recovery,
-    Role,
+    Certificate, Config, Connected, Connection, DtlsVersion, Error, Event, PeerAuth, Recovery, Role,
 };
 use sluice_netsim::dtls_view;
 use sluice_netsim::sim::{Endpoint, Pair};
@@ -77,7 +76,9 @@ pub enum Flight {
 
 /// True when a datagram starts with a DTLS 1.3 unified header (a protected record).
 pub fn starts_protected(datagram: &[u8]) -> bool {
-    datagram.first().is_some_and(|b| b & 0b1110_0000 == 0b0010_0000)
+    datagram
+        .first()
+        .is_some_and(|b| b & 0b1110_0000 == 0b0010_0000)
 }
 
 impl Flight {
@@ -199,8 +200,7 @@ impl Endpoint for Peer {
             }
             let hello_now = self.hello_sent_at == Some(self.now);
             if let Some(t) = self.targeted.as_mut() {
-                if t.flight.matches(&d, hello_now) && t.first_sent.is_none_or(|at| at == self.now)
-                {
+                if t.flight.matches(&d, hello_now) && t.first_sent.is_none_or(|at| at == self.now) {
                     t.first_sent = Some(self.now);
                     t.dropped += 1;
                     continue;
