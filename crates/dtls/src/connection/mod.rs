@@ -953,12 +953,16 @@ pub(super) mod test_support {
     use super::*;
     use crate::cert::Certificate;
 
+    /// DTLS 1.2 configurations (the role modules test the 1.2 handshake).
     pub(crate) fn configs() -> (Arc<Config>, Arc<Config>) {
-        let client = Certificate::generate().expect("certificate");
-        let server = Certificate::generate().expect("certificate");
+        let config = |cert: Certificate| {
+            let mut c = Config::new(Arc::new(cert));
+            c.versions = vec![DtlsVersion::Dtls12];
+            Arc::new(c)
+        };
         (
-            Arc::new(Config::new(Arc::new(client))),
-            Arc::new(Config::new(Arc::new(server))),
+            config(Certificate::generate().expect("certificate")),
+            config(Certificate::generate().expect("certificate")),
         )
     }
 

@@ -162,8 +162,10 @@ mod retransmission_count_tests {
         let start = Instant::now();
         let client_cert = Arc::new(Certificate::generate().expect("certificate"));
         let server_cert = Arc::new(Certificate::generate().expect("certificate"));
+        let mut client_config = Config::new(client_cert.clone());
+        client_config.versions = vec![DtlsVersion::Dtls12];
         let client = Connection::new(
-            Arc::new(Config::new(client_cert.clone())),
+            Arc::new(client_config),
             Role::Client,
             PeerAuth::Fingerprint(server_cert.fingerprint()),
             b"server",
@@ -171,6 +173,7 @@ mod retransmission_count_tests {
         );
         let mut server_config = Config::new(server_cert);
         server_config.initial_rto = server_rto;
+        server_config.versions = vec![DtlsVersion::Dtls12];
         let server = Connection::new(
             Arc::new(server_config),
             Role::Server,

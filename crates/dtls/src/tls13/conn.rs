@@ -2040,4 +2040,28 @@ mod tests {
         }
         assert!(c.is_connected() && s.is_connected());
     }
+
+    /// The server's ACK of the client's final flight is lost: the client's timer repeats
+    /// its flight (with fresh record numbers), the server, connected long since, still
+    /// reads epoch 2 and ACKs again, and the client stops.
+    #[test]
+    fn a_lost_final_ack_is_answered_by_a_repeat_and_a_second_ack() {
+        let (mut c, mut s, _, _, now) = pair13();
+        deliver(&mut c, &mut s, now);
+        deliver(&mut s, &mut c, now);
+        deliver(&mut c, &mut s, now);
+        assert!(s.is_connected() && c.is_connected());
+        drop_all(&mut s);
+        let due = c
+            .poll_timeout()
+            .expect("the client's final flight is timed");
+        c.handle_timeout(due);
+        assert_eq!(c.stats().timer_retransmissions, 1);
+        deliver(&mut c, &mut s, due);
+        assert_eq!(s.stats().final_flight_retransmissions, 1, "re-ACKed");
+        deliver(&mut s, &mut c, due);
+        let inner = c.v13.as_ref().expect("1.3 client");
+        assert!(inner.flight.is_none(), "acknowledged at last");
+        assert!(inner.retransmit_at.is_none());
+    }
 }
