@@ -269,7 +269,11 @@ fn a_hello_with_only_a_post_quantum_share_gets_a_hello_retry_request_for_x25519(
     let d = fragment_record(&hello, 0, 0, hello.len());
     s.handle_datagram(Instant::now(), &d[..]);
     let (random, suite, versions, key_share) = server_hello_13(&mut s).expect("a ServerHello");
-    assert_eq!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "a HelloRetryRequest");
+    assert_eq!(
+        random[..4],
+        HELLO_RETRY_RANDOM_PREFIX,
+        "a HelloRetryRequest"
+    );
     assert_eq!(suite, 0x1301);
     assert_eq!(versions, vec![0xfe, 0xfc]);
     assert_eq!(key_share, vec![0, 29], "asks for X25519");

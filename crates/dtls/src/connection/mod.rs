@@ -1,4 +1,5 @@
-//! One DTLS 1.2 connection, client or server: the sans-IO state machine.
+//! One DTLS connection, client or server: the sans-IO state machine (DTLS 1.2 here; once
+//! DTLS 1.3 is negotiated, `crate::tls13::conn` takes over behind the same API).
 //!
 //! This module holds what every connection has (the public API, the record layer's
 //! dispatch, message ordering, completion and failure); `client` and `server` hold each
@@ -226,7 +227,7 @@ struct Handshake {
 const MAX_DEFERRED_RECORDS: usize = 8;
 const MAX_DEFERRED_RECORD_LEN: usize = 2048;
 
-/// A DTLS 1.2 connection for DTLS-SRTP. Drive it as the crate documentation shows.
+/// A DTLS 1.3 or 1.2 connection for DTLS-SRTP. Drive it as the crate documentation shows.
 pub struct Connection {
     config: Arc<Config>,
     role: Role,

@@ -32,6 +32,39 @@ impl Connection {
                 .contains(&crate::tls13::messages::DTLS_1_3)
         {
             // 1.3 is preferred whenever both sides speak it; the 1.3 engine answers.
+            if self.config.hello_verify {
+                let valid = ch.extensions.cookie.as_deref().and_then(|c| {
+                    crate::tls13::conn::check_cookie(&self.config, &self.peer_address, c)
+                        .map(|(hash, group)| (hash, group, c.to_vec()))
+                });
+                let Some((ch1_hash, group, cookie)) = valid else {
+                    // Address validation: a HelloRetryRequest with a cookie, no state.
+                    let hrr = crate::tls13::conn::stateless_retry(
+                        &self.config,
+                        &self.peer_address,
+                        msg,
+                        &ch,
+                    )?;
+                    self.mark_peer_flight(msg.message_seq);
+                    return self.send_flight(
+                        now,
+                        Flight {
+                            items: vec![FlightItem::Handshake {
+                                msg_type: HandshakeType::ServerHello,
+                                message_seq: 0,
+                                epoch: 0,
+                                body: hrr,
+                            }],
+                            timed: false,
+                        },
+                    );
+                };
+                let handover = self.handover();
+                let v13 =
+                    Conn13::server_after_retry(handover, now, msg, &ch, ch1_hash, group, &cookie)?;
+                self.v13 = Some(Box::new(v13));
+                return Ok(());
+            }
             let handover = self.handover();
             let v13 = Conn13::server(handover, now, msg, &ch)?;
             self.v13 = Some(Box::new(v13));

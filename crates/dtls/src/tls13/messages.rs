@@ -33,7 +33,7 @@ pub(crate) fn encode_server_hello(
     random: &[u8; 32],
     session_id_echo: &[u8],
     suite: u16,
-    key_share: KeyShareField<'_>,
+    key_share: Option<KeyShareField<'_>>,
     cookie: Option<&[u8]>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
@@ -44,15 +44,17 @@ pub(crate) fn encode_server_hello(
     out.push(0);
     let mut exts = Vec::new();
     push_ext(&mut exts, ext::SUPPORTED_VERSIONS, &DTLS_1_3.to_be_bytes());
-    let mut ks = Vec::new();
-    match key_share {
-        KeyShareField::Share(group, public) => {
-            put_u16(&mut ks, group);
-            put_vec16(&mut ks, public);
+    if let Some(key_share) = key_share {
+        let mut ks = Vec::new();
+        match key_share {
+            KeyShareField::Share(group, public) => {
+                put_u16(&mut ks, group);
+                put_vec16(&mut ks, public);
+            }
+            KeyShareField::Retry(group) => put_u16(&mut ks, group),
         }
-        KeyShareField::Retry(group) => put_u16(&mut ks, group),
+        push_ext(&mut exts, ext::KEY_SHARE, &ks);
     }
-    push_ext(&mut exts, ext::KEY_SHARE, &ks);
     if let Some(cookie) = cookie {
         let mut c = Vec::new();
         put_vec16(&mut c, cookie);
