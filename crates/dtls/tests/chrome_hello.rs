@@ -196,7 +196,9 @@ fn built_chrome_like_hello_fragmented_and_overlapping_negotiates_dtls_1_2() {
 
 /// The ServerHello of a DTLS 1.3 answer: (random, suite, supported_versions value,
 /// key_share extension data).
-fn server_hello_13(conn: &mut Connection) -> Option<([u8; 32], u16, Vec<u8>, Vec<u8>)> {
+type Hello13 = ([u8; 32], u16, Vec<u8>, Vec<u8>);
+
+fn server_hello_13(conn: &mut Connection) -> Option<Hello13> {
     let mut body = None;
     while let Some(d) = conn.poll_transmit() {
         for r in dtls_view::records(&d).map_while(Result::ok) {

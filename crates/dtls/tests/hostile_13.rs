@@ -37,7 +37,7 @@ fn failure(c: &mut Connection) -> Option<Error> {
     out
 }
 
-fn pump(from: &mut Connection, to: &mut Connection, now: Instant, tamper: impl Fn(&mut Vec<u8>)) {
+fn pump(from: &mut Connection, to: &mut Connection, now: Instant, tamper: impl Fn(&mut [u8])) {
     while let Some(mut d) = from.poll_transmit() {
         tamper(&mut d);
         to.handle_datagram(now, &d);
@@ -46,7 +46,7 @@ fn pump(from: &mut Connection, to: &mut Connection, now: Instant, tamper: impl F
 
 /// Rewrites DTLS 1.3 (fe fc) to 1.2 (fe fd) inside the supported_versions extension of a
 /// plaintext ClientHello, as an attacker stripping 1.3 from the offer would.
-fn strip_13_offer(d: &mut Vec<u8>) {
+fn strip_13_offer(d: &mut [u8]) {
     let mut i = 0;
     while i + 7 <= d.len() {
         // extension 43, data length 5, list length 4, fe fc

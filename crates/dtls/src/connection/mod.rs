@@ -654,8 +654,6 @@ impl Connection {
         }
     }
 
-    /// The peer sent a message we already processed. If it belongs to its previous flight,
-    /// our answer was lost: re-send it now rather than waiting for our timer.
     // ---- messages ----
 
     fn process_messages(&mut self, now: Instant) -> Result<(), Error> {

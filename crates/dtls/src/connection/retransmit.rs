@@ -30,6 +30,8 @@ impl Connection {
         Ok(())
     }
 
+    /// The peer sent a message we already processed. If it belongs to its previous flight,
+    /// our answer was lost: re-send it now rather than waiting for our timer.
     pub(super) fn on_peer_retransmission(
         &mut self,
         now: Instant,
