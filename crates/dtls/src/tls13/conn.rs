@@ -831,7 +831,6 @@ impl Conn13 {
     ) -> Result<(), Error> {
         let mut r = Reader::new(body);
         let mut repeat = None;
-        let mut new_bytes = false;
         while !r.is_empty() {
             let Some(header) = FragmentHeader::parse(&mut r) else {
                 self.stats.malformed_records += 1;
@@ -844,14 +843,14 @@ impl Conn13 {
             };
             if self.state == State::Connected && header.message_seq >= self.reassembler.next_seq() {
                 // No post-handshake messages are ours to read (no KeyUpdate, no tickets
-                // for a server without resumption): drop them.
+                // without resumption): drop them, but acknowledge the record below so the
+                // peer stops re-sending it.
                 self.stats.dropped_fragments += 1;
                 continue;
             }
             match self.reassembler.insert(epoch, &header, fragment)? {
-                FragmentOutcome::Accepted { new_bytes: n } => {
-                    self.peer_progress |= n;
-                    new_bytes |= n;
+                FragmentOutcome::Accepted { new_bytes } => {
+                    self.peer_progress |= new_bytes;
                     if header.message_seq >= self.peer_flight_start {
                         self.implicit_ack();
                     }
@@ -866,7 +865,7 @@ impl Conn13 {
         // Every handshake record we read is acknowledged, including repeats: a repeat
         // means the peer did not get our ACK (or our next flight).
         if epoch != 0 || self.role == Role::Client {
-            self.note_for_ack(now, epoch, record_seq, new_bytes);
+            self.note_for_ack(now, epoch, record_seq);
         }
         if let Some(message_seq) = repeat {
             self.on_peer_repeat(now, message_seq)?;
@@ -889,7 +888,7 @@ impl Conn13 {
         }
     }
 
-    fn note_for_ack(&mut self, now: Instant, epoch: u16, seq: u64, _new: bool) {
+    fn note_for_ack(&mut self, now: Instant, epoch: u16, seq: u64) {
         let number = (u64::from(epoch), seq);
         if self.to_ack.len() < MAX_ACK_RECORDS && !self.to_ack.contains(&number) {
             self.to_ack.push(number);
@@ -1577,9 +1576,11 @@ impl Conn13 {
         self.deferred = Vec::new();
         // Keeps next_seq, so late repeats are still recognised as repeats.
         self.reassembler.clear();
-        if self.config.recovery.retain_final_flight {
+        // The client re-sends its final flight until it is acknowledged, for at most the
+        // retention time; the server keeps reading epoch 2 as long to ACK late repeats.
+        if self.config.recovery.retain_final_flight || self.role == Role::Client {
             self.retain_until = Some(now + self.config.final_flight_retention);
-        } else if self.role == Role::Server {
+        } else {
             self.hs_read = None;
         }
         if self.role == Role::Server {
