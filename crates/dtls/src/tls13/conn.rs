@@ -110,6 +110,10 @@ struct OutMessage {
     acked: Vec<(u32, u32)>,
     /// An empty message is acknowledged as a whole.
     empty_acked: bool,
+    /// Where its first transmission cut it. Re-sends cut at the same offsets (and never
+    /// merge two original fragments into one), because some stacks reassemble only
+    /// fragments that match the ones they have seen (dimpl, docs/dtls.md).
+    cuts: Option<Vec<u32>>,
 }
 
 impl OutMessage {
@@ -121,6 +125,7 @@ impl OutMessage {
             body,
             acked: Vec::new(),
             empty_acked: false,
+            cuts: None,
         }
     }
 
@@ -1737,7 +1742,7 @@ impl Conn13 {
         let mut written = 0;
         let mut datagram: Vec<u8> = Vec::with_capacity(max);
         for index in 0..flight.messages.len() {
-            let (msg_type, message_seq, epoch, total, missing) = {
+            let (msg_type, message_seq, epoch, total, missing, cuts) = {
                 let m = &flight.messages[index];
                 (
                     m.msg_type,
@@ -1745,8 +1750,12 @@ impl Conn13 {
                     m.epoch,
                     m.body.len(),
                     m.missing(),
+                    m.cuts.clone(),
                 )
             };
+            let first_transmission = cuts.is_none();
+            let cuts = cuts.unwrap_or_default();
+            let mut new_cuts = Vec::new();
             let overhead = self.overhead(epoch) + HANDSHAKE_HEADER_LEN;
             if overhead + 1 > max {
                 return Err(Error::Crypto("datagram size below record overhead"));
@@ -1754,11 +1763,20 @@ impl Conn13 {
             for (start, end) in missing {
                 let mut offset = start;
                 loop {
-                    let remaining = end - offset;
+                    // A re-send goes up to the next original cut, whole if it can.
+                    let piece_end = cuts
+                        .iter()
+                        .map(|&c| c as usize)
+                        .find(|&c| c > offset && c < end)
+                        .unwrap_or(end);
+                    let remaining = piece_end - offset;
                     let space = max.saturating_sub(datagram.len() + overhead);
-                    if !datagram.is_empty()
-                        && (space == 0 || (space < remaining && space < MIN_FRAGMENT))
-                    {
+                    let too_small = if first_transmission {
+                        space < remaining && space < MIN_FRAGMENT
+                    } else {
+                        space < remaining
+                    };
+                    if !datagram.is_empty() && (space == 0 || too_small) {
                         self.transmits
                             .push_back(std::mem::replace(&mut datagram, Vec::with_capacity(max)));
                         written += 1;
@@ -1793,10 +1811,18 @@ impl Conn13 {
                         (offset as u32, (offset + len) as u32),
                         now,
                     );
+                    if first_transmission && offset > 0 {
+                        new_cuts.push(offset as u32);
+                    }
                     offset += len;
                     if offset >= end {
                         break;
                     }
+                }
+            }
+            if let Some(m) = flight.messages.get_mut(index) {
+                if m.cuts.is_none() {
+                    m.cuts = Some(new_cuts);
                 }
             }
         }
