@@ -111,7 +111,7 @@ impl Connection {
             // Our ClientHello is answered: the 1.2 engine stops re-sending it.
             self.flight = None;
             self.retransmit_at = None;
-            self.v13 = Some(Box::new(v13));
+            self.adopt_13(v13);
             return Ok(());
         }
         if !sh.extensions.supported_versions.is_empty() {

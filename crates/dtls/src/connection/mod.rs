@@ -765,8 +765,19 @@ impl Connection {
         }
     }
 
-    /// Everything the 1.3 engine takes over when 1.3 is negotiated.
+    /// The 1.3 engine owns the connection from now on; the 1.2 handshake state goes.
+    fn adopt_13(&mut self, v13: Conn13) {
+        self.v13 = Some(Box::new(v13));
+        self.hs = None;
+        self.flight = None;
+        self.retransmit_at = None;
+    }
+
+    /// Everything the 1.3 engine takes over when 1.3 is negotiated. The 1.2 handshake
+    /// state is freed: from here on this engine only forwards.
     fn handover(&mut self) -> Handover {
+        self.deferred = Vec::new();
+        self.transmits = VecDeque::new();
         Handover {
             config: self.config.clone(),
             role: self.role,

@@ -62,12 +62,12 @@ impl Connection {
                 let handover = self.handover();
                 let v13 =
                     Conn13::server_after_retry(handover, now, msg, &ch, ch1_hash, group, &cookie)?;
-                self.v13 = Some(Box::new(v13));
+                self.adopt_13(v13);
                 return Ok(());
             }
             let handover = self.handover();
             let v13 = Conn13::server(handover, now, msg, &ch)?;
-            self.v13 = Some(Box::new(v13));
+            self.adopt_13(v13);
             return Ok(());
         }
         if !self.config.speaks_12() {
