@@ -120,3 +120,8 @@ fn matrix_13_duplication_and_reordering() {
 fn matrix_13_every_flight_lost_once_including_the_ack() {
     check(targeted_matrix_13(), |_| Some(1.0));
 }
+
+#[test]
+fn matrix_13_after_a_hello_retry_request() {
+    check(retry_matrix_13(), requirement_13);
+}

@@ -243,6 +243,9 @@ pub struct Scenario {
     pub recovery: Recovery,
     /// The versions both sides enable.
     pub versions: Vec<DtlsVersion>,
+    /// The server's groups, when not the default (P-256 only forces a 1.3 client, whose
+    /// share is X25519, through a HelloRetryRequest).
+    pub server_groups: Option<Vec<sluice_dtls::NamedGroup>>,
 }
 
 impl Scenario {
@@ -260,6 +263,7 @@ impl Scenario {
             hello_verify: false,
             recovery: Recovery::FULL,
             versions: vec![DtlsVersion::Dtls12],
+            server_groups: None,
         }
     }
 
@@ -332,8 +336,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         b"server",
         start,
     );
+    let server_config = match &scenario.server_groups {
+        Some(groups) => {
+            let mut c = (*config(server_cert)).clone();
+            c.groups = groups.clone();
+            Arc::new(c)
+        }
+        None => config(server_cert),
+    };
     let server = Connection::new(
-        config(server_cert),
+        server_config,
         Role::Server,
         PeerAuth::Fingerprint(client_cert.fingerprint()),
         b"127.0.0.1:5000",
@@ -616,25 +628,74 @@ pub fn matrix_13() -> Vec<Scenario> {
         .chain(disorder_matrix())
         .map(Scenario::dtls13)
         .collect();
+    out.extend(retry_matrix_13());
     out.extend(targeted_matrix_13());
     out
 }
 
-/// Each DTLS 1.3 flight (the ACK included) lost once.
-pub fn targeted_matrix_13() -> Vec<Scenario> {
+/// Random loss with a HelloRetryRequest first: for a group (the server has only P-256),
+/// or with a cookie (address validation).
+pub fn retry_matrix_13() -> Vec<Scenario> {
     let mut out = Vec::new();
-    for large in [false, true] {
-        for flight in Flight::ALL_13 {
+    for (retry, hello_verify, server_groups) in [
+        (
+            "retry for P-256",
+            false,
+            Some(vec![sluice_dtls::NamedGroup::P256]),
+        ),
+        ("retry with a cookie", true, None),
+    ] {
+        for (large, loss) in [(false, 0.3), (true, 0.5)] {
             let mut s = Scenario::new(format!(
-                "lose {:?} once, {} leaf, 200 B",
-                flight,
+                "{} leaf, 200 B datagrams, loss {} %, re-cut, {retry}",
                 if large { "7 KB" } else { "P-256" },
+                (loss * 100.0) as u32
             ))
             .dtls13();
             s.large_certificate = large;
             s.max_datagram_size = 200;
-            s.targeted = Some(flight);
+            s.loss = Loss::Random(loss);
+            s.recut = true;
+            s.hello_verify = hello_verify;
+            s.server_groups = server_groups.clone();
             out.push(s);
+        }
+    }
+    out
+}
+
+/// Each DTLS 1.3 flight (the ACK included) lost once; then the same with a
+/// HelloRetryRequest first (for a group, or for address validation with a cookie), where
+/// "ServerHelloToFinished13" is the retry request.
+pub fn targeted_matrix_13() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for (retry, hello_verify, server_groups) in [
+        ("", false, None),
+        (
+            ", retry for P-256",
+            false,
+            Some(vec![sluice_dtls::NamedGroup::P256]),
+        ),
+        (", retry with a cookie", true, None),
+    ] {
+        for large in [false, true] {
+            if !retry.is_empty() && large {
+                continue;
+            }
+            for flight in Flight::ALL_13 {
+                let mut s = Scenario::new(format!(
+                    "lose {:?} once, {} leaf, 200 B{retry}",
+                    flight,
+                    if large { "7 KB" } else { "P-256" },
+                ))
+                .dtls13();
+                s.large_certificate = large;
+                s.max_datagram_size = 200;
+                s.targeted = Some(flight);
+                s.hello_verify = hello_verify;
+                s.server_groups = server_groups.clone();
+                out.push(s);
+            }
         }
     }
     out
