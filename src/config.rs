@@ -338,6 +338,46 @@ impl<'de> Deserialize<'de> for DtlsRole {
     }
 }
 
+/// One entry of `dtls.versions`: `"1.3"` or `"1.2"` (quoted or not: YAML reads an
+/// unquoted 1.3 as a number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsVersionSetting {
+    Dtls12,
+    Dtls13,
+}
+
+impl DtlsVersionSetting {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dtls12 => "1.2",
+            Self::Dtls13 => "1.3",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DtlsVersionSetting {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = DtlsVersionSetting;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a DTLS version, 1.3 or 1.2")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "1.3" => Ok(DtlsVersionSetting::Dtls13),
+                    "1.2" => Ok(DtlsVersionSetting::Dtls12),
+                    _ => Err(E::custom(format!("expected 1.3 or 1.2, got {v:?}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                self.visit_str(&format!("{v}"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// `dtls`: the DTLS handshake engine's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -363,6 +403,8 @@ pub struct DtlsConfig {
     /// flight, final-flight retention. `false` switches all three off (fixed 1 s
     /// timer), for comparisons.
     pub recovery: bool,
+    /// Versions the engine speaks; 1.3 is preferred whenever both sides speak it.
+    pub versions: Vec<DtlsVersionSetting>,
 }
 
 impl Default for DtlsConfig {
@@ -378,6 +420,7 @@ impl Default for DtlsConfig {
             hello_verify: false,
             max_handshake_buffer_bytes: 65_536,
             recovery: true,
+            versions: vec![DtlsVersionSetting::Dtls13, DtlsVersionSetting::Dtls12],
         }
     }
 }
@@ -821,6 +864,13 @@ impl Config {
             MIN_HANDSHAKE_BUFFER_BYTES,
             MAX_HANDSHAKE_BUFFER_BYTES,
         );
+        if dtls.versions.is_empty() {
+            rules.fail("dtls.versions", "must name at least one version".to_owned());
+        }
+        let distinct: HashSet<_> = dtls.versions.iter().collect();
+        if distinct.len() != dtls.versions.len() {
+            rules.fail("dtls.versions", "names a version twice".to_owned());
+        }
         match (&dtls.certificate, &dtls.private_key) {
             (Some(_), None) => rules.fail(
                 "dtls.private_key",
@@ -1030,6 +1080,10 @@ mod tests {
         assert!(!config.dtls.hello_verify);
         assert_eq!(config.dtls.max_handshake_buffer_bytes, 65_536);
         assert!(config.dtls.recovery);
+        assert_eq!(
+            config.dtls.versions,
+            vec![DtlsVersionSetting::Dtls13, DtlsVersionSetting::Dtls12]
+        );
         assert_eq!(config.ice.consent_timeout(), Duration::from_secs(30));
         assert!(config.auth.is_development_mode());
         assert_eq!(config.limits.rooms, 1000);
@@ -1196,6 +1250,23 @@ mod tests {
     #[test]
     fn wrong_value_type_names_its_key() {
         assert_error("limits:\n  rooms: many\n", "limits.rooms: invalid type");
+    }
+
+    #[test]
+    fn dtls_versions_read_quoted_or_not_and_must_be_distinct() {
+        let config = Config::load_str("dtls:\n  versions: [1.2]\n").unwrap();
+        assert_eq!(config.dtls.versions, vec![DtlsVersionSetting::Dtls12]);
+        let config = Config::load_str("dtls:\n  versions: [\"1.3\", \"1.2\"]\n").unwrap();
+        assert_eq!(
+            config.dtls.versions,
+            vec![DtlsVersionSetting::Dtls13, DtlsVersionSetting::Dtls12]
+        );
+        assert_error("dtls:\n  versions: [1.1]\n", "dtls.versions");
+        assert_error("dtls:\n  versions: []\n", "dtls.versions: must name");
+        assert_error(
+            "dtls:\n  versions: [1.3, \"1.3\"]\n",
+            "dtls.versions: names",
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use sluice_dtls::{Certificate, Config, Connection, Event, PeerAuth, Role};
+use sluice_dtls::{Certificate, Config, Connection, DtlsVersion, Event, PeerAuth, Role};
 
 /// Datagrams one call may queue before the target calls it unbounded output: a flight
 /// of a handshake with small certificates is a handful of datagrams (sent twice when
@@ -136,11 +136,19 @@ pub struct Pair {
 impl Pair {
     /// Two engines with real certificates, each expecting the other's fingerprint.
     pub fn new(hello_verify: bool) -> Pair {
+        Pair::with_versions(hello_verify, &[DtlsVersion::Dtls12])
+    }
+
+    /// The same with the given versions enabled on both sides. With 1.3 the flights are
+    /// ClientHello, ServerHello..Finished, Certificate..Finished and the server's ACK.
+    pub fn with_versions(hello_verify: bool, versions: &[DtlsVersion]) -> Pair {
         let [client_cert, server_cert] = certificates().clone();
         let now = Instant::now();
         let mut server_config = Config::new(server_cert.clone());
         server_config.hello_verify = hello_verify;
-        let client_config = Config::new(client_cert.clone());
+        server_config.versions = versions.to_vec();
+        let mut client_config = Config::new(client_cert.clone());
+        client_config.versions = versions.to_vec();
         let max_datagram_size = client_config.max_datagram_size;
         let client = Connection::new(
             Arc::new(client_config),
@@ -174,7 +182,14 @@ impl Pair {
 
     /// A pair driven to `stage`.
     pub fn at(stage: Stage, hello_verify: bool) -> Pair {
-        let mut pair = Pair::new(hello_verify);
+        Pair::at_versions(stage, hello_verify, &[DtlsVersion::Dtls12])
+    }
+
+    /// A pair with `versions` driven to `stage`.
+    pub fn at_versions(stage: Stage, hello_verify: bool, versions: &[DtlsVersion]) -> Pair {
+        let mut pair = Pair::with_versions(hello_verify, versions);
+        // 1.3 negotiates before any HelloVerifyRequest: no extra flights.
+        let hello_verify = hello_verify && !versions.contains(&DtlsVersion::Dtls13);
         for _ in 0..stage.deliveries(hello_verify) {
             pair.deliver_next_flight();
         }
@@ -281,14 +296,20 @@ pub fn elapsed_from_control(control: u8) -> Duration {
 ///
 /// Input: a selector byte (bits 0-2: the [`Stage`], modulo 5; bit 3: the server sends a
 /// HelloVerifyRequest; bit 4: afterwards deliver the real pending flight and let the
-/// handshake run on), then frames `[control][len u16][datagram]` fed to one side, each
-/// after the time [`elapsed_from_control`] names.
+/// handshake run on; bit 5: both sides speak DTLS 1.3 and 1.2, so 1.3 is negotiated),
+/// then frames `[control][len u16][datagram]` fed to one side, each after the time
+/// [`elapsed_from_control`] names.
 pub fn fuzz_one_side(data: &[u8], to_server: bool) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
     let hello_verify = selector & 0x08 != 0;
-    let mut pair = Pair::at(Stage::from_byte(selector & 0x07), hello_verify);
+    let versions: &[DtlsVersion] = if selector & 0x20 != 0 {
+        &[DtlsVersion::Dtls13, DtlsVersion::Dtls12]
+    } else {
+        &[DtlsVersion::Dtls12]
+    };
+    let mut pair = Pair::at_versions(Stage::from_byte(selector & 0x07), hello_verify, versions);
     for frame in crate::frames(rest, 32) {
         pair.advance(elapsed_from_control(frame.control));
         pair.feed(to_server, frame.bytes);

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_dtls::{Certificate, Config, Recovery};
+use sluice_dtls::{Certificate, Config, DtlsVersion, Recovery};
 
-use crate::config::DtlsConfig;
+use crate::config::{DtlsConfig, DtlsVersionSetting};
 use crate::media::MediaError;
 
 /// Initial timeout used when `dtls.recovery` is false: the fixed 1 s timer of a naive
@@ -42,6 +42,14 @@ pub fn engine_config(config: &DtlsConfig, certificate: Arc<Certificate>) -> Conf
     engine.handshake_timeout = config.handshake_timeout();
     engine.hello_verify = config.hello_verify;
     engine.max_handshake_buffer = config.max_handshake_buffer_bytes;
+    engine.versions = config
+        .versions
+        .iter()
+        .map(|v| match v {
+            DtlsVersionSetting::Dtls12 => DtlsVersion::Dtls12,
+            DtlsVersionSetting::Dtls13 => DtlsVersion::Dtls13,
+        })
+        .collect();
     if !config.recovery {
         engine.recovery = Recovery::NONE;
         engine.initial_rto = NO_RECOVERY_RTO;
@@ -78,6 +86,13 @@ mod tests {
         assert_eq!(engine.max_datagram_size, 600);
         assert_eq!(engine.initial_rto, Duration::from_millis(100));
         assert_eq!(engine.recovery, Recovery::FULL);
+        assert_eq!(engine.versions, [DtlsVersion::Dtls13, DtlsVersion::Dtls12]);
+        let only12 = DtlsConfig {
+            versions: vec![DtlsVersionSetting::Dtls12],
+            ..DtlsConfig::default()
+        };
+        let engine = engine_config(&only12, Arc::new(Certificate::generate().unwrap()));
+        assert_eq!(engine.versions, [DtlsVersion::Dtls12]);
     }
 
     #[test]

@@ -286,6 +286,7 @@ impl Session {
                             tracing::info!(
                                 handshake_ms = connected.handshake_duration.as_millis() as u64,
                                 profile = connected.srtp.profile.name(),
+                                version = connected.version.as_str(),
                                 retransmissions = stats.total_retransmissions(),
                                 "DTLS connected"
                             );

@@ -197,8 +197,11 @@ fn run(options: &Options) -> Result<(), String> {
                     println!("srtp-profile: {}", c.srtp.profile.name());
                     println!("keying-material: {}", c.srtp.exported_hex());
                     eprintln!(
-                        "dtls-peer: connected in {:?} ({:?}, peer sha-256 {})",
-                        c.handshake_duration, c.cipher_suite, c.peer_fingerprint
+                        "dtls-peer: connected in {:?} (DTLS {}, {:?}, peer sha-256 {})",
+                        c.handshake_duration,
+                        c.version.as_str(),
+                        c.cipher_suite,
+                        c.peer_fingerprint
                     );
                     connected_at = Some(Instant::now());
                 }

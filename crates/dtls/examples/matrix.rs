@@ -16,6 +16,7 @@ fn main() {
         .chain(sim::disorder_matrix())
         .chain(sim::targeted_matrix())
         .chain(sim::naive_matrix())
+        .chain(sim::matrix_13())
         .filter(|s| s.name.contains(&filter));
     println!("{}", sim::TABLE_HEADER);
     for scenario in cells {

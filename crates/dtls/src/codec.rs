@@ -18,6 +18,11 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
+    /// Bytes not yet read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.buf.len() {
             return None;

@@ -46,6 +46,25 @@ impl Default for Recovery {
     }
 }
 
+/// A DTLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsVersion {
+    /// DTLS 1.2 (RFC 6347).
+    Dtls12,
+    /// DTLS 1.3 (RFC 9147).
+    Dtls13,
+}
+
+impl DtlsVersion {
+    /// "1.2" or "1.3", as configuration files and metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dtls12 => "1.2",
+            Self::Dtls13 => "1.3",
+        }
+    }
+}
+
 /// Engine settings. Build with [`Config::new`] and adjust the public fields.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -76,14 +95,31 @@ pub struct Config {
     pub cookie_secret: [u8; 32],
     /// Loss-recovery switches (all on by default).
     pub recovery: Recovery,
+    /// The versions we speak. With both, a client offers 1.3 and accepts 1.2, and a server
+    /// answers 1.3 to a client that offers it and 1.2 otherwise, with the downgrade
+    /// sentinel of RFC 8446 section 4.1.3. Order does not matter: 1.3 is preferred.
+    pub versions: Vec<DtlsVersion>,
+}
+
+impl Config {
+    /// Whether DTLS 1.3 is enabled.
+    pub fn speaks_13(&self) -> bool {
+        self.versions.contains(&DtlsVersion::Dtls13)
+    }
+
+    /// Whether DTLS 1.2 is enabled.
+    pub fn speaks_12(&self) -> bool {
+        self.versions.contains(&DtlsVersion::Dtls12)
+    }
 }
 
 /// The smallest datagram size we can fragment a flight into.
 pub const MIN_DATAGRAM_SIZE: usize = 128;
 
 impl Config {
-    /// Defaults: 1200-byte datagrams, 400 ms initial timeout doubling to 3 s, a 30 s
-    /// deadline, 64 KiB of reassembly buffer, no HelloVerifyRequest.
+    /// Defaults: DTLS 1.3 preferred and 1.2 accepted, 1200-byte datagrams, 400 ms initial
+    /// timeout doubling to 3 s, a 30 s deadline, 64 KiB of reassembly buffer, no
+    /// HelloVerifyRequest.
     pub fn new(certificate: Arc<Certificate>) -> Self {
         let mut cookie_secret = [0u8; 32];
         // A failing system RNG leaves a zero key; cookies then only lose their secrecy,
@@ -104,6 +140,7 @@ impl Config {
             hello_verify: false,
             cookie_secret,
             recovery: Recovery::FULL,
+            versions: vec![DtlsVersion::Dtls13, DtlsVersion::Dtls12],
         }
     }
 }

@@ -16,6 +16,10 @@ pub enum CipherSuite {
     EcdheEcdsaAes256GcmSha384,
     /// TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 (0xCCA9).
     EcdheEcdsaChacha20Poly1305Sha256,
+    /// TLS_AES_128_GCM_SHA256 (0x1301), DTLS 1.3 only.
+    Tls13Aes128GcmSha256,
+    /// TLS_CHACHA20_POLY1305_SHA256 (0x1303), DTLS 1.3 only.
+    Tls13Chacha20Poly1305Sha256,
 }
 
 impl CipherSuite {
@@ -32,7 +36,17 @@ impl CipherSuite {
             Self::EcdheEcdsaAes128GcmSha256 => 0xc02b,
             Self::EcdheEcdsaAes256GcmSha384 => 0xc02c,
             Self::EcdheEcdsaChacha20Poly1305Sha256 => 0xcca9,
+            Self::Tls13Aes128GcmSha256 => 0x1301,
+            Self::Tls13Chacha20Poly1305Sha256 => 0x1303,
         }
+    }
+
+    /// True for the DTLS 1.3 suites, which a DTLS 1.2 handshake never selects.
+    pub fn is_tls13(self) -> bool {
+        matches!(
+            self,
+            Self::Tls13Aes128GcmSha256 | Self::Tls13Chacha20Poly1305Sha256
+        )
     }
 
     /// Parses an IANA code point.
@@ -49,9 +63,11 @@ impl CipherSuite {
 
     fn aead(self) -> &'static aead::Algorithm {
         match self {
-            Self::EcdheEcdsaAes128GcmSha256 => &aead::AES_128_GCM,
+            Self::EcdheEcdsaAes128GcmSha256 | Self::Tls13Aes128GcmSha256 => &aead::AES_128_GCM,
             Self::EcdheEcdsaAes256GcmSha384 => &aead::AES_256_GCM,
-            Self::EcdheEcdsaChacha20Poly1305Sha256 => &aead::CHACHA20_POLY1305,
+            Self::EcdheEcdsaChacha20Poly1305Sha256 | Self::Tls13Chacha20Poly1305Sha256 => {
+                &aead::CHACHA20_POLY1305
+            }
         }
     }
 

@@ -171,6 +171,10 @@ pub enum Error {
     /// The connection was closed by the application.
     #[error("closed locally")]
     ClosedLocally,
+    /// A DTLS 1.2 ServerHello carried the downgrade sentinel of a server that speaks 1.3
+    /// (RFC 8446 section 4.1.3): someone removed 1.3 from our offer.
+    #[error("DTLS 1.3 was offered by both sides but 1.2 was negotiated")]
+    Downgrade,
 }
 
 impl Error {
@@ -199,6 +203,7 @@ impl Error {
             Self::Crypto(_) => A::InternalError,
             Self::PeerAlert(_) | Self::HandshakeTimeout { .. } => return None,
             Self::ClosedLocally => A::CloseNotify,
+            Self::Downgrade => A::IllegalParameter,
         })
     }
 
@@ -223,6 +228,7 @@ impl Error {
             Self::HandshakeTimeout { .. } => "timeout",
             Self::Crypto(_) => "internal",
             Self::ClosedLocally => "closed",
+            Self::Downgrade => "downgrade",
         }
     }
 }

@@ -45,6 +45,14 @@ pub(crate) struct RecordWriter {
 }
 
 impl RecordWriter {
+    /// The next record sequence number of `epoch` (0 or 1).
+    pub(crate) fn next_sequence(&self, epoch: u16) -> u64 {
+        self.next_sequence
+            .get(usize::from(epoch))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn take_sequence(&mut self, epoch: u16) -> Result<u64, Error> {
         let slot = self
             .next_sequence

@@ -1,4 +1,5 @@
-//! A sans-IO DTLS 1.2 engine for DTLS-SRTP that completes on the networks real users have.
+//! A sans-IO DTLS 1.3 and 1.2 engine for DTLS-SRTP that completes on the networks real users
+//! have.
 //!
 //! It handles fragmented certificate flights cut at any boundaries, reorders and
 //! duplicates, loss of any flight including the last one, and Chrome's fragmented,
@@ -47,10 +48,12 @@
 //! }
 //! ```
 //!
-//! Scope: ECDHE-ECDSA with AES-GCM or ChaCha20-Poly1305, X25519 or P-256, extended master
-//! secret required, use_srtp required, mutual authentication by certificate fingerprint,
-//! no resumption, no renegotiation, no application data (SCTP data channels are out of
-//! scope). Cryptographic primitives come from `ring`.
+//! Scope: DTLS 1.3 (RFC 9147, preferred: TLS_AES_128_GCM_SHA256 or
+//! TLS_CHACHA20_POLY1305_SHA256, ACKs with selective re-send) and DTLS 1.2 (ECDHE-ECDSA with
+//! AES-GCM or ChaCha20-Poly1305, extended master secret required), chosen by
+//! [`Config::versions`]; X25519 or P-256; use_srtp required; mutual authentication by
+//! certificate fingerprint; no resumption, no renegotiation, no application data (SCTP data
+//! channels are out of scope). Cryptographic primitives come from `ring`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -67,9 +70,10 @@ mod reassembly;
 mod record;
 mod srtp;
 mod timer;
+mod tls13;
 
 pub use cert::{generate_pem, Certificate, CertificateError, Fingerprint};
-pub use config::{Config, Recovery, MIN_DATAGRAM_SIZE};
+pub use config::{Config, DtlsVersion, Recovery, MIN_DATAGRAM_SIZE};
 pub use connection::{
     Connected, Connection, ConnectionStats, Event, PeerAuth, RetransmitReason, Role,
 };

@@ -129,6 +129,9 @@ pub(crate) mod ext {
     pub(crate) const USE_SRTP: u16 = 14;
     pub(crate) const EXTENDED_MASTER_SECRET: u16 = 23;
     pub(crate) const RENEGOTIATION_INFO: u16 = 0xff01;
+    pub(crate) const SUPPORTED_VERSIONS: u16 = 43;
+    pub(crate) const COOKIE: u16 = 44;
+    pub(crate) const KEY_SHARE: u16 = 51;
 }
 
 /// Signalling cipher suite value meaning "secure renegotiation supported" (RFC 5746).
@@ -142,6 +145,14 @@ pub(crate) struct HelloExtensions {
     pub(crate) srtp_profiles: Vec<u16>,
     pub(crate) extended_master_secret: bool,
     pub(crate) renegotiation_info: Option<Vec<u8>>,
+    /// supported_versions: the client's list, or the server's one selection.
+    pub(crate) supported_versions: Vec<u16>,
+    /// key_share: the client's shares, or the server's one share.
+    pub(crate) key_shares: Vec<(u16, Vec<u8>)>,
+    /// key_share of a HelloRetryRequest: the group the server asks for.
+    pub(crate) retry_group: Option<u16>,
+    /// cookie (TLS 1.3's, not the DTLS 1.2 ClientHello field).
+    pub(crate) cookie: Option<Vec<u8>>,
 }
 
 fn u16_list(data: &[u8]) -> Option<Vec<u16>> {
@@ -154,7 +165,7 @@ fn u16_list(data: &[u8]) -> Option<Vec<u16>> {
 }
 
 impl HelloExtensions {
-    fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
+    fn parse(r: &mut Reader<'_>, from_client: bool) -> Result<Self, Error> {
         let mut out = Self::default();
         if r.is_empty() {
             return Ok(out);
@@ -180,6 +191,32 @@ impl HelloExtensions {
                 ext::EXTENDED_MASTER_SECRET => out.extended_master_secret = true,
                 ext::RENEGOTIATION_INFO => {
                     out.renegotiation_info = Some(d.vec8().ok_or(bad.clone())?.to_vec());
+                }
+                ext::SUPPORTED_VERSIONS if from_client => {
+                    out.supported_versions = d.vec8().and_then(u16_list).ok_or(bad.clone())?;
+                }
+                ext::SUPPORTED_VERSIONS => {
+                    out.supported_versions = vec![d.u16().ok_or(bad.clone())?];
+                }
+                ext::KEY_SHARE if from_client => {
+                    let list = d.vec16().ok_or(bad.clone())?;
+                    let mut l = Reader::new(list);
+                    while !l.is_empty() {
+                        let group = l.u16().ok_or(bad.clone())?;
+                        let public = l.vec16().ok_or(bad.clone())?;
+                        out.key_shares.push((group, public.to_vec()));
+                    }
+                }
+                ext::KEY_SHARE if data.len() == 2 => {
+                    out.retry_group = Some(d.u16().ok_or(bad.clone())?);
+                }
+                ext::KEY_SHARE => {
+                    let group = d.u16().ok_or(bad.clone())?;
+                    let public = d.vec16().ok_or(bad.clone())?;
+                    out.key_shares.push((group, public.to_vec()));
+                }
+                ext::COOKIE => {
+                    out.cookie = Some(d.vec16().ok_or(bad.clone())?.to_vec());
                 }
                 _ => {}
             }
@@ -213,7 +250,7 @@ impl ClientHello {
         let cookie = r.vec8().ok_or_else(bad)?;
         let cipher_suites = r.vec16().and_then(u16_list).ok_or_else(bad)?;
         let compression = r.vec8().ok_or_else(bad)?;
-        let extensions = HelloExtensions::parse(&mut r)?;
+        let extensions = HelloExtensions::parse(&mut r, true)?;
         if session_id.len() > 32 || cookie.len() > 255 {
             return Err(bad());
         }
@@ -235,6 +272,7 @@ impl ClientHello {
         suites: &[u16],
         groups: &[u16],
         srtp_profiles: &[u16],
+        offer13: Option<&Offer13>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(160);
         put_u16(&mut out, crate::record::DTLS_1_2);
@@ -266,9 +304,40 @@ impl ClientHello {
         push_ext(&mut exts, ext::USE_SRTP, &srtp_ext(srtp_profiles));
         push_ext(&mut exts, ext::EXTENDED_MASTER_SECRET, &[]);
         push_ext(&mut exts, ext::RENEGOTIATION_INFO, &[0]);
+        if let Some(offer) = offer13 {
+            let mut v = Vec::new();
+            for version in &offer.versions {
+                put_u16(&mut v, *version);
+            }
+            let mut data = Vec::new();
+            put_vec8(&mut data, &v);
+            push_ext(&mut exts, ext::SUPPORTED_VERSIONS, &data);
+            let mut shares = Vec::new();
+            for (group, public) in &offer.key_shares {
+                put_u16(&mut shares, *group);
+                put_vec16(&mut shares, public);
+            }
+            let mut data = Vec::new();
+            put_vec16(&mut data, &shares);
+            push_ext(&mut exts, ext::KEY_SHARE, &data);
+            if let Some(cookie) = &offer.cookie {
+                let mut data = Vec::new();
+                put_vec16(&mut data, cookie);
+                push_ext(&mut exts, ext::COOKIE, &data);
+            }
+        }
         put_vec16(&mut out, &exts);
         out
     }
+}
+
+/// What a ClientHello adds when it offers DTLS 1.3 (its 1.3 cipher suites go first in
+/// the suite list, which the caller builds).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Offer13 {
+    pub(crate) versions: Vec<u16>,
+    pub(crate) key_shares: Vec<(u16, Vec<u8>)>,
+    pub(crate) cookie: Option<Vec<u8>>,
 }
 
 fn srtp_ext(profiles: &[u16]) -> Vec<u8> {
@@ -292,6 +361,7 @@ fn push_ext(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
 pub(crate) struct ServerHello {
     pub(crate) server_version: u16,
     pub(crate) random: [u8; 32],
+    pub(crate) session_id: Vec<u8>,
     pub(crate) cipher_suite: u16,
     pub(crate) compression: u8,
     pub(crate) extensions: HelloExtensions,
@@ -306,12 +376,13 @@ impl ServerHello {
         let server_version = r.u16().ok_or_else(bad)?;
         let mut random = [0u8; 32];
         random.copy_from_slice(r.take(32).ok_or_else(bad)?);
-        let _session_id = r.vec8().ok_or_else(bad)?;
+        let session_id = r.vec8().ok_or_else(bad)?.to_vec();
         let cipher_suite = r.u16().ok_or_else(bad)?;
         let compression = r.u8().ok_or_else(bad)?;
-        let extensions = HelloExtensions::parse(&mut r)?;
+        let extensions = HelloExtensions::parse(&mut r, false)?;
         Ok(Self {
             server_version,
+            session_id,
             random,
             cipher_suite,
             compression,

@@ -139,6 +139,11 @@ pub(crate) struct ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// The highest sequence number marked so far.
+    pub(crate) fn highest(&self) -> Option<u64> {
+        self.highest
+    }
+
     /// True when `sequence` has not been seen and is not older than the window.
     pub(crate) fn check(&self, sequence: u64) -> bool {
         match self.highest {

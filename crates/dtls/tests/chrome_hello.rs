@@ -1,20 +1,27 @@
 //! A ClientHello as current Chrome sends it (DTLS 1.3 offered through supported_versions, a
 //! post-quantum key share that makes the hello itself span two datagrams, extensions we do
-//! not know) negotiates DTLS 1.2.
+//! not know) negotiates DTLS 1.2 with a 1.2-only server, and DTLS 1.3 with ours by default:
+//! a HelloRetryRequest for X25519 when the hello's only share is the post-quantum hybrid.
 
 mod sim;
 
 use std::time::Instant;
 
-use sluice_dtls::{Config, Connection, Event, PeerAuth, Role};
+use sluice_dtls::{Config, Connection, DtlsVersion, Event, PeerAuth, Role};
 use sluice_netsim::dtls_view;
 
 const DATAGRAM1: &[u8] = include_bytes!("vectors/chromium156-clienthello-datagram1.bin");
 const DATAGRAM2: &[u8] = include_bytes!("vectors/chromium156-clienthello-datagram2.bin");
 
 fn server() -> Connection {
+    server_with(&[DtlsVersion::Dtls12])
+}
+
+fn server_with(versions: &[DtlsVersion]) -> Connection {
+    let mut config = Config::new(sim::small_cert(1));
+    config.versions = versions.to_vec();
     Connection::new(
-        std::sync::Arc::new(Config::new(sim::small_cert(1))),
+        std::sync::Arc::new(config),
         Role::Server,
         PeerAuth::AcceptAnyCertificate,
         b"127.0.0.1:50000",
@@ -110,6 +117,11 @@ fn ext(out: &mut Vec<u8>, ty: u16, data: &[u8]) {
 
 /// A ClientHello built the way Chrome builds one today.
 fn chrome_like_client_hello() -> Vec<u8> {
+    chrome_like_client_hello_with_shares(true)
+}
+
+/// The same, with or without its X25519 share (the post-quantum one is always there).
+fn chrome_like_client_hello_with_shares(x25519: bool) -> Vec<u8> {
     let mut b = vec![0xfe, 0xfd];
     b.extend_from_slice(&[0x42; 32]);
     b.push(0); // session id
@@ -135,9 +147,11 @@ fn chrome_like_client_hello() -> Vec<u8> {
     ks.extend_from_slice(&0x11ecu16.to_be_bytes());
     ks.extend_from_slice(&1248u16.to_be_bytes());
     ks.extend(std::iter::repeat_n(0xab, 1248));
-    ks.extend_from_slice(&29u16.to_be_bytes());
-    ks.extend_from_slice(&32u16.to_be_bytes());
-    ks.extend(std::iter::repeat_n(0xcd, 32));
+    if x25519 {
+        ks.extend_from_slice(&29u16.to_be_bytes());
+        ks.extend_from_slice(&32u16.to_be_bytes());
+        ks.extend(std::iter::repeat_n(0xcd, 32));
+    }
     let mut share = (ks.len() as u16).to_be_bytes().to_vec();
     share.extend_from_slice(&ks);
     ext(&mut e, 51, &share);
@@ -178,4 +192,107 @@ fn built_chrome_like_hello_fragmented_and_overlapping_negotiates_dtls_1_2() {
     assert_eq!(version, 0xfefd);
     assert_eq!(suite, 0xc02b);
     assert_eq!(profiles, vec![0x0007]);
+}
+
+/// The ServerHello of a DTLS 1.3 answer: (random, suite, supported_versions value,
+/// key_share extension data).
+type Hello13 = ([u8; 32], u16, Vec<u8>, Vec<u8>);
+
+fn server_hello_13(conn: &mut Connection) -> Option<Hello13> {
+    let mut body = None;
+    while let Some(d) = conn.poll_transmit() {
+        for r in dtls_view::records(&d).map_while(Result::ok) {
+            for f in r
+                .handshake_fragments()
+                .into_iter()
+                .flatten()
+                .map_while(Result::ok)
+            {
+                if f.msg_type == 2 && f.fragment_offset == 0 && f.fragment_length == f.length {
+                    body = Some(f.body.to_vec());
+                }
+            }
+        }
+    }
+    while let Some(e) = conn.poll_event() {
+        assert!(!matches!(e, Event::Failed(_)), "server failed: {e:?}");
+    }
+    let b = body?;
+    let mut random = [0u8; 32];
+    random.copy_from_slice(&b[2..34]);
+    let at = 35 + b[34] as usize;
+    let suite = u16::from_be_bytes([b[at], b[at + 1]]);
+    let (mut versions, mut key_share) = (Vec::new(), Vec::new());
+    let mut i = at + 3 + 2;
+    while i + 4 <= b.len() {
+        let ty = u16::from_be_bytes([b[i], b[i + 1]]);
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        let data = b[i + 4..i + 4 + len].to_vec();
+        match ty {
+            43 => versions = data,
+            51 => key_share = data,
+            _ => {}
+        }
+        i += 4 + len;
+    }
+    Some((random, suite, versions, key_share))
+}
+
+const BOTH: [DtlsVersion; 2] = [DtlsVersion::Dtls13, DtlsVersion::Dtls12];
+
+/// SHA-256("HelloRetryRequest"), RFC 8446 4.1.3.
+const HELLO_RETRY_RANDOM_PREFIX: [u8; 4] = [0xcf, 0x21, 0xad, 0x74];
+
+/// Chromium 156 sends two shares, X25519MLKEM768 (1216 bytes) and X25519: our server
+/// takes X25519 and answers DTLS 1.3 in one round trip.
+#[test]
+fn captured_chromium_hello_negotiates_dtls_1_3_with_its_x25519_share() {
+    let mut s = server_with(&BOTH);
+    s.handle_datagram(Instant::now(), DATAGRAM1);
+    s.handle_datagram(Instant::now(), DATAGRAM2);
+    let (random, suite, versions, key_share) = server_hello_13(&mut s).expect("a ServerHello");
+    assert_ne!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "no retry needed");
+    assert_eq!(suite, 0x1301, "TLS_AES_128_GCM_SHA256");
+    assert_eq!(versions, vec![0xfe, 0xfc], "DTLS 1.3");
+    assert_eq!(&key_share[..4], &[0, 29, 0, 32], "our X25519 share");
+    assert_eq!(s.version(), Some(DtlsVersion::Dtls13));
+    // Chrome repeating its hello (our flight was lost) gets the flight again.
+    let later = Instant::now() + std::time::Duration::from_secs(1);
+    s.handle_datagram(later, DATAGRAM1);
+    s.handle_datagram(later, DATAGRAM2);
+    assert!(server_hello_13(&mut s).is_some(), "flight re-sent");
+}
+
+/// A hello whose only share is of a group we lack gets a HelloRetryRequest for X25519.
+#[test]
+fn a_hello_with_only_a_post_quantum_share_gets_a_hello_retry_request_for_x25519() {
+    let hello = chrome_like_client_hello_with_shares(false);
+    let mut s = server_with(&BOTH);
+    let d = fragment_record(&hello, 0, 0, hello.len());
+    s.handle_datagram(Instant::now(), &d[..]);
+    let (random, suite, versions, key_share) = server_hello_13(&mut s).expect("a ServerHello");
+    assert_eq!(
+        random[..4],
+        HELLO_RETRY_RANDOM_PREFIX,
+        "a HelloRetryRequest"
+    );
+    assert_eq!(suite, 0x1301);
+    assert_eq!(versions, vec![0xfe, 0xfc]);
+    assert_eq!(key_share, vec![0, 29], "asks for X25519");
+}
+
+#[test]
+fn built_chrome_like_hello_with_an_x25519_share_negotiates_dtls_1_3_at_once() {
+    let hello = chrome_like_client_hello();
+    let mut s = server_with(&BOTH);
+    let mut d1 = fragment_record(&hello, 1, 600, 700);
+    d1.extend_from_slice(&fragment_record(&hello, 2, 1250, hello.len() - 1250));
+    let d2 = fragment_record(&hello, 0, 0, 650);
+    s.handle_datagram(Instant::now(), &d1);
+    s.handle_datagram(Instant::now(), &d2);
+    let (random, suite, versions, key_share) = server_hello_13(&mut s).expect("a ServerHello");
+    assert_ne!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "a real ServerHello");
+    assert_eq!(suite, 0x1301);
+    assert_eq!(versions, vec![0xfe, 0xfc]);
+    assert_eq!(&key_share[..4], &[0, 29, 0, 32], "our X25519 share");
 }

@@ -71,3 +71,57 @@ fn matrix_duplication_and_reordering() {
 fn matrix_every_flight_lost_once() {
     check(targeted_matrix(), |_| Some(1.0));
 }
+
+fn requirement_13(s: &Scenario) -> Option<f64> {
+    match s.loss {
+        // With ACKs, even the 7 KB flight in 200-byte datagrams at 50 % loss must reach
+        // 99 % (1.2 reaches 97 %: docs/dtls.md).
+        Loss::Random(p) if p >= 0.5 => Some(0.99),
+        _ => Some(1.0),
+    }
+}
+
+#[test]
+fn matrix_13_small_certificate() {
+    check(
+        main_matrix()
+            .into_iter()
+            .filter(|s| !s.large_certificate)
+            .map(Scenario::dtls13)
+            .collect(),
+        requirement_13,
+    );
+}
+
+#[test]
+fn matrix_13_large_certificate() {
+    check(
+        main_matrix()
+            .into_iter()
+            .filter(|s| s.large_certificate)
+            .map(Scenario::dtls13)
+            .collect(),
+        requirement_13,
+    );
+}
+
+#[test]
+fn matrix_13_duplication_and_reordering() {
+    check(
+        disorder_matrix()
+            .into_iter()
+            .map(Scenario::dtls13)
+            .collect(),
+        |_| Some(1.0),
+    );
+}
+
+#[test]
+fn matrix_13_every_flight_lost_once_including_the_ack() {
+    check(targeted_matrix_13(), |_| Some(1.0));
+}
+
+#[test]
+fn matrix_13_after_a_hello_retry_request() {
+    check(retry_matrix_13(), requirement_13);
+}

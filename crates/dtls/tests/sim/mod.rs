@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice_dtls::{
-    Certificate, Config, Connected, Connection, Error, Event, PeerAuth, Recovery, Role,
+    Certificate, Config, Connected, Connection, DtlsVersion, Error, Event, PeerAuth, Recovery, Role,
 };
 use sluice_netsim::dtls_view;
 use sluice_netsim::sim::{Endpoint, Pair};
@@ -66,6 +66,19 @@ pub enum Flight {
     ClientFinished,
     /// The server's ChangeCipherSpec + Finished (flight 6).
     ServerFinished,
+    /// DTLS 1.3: the server's ServerHello .. Finished, every datagram of it.
+    ServerHelloToFinished13,
+    /// DTLS 1.3: the client's Certificate .. Finished, every datagram of it.
+    ClientCertificateToFinished13,
+    /// DTLS 1.3: the server's ACK of the client's final flight.
+    ServerAck13,
+}
+
+/// True when a datagram starts with a DTLS 1.3 unified header (a protected record).
+pub fn starts_protected(datagram: &[u8]) -> bool {
+    datagram
+        .first()
+        .is_some_and(|b| b & 0b1110_0000 == 0b0010_0000)
 }
 
 impl Flight {
@@ -78,16 +91,26 @@ impl Flight {
         Self::ServerFinished,
     ];
 
+    /// The flights of a DTLS 1.3 handshake.
+    pub const ALL_13: [Flight; 4] = [
+        Self::ClientHello,
+        Self::ServerHelloToFinished13,
+        Self::ClientCertificateToFinished13,
+        Self::ServerAck13,
+    ];
+
     pub fn sender(self) -> Role {
         match self {
-            Self::ClientHello | Self::ClientCertificateToFinished | Self::ClientFinished => {
-                Role::Client
-            }
+            Self::ClientHello
+            | Self::ClientCertificateToFinished
+            | Self::ClientFinished
+            | Self::ClientCertificateToFinished13 => Role::Client,
             _ => Role::Server,
         }
     }
 
-    fn matches(self, datagram: &[u8]) -> bool {
+    /// `hello_now`: the sender sent a ServerHello in this same instant.
+    fn matches(self, datagram: &[u8], hello_now: bool) -> bool {
         let hs = |t: u8| dtls_view::carries_handshake(datagram, t);
         let finished = dtls_view::carries_content_type(datagram, 20)
             || dtls_view::records(datagram)
@@ -99,6 +122,9 @@ impl Flight {
             Self::ServerHelloToDone => hs(2) || hs(11) || hs(12) || hs(13) || hs(14),
             Self::ClientCertificateToFinished => hs(11) || hs(16) || hs(15) || finished,
             Self::ClientFinished | Self::ServerFinished => finished,
+            Self::ServerHelloToFinished13 => hs(2) || (hello_now && starts_protected(datagram)),
+            Self::ClientCertificateToFinished13 => starts_protected(datagram),
+            Self::ServerAck13 => !hello_now && starts_protected(datagram),
         }
     }
 }
@@ -119,6 +145,7 @@ pub struct Peer {
     pub connected_at: Option<Instant>,
     now: Instant,
     targeted: Option<TargetedLoss>,
+    hello_sent_at: Option<Instant>,
 }
 
 impl Peer {
@@ -130,6 +157,7 @@ impl Peer {
             connected_at: None,
             now,
             targeted: None,
+            hello_sent_at: None,
         }
     }
 
@@ -167,8 +195,12 @@ impl Endpoint for Peer {
     fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         loop {
             let d = self.conn.poll_transmit()?;
+            if dtls_view::carries_handshake(&d, 2) {
+                self.hello_sent_at = Some(self.now);
+            }
+            let hello_now = self.hello_sent_at == Some(self.now);
             if let Some(t) = self.targeted.as_mut() {
-                if t.flight.matches(&d) && t.first_sent.is_none_or(|at| at == self.now) {
+                if t.flight.matches(&d, hello_now) && t.first_sent.is_none_or(|at| at == self.now) {
                     t.first_sent = Some(self.now);
                     t.dropped += 1;
                     continue;
@@ -209,6 +241,11 @@ pub struct Scenario {
     pub targeted: Option<Flight>,
     pub hello_verify: bool,
     pub recovery: Recovery,
+    /// The versions both sides enable.
+    pub versions: Vec<DtlsVersion>,
+    /// The server's groups, when not the default (P-256 only forces a 1.3 client, whose
+    /// share is X25519, through a HelloRetryRequest).
+    pub server_groups: Option<Vec<sluice_dtls::NamedGroup>>,
 }
 
 impl Scenario {
@@ -225,7 +262,16 @@ impl Scenario {
             targeted: None,
             hello_verify: false,
             recovery: Recovery::FULL,
+            versions: vec![DtlsVersion::Dtls12],
+            server_groups: None,
         }
+    }
+
+    /// The same cell with DTLS 1.3 enabled on both sides (and 1.2 kept), named "1.3: ...".
+    pub fn dtls13(mut self) -> Self {
+        self.versions = vec![DtlsVersion::Dtls13, DtlsVersion::Dtls12];
+        self.name = format!("1.3: {}", self.name);
+        self
     }
 
     fn link(&self) -> LinkConfig {
@@ -276,6 +322,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         c.max_datagram_size = scenario.max_datagram_size;
         c.hello_verify = scenario.hello_verify;
         c.recovery = scenario.recovery;
+        c.versions = scenario.versions.clone();
         if !scenario.recovery.adaptive_timer {
             c.initial_rto = Duration::from_secs(1);
         }
@@ -289,8 +336,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         b"server",
         start,
     );
+    let server_config = match &scenario.server_groups {
+        Some(groups) => {
+            let mut c = (*config(server_cert)).clone();
+            c.groups = groups.clone();
+            Arc::new(c)
+        }
+        None => config(server_cert),
+    };
     let server = Connection::new(
-        config(server_cert),
+        server_config,
         Role::Server,
         PeerAuth::Fingerprint(client_cert.fingerprint()),
         b"127.0.0.1:5000",
@@ -319,9 +374,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         && b.connected.is_some()
         && outcome.elapsed <= DEADLINE
         && outcome.busy_loop.is_none();
+    let expected_version = if scenario.versions.contains(&DtlsVersion::Dtls13) {
+        DtlsVersion::Dtls13
+    } else {
+        DtlsVersion::Dtls12
+    };
     let keys_equal = match (&a.connected, &b.connected) {
         (Some(x), Some(y)) => {
-            x.srtp.exported == y.srtp.exported
+            x.version == expected_version
+                && y.version == expected_version
+                && x.srtp.exported == y.srtp.exported
                 && x.srtp.local == y.srtp.remote
                 && x.srtp.remote == y.srtp.local
                 && x.srtp.profile == y.srtp.profile
@@ -554,6 +616,86 @@ pub fn naive_matrix() -> Vec<Scenario> {
             s.recut = true;
             s.recovery = recovery;
             out.push(s);
+        }
+    }
+    out
+}
+
+/// The main matrix, the disorder cells and every 1.3 flight lost once, with DTLS 1.3.
+pub fn matrix_13() -> Vec<Scenario> {
+    let mut out: Vec<Scenario> = main_matrix()
+        .into_iter()
+        .chain(disorder_matrix())
+        .map(Scenario::dtls13)
+        .collect();
+    out.extend(retry_matrix_13());
+    out.extend(targeted_matrix_13());
+    out
+}
+
+/// Random loss with a HelloRetryRequest first: for a group (the server has only P-256),
+/// or with a cookie (address validation).
+pub fn retry_matrix_13() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for (retry, hello_verify, server_groups) in [
+        (
+            "retry for P-256",
+            false,
+            Some(vec![sluice_dtls::NamedGroup::P256]),
+        ),
+        ("retry with a cookie", true, None),
+    ] {
+        for (large, loss) in [(false, 0.3), (true, 0.5)] {
+            let mut s = Scenario::new(format!(
+                "{} leaf, 200 B datagrams, loss {} %, re-cut, {retry}",
+                if large { "7 KB" } else { "P-256" },
+                (loss * 100.0) as u32
+            ))
+            .dtls13();
+            s.large_certificate = large;
+            s.max_datagram_size = 200;
+            s.loss = Loss::Random(loss);
+            s.recut = true;
+            s.hello_verify = hello_verify;
+            s.server_groups = server_groups.clone();
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Each DTLS 1.3 flight (the ACK included) lost once; then the same with a
+/// HelloRetryRequest first (for a group, or for address validation with a cookie), where
+/// "ServerHelloToFinished13" is the retry request.
+pub fn targeted_matrix_13() -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for (retry, hello_verify, server_groups) in [
+        ("", false, None),
+        (
+            ", retry for P-256",
+            false,
+            Some(vec![sluice_dtls::NamedGroup::P256]),
+        ),
+        (", retry with a cookie", true, None),
+    ] {
+        for large in [false, true] {
+            if !retry.is_empty() && large {
+                continue;
+            }
+            for flight in Flight::ALL_13 {
+                let mut s = Scenario::new(format!(
+                    "lose {:?} once, {} leaf, 200 B{retry}",
+                    flight,
+                    if large { "7 KB" } else { "P-256" },
+                ))
+                .dtls13();
+                s.large_certificate = large;
+                s.max_datagram_size = 200;
+                s.targeted = Some(flight);
+                s.hello_verify = hello_verify;
+                s.server_groups = server_groups.clone();
+                out.push(s);
+            }
         }
     }
     out
