@@ -3,6 +3,7 @@
 //
 //   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes|features] [--recovery on|off|both]
 //        [--participants N] [--steady-ms MS] [--repeat N] [--seed-base N] [--out DIR]
+//        [--dtls-versions 1.2|1.3,1.2]   (the server's dtls.versions; default its own)
 //
 // Scenario 1 (the seed): 6 participants, one on 225 kbit/s up / 5 Mbit/s down / 70 ms each
 // way, at 0, 5 and 15 % random loss and with 30 % loss during its first 10 s only.
@@ -38,6 +39,7 @@ function parseArgs(argv) {
     else if (arg === '--out') args.out = rest.shift();
     else if (arg === '--repeat') args.repeat = Number(rest.shift());
     else if (arg === '--seed-base') args.seedBase = Number(rest.shift());
+    else if (arg === '--dtls-versions') args.dtlsVersions = rest.shift().split(',');
     else if (['scenario1', 'scenario2', 'all', 'handshakes', 'features'].includes(arg)) args.which = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
@@ -129,6 +131,12 @@ async function main() {
   fs.mkdirSync(out, { recursive: true });
   process.env.SLUICE_BROWSER_RESULTS = process.env.SLUICE_BROWSER_RESULTS || path.join(out, 'runs');
   const runs = runsFor(args);
+  if (args.dtlsVersions) {
+    for (const options of runs) {
+      options.dtls = { ...options.dtls, versions: args.dtlsVersions };
+      options.label += `-dtls${args.dtlsVersions.join('+')}`;
+    }
+  }
   const rows = [];
   const failedWithRecovery = [];
   const details = [];
