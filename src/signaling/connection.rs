@@ -23,6 +23,9 @@ use sluice_signal::token::{self, SigningKey};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
+use crate::cluster::bridge::{self, Upstream};
+use crate::cluster::Placement;
+use crate::signaling::Origin;
 use crate::config::{Config, DtlsRole};
 use crate::media::{
     parse_participant_label, participant_label, Command, ParticipantId, PrepareSpec,
@@ -54,6 +57,9 @@ enum End {
     /// A write did not complete in time: the client stopped reading, so nothing more
     /// is sent to it (no `bye`, no close handshake).
     SendTimeout,
+    /// The room lives on another cluster node: the socket is relayed there from now on
+    /// (the session's end is counted on that node).
+    Bridged,
 }
 
 impl End {
@@ -76,12 +82,13 @@ impl End {
             End::ConnectTimeout => SessionEnd::ConnectTimeout,
             End::IdleTimeout => SessionEnd::IdleTimeout,
             End::SendTimeout => SessionEnd::SendTimeout,
+            End::Bridged => SessionEnd::Closed,
         }
     }
 
     /// Whether the client can still be told why (it reads its socket).
     fn says_bye(self) -> bool {
-        !matches!(self, End::SocketClosed | End::SendTimeout)
+        !matches!(self, End::SocketClosed | End::SendTimeout | End::Bridged)
     }
 }
 
@@ -177,10 +184,13 @@ struct Connection {
     opened_at: Instant,
     /// A write timed out: the client no longer reads.
     stalled: bool,
+    origin: Origin,
+    /// The hop to the room's node and the join to send it, once placed elsewhere.
+    bridge: Option<(Upstream, String)>,
 }
 
 /// Runs one signalling connection to completion.
-pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>) {
+pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>, origin: Origin) {
     let mut connection = Connection {
         socket,
         state,
@@ -191,8 +201,16 @@ pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>) {
         window_messages: 0,
         opened_at: Instant::now(),
         stalled: false,
+        origin,
+        bridge: None,
     };
     let end = connection.serve().await;
+    if end == End::Bridged {
+        if let Some((upstream, join)) = connection.bridge.take() {
+            bridge::relay(connection.socket, upstream, join, &connection.state).await;
+        }
+        return;
+    }
     connection.state.metrics.session_ended(end.metric());
     connection.finish(end).await;
 }
@@ -493,6 +511,11 @@ impl Connection {
                 .admission_refused(AdmissionRefusal::ShuttingDown);
             return Some(End::ShuttingDown);
         }
+        // The join as the client sent it, for the room's node if that is another one.
+        let forwarded = serde_json::json!({
+            "type": "join", "room": room, "name": name, "token": token,
+        })
+        .to_string();
         let name = match authorize(&self.state.config, &room, name, token.as_deref()) {
             Ok(name) => name,
             Err(code) => {
@@ -502,6 +525,9 @@ impl Connection {
                 return Some(End::Fatal(code));
             }
         };
+        if let Some(end) = self.place(&room, forwarded).await {
+            return Some(end);
+        }
         let admission = match self.rooms.join(&room, &name) {
             Ok(admission) => admission,
             Err(code) => {
@@ -548,6 +574,42 @@ impl Connection {
                 None
             }
             Err(code) => Some(End::Fatal(code)),
+        }
+    }
+
+    /// In cluster mode, finds the room's node: `None` to serve the join here, or how
+    /// this connection ends (bridged to the owner, or refused with
+    /// `cluster_unavailable`). A hop from another node was placed by that node.
+    async fn place(&mut self, room: &str, join: String) -> Option<End> {
+        let cluster = self.state.cluster.clone()?;
+        if self.origin.internal {
+            return None;
+        }
+        let (node_id, internal_url) = match cluster.place(room).await {
+            Ok(Placement::Local) => return None,
+            Ok(Placement::Remote {
+                node_id,
+                internal_url,
+            }) => (node_id, internal_url),
+            Err(error) => {
+                tracing::info!(room, %error, "join refused: the room cannot be placed");
+                return Some(End::Fatal(ErrorCode::ClusterUnavailable));
+            }
+        };
+        let timeout = self.state.config.cluster.as_ref().map_or(
+            Duration::from_secs(1),
+            crate::config::ClusterConfig::redis_timeout,
+        );
+        match bridge::connect(&cluster, &internal_url, self.origin.client_ip, timeout * 2).await {
+            Ok(upstream) => {
+                tracing::info!(room, node = %node_id, "join bridged to the room's node");
+                self.bridge = Some((upstream, join));
+                Some(End::Bridged)
+            }
+            Err(error) => {
+                tracing::warn!(room, node = %node_id, %error, "join refused: the room's node is unreachable");
+                Some(End::Fatal(ErrorCode::ClusterUnavailable))
+            }
         }
     }
 
@@ -1113,6 +1175,7 @@ fn fatal_message(code: ErrorCode) -> &'static str {
         ErrorCode::MessageTooLarge => "message too large",
         ErrorCode::BadRequest => "invalid answer",
         ErrorCode::ShuttingDown => "the server is shutting down",
+        ErrorCode::ClusterUnavailable => "the cluster cannot place the room now; retry",
         _ => "internal error",
     }
 }

@@ -192,6 +192,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something went wrong on the server.
     Internal,
+    /// A cluster node cannot place the room: the shared store (Redis) or the room's
+    /// node is unreachable. Transient: the client may retry with backoff.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
@@ -207,6 +210,7 @@ impl ErrorCode {
             ErrorCode::MessageTooLarge => "message_too_large",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }
@@ -493,6 +497,7 @@ mod tests {
             ErrorCode::MessageTooLarge,
             ErrorCode::ShuttingDown,
             ErrorCode::Internal,
+            ErrorCode::ClusterUnavailable,
         ];
         for code in all {
             assert_eq!(
