@@ -154,10 +154,10 @@ async fn killing_the_rooms_node_lets_participants_rejoin_elsewhere_within_ten_se
     let ada = join(&nodes[0], "phoenix", "Ada").await;
     let bo = join(&nodes[1], "phoenix", "Bo").await;
     all_receive_all(&[&ada, &bo]).await;
-    let owner = owner(&redis, "phoenix").await;
+    let old_owner = owner(&redis, "phoenix").await;
     let index = nodes
         .iter()
-        .position(|n| n.id == owner)
+        .position(|n| n.id == old_owner)
         .expect("owner is a node");
     let dead = nodes.remove(index);
     dead.signal("-KILL");
@@ -189,7 +189,7 @@ async fn killing_the_rooms_node_lets_participants_rejoin_elsewhere_within_ten_se
     }
     eprintln!("media back {:?} after kill -9", killed.elapsed());
     let new_owner = owner(&redis, "phoenix").await;
-    assert_ne!(new_owner, owner, "the room moved off the dead node");
+    assert_ne!(new_owner, old_owner, "the room moved off the dead node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,8 +255,8 @@ async fn a_draining_node_gets_no_new_rooms_and_its_participants_finish() {
     let ada = join(&nodes[0], "dusk", "Ada").await;
     let bo = join(&nodes[1], "dusk", "Bo").await;
     all_receive_all(&[&ada, &bo]).await;
-    let owner = owner(&redis, "dusk").await;
-    let index = nodes.iter().position(|n| n.id == owner).expect("owner");
+    let drained = owner(&redis, "dusk").await;
+    let index = nodes.iter().position(|n| n.id == drained).expect("owner");
     let mut draining = nodes.remove(index);
     draining.signal("-TERM");
     let signalled = Instant::now();
@@ -285,10 +285,10 @@ async fn a_draining_node_gets_no_new_rooms_and_its_participants_finish() {
     for room in ["dusk", "dawn", "noon"] {
         if room != "dusk" {
             let _client = join(&nodes[0], room, "Cy").await;
-            let lease = self::owner(&redis, room).await;
-            assert_ne!(lease, owner, "room {room} placed on the draining node");
+            let lease = owner(&redis, room).await;
+            assert_ne!(lease, drained, "room {room} placed on the draining node");
         } else {
-            assert_ne!(self::owner(&redis, room).await, owner);
+            assert_ne!(owner(&redis, room).await, drained);
         }
     }
 }
