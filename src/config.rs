@@ -989,13 +989,22 @@ fn validate_cluster(cluster: &ClusterConfig, rules: &mut Rules) {
             format!("{url:?} is not http://host:port (the node's HTTP server, no path)"),
         );
     }
-    rules.at_least("cluster.heartbeat_interval_ms", cluster.heartbeat_interval_ms, 100);
+    rules.at_least(
+        "cluster.heartbeat_interval_ms",
+        cluster.heartbeat_interval_ms,
+        100,
+    );
     rules.at_least(
         "cluster.heartbeat_ttl_ms",
         cluster.heartbeat_ttl_ms,
         cluster.heartbeat_interval_ms.saturating_mul(2),
     );
-    rules.between("cluster.redis_timeout_ms", cluster.redis_timeout_ms, 50, 10_000);
+    rules.between(
+        "cluster.redis_timeout_ms",
+        cluster.redis_timeout_ms,
+        50,
+        10_000,
+    );
 }
 
 #[derive(Default)]
@@ -1425,7 +1434,10 @@ mod tests {
     #[test]
     fn without_a_cluster_section_the_node_runs_alone() {
         assert_eq!(Config::default().cluster, None);
-        assert_eq!(Config::load_str("log:\n  level: info\n").unwrap().cluster, None);
+        assert_eq!(
+            Config::load_str("log:\n  level: info\n").unwrap().cluster,
+            None
+        );
     }
 
     #[test]

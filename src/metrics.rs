@@ -425,9 +425,21 @@ pub struct ClusterMetrics {
 impl ClusterMetrics {
     fn register(r: &mut Registry) -> Self {
         Self {
-            nodes: gauge(r, "cluster_nodes", "Live cluster nodes seen at the last heartbeat"),
-            redis_up: gauge(r, "cluster_redis_up", "1 while the last Redis request succeeded"),
-            redis_errors: counter(r, "cluster_redis_errors", "Redis requests that failed or timed out"),
+            nodes: gauge(
+                r,
+                "cluster_nodes",
+                "Live cluster nodes seen at the last heartbeat",
+            ),
+            redis_up: gauge(
+                r,
+                "cluster_redis_up",
+                "1 while the last Redis request succeeded",
+            ),
+            redis_errors: counter(
+                r,
+                "cluster_redis_errors",
+                "Redis requests that failed or timed out",
+            ),
             lease_conflicts: counter(
                 r,
                 "cluster_lease_conflicts",

@@ -51,10 +51,7 @@ async fn receives_more(receiver: &Client, from: &str, at_least: u64, timeout: Du
 /// Everyone in `clients` receives and decrypts everyone else.
 async fn all_receive_all(clients: &[&Client]) {
     for receiver in clients {
-        receiver
-            .wait_connected(WAIT)
-            .await
-            .expect("media connects");
+        receiver.wait_connected(WAIT).await.expect("media connects");
     }
     for receiver in clients {
         for sender in clients {
@@ -108,7 +105,11 @@ async fn cluster(redis: &Redis, ids: &[&str]) -> Vec<Node> {
     for node in &nodes {
         let deadline = Instant::now() + WAIT;
         while node.metric("sluice_cluster_nodes").await < ids.len() as f64 {
-            assert!(Instant::now() < deadline, "{} never saw the others", node.id);
+            assert!(
+                Instant::now() < deadline,
+                "{} never saw the others",
+                node.id
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -239,7 +240,10 @@ async fn redis_outage_keeps_calls_refuses_new_rooms_and_heals() {
     let ed = join_with_retry(owner, "newcomer", "Ed", deadline).await;
     all_receive_all(&[&cy, &ed]).await;
     while redis.get("sluice:room:steady").await.as_deref() != Some(owner_id.as_str()) {
-        assert!(Instant::now() < deadline, "the owner never re-claimed its lease");
+        assert!(
+            Instant::now() < deadline,
+            "the owner never re-claimed its lease"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(owner.metric("sluice_cluster_redis_errors_total").await > 0.0);

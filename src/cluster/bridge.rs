@@ -76,12 +76,12 @@ fn to_upstream(message: ws::Message) -> Option<UpstreamMessage> {
     match message {
         ws::Message::Text(text) => Some(UpstreamMessage::text(text.as_str().to_owned())),
         ws::Message::Binary(bytes) => Some(UpstreamMessage::Binary(bytes)),
-        ws::Message::Close(frame) => Some(UpstreamMessage::Close(frame.map(|frame| {
-            UpstreamClose {
+        ws::Message::Close(frame) => {
+            Some(UpstreamMessage::Close(frame.map(|frame| UpstreamClose {
                 code: CloseCode::from(frame.code),
                 reason: frame.reason.as_str().to_owned().into(),
-            }
-        }))),
+            })))
+        }
         // Each hop answers its own pings.
         ws::Message::Ping(_) | ws::Message::Pong(_) => None,
     }
@@ -91,12 +91,12 @@ fn to_client(message: UpstreamMessage) -> Option<ws::Message> {
     match message {
         UpstreamMessage::Text(text) => Some(ws::Message::Text(text.as_str().to_owned().into())),
         UpstreamMessage::Binary(bytes) => Some(ws::Message::Binary(bytes)),
-        UpstreamMessage::Close(frame) => Some(ws::Message::Close(frame.map(|frame| {
-            ws::CloseFrame {
+        UpstreamMessage::Close(frame) => {
+            Some(ws::Message::Close(frame.map(|frame| ws::CloseFrame {
                 code: u16::from(frame.code),
                 reason: frame.reason.as_str().to_owned().into(),
-            }
-        }))),
+            })))
+        }
         UpstreamMessage::Ping(_) | UpstreamMessage::Pong(_) | UpstreamMessage::Frame(_) => None,
     }
 }
@@ -122,7 +122,12 @@ pub async fn relay(client: WebSocket, upstream: Upstream, join: String, state: &
     gauge.dec();
 }
 
-async fn relay_inner(mut client: WebSocket, mut upstream: Upstream, join: String, state: &AppState) {
+async fn relay_inner(
+    mut client: WebSocket,
+    mut upstream: Upstream,
+    join: String,
+    state: &AppState,
+) {
     let send_timeout = state.config.signaling.send_timeout();
     if upstream.send(UpstreamMessage::text(join)).await.is_err() {
         let _ = client
@@ -218,11 +223,9 @@ async fn relay_inner(mut client: WebSocket, mut upstream: Upstream, join: String
                 },
             ] {
                 let text = encode_server_message(&message);
-                let sent = tokio::time::timeout(
-                    send_timeout,
-                    client.send(ws::Message::Text(text.into())),
-                )
-                .await;
+                let sent =
+                    tokio::time::timeout(send_timeout, client.send(ws::Message::Text(text.into())))
+                        .await;
                 if !matches!(sent, Ok(Ok(()))) {
                     return;
                 }

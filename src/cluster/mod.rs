@@ -120,7 +120,10 @@ pub enum Placement {
     /// Serve it here.
     Local,
     /// Bridge it to this node.
-    Remote { node_id: String, internal_url: String },
+    Remote {
+        node_id: String,
+        internal_url: String,
+    },
 }
 
 /// Why a join cannot be placed now.
@@ -287,7 +290,9 @@ impl Cluster {
             }
             Err(error) if self.rooms.contains(room) && !matches!(error, PlaceError::NoNode) => {
                 tracing::warn!(room, %error, "redis unreachable: serving the room open here");
-                self.metrics.cluster.placed(PlacementMetric::LocalWithoutRedis);
+                self.metrics
+                    .cluster
+                    .placed(PlacementMetric::LocalWithoutRedis);
                 Ok(Placement::Local)
             }
             Err(error) => {
@@ -461,7 +466,10 @@ impl Cluster {
             match self.beat().await {
                 Ok(()) if !healthy => {
                     healthy = true;
-                    tracing::info!(node = self.node_id(), "redis reachable again: node re-registered");
+                    tracing::info!(
+                        node = self.node_id(),
+                        "redis reachable again: node re-registered"
+                    );
                 }
                 Ok(()) => {}
                 Err(error) if healthy => {
@@ -482,16 +490,14 @@ impl Cluster {
             tracing::warn!(%error, "cannot publish draining to redis");
         }
         let mut rooms: Vec<String> = self.rooms.names();
-        rooms.extend(
-            self.held
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain(),
-        );
+        rooms.extend(self.held.lock().unwrap_or_else(|p| p.into_inner()).drain());
         if let Err(error) = self.release_leases(&rooms).await {
             tracing::warn!(%error, "cannot release room leases");
         }
-        tracing::info!(node = self.node_id(), "node draining: no new rooms are placed here");
+        tracing::info!(
+            node = self.node_id(),
+            "node draining: no new rooms are placed here"
+        );
     }
 
     /// Leaves the cluster on a clean exit: the heartbeat goes now, not at its TTL.

@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 use crate::app::AppState;
 use crate::cluster::bridge::{self, Upstream};
 use crate::cluster::Placement;
-use crate::signaling::Origin;
 use crate::config::{Config, DtlsRole};
 use crate::media::{
     parse_participant_label, participant_label, Command, ParticipantId, PrepareSpec,
@@ -33,6 +32,7 @@ use crate::media::{
 };
 use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
 use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
+use crate::signaling::Origin;
 
 /// Session events queued from the worker (it never blocks on signalling).
 const SESSION_EVENT_QUEUE: usize = 16;
