@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Cluster numbers for docs/benchmarks.md (release build, real redis-server on loopback):
+# Cluster numbers for docs/benchmarks.md (the test profile: workspace opt-level 1,
+# dependencies opt-level 2; real redis-server on loopback; sluice processes):
 #  - join latency (WebSocket open to `joined`) through the room's node and through another
 #    node (placement in Redis plus the signalling bridge), p50 / p99;
 #  - time from kill -9 of the room's node to media back for participants that rejoin
@@ -14,12 +15,12 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 export SLUICE_REQUIRE_REDIS=1
 runs="${RUNS:-5}"
 
-cargo test --release -q -p sluice --test cluster --no-run
-cargo test --release -q -p sluice --test cluster -- --ignored --nocapture \
+cargo test -q -p sluice --test cluster --no-run
+cargo test -q -p sluice --test cluster -- --ignored --nocapture \
   bench_join_latency_through_the_owner_and_through_another_node 2>&1 | grep '^join through'
 
 for _ in $(seq "$runs"); do
-  cargo test --release -q -p sluice --test cluster -- --nocapture \
+  cargo test -q -p sluice --test cluster -- --nocapture \
     killing_the_rooms_node_lets_participants_rejoin_elsewhere_within_ten_seconds 2>&1 \
     | grep '^media back'
 done

@@ -43,6 +43,18 @@ pub enum BridgeError {
     Timeout,
 }
 
+impl BridgeError {
+    /// Whether the node's host answered that nothing listens on its port: its process
+    /// is gone (killed, crashed), not merely slow or cut off.
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self,
+            BridgeError::Connect(tokio_tungstenite::tungstenite::Error::Io(error))
+                if error.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    }
+}
+
 /// Opens the hop to `internal_url`'s `/ws` on behalf of a client at `client_ip`.
 pub async fn connect(
     cluster: &Cluster,

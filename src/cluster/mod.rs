@@ -283,7 +283,18 @@ impl Cluster {
     /// on), and refused otherwise: placing it blindly could open a second copy of a room
     /// that lives on another node.
     pub async fn place(&self, room: &str) -> Result<Placement, PlaceError> {
-        match self.place_with_redis(room).await {
+        self.place_avoiding(room, None).await
+    }
+
+    /// Like [`Cluster::place`], treating node `dead` as gone although its heartbeat has
+    /// not expired yet: its HTTP port refused our connection, so its process is not
+    /// running, and waiting out its TTL would only delay the room's return.
+    pub async fn place_avoiding(
+        &self,
+        room: &str,
+        dead: Option<&str>,
+    ) -> Result<Placement, PlaceError> {
+        match self.place_with_redis(room, dead).await {
             Ok((placement, outcome)) => {
                 self.metrics.cluster.placed(outcome);
                 Ok(placement)
@@ -305,13 +316,15 @@ impl Cluster {
     async fn place_with_redis(
         &self,
         room: &str,
+        dead: Option<&str>,
     ) -> Result<(Placement, PlacementMetric), PlaceError> {
         let key = room_key(room);
         let me = self.node_id();
         for _ in 0..3 {
             let mut redis = self.redis.clone();
             let owner: Option<String> = self.redis(redis.get(&key)).await?;
-            let members = self.members().await?;
+            let mut members = self.members().await?;
+            members.retain(|m| Some(m.id.as_str()) != dead);
             let mut expected = String::new();
             if let Some(owner) = owner {
                 if owner == me && !self.is_draining() {

@@ -585,30 +585,39 @@ impl Connection {
         if self.origin.internal {
             return None;
         }
-        let (node_id, internal_url) = match cluster.place(room).await {
-            Ok(Placement::Local) => return None,
-            Ok(Placement::Remote {
-                node_id,
-                internal_url,
-            }) => (node_id, internal_url),
-            Err(error) => {
-                tracing::info!(room, %error, "join refused: the room cannot be placed");
-                return Some(End::Fatal(ErrorCode::ClusterUnavailable));
-            }
-        };
         let timeout = self.state.config.cluster.as_ref().map_or(
             Duration::from_secs(1),
             crate::config::ClusterConfig::redis_timeout,
-        );
-        match bridge::connect(&cluster, &internal_url, self.origin.client_ip, timeout * 2).await {
-            Ok(upstream) => {
-                tracing::info!(room, node = %node_id, "join bridged to the room's node");
-                self.bridge = Some((upstream, join));
-                Some(End::Bridged)
-            }
-            Err(error) => {
-                tracing::warn!(room, node = %node_id, %error, "join refused: the room's node is unreachable");
-                Some(End::Fatal(ErrorCode::ClusterUnavailable))
+        ) * 2;
+        let mut dead: Option<String> = None;
+        loop {
+            let (node_id, internal_url) = match cluster.place_avoiding(room, dead.as_deref()).await
+            {
+                Ok(Placement::Local) => return None,
+                Ok(Placement::Remote {
+                    node_id,
+                    internal_url,
+                }) => (node_id, internal_url),
+                Err(error) => {
+                    tracing::info!(room, %error, "join refused: the room cannot be placed");
+                    return Some(End::Fatal(ErrorCode::ClusterUnavailable));
+                }
+            };
+            match bridge::connect(&cluster, &internal_url, self.origin.client_ip, timeout).await {
+                Ok(upstream) => {
+                    tracing::info!(room, node = %node_id, "join bridged to the room's node");
+                    self.bridge = Some((upstream, join));
+                    return Some(End::Bridged);
+                }
+                // Once: its process is gone; place the room without it.
+                Err(error) if error.is_refused() && dead.is_none() => {
+                    tracing::warn!(room, node = %node_id, "the room's node refuses connections: placing the room without it");
+                    dead = Some(node_id);
+                }
+                Err(error) => {
+                    tracing::warn!(room, node = %node_id, %error, "join refused: the room's node is unreachable");
+                    return Some(End::Fatal(ErrorCode::ClusterUnavailable));
+                }
             }
         }
     }
