@@ -416,3 +416,77 @@ async fn bench_join_latency_through_the_owner_and_through_another_node() {
         println!("join through the {label}: {joins} joins, p50 {p50:?}, p99 {p99:?}");
     }
 }
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-cluster";
+
+fn mint(room: &str) -> String {
+    use sluice_signal::token::{sign, JoinClaims, SigningKey};
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        + 600;
+    sign(
+        &JoinClaims {
+            room: room.to_owned(),
+            sub: "tester".to_owned(),
+            exp,
+            nbf: None,
+            name: None,
+        },
+        &SigningKey {
+            id: "k1".to_owned(),
+            secret: SECRET.as_bytes().to_vec(),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rooms_node_checks_the_join_token_of_a_bridged_join() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let keys = format!("auth:\n  keys:\n    - id: k1\n      secret: \"{SECRET}\"\n");
+    // t1 requires tokens; t2 is (mis)configured without keys and so lets anyone in
+    // itself, but every room here lives on t1, which checks the token it is forwarded.
+    let t1 = Node::start("t1", &redis.url(), &keys).await;
+    let t2 = Node::start("t2", &redis.url(), "").await;
+    let deadline = Instant::now() + WAIT;
+    while t2.metric("sluice_cluster_nodes").await < 2.0 {
+        assert!(Instant::now() < deadline, "t2 never saw t1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = redis.connection().await.expect("redis");
+    for room in ["locked", "open"] {
+        let _: () = redis::cmd("SET")
+            .arg(format!("sluice:room:{room}"))
+            .arg("t1")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await
+            .expect("lease");
+    }
+    // Without a token, through t2: t1 refuses it, and the client hears why.
+    match Client::connect(config(t2.ws_url(), "locked", "Eve")).await {
+        Err(ClientError::Rejected { code, .. }) => assert_eq!(code, "unauthorized"),
+        Err(other) => panic!("expected unauthorized, got {other}"),
+        Ok(_) => panic!("a bridged join without a token was accepted"),
+    }
+    // With a valid token, through either node: one call.
+    let ada = Client::connect(ClientConfig {
+        token: Some(mint("open")),
+        ..config(t1.ws_url(), "open", "Ada")
+    })
+    .await
+    .expect("Ada joins with a token");
+    let bo = Client::connect(ClientConfig {
+        token: Some(mint("open")),
+        ..config(t2.ws_url(), "open", "Bo")
+    })
+    .await
+    .expect("Bo joins through t2 with a token");
+    all_receive_all(&[&ada, &bo]).await;
+    assert_eq!(t2.metric("sluice_cluster_bridged_sessions").await, 1.0);
+}
