@@ -253,3 +253,27 @@ async fn relay_inner(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_cross_the_bridge_unchanged_and_pings_stay_on_their_hop() {
+        let text = to_upstream(ws::Message::Text("{\"type\":\"ping\"}".into()));
+        assert_eq!(text, Some(UpstreamMessage::text("{\"type\":\"ping\"}")));
+        let close = to_client(UpstreamMessage::Close(Some(UpstreamClose {
+            code: CloseCode::Policy,
+            reason: "unauthorized".into(),
+        })));
+        match close {
+            Some(ws::Message::Close(Some(frame))) => {
+                assert_eq!(frame.code, close_code::POLICY);
+                assert_eq!(frame.reason.as_str(), "unauthorized");
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+        assert_eq!(to_upstream(ws::Message::Ping(vec![1].into())), None);
+        assert_eq!(to_client(UpstreamMessage::Pong(vec![1].into())), None);
+    }
+}

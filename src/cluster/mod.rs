@@ -521,3 +521,55 @@ impl Cluster {
         let _: Result<i64, _> = self.redis(redis.srem(NODES_KEY, &id)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, participants: i64, busy_ratio: f64, rooms: i64) -> NodeRecord {
+        NodeRecord {
+            id: id.to_owned(),
+            internal_url: String::new(),
+            participants,
+            rooms,
+            packets_per_second: 0.0,
+            busy_ratio,
+            draining: false,
+            key: String::new(),
+        }
+    }
+
+    #[test]
+    fn placement_orders_by_participants_then_busy_ratio_then_rooms_then_id() {
+        let nodes = [
+            record("a", 3, 0.0, 0),
+            record("b", 1, 0.9, 0),
+            record("c", 1, 0.2, 5),
+            record("d", 1, 0.2, 1),
+            record("e", 1, 0.2, 1),
+        ];
+        let best = nodes.iter().min_by(|x, y| x.load_key().cmp(&y.load_key()));
+        assert_eq!(best.map(|n| n.id.as_str()), Some("d"));
+    }
+
+    #[test]
+    fn a_busy_ratio_out_of_range_or_nan_does_not_break_the_order() {
+        let nan = record("x", 0, f64::NAN, 0);
+        let huge = record("y", 0, 7.0, 0);
+        assert!(nan.load_key() < huge.load_key());
+    }
+
+    #[test]
+    fn keys_compare_equal_only_when_identical() {
+        assert!(equal_in_constant_time(b"abc", b"abc"));
+        assert!(!equal_in_constant_time(b"abc", b"abd"));
+        assert!(!equal_in_constant_time(b"abc", b"abcd"));
+        assert!(!equal_in_constant_time(b"", b"a"));
+    }
+
+    #[test]
+    fn key_names_follow_the_documented_layout() {
+        assert_eq!(node_key("n1"), "sluice:node:n1");
+        assert_eq!(room_key("r"), "sluice:room:r");
+    }
+}
