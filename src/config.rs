@@ -963,10 +963,19 @@ impl Config {
 
 /// Collects violations with uniform wording.
 fn validate_cluster(cluster: &ClusterConfig, rules: &mut Rules) {
-    if !(cluster.redis_url.starts_with("redis://") || cluster.redis_url.starts_with("unix://")) {
+    let scheme_ok =
+        cluster.redis_url.starts_with("redis://") || cluster.redis_url.starts_with("unix://");
+    if !scheme_ok {
         rules.fail(
             "cluster.redis_url",
             format!("{:?} is not a redis:// or unix:// URL", cluster.redis_url),
+        );
+    } else if let Err(error) =
+        redis::IntoConnectionInfo::into_connection_info(cluster.redis_url.as_str())
+    {
+        rules.fail(
+            "cluster.redis_url",
+            format!("{:?} is not a valid Redis URL: {error}", cluster.redis_url),
         );
     }
     let id = &cluster.node_id;
@@ -1467,5 +1476,9 @@ mod tests {
             assert!(message.contains(key), "{key} missing from {message:?}");
         }
         assert_error("cluster:\n  nodeid: a\n", "cluster");
+        assert_error(
+            "cluster:\n  redis_url: \"redis://host:notaport\"\n  node_id: a\n  internal_url: \"http://a:1\"\n",
+            "cluster.redis_url",
+        );
     }
 }

@@ -512,10 +512,10 @@ impl Connection {
             return Some(End::ShuttingDown);
         }
         // The join as the client sent it, for the room's node if that is another one.
-        let forwarded = serde_json::json!({
-            "type": "join", "room": room, "name": name, "token": token,
-        })
-        .to_string();
+        let forwarded = self.state.cluster.as_ref().map(|_| {
+            serde_json::json!({ "type": "join", "room": room, "name": name, "token": token })
+                .to_string()
+        });
         let name = match authorize(&self.state.config, &room, name, token.as_deref()) {
             Ok(name) => name,
             Err(code) => {
@@ -525,8 +525,10 @@ impl Connection {
                 return Some(End::Fatal(code));
             }
         };
-        if let Some(end) = self.place(&room, forwarded).await {
-            return Some(end);
+        if let Some(forwarded) = forwarded {
+            if let Some(end) = self.place(&room, forwarded).await {
+                return Some(end);
+            }
         }
         let admission = match self.rooms.join(&room, &name) {
             Ok(admission) => admission,
