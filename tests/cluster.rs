@@ -280,6 +280,11 @@ async fn a_draining_node_gets_no_new_rooms_and_its_participants_finish() {
         .wait_for_exit(signalled + Duration::from_secs(7))
         .await;
     assert_eq!(code, Some(0));
+    assert_eq!(
+        redis.get(&format!("sluice:node:{drained}")).await,
+        None,
+        "a node that stopped cleanly leaves the membership at once"
+    );
     // ... and no room was placed on it meanwhile: the same participants and new rooms
     // all land on the nodes that stay.
     let deadline = Instant::now() + WAIT;
@@ -489,4 +494,35 @@ async fn the_rooms_node_checks_the_join_token_of_a_bridged_join() {
     .expect("Bo joins through t2 with a token");
     all_receive_all(&[&ada, &bo]).await;
     assert_eq!(t2.metric("sluice_cluster_bridged_sessions").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_hops_are_not_counted_against_the_bridging_nodes_address() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    // The room's node allows one session per source address; the bridging node is one
+    // address for every client it bridges, so its proven hops must not count.
+    let owner = Node::start("h1", &redis.url(), "limits:\n  sessions_per_source_ip: 1\n").await;
+    let front = Node::start("h2", &redis.url(), "").await;
+    let deadline = Instant::now() + WAIT;
+    while front.metric("sluice_cluster_nodes").await < 2.0 {
+        assert!(Instant::now() < deadline, "h2 never saw h1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = redis.connection().await.expect("redis");
+    let _: () = redis::cmd("SET")
+        .arg("sluice:room:crowd")
+        .arg("h1")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("lease");
+    let ada = join(&front, "crowd", "Ada").await;
+    let bo = join(&front, "crowd", "Bo").await;
+    let cy = join(&front, "crowd", "Cy").await;
+    all_receive_all(&[&ada, &bo, &cy]).await;
+    assert_eq!(owner.metric("sluice_participants").await, 3.0);
 }
