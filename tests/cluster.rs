@@ -143,6 +143,37 @@ async fn participants_joining_one_room_through_three_nodes_all_receive_one_anoth
     }
     assert_eq!(rooms, 1.0, "one copy of the room in the cluster");
     assert_eq!(bridged, 2.0, "two of the three joins were bridged");
+
+    // A leave crosses the bridge like any message, and the close behind it ends the hop.
+    let cy_id = cy.participant_id().to_owned();
+    let cy_bridged = nodes[2].id != owner;
+    cy.leave().await.expect("Cy leaves cleanly");
+    for receiver in [&ada, &bo] {
+        let id = cy_id.clone();
+        receiver
+            .wait_for_event(
+                move |e| matches!(e, ClientEvent::ParticipantLeft { id: left } if *left == id),
+                WAIT,
+            )
+            .await
+            .expect("participant_left");
+    }
+    let expected = if cy_bridged { 1.0 } else { 2.0 };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut bridged = 0.0;
+        for node in &nodes {
+            bridged += node.metric("sluice_cluster_bridged_sessions").await;
+        }
+        if bridged == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bridged sessions stay at {bridged}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
