@@ -144,6 +144,26 @@ async fn participants_joining_one_room_through_three_nodes_all_receive_one_anoth
     assert_eq!(rooms, 1.0, "one copy of the room in the cluster");
     assert_eq!(bridged, 2.0, "two of the three joins were bridged");
 
+    // The owner's heartbeat carries its load: three participants, packets forwarded.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let record: Option<sluice::cluster::NodeRecord> = redis
+            .get(&format!("sluice:node:{owner}"))
+            .await
+            .and_then(|text| serde_json::from_str(&text).ok());
+        if let Some(record) = record.filter(|r| r.participants == 3 && r.rooms == 1) {
+            assert!(record.packets_per_second > 0.0, "{record:?}");
+            assert!((0.0..=1.0).contains(&record.busy_ratio), "{record:?}");
+            assert!(!record.draining);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the owner's heartbeat never showed its load"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // A leave crosses the bridge like any message, and the close behind it ends the hop.
     let cy_id = cy.participant_id().to_owned();
     let cy_bridged = nodes[2].id != owner;
