@@ -113,6 +113,7 @@ async fn cluster(redis: &Redis, ids: &[&str]) -> Vec<Node> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    redis.wait_settled().await;
     nodes
 }
 
@@ -284,6 +285,17 @@ async fn redis_outage_keeps_calls_refuses_new_rooms_and_heals() {
     }
     redis.restart().await;
 
+    // Redis came back empty: the room's lease is gone until its node's next heartbeat.
+    // A join for it through the other node meanwhile must not open a second copy.
+    let deadline = Instant::now() + WAIT;
+    let fay = join_with_retry(other, "steady", "Fay", deadline).await;
+    all_receive_all(&[&ada, &fay]).await;
+    assert_eq!(
+        other.metric("sluice_rooms").await,
+        0.0,
+        "a second copy of the room"
+    );
+
     // The cluster heals: nodes re-register, the owner re-claims its lease, new rooms
     // are placed again.
     let deadline = Instant::now() + WAIT;
@@ -399,6 +411,15 @@ async fn placement_prefers_the_least_loaded_live_node_and_skips_draining_and_dea
     let state = sluice::app::start_cluster(server.state.clone()).expect("cluster");
     let cluster = state.cluster.clone().expect("cluster mode");
     cluster.beat().await.expect("heartbeat");
+    // Redis started empty: no room without a lease is placed until the nodes had time
+    // to re-claim theirs.
+    assert!(matches!(
+        cluster.place("early").await,
+        Err(sluice::cluster::PlaceError::Settling)
+    ));
+    redis.wait_settled().await;
+    // This test drives the heartbeat by hand: renew it after the wait.
+    cluster.beat().await.expect("heartbeat");
     let remote = |id: &str| Placement::Remote {
         node_id: id.to_owned(),
         internal_url: format!("http://{id}.invalid:8080"),
@@ -513,6 +534,7 @@ async fn the_rooms_node_checks_the_join_token_of_a_bridged_join() {
         assert!(Instant::now() < deadline, "t2 never saw t1");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    redis.wait_settled().await;
     let mut conn = redis.connection().await.expect("redis");
     for room in ["locked", "open"] {
         let _: () = redis::cmd("SET")
@@ -562,6 +584,7 @@ async fn bridged_hops_are_not_counted_against_the_bridging_nodes_address() {
         assert!(Instant::now() < deadline, "h2 never saw h1");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    redis.wait_settled().await;
     let mut conn = redis.connection().await.expect("redis");
     let _: () = redis::cmd("SET")
         .arg("sluice:room:crowd")

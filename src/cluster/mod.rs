@@ -45,6 +45,12 @@ pub fn room_key(room: &str) -> String {
     format!("sluice:room:{room}")
 }
 
+/// Present while the cluster settles after Redis started empty (first start, or a
+/// restart that lost every key): no room without a lease is placed until it expires.
+pub const SETTLING_KEY: &str = "sluice:settling";
+/// Exists as long as Redis keeps its data; its absence means Redis started empty.
+pub const EPOCH_KEY: &str = "sluice:epoch";
+
 /// Header naming the node that bridges a connection (the internal hop).
 pub const NODE_HEADER: &str = "x-sluice-cluster-node";
 /// Header carrying that node's per-boot key, checked against its heartbeat record.
@@ -89,6 +95,21 @@ return 0
 fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// Starts the settling period when Redis has just started empty (`KEYS[1]` the epoch
+/// key missing; `KEYS[2]` the settling key, `ARGV[1]` its length in ms). Returns 1
+/// while settling. Rooms open on some node have no lease in an empty Redis until that
+/// node's next heartbeat re-claims them; placing one of them meanwhile would open a
+/// second copy elsewhere. Every live node beats within the settling period (one
+/// heartbeat TTL), so after it every lease that should exist exists again.
+const SETTLE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], '1')
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+  return 1
+end
+return redis.call('EXISTS', KEYS[2])
+";
 
 /// What a node publishes in its heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +158,8 @@ pub enum PlaceError {
     NoNode,
     #[error("the lease of the room changed hands repeatedly")]
     Contended,
+    #[error("redis started empty: waiting for the nodes to re-claim their rooms")]
+    Settling,
 }
 
 /// This node's membership of the cluster.
@@ -150,6 +173,7 @@ pub struct Cluster {
     claim: Script,
     renew: Script,
     release: Script,
+    settle: Script,
     /// Rooms whose lease this node renewed at the last beat (released once closed).
     held: Mutex<HashSet<String>>,
     /// Forwarded-packet count and time of the last beat (for packets per second).
@@ -198,6 +222,7 @@ impl Cluster {
             claim: Script::new(CLAIM_LUA),
             renew: Script::new(RENEW_LUA),
             release: Script::new(RELEASE_LUA),
+            settle: Script::new(SETTLE_LUA),
             held: Mutex::new(HashSet::new()),
             last_forwarded: Mutex::new(None),
         }))
@@ -300,7 +325,7 @@ impl Cluster {
                 Ok(placement)
             }
             Err(error) if self.rooms.contains(room) && !matches!(error, PlaceError::NoNode) => {
-                tracing::warn!(room, %error, "redis unreachable: serving the room open here");
+                tracing::warn!(room, %error, "cannot place through redis: serving the room open here");
                 self.metrics
                     .cluster
                     .placed(PlacementMetric::LocalWithoutRedis);
@@ -342,6 +367,9 @@ impl Cluster {
                     _ => expected = owner,
                 }
             }
+            if expected.is_empty() && self.settling().await? {
+                return Err(PlaceError::Settling);
+            }
             let candidate = members
                 .iter()
                 .filter(|m| !m.draining)
@@ -374,6 +402,22 @@ impl Cluster {
             return Ok((placement, PlacementMetric::Claimed));
         }
         Err(PlaceError::Contended)
+    }
+
+    /// Whether the cluster is settling after Redis started empty (starting the settling
+    /// period if this call is the first to notice).
+    async fn settling(&self) -> Result<bool, PlaceError> {
+        let mut redis = self.redis.clone();
+        let settling: i64 = self
+            .redis(
+                self.settle
+                    .key(EPOCH_KEY)
+                    .key(SETTLING_KEY)
+                    .arg(self.config.heartbeat_ttl_ms)
+                    .invoke_async(&mut redis),
+            )
+            .await?;
+        Ok(settling == 1)
     }
 
     /// This node's heartbeat record now.
@@ -422,6 +466,8 @@ impl Cluster {
             .sadd(NODES_KEY, &record.id)
             .ignore();
         self.redis(pipe.query_async::<()>(&mut redis)).await?;
+        // Noticing an empty Redis here starts the settling period before any join does.
+        self.settling().await?;
 
         let open: HashSet<String> = self.rooms.names().into_iter().collect();
         if !open.is_empty() && !self.is_draining() {

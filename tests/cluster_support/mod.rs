@@ -129,6 +129,27 @@ impl Redis {
             .flatten()
     }
 
+    /// Waits until the cluster has settled after Redis started empty: a node has
+    /// noticed (the epoch key exists) and the settling period is over.
+    pub async fn wait_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut conn) = self.connection().await {
+                let (epoch, settling): (bool, bool) = redis::pipe()
+                    .exists("sluice:epoch")
+                    .exists("sluice:settling")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or((false, true));
+                if epoch && !settling {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the cluster never settled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Kills the server (SIGKILL) and reaps it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
