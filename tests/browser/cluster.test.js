@@ -66,6 +66,12 @@ async function startCluster(ids) {
     }));
     return { ok: counts.every((c) => c === ids.length), detail: counts };
   });
+  // Redis started empty: rooms are placed once the settling period is over.
+  await waitFor('the cluster settled', async () => {
+    const epoch = redis.cli('EXISTS', 'sluice:epoch');
+    const settling = redis.cli('EXISTS', 'sluice:settling');
+    return { ok: epoch === '1' && settling === '0', detail: { epoch, settling } };
+  });
   return { redis, nodes };
 }
 
