@@ -600,3 +600,36 @@ async fn bridged_hops_are_not_counted_against_the_bridging_nodes_address() {
     all_receive_all(&[&ada, &bo, &cy]).await;
     assert_eq!(owner.metric("sluice_participants").await, 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_participant_limit_of_a_room_holds_across_nodes() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let limit = "limits:\n  participants_per_room: 2\n";
+    let mut nodes = Vec::new();
+    for id in ["l1", "l2", "l3"] {
+        nodes.push(Node::start(id, &redis.url(), limit).await);
+    }
+    for node in &nodes {
+        let deadline = Instant::now() + WAIT;
+        while node.metric("sluice_cluster_nodes").await < 3.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} never saw the others",
+                node.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    redis.wait_settled().await;
+    let _ada = join(&nodes[0], "pair", "Ada").await;
+    let _bo = join(&nodes[1], "pair", "Bo").await;
+    // The room is on one node, which counts everyone, whichever node they came through.
+    match Client::connect(config(nodes[2].ws_url(), "pair", "Cy")).await {
+        Err(ClientError::Rejected { code, .. }) => assert_eq!(code, "room_full"),
+        Err(other) => panic!("expected room_full, got {other}"),
+        Ok(_) => panic!("a third participant got into a room of two"),
+    }
+}
