@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing system packages (openssl, chromium, firefox-esr) and npm packages"
+step "installing system packages (openssl, redis-server, chromium, firefox-esr) and npm packages"
 need_apt=()
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The cluster tests start their own redis-server on a free loopback port.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-liberation)
   [ -x /usr/bin/firefox-esr ] || need_apt+=(firefox-esr)
@@ -27,6 +29,9 @@ fi
 if [ -z "${SLUICE_SKIP_BROWSER:-}" ]; then
   bash tests/browser/install.sh
 fi
+
+# Here redis-server is installed: a cluster test that cannot find it fails, never skips.
+export SLUICE_REQUIRE_REDIS=1
 
 step "formatting and lints"
 cargo fmt --all -- --check

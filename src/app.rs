@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::cluster::Cluster;
 use crate::config::{AnnounceAddress, Config};
 use crate::limits::PerIpLimit;
 use crate::media::{MediaError, MediaPlane};
@@ -34,6 +35,8 @@ pub struct AppState {
     /// listing the host's interfaces is a system call per interface, too slow to repeat
     /// on every join of a join storm.
     pub announce: Arc<[AnnounceAddress]>,
+    /// Cluster membership and placement; `None` when the node runs alone.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -49,12 +52,19 @@ impl AppState {
             shutdown,
             rooms: None,
             sessions_per_ip,
+            cluster: None,
         }
     }
 
     /// The same state with signalling wired to `rooms`.
     pub fn with_rooms(mut self, rooms: Arc<Rooms>) -> Self {
         self.rooms = Some(rooms);
+        self
+    }
+
+    /// The same state as a member of `cluster`.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
         self
     }
 
@@ -79,4 +89,15 @@ pub fn start_media(state: AppState) -> Result<AppState, MediaError> {
         Arc::clone(&state.metrics),
     );
     Ok(state.with_rooms(Arc::new(rooms)))
+}
+
+/// Joins the cluster when the configuration has a `cluster` section: the state gains
+/// the membership; `main` runs its heartbeat. Without Redis reachable the node still
+/// starts (it retries in the background).
+pub fn start_cluster(state: AppState) -> Result<AppState, redis::RedisError> {
+    let (Some(config), Some(rooms)) = (state.config.cluster.clone(), state.rooms.clone()) else {
+        return Ok(state);
+    };
+    let cluster = Cluster::new(config, Arc::clone(&state.metrics), rooms)?;
+    Ok(state.with_cluster(cluster))
 }

@@ -75,6 +75,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
+    /// `cluster`: absent, Sluice runs alone; present, it joins the cluster in Redis.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `http`: the HTTP listener that serves the demo page, health, metrics and `/ws`.
@@ -586,6 +588,58 @@ impl ShutdownConfig {
     }
 }
 
+/// `cluster`: this node's membership of a cluster coordinated through Redis
+/// (docs/cluster.md). Only placement and membership go through Redis, never media.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]` of the shared Redis.
+    pub redis_url: String,
+    /// This node's name in the cluster, unique among the nodes.
+    pub node_id: String,
+    /// Base URL (`http://host:port`) at which other nodes reach this node's HTTP server;
+    /// bridged signalling connects to `{internal_url}/ws`.
+    pub internal_url: String,
+    /// How often the node refreshes its heartbeat and renews its room leases.
+    pub heartbeat_interval_ms: u64,
+    /// Lifetime of the heartbeat and of each room lease: a node that stops renewing
+    /// (killed, cut off) is considered gone this long after its last renewal.
+    pub heartbeat_ttl_ms: u64,
+    /// Longest wait for one Redis request: a join during an outage is refused after
+    /// about this long instead of hanging.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+            node_id: String::new(),
+            internal_url: String::new(),
+            heartbeat_interval_ms: 1_000,
+            heartbeat_ttl_ms: 3_000,
+            redis_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    pub fn heartbeat_ttl(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ttl_ms)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+/// Longest `cluster.node_id`.
+pub const MAX_NODE_ID_LEN: usize = 64;
+
 /// `signaling`: how long the server waits for a client, and how far it lets one fall behind.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -767,6 +821,9 @@ impl Config {
         self.validate_auth(&mut rules);
         self.validate_limits(&mut rules);
         self.validate_signaling(&mut rules);
+        if let Some(cluster) = &self.cluster {
+            validate_cluster(cluster, &mut rules);
+        }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             rules.fail(
                 "log.level",
@@ -992,6 +1049,60 @@ impl Config {
 }
 
 /// Collects violations with uniform wording.
+fn validate_cluster(cluster: &ClusterConfig, rules: &mut Rules) {
+    let scheme_ok =
+        cluster.redis_url.starts_with("redis://") || cluster.redis_url.starts_with("unix://");
+    if !scheme_ok {
+        rules.fail(
+            "cluster.redis_url",
+            format!("{:?} is not a redis:// or unix:// URL", cluster.redis_url),
+        );
+    } else if let Err(error) =
+        redis::IntoConnectionInfo::into_connection_info(cluster.redis_url.as_str())
+    {
+        rules.fail(
+            "cluster.redis_url",
+            format!("{:?} is not a valid Redis URL: {error}", cluster.redis_url),
+        );
+    }
+    let id = &cluster.node_id;
+    if id.is_empty()
+        || id.len() > MAX_NODE_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        rules.fail(
+            "cluster.node_id",
+            format!("{id:?} must be 1 to {MAX_NODE_ID_LEN} characters of A-Za-z0-9-_."),
+        );
+    }
+    let url = &cluster.internal_url;
+    let host = url.strip_prefix("http://").unwrap_or("");
+    if host.is_empty() || host.contains('/') && !host.ends_with('/') {
+        rules.fail(
+            "cluster.internal_url",
+            format!("{url:?} is not http://host:port (the node's HTTP server, no path)"),
+        );
+    }
+    rules.at_least(
+        "cluster.heartbeat_interval_ms",
+        cluster.heartbeat_interval_ms,
+        100,
+    );
+    rules.at_least(
+        "cluster.heartbeat_ttl_ms",
+        cluster.heartbeat_ttl_ms,
+        cluster.heartbeat_interval_ms.saturating_mul(2),
+    );
+    rules.between(
+        "cluster.redis_timeout_ms",
+        cluster.redis_timeout_ms,
+        50,
+        10_000,
+    );
+}
+
 #[derive(Default)]
 struct Rules {
     violations: Vec<Violation>,
@@ -1435,5 +1546,47 @@ mod tests {
     fn missing_file_is_a_read_error() {
         let err = Config::load(Some(Path::new("/nonexistent/sluice.yaml"))).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn without_a_cluster_section_the_node_runs_alone() {
+        assert_eq!(Config::default().cluster, None);
+        assert_eq!(
+            Config::load_str("log:\n  level: info\n").unwrap().cluster,
+            None
+        );
+    }
+
+    #[test]
+    fn cluster_section_takes_documented_defaults() {
+        let config = Config::load_str(
+            "cluster:\n  node_id: a-1\n  internal_url: \"http://10.0.0.1:8080\"\n",
+        )
+        .expect("valid");
+        let cluster = config.cluster.expect("cluster section");
+        assert_eq!(cluster.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(cluster.heartbeat_interval(), Duration::from_secs(1));
+        assert_eq!(cluster.heartbeat_ttl(), Duration::from_secs(3));
+        assert_eq!(cluster.redis_timeout(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn cluster_values_are_checked_with_their_key_paths() {
+        let message = error_of(
+            "cluster:\n  redis_url: \"http://x\"\n  node_id: \"a b\"\n  internal_url: \"ws://x/ws\"\n  heartbeat_interval_ms: 1000\n  heartbeat_ttl_ms: 1500\n",
+        );
+        for key in [
+            "cluster.redis_url",
+            "cluster.node_id",
+            "cluster.internal_url",
+            "cluster.heartbeat_ttl_ms",
+        ] {
+            assert!(message.contains(key), "{key} missing from {message:?}");
+        }
+        assert_error("cluster:\n  nodeid: a\n", "cluster");
+        assert_error(
+            "cluster:\n  redis_url: \"redis://host:notaport\"\n  node_id: a\n  internal_url: \"http://a:1\"\n",
+            "cluster.redis_url",
+        );
     }
 }

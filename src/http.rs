@@ -153,17 +153,34 @@ async fn websocket(
             .admission_refused(AdmissionRefusal::ShuttingDown);
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
     }
-    let ip = client_ip(peer_addr, &headers, state.config.http.trust_forwarded_for);
-    let Some(ip_slot) = state.sessions_per_ip.try_acquire(ip) else {
-        tracing::info!(client_ip = %ip, "signalling refused: limits.sessions_per_source_ip reached");
-        state
-            .metrics
-            .admission_refused(AdmissionRefusal::SessionsPerSourceIp);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many sessions from this address",
-        )
-            .into_response();
+    // A hop from another cluster node that proves itself (its key matches its
+    // heartbeat) carries the client's address and is not counted against the bridging
+    // node's address: that node already applied the per-address limit to the client.
+    let internal = internal_hop(&state, &headers).await;
+    let ip = client_ip(
+        peer_addr,
+        &headers,
+        internal || state.config.http.trust_forwarded_for,
+    );
+    let ip_slot = if internal {
+        None
+    } else {
+        let Some(slot) = state.sessions_per_ip.try_acquire(ip) else {
+            tracing::info!(client_ip = %ip, "signalling refused: limits.sessions_per_source_ip reached");
+            state
+                .metrics
+                .admission_refused(AdmissionRefusal::SessionsPerSourceIp);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many sessions from this address",
+            )
+                .into_response();
+        };
+        Some(slot)
+    };
+    let origin = signaling::Origin {
+        client_ip: ip,
+        internal,
     };
     let max_message_bytes = state.config.limits.signaling_message_bytes;
     upgrade
@@ -175,8 +192,27 @@ async fn websocket(
         .on_upgrade(move |socket| async move {
             let _open = state.shutdown.track();
             let _ip_slot = ip_slot;
-            signaling::handle_socket(socket, peer_addr, state).await;
+            signaling::handle_socket(socket, peer_addr, state, origin).await;
         })
+}
+
+/// Whether the request is a bridged hop from a live member of this node's cluster.
+async fn internal_hop(state: &AppState, headers: &HeaderMap) -> bool {
+    let (Some(cluster), Some(node), Some(key)) = (
+        state.cluster.as_ref(),
+        headers.get(crate::cluster::NODE_HEADER),
+        headers.get(crate::cluster::KEY_HEADER),
+    ) else {
+        return false;
+    };
+    let (Ok(node), Ok(key)) = (node.to_str(), key.to_str()) else {
+        return false;
+    };
+    let verified = cluster.verify_peer(node, key).await;
+    if !verified {
+        tracing::info!(node, "cluster hop refused: node or key unknown");
+    }
+    verified
 }
 
 #[cfg(test)]

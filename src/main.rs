@@ -59,6 +59,8 @@ enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("media plane: {0}")]
     Media(#[from] sluice::media::MediaError),
+    #[error("cluster.redis_url: {0}")]
+    Cluster(#[from] redis::RedisError),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +133,16 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
         "media configuration"
     );
     let state = app::start_media(state)?;
+    let state = app::start_cluster(state)?;
+    if let Some(cluster) = state.cluster.clone() {
+        // Registered before the node reports ready, so a join it accepts can be placed
+        // at once; an unreachable Redis only delays that (the heartbeat retries).
+        if let Err(error) = cluster.beat().await {
+            tracing::warn!(%error, "redis unreachable at start: retrying in the background");
+        }
+        tracing::info!(node = cluster.node_id(), "cluster member");
+        tokio::spawn(Arc::clone(&cluster).run(shutdown.clone()));
+    }
     let mut stop_signals = StopSignals::install().map_err(ServerError::Signals)?;
 
     let listen = config.http.listen;
@@ -163,6 +175,9 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
     }
 
     state.set_ready(false);
+    if let Some(cluster) = &state.cluster {
+        cluster.drain().await;
+    }
     shutdown.begin();
     let grace_period = config.shutdown.grace_period();
     let drained = async {
@@ -179,6 +194,9 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
             ),
         },
         signal = stop_signals.next() => tracing::warn!(signal, "second stop signal: exiting now"),
+    }
+    if let Some(cluster) = &state.cluster {
+        cluster.leave().await;
     }
     Ok(())
 }

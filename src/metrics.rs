@@ -333,6 +333,8 @@ impl SessionEnd {
 /// clones to the HTTP server and every worker.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Workers whose busy ratio is reported (for [`Metrics::load`]).
+    worker_count: usize,
     registry: Registry,
     sessions: Gauge,
     rooms: Gauge,
@@ -370,6 +372,115 @@ pub struct Metrics {
     router_temporal_layer_skipped: Counter,
     router_red_packets_sent: Counter,
     router_paced_dropped: Counter,
+    /// Cluster mode (docs/cluster.md); the series stay at 0 on a node that runs alone.
+    pub cluster: ClusterMetrics,
+}
+
+/// How a join was placed in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The room was already on this node.
+    Local,
+    /// The room was already on another node: the join is bridged there.
+    Remote,
+    /// The room had no live owner and this join claimed it (for this node or another).
+    Claimed,
+    /// Redis or the room's node could not be reached: `cluster_unavailable`.
+    Unavailable,
+    /// Redis was unreachable but the room is on this node: served locally.
+    LocalWithoutRedis,
+}
+
+impl Placement {
+    pub const ALL: [Self; 5] = [
+        Self::Local,
+        Self::Remote,
+        Self::Claimed,
+        Self::Unavailable,
+        Self::LocalWithoutRedis,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Remote => "remote",
+            Self::Claimed => "claimed",
+            Self::Unavailable => "unavailable",
+            Self::LocalWithoutRedis => "local_without_redis",
+        }
+    }
+}
+
+/// The cluster's series: membership, Redis health, placements and bridged sessions.
+#[derive(Debug, Clone)]
+pub struct ClusterMetrics {
+    /// Live nodes (this one included) seen at the last heartbeat.
+    pub nodes: Gauge,
+    /// 1 while the last Redis request succeeded.
+    pub redis_up: Gauge,
+    /// Redis requests that failed or timed out.
+    pub redis_errors: Counter,
+    /// Room leases found held by another node on renewal.
+    pub lease_conflicts: Counter,
+    /// Signalling sessions this node relays to another node now.
+    pub bridged_sessions: Gauge,
+    placements: [Counter; Placement::ALL.len()],
+}
+
+impl ClusterMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            nodes: gauge(
+                r,
+                "cluster_nodes",
+                "Live cluster nodes seen at the last heartbeat",
+            ),
+            redis_up: gauge(
+                r,
+                "cluster_redis_up",
+                "1 while the last Redis request succeeded",
+            ),
+            redis_errors: counter(
+                r,
+                "cluster_redis_errors",
+                "Redis requests that failed or timed out",
+            ),
+            lease_conflicts: counter(
+                r,
+                "cluster_lease_conflicts",
+                "Room leases found held by another node on renewal",
+            ),
+            bridged_sessions: gauge(
+                r,
+                "cluster_bridged_sessions",
+                "Signalling sessions relayed to the room's node now",
+            ),
+            placements: labelled_counters(
+                r,
+                "cluster_placements",
+                "Joins placed in cluster mode, by outcome",
+                "outcome",
+                Placement::ALL.map(Placement::as_str),
+            ),
+        }
+    }
+
+    pub fn placed(&self, outcome: Placement) {
+        if let Some(counter) = self.placements.get(outcome as usize) {
+            counter.inc();
+        }
+    }
+}
+
+/// What a node reports of its load in its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadSnapshot {
+    pub participants: i64,
+    pub rooms: i64,
+    /// `sluice_router_forwarded_packets_total` (monotonic; rates are taken by the caller).
+    pub forwarded_packets: u64,
+    /// The busiest worker's busy ratio.
+    pub busy_ratio: f64,
 }
 
 impl Default for Metrics {
@@ -573,7 +684,9 @@ impl Metrics {
             "router_paced_dropped",
             "packets a subscriber's pacer dropped: video that waited too long, or a full queue",
         );
+        let cluster = ClusterMetrics::register(r);
         Self {
+            worker_count,
             registry,
             sessions,
             rooms,
@@ -609,6 +722,21 @@ impl Metrics {
             router_temporal_layer_skipped,
             router_red_packets_sent,
             router_paced_dropped,
+            cluster,
+        }
+    }
+
+    /// The load figures a cluster heartbeat carries.
+    pub fn load(&self) -> LoadSnapshot {
+        let workers = self.worker_count;
+        let busy_ratio = (0..workers)
+            .map(|worker| self.worker_busy_gauge(worker).get())
+            .fold(0.0, f64::max);
+        LoadSnapshot {
+            participants: self.participants.get(),
+            rooms: self.rooms.get(),
+            forwarded_packets: self.router_forwarded_packets.get(),
+            busy_ratio,
         }
     }
 

@@ -23,6 +23,8 @@ use sluice_signal::token::{self, SigningKey};
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
+use crate::cluster::bridge::{self, Upstream};
+use crate::cluster::Placement;
 use crate::config::{Config, DtlsRole};
 use crate::media::{
     parse_participant_label, participant_label, Command, ParticipantId, PrepareSpec,
@@ -30,6 +32,7 @@ use crate::media::{
 };
 use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
 use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
+use crate::signaling::Origin;
 
 /// Session events queued from the worker (it never blocks on signalling).
 const SESSION_EVENT_QUEUE: usize = 16;
@@ -54,6 +57,9 @@ enum End {
     /// A write did not complete in time: the client stopped reading, so nothing more
     /// is sent to it (no `bye`, no close handshake).
     SendTimeout,
+    /// The room lives on another cluster node: the socket is relayed there from now on
+    /// (the session's end is counted on that node).
+    Bridged,
 }
 
 impl End {
@@ -76,12 +82,13 @@ impl End {
             End::ConnectTimeout => SessionEnd::ConnectTimeout,
             End::IdleTimeout => SessionEnd::IdleTimeout,
             End::SendTimeout => SessionEnd::SendTimeout,
+            End::Bridged => SessionEnd::Closed,
         }
     }
 
     /// Whether the client can still be told why (it reads its socket).
     fn says_bye(self) -> bool {
-        !matches!(self, End::SocketClosed | End::SendTimeout)
+        !matches!(self, End::SocketClosed | End::SendTimeout | End::Bridged)
     }
 }
 
@@ -177,10 +184,13 @@ struct Connection {
     opened_at: Instant,
     /// A write timed out: the client no longer reads.
     stalled: bool,
+    origin: Origin,
+    /// The hop to the room's node and the join to send it, once placed elsewhere.
+    bridge: Option<(Upstream, String)>,
 }
 
 /// Runs one signalling connection to completion.
-pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>) {
+pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>, origin: Origin) {
     let mut connection = Connection {
         socket,
         state,
@@ -191,8 +201,16 @@ pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>) {
         window_messages: 0,
         opened_at: Instant::now(),
         stalled: false,
+        origin,
+        bridge: None,
     };
     let end = connection.serve().await;
+    if end == End::Bridged {
+        if let Some((upstream, join)) = connection.bridge.take() {
+            bridge::relay(connection.socket, upstream, join, &connection.state).await;
+        }
+        return;
+    }
     connection.state.metrics.session_ended(end.metric());
     connection.finish(end).await;
 }
@@ -503,6 +521,11 @@ impl Connection {
                 .admission_refused(AdmissionRefusal::ShuttingDown);
             return Some(End::ShuttingDown);
         }
+        // The join as the client sent it, for the room's node if that is another one.
+        let forwarded = self.state.cluster.as_ref().map(|_| {
+            serde_json::json!({ "type": "join", "room": room, "name": name, "token": token })
+                .to_string()
+        });
         let name = match authorize(&self.state.config, &room, name, token.as_deref()) {
             Ok(name) => name,
             Err(code) => {
@@ -512,6 +535,11 @@ impl Connection {
                 return Some(End::Fatal(code));
             }
         };
+        if let Some(forwarded) = forwarded {
+            if let Some(end) = self.place(&room, forwarded).await {
+                return Some(end);
+            }
+        }
         let admission = match self.rooms.join(&room, &name) {
             Ok(admission) => admission,
             Err(code) => {
@@ -559,6 +587,51 @@ impl Connection {
                 None
             }
             Err(code) => Some(End::Fatal(code)),
+        }
+    }
+
+    /// In cluster mode, finds the room's node: `None` to serve the join here, or how
+    /// this connection ends (bridged to the owner, or refused with
+    /// `cluster_unavailable`). A hop from another node was placed by that node.
+    async fn place(&mut self, room: &str, join: String) -> Option<End> {
+        let cluster = self.state.cluster.clone()?;
+        if self.origin.internal {
+            return None;
+        }
+        let timeout = self.state.config.cluster.as_ref().map_or(
+            Duration::from_secs(1),
+            crate::config::ClusterConfig::redis_timeout,
+        ) * 2;
+        let mut dead: Option<String> = None;
+        loop {
+            let (node_id, internal_url) = match cluster.place_avoiding(room, dead.as_deref()).await
+            {
+                Ok(Placement::Local) => return None,
+                Ok(Placement::Remote {
+                    node_id,
+                    internal_url,
+                }) => (node_id, internal_url),
+                Err(error) => {
+                    tracing::info!(room, %error, "join refused: the room cannot be placed");
+                    return Some(End::Fatal(ErrorCode::ClusterUnavailable));
+                }
+            };
+            match bridge::connect(&cluster, &internal_url, self.origin.client_ip, timeout).await {
+                Ok(upstream) => {
+                    tracing::info!(room, node = %node_id, "join bridged to the room's node");
+                    self.bridge = Some((upstream, join));
+                    return Some(End::Bridged);
+                }
+                // Once: its process is gone; place the room without it.
+                Err(error) if error.is_refused() && dead.is_none() => {
+                    tracing::warn!(room, node = %node_id, "the room's node refuses connections: placing the room without it");
+                    dead = Some(node_id);
+                }
+                Err(error) => {
+                    tracing::warn!(room, node = %node_id, %error, "join refused: the room's node is unreachable");
+                    return Some(End::Fatal(ErrorCode::ClusterUnavailable));
+                }
+            }
         }
     }
 
@@ -1139,6 +1212,7 @@ fn fatal_message(code: ErrorCode) -> &'static str {
         ErrorCode::UnsupportedVersion => {
             "this server speaks version 1 of the signalling protocol (docs/signaling.md)"
         }
+        ErrorCode::ClusterUnavailable => "the cluster cannot place the room now; retry",
         _ => "internal error",
     }
 }

@@ -8,19 +8,34 @@
 pub mod connection;
 pub mod rooms;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 
 use crate::app::AppState;
 use crate::metrics::Direction;
 
+/// Where a signalling connection comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The client's address (behind a trusted proxy or cluster hop, the forwarded one).
+    pub client_ip: IpAddr,
+    /// A hop bridged by another cluster node, which already placed the room here:
+    /// served here, never bridged again.
+    pub internal: bool,
+}
+
 /// Runs one signalling connection from `peer_addr` to completion.
-pub async fn handle_socket(socket: WebSocket, peer_addr: SocketAddr, state: AppState) {
+pub async fn handle_socket(
+    socket: WebSocket,
+    peer_addr: SocketAddr,
+    state: AppState,
+    origin: Origin,
+) {
     match state.rooms.clone() {
         Some(rooms) => {
             tracing::debug!(%peer_addr, "signalling connection opened");
-            connection::run(socket, state, rooms).await;
+            connection::run(socket, state, rooms, origin).await;
             tracing::debug!(%peer_addr, "signalling connection closed");
         }
         None => refuse(socket, peer_addr, state).await,

@@ -328,4 +328,14 @@ impl Rooms {
     pub fn room_count(&self) -> usize {
         self.lock().rooms.len()
     }
+
+    /// Whether `room` is open on this node.
+    pub fn contains(&self, room: &str) -> bool {
+        self.lock().rooms.contains_key(room)
+    }
+
+    /// The names of the open rooms (a cluster node renews their leases).
+    pub fn names(&self) -> Vec<String> {
+        self.lock().rooms.keys().cloned().collect()
+    }
 }

@@ -14,6 +14,14 @@
 // a camera (microphone only). A tile with no live video track shows the participant's
 // initial, like camera off, rather than an empty or frozen picture.
 //
+// Reconnection: when the WebSocket closes unexpectedly, the server ends the session for a
+// reason that is not final (shutting_down, media_failed, cluster_unavailable, ...), or the
+// media connection fails, the page joins the same room again by itself, after 0.25 s then
+// doubling up to 3 s (with jitter, so a room that lost its node does not come back all at
+// once). It does not after Leave, nor after a final error (bad token, room full): retrying
+// cannot help there. In a cluster the new WebSocket may reach another node; the room is
+// placed anew if its node died. State `reconnecting` while waiting.
+//
 // For browser tests: window.sluice = { state, participantId, pc, events, stats() }.
 'use strict';
 
@@ -22,6 +30,10 @@
   const LOCAL_VIDEO_MID = '1';
   const PING_INTERVAL_MS = 20000;
   const MAX_EVENTS = 2000;
+  const RECONNECT_BASE_MS = 250;
+  const RECONNECT_MAX_MS = 3000;
+  /** Error codes after which joining again cannot succeed: no automatic reconnect. */
+  const FINAL_CODES = new Set(['unauthorized', 'bad_request', 'room_full', 'too_many_rooms', 'message_too_large']);
 
   const $ = (id) => document.getElementById(id);
   const grid = $('grid');
@@ -56,6 +68,7 @@
     message_too_large: 'A message was too large for the server.',
     shutting_down: 'The server is shutting down.',
     internal: 'The server had an internal error.',
+    cluster_unavailable: 'The service cannot place this call right now; retrying.',
     answer_timeout: 'This page did not answer the server in time.',
     connect_timeout: 'The media connection could not be established in time (network blocked?).',
     idle_timeout: 'The connection was idle too long before joining.',
@@ -76,6 +89,8 @@
     participants: new Map(),
     /** The room's dominant speaker as the server last named it (maybe us). */
     dominantSpeaker: null,
+    /** Automatic rejoins so far (reset once media connects). */
+    reconnects: 0,
     stats,
     join,
     leave,
@@ -86,6 +101,12 @@
   let localStream = null;
   let firstOfferDone = false;
   let pingTimer = null;
+  /** The room, name and token of the call to return to; null after Leave. */
+  let lastJoin = null;
+  let reconnectTimer = null;
+  let reconnectAttempt = 0;
+  /** A final error was received: the session ends without reconnecting. */
+  let finalError = false;
   // Offers are handled strictly one after another.
   let offerChain = Promise.resolve();
   /** participant id -> { el, video, stream } */
@@ -109,8 +130,8 @@
     sluice.state = state;
     statusEl.textContent = sluice.participantId ? `${state} as ${sluice.participantId}` : state;
     const active = state === 'connecting' || state === 'joined';
-    joinButton.disabled = active;
-    leaveButton.disabled = !active;
+    joinButton.disabled = active || state === 'reconnecting';
+    leaveButton.disabled = !active && state !== 'reconnecting';
     micButton.disabled = !active;
     cameraButton.disabled = !active;
     cameraSelect.disabled = !active || cameraSelect.options.length < 2;
@@ -286,7 +307,14 @@
     pc.ontrack = onTrack;
     pc.onconnectionstatechange = () => {
       log('connectionstatechange', { state: pc.connectionState });
-      if (pc.connectionState === 'failed') showError('Media connection failed.');
+      if (pc.connectionState === 'failed') {
+        showError('Media connection failed.');
+        if (sluice.pc === pc) {
+          teardown('closed');
+          scheduleReconnect('media_failed');
+        }
+      }
+      if (pc.connectionState === 'connected') reconnectAttempt = 0;
     };
     pc.oniceconnectionstatechange = () => log('iceconnectionstatechange', { state: pc.iceConnectionState });
     sluice.pc = pc;
@@ -435,12 +463,14 @@
         break;
       case 'error':
         log('error', { code: message.code, message: message.message });
+        if (FINAL_CODES.has(message.code)) finalError = true;
         showError(inWords(message.code));
         break;
       case 'bye':
         log('bye', { reason: message.reason });
         if (message.reason !== 'left' && !errorEl.textContent) showError(message.reason ? inWords(message.reason) : 'Disconnected.');
         teardown('left');
+        if (message.reason !== 'left' && !FINAL_CODES.has(message.reason)) scheduleReconnect(message.reason || 'bye');
         break;
       case 'pong':
         break;
@@ -449,10 +479,39 @@
     }
   }
 
-  async function join(room, name, token) {
+  /** Joins again after `why`, with exponential backoff, unless the user left or the
+   * last error was final. */
+  function scheduleReconnect(why) {
+    if (!lastJoin || finalError || reconnectTimer) return;
+    const base = Math.min(RECONNECT_MAX_MS, RECONNECT_BASE_MS * 2 ** reconnectAttempt);
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    reconnectAttempt += 1;
+    log('reconnect_scheduled', { why, delay, attempt: reconnectAttempt });
+    setState('reconnecting');
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      if (!lastJoin || sluice.state !== 'reconnecting') return;
+      sluice.reconnects += 1;
+      join(lastJoin.room, lastJoin.name, lastJoin.token, true);
+    }, delay);
+  }
+
+  function cancelReconnect() {
+    if (reconnectTimer) clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+  }
+
+  async function join(room, name, token, automatic = false) {
     if (sluice.state === 'connecting' || sluice.state === 'joined') return;
+    cancelReconnect();
+    lastJoin = { room, name, token };
+    finalError = false;
+    if (!automatic) {
+      reconnectAttempt = 0;
+      sluice.reconnects = 0;
+      sluice.events.length = 0;
+    }
     showError('');
-    sluice.events.length = 0;
     sluice.participantId = null;
     firstOfferDone = false;
     offerChain = Promise.resolve();
@@ -495,6 +554,7 @@
             : `Connection to the server closed (${event.code}).`);
         }
         teardown('closed');
+        scheduleReconnect(`ws_close_${event.code}`);
       }
     };
   }
@@ -632,6 +692,8 @@
   }
 
   function leave() {
+    lastJoin = null;
+    cancelReconnect();
     send({ type: 'leave' });
     log('leave', {});
     teardown('left');

@@ -213,6 +213,9 @@ pub enum ErrorCode {
     Internal,
     /// The join named a protocol version this server does not speak.
     UnsupportedVersion,
+    /// A cluster node cannot place the room: the shared store (Redis) or the room's
+    /// node is unreachable. Transient: the client may retry with backoff.
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
@@ -229,6 +232,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
             ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }
@@ -556,6 +560,7 @@ mod tests {
             ErrorCode::MessageTooLarge,
             ErrorCode::ShuttingDown,
             ErrorCode::Internal,
+            ErrorCode::ClusterUnavailable,
         ];
         for code in all {
             assert_eq!(

@@ -151,7 +151,7 @@ async function runLoadgenRoom(options = {}) {
       const name = state.peers[i].name;
       if (!snap || snap.missing) problems.push(`${name}: window.sluice missing`);
       else if (snap.harnessError) problems.push(`${name}: ${snap.harnessError}`);
-      else if (snap.state === 'closed' || snap.state === 'left') problems.push(`${name}: page state '${snap.state}' (${JSON.stringify(snap.error)})`);
+      else if (snap.state === 'closed' || snap.state === 'left' || snap.state === 'reconnecting') problems.push(`${name}: page state '${snap.state}' (${JSON.stringify(snap.error)})`);
       else if (snap.connectionState === 'failed') problems.push(`${name}: RTCPeerConnection failed`);
     });
     if (problems.length > 0) fail(problems.join('; '));

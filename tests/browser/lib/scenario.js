@@ -126,7 +126,7 @@ async function runCall(options) {
       const peer = peers[i];
       if (!snap || snap.missing) problems.push(`${peer.name}: window.sluice missing (page did not load app.js)`);
       else if (snap.harnessError) problems.push(`${peer.name}: ${snap.harnessError}`);
-      else if (snap.state === 'closed' || snap.state === 'left') {
+      else if (snap.state === 'closed' || snap.state === 'left' || snap.state === 'reconnecting') {
         problems.push(`${peer.name}: page state '${snap.state}' (${JSON.stringify(snap.error || '')})`);
       } else if (snap.stats && snap.stats.connectionState === 'failed') {
         problems.push(`${peer.name}: RTCPeerConnection failed`);

@@ -38,7 +38,7 @@ function serverBinary() {
  * which never pairs with a loopback candidate), `announce` the media.announce list, `dtls` extra dtls.* keys (e.g.
  * { max_datagram_size: 576, recovery: false }).
  */
-function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {}, media = {} }) {
+function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', announce = ['127.0.0.1'], dtls = {}, signaling = {}, limits = {}, media = {}, cluster = null }) {
   const dtlsExtra = Object.entries(dtls).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const signalingKeys = Object.entries(signaling).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
   const limitKeys = Object.entries(limits).map(([key, value]) => `  ${key}: ${JSON.stringify(value)}`);
@@ -60,6 +60,10 @@ function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0
     `  level: "${logLevel}"`,
     'shutdown:',
     '  grace_period_ms: 2000',
+    // `cluster`: { redisUrl, nodeId } makes this server a cluster node (docs/cluster.md).
+    ...(cluster
+      ? ['cluster:', `  redis_url: "${cluster.redisUrl}"`, `  node_id: "${cluster.nodeId}"`, `  internal_url: "http://${httpHost}:${httpPort}"`]
+      : []),
     '',
   ].join('\n');
 }
@@ -118,7 +122,7 @@ class LogBuffer {
  * Starts a server. Returns { url, httpPort, mediaPort, log, exited, stop(), metrics() }.
  * Registered with the cleanup registry: it is stopped even if the caller forgets.
  */
-async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits, media } = {}) {
+async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1', mediaHost = '127.0.0.1', mediaPort: fixedMediaPort, announce, dtls, signaling, limits, media, cluster } = {}) {
   const bin = serverBinary();
   const httpPort = await freeTcpPort(httpHost);
   const mediaPort = fixedMediaPort || (await freeUdpPort(mediaHost));
@@ -126,7 +130,7 @@ async function startServer({ dtlsRole = 'auto', logLevel, httpHost = '127.0.0.1'
   cleanup.trackDir(tmpDir);
   const configPath = path.join(tmpDir, 'sluice.yaml');
   const level = logLevel || process.env.SLUICE_LOG_LEVEL || 'sluice=debug,info';
-  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, mediaHost, announce, dtls, signaling, limits, media }));
+  fs.writeFileSync(configPath, configYaml({ httpPort, mediaPort, dtlsRole, logLevel: level, httpHost, mediaHost, announce, dtls, signaling, limits, media, cluster }));
 
   const log = new LogBuffer(MAX_LOG_LINES);
   const { child, exited, exitInfo: exitState, terminate } = spawnTracked(bin, ['--config', configPath], {
