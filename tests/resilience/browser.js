@@ -134,7 +134,7 @@ async function main() {
   if (args.dtlsVersions) {
     for (const options of runs) {
       options.dtls = { ...options.dtls, versions: args.dtlsVersions };
-      options.label += `-dtls${args.dtlsVersions.join('+')}`;
+      options.label += `-dtls${args.dtlsVersions.join('-')}`;
     }
   }
   const rows = [];
