@@ -119,9 +119,14 @@ impl Vp8PictureRewriter {
     /// Rewrites the descriptor at the start of `payload` in place. A payload without a
     /// descriptor extension, or one cut short, is left as it is.
     pub fn rewrite(&mut self, payload: &mut [u8]) {
-        let Some(d) = Vp8Descriptor::parse(payload) else {
-            return;
-        };
+        if let Some(d) = Vp8Descriptor::parse(payload) {
+            self.rewrite_parsed(payload, &d);
+        }
+    }
+
+    /// [`rewrite`](Self::rewrite) with the descriptor already parsed from these bytes
+    /// (a forwarder parses it once per packet, not once per subscriber's copy).
+    pub fn rewrite_parsed(&mut self, payload: &mut [u8], d: &Vp8Descriptor) {
         if std::mem::take(&mut self.switching) {
             if let (Some((pid, _)), Some(last)) = (d.picture_id, self.last_out_picture_id) {
                 self.picture_id_offset = last.wrapping_add(1).wrapping_sub(pid) & PICTURE_ID_MASK;
@@ -165,7 +170,14 @@ impl Vp8PictureRewriter {
     /// written cannot be left out that way and stays a gap. Base-layer pictures are never
     /// left out (their TL0PICIDX is not renumbered).
     pub fn skip(&mut self, payload: &[u8]) {
-        let Some((pid, long)) = Vp8Descriptor::parse(payload).and_then(|d| d.picture_id) else {
+        if let Some(d) = Vp8Descriptor::parse(payload) {
+            self.skip_parsed(&d);
+        }
+    }
+
+    /// [`skip`](Self::skip) with the packet's descriptor already parsed.
+    pub fn skip_parsed(&mut self, d: &Vp8Descriptor) {
+        let Some((pid, long)) = d.picture_id else {
             return;
         };
         let ext = self.extend_picture_id(pid, long);

@@ -228,7 +228,6 @@ impl Router {
         }
         // Video of a known codec switches (and starts) only on a keyframe.
         let switch_point = kind != Kind::Video || track_codec == Codec::Other || keyframe;
-        let vp8 = track_codec == Codec::Vp8;
         if let Some(publisher) = participants.get_mut(&track.publisher) {
             if publisher.next_rr_at.is_none() {
                 publisher.next_rr_at =
@@ -257,9 +256,7 @@ impl Router {
                 if !sub.passes_temporal(d) {
                     // numbered over, so the subscriber sees no loss to ask for
                     sub.rewriter.skip(pkt);
-                    if let Some(payload) = pkt.get(header_len..) {
-                        sub.vp8.skip(payload);
-                    }
+                    sub.vp8.skip_parsed(d);
                     stats.temporal_layer_skipped += 1;
                     continue;
                 }
@@ -295,10 +292,8 @@ impl Router {
                 stats.dropped.add(RouterDrop::Stale);
                 continue;
             };
-            if vp8 {
-                if let Some(payload) = buf.get_mut(header_len..) {
-                    sub.vp8.rewrite(payload);
-                }
+            if let (Some(d), Some(payload)) = (&descriptor, buf.get_mut(header_len..)) {
+                sub.vp8.rewrite_parsed(payload, d);
             }
             if red_distance > 0 {
                 set_payload_type(&mut buf, PT_RED_AUDIO);
