@@ -187,7 +187,8 @@ struct MediaBuilder {
     transport: Transport,
     rtpmaps: Vec<(u8, String, u32, Option<u8>)>,
     fmtps: Vec<(u8, String)>,
-    rtcp_fbs: Vec<(u8, String)>,
+    /// Payload type (`u8::MAX` for `*`), feedback type, and the line it was on.
+    rtcp_fbs: Vec<(u8, String, usize)>,
     ssrcs: Vec<u32>,
     fid_groups: Vec<(u32, u32)>,
     extmaps: Vec<(u8, String)>,
@@ -325,7 +326,7 @@ impl MediaBuilder {
                     .saturating_mul(limits.max_codecs_per_media);
                 push_bounded(
                     &mut self.rtcp_fbs,
-                    (pt, fb.trim().to_owned()),
+                    (pt, fb.trim().to_owned(), line.number),
                     max,
                     line,
                     "rtcp-fb lines",
@@ -478,13 +479,23 @@ impl MediaBuilder {
                 }
                 continue;
             }
-            let rtcp_fb = self
+            // More than the limit is refused, not cut: a description accepted under
+            // tight limits must read the same under looser ones.
+            let mut rtcp_fb = Vec::new();
+            for (_, fb, line) in self
                 .rtcp_fbs
                 .iter()
-                .filter(|(fb_pt, _)| fb_pt == pt || *fb_pt == u8::MAX)
-                .map(|(_, fb)| fb.clone())
-                .take(limits.max_rtcp_fb_per_codec)
-                .collect();
+                .filter(|(fb_pt, _, _)| fb_pt == pt || *fb_pt == u8::MAX)
+            {
+                if rtcp_fb.len() >= limits.max_rtcp_fb_per_codec {
+                    return Err(SdpError::TooManyEntries {
+                        line: *line,
+                        what: "rtcp-fb lines of one codec",
+                        max: limits.max_rtcp_fb_per_codec,
+                    });
+                }
+                rtcp_fb.push(fb.clone());
+            }
             codecs.push(Codec {
                 pt: *pt,
                 name: name.clone(),

@@ -868,6 +868,28 @@ fn per_media_lists_are_capped() {
 }
 
 #[test]
+fn more_rtcp_fb_lines_for_one_codec_than_the_limit_are_refused_not_cut() {
+    // Wildcard lines count toward every codec: the list a codec ends up with is what is
+    // bounded, and cutting it would make the same answer read differently under another
+    // limit.
+    let limits = ParseLimits {
+        max_rtcp_fb_per_codec: 2,
+        ..ParseLimits::default()
+    };
+    let fbs = "a=rtcp-fb:* nack\r\na=rtcp-fb:111 transport-cc\r\na=rtcp-fb:111 nack pli\r\n";
+    let text = chrome_answer().replacen("a=rtcp-mux\r\n", &format!("a=rtcp-mux\r\n{fbs}"), 1);
+    assert!(matches!(
+        parse_answer_with_limits(&text, &limits),
+        Err(SdpError::TooManyEntries {
+            what: "rtcp-fb lines of one codec",
+            max: 2,
+            ..
+        })
+    ));
+    assert!(parse_answer(&text).is_ok());
+}
+
+#[test]
 fn every_truncation_of_a_real_answer_parses_or_errors_without_panicking() {
     let answer = chrome_answer();
     for end in (0..=answer.len()).filter(|i| answer.is_char_boundary(*i)) {
