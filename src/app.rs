@@ -21,8 +21,11 @@ use crate::signaling::rooms::Rooms;
 pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
-    /// True while the server accepts new sessions; `/readyz` reports it.
+    /// True once the server listens; `/readyz` reports it (false again while draining).
     pub ready: Arc<AtomicBool>,
+    /// Set on SIGTERM: `/readyz` turns 503 so that load balancers send no new clients,
+    /// while the calls in progress still take joins until shutdown begins.
+    pub draining: Arc<AtomicBool>,
     /// Shutdown signal and open-connection count (signalling sockets hold a guard).
     pub shutdown: Shutdown,
     /// The room registry over the media workers; `None` serves HTTP only (signalling
@@ -49,6 +52,7 @@ impl AppState {
             config,
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(AtomicBool::new(false)),
             shutdown,
             rooms: None,
             sessions_per_ip,
@@ -69,7 +73,18 @@ impl AppState {
     }
 
     pub fn is_ready(&self) -> bool {
+        self.accepts_sessions() && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether a WebSocket is taken: from start-up until shutdown begins, draining
+    /// included (a join into a call in progress is then still served).
+    pub fn accepts_sessions(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.shutdown.is_begun()
+    }
+
+    /// Starts draining (see [`AppState::draining`]).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -572,12 +572,18 @@ impl Default for LogConfig {
 pub struct ShutdownConfig {
     /// How long in-flight connections may take to finish before the process exits.
     pub grace_period_ms: u64,
+    /// How long after the signal the calls in progress go on undisturbed (draining: no
+    /// new room opens here, their rooms still take joins) before their participants are
+    /// told `bye shutting_down`, which in a cluster makes them rejoin on another node.
+    /// Part of `grace_period_ms`; 0 ends every session at once.
+    pub drain_period_ms: u64,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             grace_period_ms: 10_000,
+            drain_period_ms: 0,
         }
     }
 }
@@ -586,7 +592,15 @@ impl ShutdownConfig {
     pub fn grace_period(&self) -> Duration {
         Duration::from_millis(self.grace_period_ms)
     }
+
+    pub fn drain_period(&self) -> Duration {
+        Duration::from_millis(self.drain_period_ms)
+    }
 }
+
+/// Least part of `shutdown.grace_period_ms` left after the drain period for telling the
+/// remaining participants `bye` and letting their sockets close.
+pub const MIN_SHUTDOWN_AFTER_DRAIN_MS: u64 = 1_000;
 
 /// `cluster`: this node's membership of a cluster coordinated through Redis
 /// (docs/cluster.md). Only placement and membership go through Redis, never media.
@@ -835,6 +849,21 @@ impl Config {
             self.shutdown.grace_period_ms,
             MAX_GRACE_PERIOD_MS,
         );
+        if self.shutdown.drain_period_ms > 0
+            && self
+                .shutdown
+                .drain_period_ms
+                .saturating_add(MIN_SHUTDOWN_AFTER_DRAIN_MS)
+                > self.shutdown.grace_period_ms
+        {
+            rules.fail(
+                "shutdown.drain_period_ms",
+                format!(
+                    "{} leaves less than {MIN_SHUTDOWN_AFTER_DRAIN_MS} ms of shutdown.grace_period_ms ({}) to end the sessions still open",
+                    self.shutdown.drain_period_ms, self.shutdown.grace_period_ms
+                ),
+            );
+        }
         rules.finish()
     }
 
@@ -1521,6 +1550,18 @@ mod tests {
             "log:\n  level: \"=[\"\n",
             "log.level: \"=[\" is not a valid log filter",
         );
+    }
+
+    #[test]
+    fn a_drain_period_must_leave_time_to_end_the_sessions() {
+        assert_error(
+            "shutdown:\n  grace_period_ms: 5000\n  drain_period_ms: 4500\n",
+            "shutdown.drain_period_ms: 4500 leaves less than 1000 ms",
+        );
+        let config =
+            Config::load_str("shutdown:\n  grace_period_ms: 5000\n  drain_period_ms: 4000\n")
+                .expect("a drain period with a second to spare");
+        assert_eq!(config.shutdown.drain_period(), Duration::from_secs(4));
     }
 
     #[test]

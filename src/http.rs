@@ -5,7 +5,7 @@
 //! |------------|-------------------------------------------------------------|
 //! | `GET /`    | the demo page (`src/web/index.html`), `/app.js` its script   |
 //! | `/healthz` | 200 `ok` while the process runs (liveness)                   |
-//! | `/readyz`  | 200 while accepting sessions, 503 once shutdown began        |
+//! | `/readyz`  | 200 while taking new clients, 503 while draining and after   |
 //! | `/metrics` | OpenMetrics text exposition of [`Metrics`]                  |
 //! | `/debug/subscribers` | with `http.debug_endpoints`: every subscriber's estimate, allocation and layers (JSON) |
 //! | `/ws`      | WebSocket upgrade, handed to [`signaling::handle_socket`]    |
@@ -147,7 +147,7 @@ async fn websocket(
     headers: HeaderMap,
     State(state): State<AppState>,
 ) -> Response {
-    if !state.is_ready() {
+    if !state.accepts_sessions() {
         state
             .metrics
             .admission_refused(AdmissionRefusal::ShuttingDown);
@@ -291,6 +291,18 @@ mod tests {
         state.shutdown.begin();
         let (status, _, _) = get(&state, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn readyz_is_unavailable_while_draining() {
+        let state = state();
+        state.set_draining();
+        let (status, _, _) = get(&state, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            state.accepts_sessions(),
+            "a draining node still takes joins"
+        );
     }
 
     #[tokio::test]

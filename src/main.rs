@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -174,12 +175,38 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
         }
     }
 
-    state.set_ready(false);
+    let signalled = tokio::time::Instant::now();
+    state.set_draining();
+    if let Some(rooms) = &state.rooms {
+        rooms.stop_opening_rooms();
+    }
     if let Some(cluster) = &state.cluster {
         cluster.drain().await;
     }
+    let drain_period = config.shutdown.drain_period();
+    if !drain_period.is_zero() {
+        tracing::info!(
+            drain_period_ms = config.shutdown.drain_period_ms,
+            rooms = open_rooms(&state),
+            "draining: calls in progress go on, no new room opens"
+        );
+        tokio::select! {
+            () = rooms_closed(&state) => tracing::info!("draining: every room has closed"),
+            () = tokio::time::sleep(drain_period) => tracing::info!(
+                rooms = open_rooms(&state),
+                "drain period over: ending the sessions still open"
+            ),
+            signal = stop_signals.next() => tracing::warn!(signal, "second stop signal: ending the sessions now"),
+        }
+    }
+    if let Some(cluster) = &state.cluster {
+        cluster.move_rooms().await;
+    }
     shutdown.begin();
-    let grace_period = config.shutdown.grace_period();
+    let grace_period = config
+        .shutdown
+        .grace_period()
+        .saturating_sub(signalled.elapsed());
     let drained = async {
         let _ = server.await;
         shutdown.idle().await;
@@ -199,6 +226,19 @@ async fn serve(config: Arc<Config>) -> Result<(), ServerError> {
         cluster.leave().await;
     }
     Ok(())
+}
+
+fn open_rooms(state: &AppState) -> usize {
+    state.rooms.as_ref().map_or(0, |rooms| rooms.room_count())
+}
+
+/// Resolves once no room is open: a draining node then has nothing left to wait for.
+async fn rooms_closed(state: &AppState) {
+    // Rooms close from many tasks; a glance four times a second is all the exit needs.
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    while open_rooms(state) > 0 {
+        ticker.tick().await;
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C).

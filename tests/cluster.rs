@@ -97,9 +97,14 @@ async fn join_with_retry(node: &Node, room: &str, name: &str, deadline: Instant)
 }
 
 async fn cluster(redis: &Redis, ids: &[&str]) -> Vec<Node> {
+    cluster_with(redis, ids, "").await
+}
+
+/// [`cluster`] with `extra_yaml` added to every node's configuration.
+async fn cluster_with(redis: &Redis, ids: &[&str], extra_yaml: &str) -> Vec<Node> {
     let mut nodes = Vec::new();
     for id in ids {
-        nodes.push(Node::start(id, &redis.url(), "").await);
+        nodes.push(Node::start(id, &redis.url(), extra_yaml).await);
     }
     // Every node sees every other before the test places rooms.
     for node in &nodes {
@@ -365,6 +370,72 @@ async fn a_draining_node_gets_no_new_rooms_and_its_participants_finish() {
     }
 }
 
+/// `shutdown` of the nodes in the drain test: calls go on for `DRAIN_PERIOD` after
+/// SIGTERM, then are moved.
+const DRAIN_PERIOD: Duration = Duration::from_secs(6);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_lets_its_calls_go_on_then_moves_them_to_the_others() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let extra = format!(
+        "shutdown:\n  grace_period_ms: {}\n  drain_period_ms: {}\n",
+        DRAIN_PERIOD.as_millis() + 3000,
+        DRAIN_PERIOD.as_millis()
+    );
+    let mut nodes = cluster_with(&redis, &["e1", "e2", "e3"], &extra).await;
+    let ada = join(&nodes[0], "eve", "Ada").await;
+    let bo = join(&nodes[1], "eve", "Bo").await;
+    all_receive_all(&[&ada, &bo]).await;
+    let drained = owner(&redis, "eve").await;
+    let index = nodes.iter().position(|n| n.id == drained).expect("owner");
+    let mut draining = nodes.remove(index);
+    draining.signal("-TERM");
+    let signalled = Instant::now();
+
+    // The call goes on where it is: a newcomer reaching another node joins the same
+    // copy of the room (everyone receives everyone), and the lease stays.
+    let cy = join(&nodes[0], "eve", "Cy").await;
+    all_receive_all(&[&ada, &bo, &cy]).await;
+    assert_eq!(owner(&redis, "eve").await, drained);
+    // No new room opens on the draining node.
+    let _dee = join(&nodes[1], "late", "Dee").await;
+    assert_ne!(owner(&redis, "late").await, drained);
+    assert!(
+        signalled.elapsed() < DRAIN_PERIOD,
+        "the checks above took longer than the drain period: nothing was shown"
+    );
+
+    // Then the participants still there are moved: told why, after the drain period.
+    for client in [&ada, &bo, &cy] {
+        client
+            .wait_for_event(
+                |e| matches!(e, ClientEvent::Bye { reason } if reason == "shutting_down"),
+                WAIT,
+            )
+            .await
+            .expect("bye shutting_down");
+    }
+    assert!(
+        signalled.elapsed() >= DRAIN_PERIOD,
+        "sessions ended {:?} after SIGTERM, before the drain period",
+        signalled.elapsed()
+    );
+    let code = draining
+        .wait_for_exit(signalled + DRAIN_PERIOD + Duration::from_secs(5))
+        .await;
+    assert_eq!(code, Some(0));
+    // They rejoin through the nodes that stay and find one another on one of them.
+    let deadline = Instant::now() + WAIT;
+    let ada = join_with_retry(&nodes[0], "eve", "Ada", deadline).await;
+    let bo = join_with_retry(&nodes[1], "eve", "Bo", deadline).await;
+    let cy = join_with_retry(&nodes[1], "eve", "Cy", deadline).await;
+    all_receive_all(&[&ada, &bo, &cy]).await;
+    assert_ne!(owner(&redis, "eve").await, drained);
+}
+
 mod support;
 
 /// A node record as another node would publish it.
@@ -450,6 +521,16 @@ async fn placement_prefers_the_least_loaded_live_node_and_skips_draining_and_dea
     cluster.drain().await;
     assert_eq!(cluster.place("three").await.unwrap(), remote("busy"));
     assert_eq!(cluster.place("two").await.unwrap(), remote("busy"));
+    // A draining node whose room's call goes on keeps it: joins go there, so the call
+    // is not split in two, until that node moves the room (releasing the lease).
+    publish(&redis, "drainer", 0, true).await;
+    let _: () = redis::cmd("SET")
+        .arg(sluice::cluster::room_key("four"))
+        .arg("drainer")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(cluster.place("four").await.unwrap(), remote("drainer"));
 }
 
 /// The `q` quantile of `samples` (sorted in place).

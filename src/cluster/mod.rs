@@ -167,7 +167,11 @@ pub struct Cluster {
     config: ClusterConfig,
     redis: ConnectionManager,
     key: String,
+    /// No new room is placed here; rooms open here keep their leases and their joins.
     draining: AtomicBool,
+    /// The end of draining: the leases are released and the rooms still open are moved
+    /// (their participants rejoin and are placed on other nodes).
+    moving: AtomicBool,
     metrics: Arc<Metrics>,
     rooms: Arc<Rooms>,
     claim: Script,
@@ -217,6 +221,7 @@ impl Cluster {
             redis,
             key,
             draining: AtomicBool::new(false),
+            moving: AtomicBool::new(false),
             metrics,
             rooms,
             claim: Script::new(CLAIM_LUA),
@@ -239,6 +244,16 @@ impl Cluster {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    fn is_moving(&self) -> bool {
+        self.moving.load(Ordering::Acquire)
+    }
+
+    /// Whether a join for `room` is served by this node's copy of it: never while
+    /// moving, and while draining only for a room still open here (its call goes on).
+    fn serves_here(&self, room: &str) -> bool {
+        !self.is_moving() && (!self.is_draining() || self.rooms.contains(room))
     }
 
     /// Runs one Redis request under `cluster.redis_timeout_ms`, counting failures.
@@ -352,19 +367,22 @@ impl Cluster {
             members.retain(|m| Some(m.id.as_str()) != dead);
             let mut expected = String::new();
             if let Some(owner) = owner {
-                if owner == me && !self.is_draining() {
+                if owner == me && self.serves_here(room) {
                     return Ok((Placement::Local, PlacementMetric::Local));
                 }
+                // A live owner keeps the room even while it drains: it holds the lease
+                // only as long as the room's call goes on there, and releases it when
+                // it moves the room.
                 match members.iter().find(|m| m.id == owner && owner != me) {
-                    Some(record) if !record.draining => {
+                    Some(record) => {
                         let placement = Placement::Remote {
                             node_id: record.id.clone(),
                             internal_url: record.internal_url.clone(),
                         };
                         return Ok((placement, PlacementMetric::Remote));
                     }
-                    // Dead or draining: its lease is taken over.
-                    _ => expected = owner,
+                    // Dead, or this node moving the room away: its lease is taken over.
+                    None => expected = owner,
                 }
             }
             if expected.is_empty() && self.settling().await? {
@@ -470,7 +488,7 @@ impl Cluster {
         self.settling().await?;
 
         let open: HashSet<String> = self.rooms.names().into_iter().collect();
-        if !open.is_empty() && !self.is_draining() {
+        if !open.is_empty() && !self.is_moving() {
             let mut invocation = self.renew.prepare_invoke();
             invocation.arg(&record.id).arg(ttl_ms);
             for room in &open {
@@ -548,6 +566,17 @@ impl Cluster {
         if let Err(error) = self.beat().await {
             tracing::warn!(%error, "cannot publish draining to redis");
         }
+        tracing::info!(
+            node = self.node_id(),
+            "node draining: no new rooms are placed here, rooms open here go on"
+        );
+    }
+
+    /// Ends draining: releases every lease, so that the participants told `bye` next
+    /// rejoin their rooms on other nodes.
+    pub async fn move_rooms(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.moving.store(true, Ordering::Release);
         let mut rooms: Vec<String> = self.rooms.names();
         rooms.extend(self.held.lock().unwrap_or_else(|p| p.into_inner()).drain());
         if let Err(error) = self.release_leases(&rooms).await {
@@ -555,7 +584,8 @@ impl Cluster {
         }
         tracing::info!(
             node = self.node_id(),
-            "node draining: no new rooms are placed here"
+            rooms = rooms.len(),
+            "node moving its rooms: leases released"
         );
     }
 

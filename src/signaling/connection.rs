@@ -546,6 +546,7 @@ impl Connection {
                 let refusal = match code {
                     ErrorCode::RoomFull => Some(AdmissionRefusal::RoomFull),
                     ErrorCode::TooManyRooms => Some(AdmissionRefusal::TooManyRooms),
+                    ErrorCode::ShuttingDown => Some(AdmissionRefusal::ShuttingDown),
                     _ => None,
                 };
                 if let Some(refusal) = refusal {

@@ -151,6 +151,8 @@ pub struct Rooms {
     max_participants_per_room: usize,
     event_queue: usize,
     metrics: Arc<Metrics>,
+    /// Draining: rooms open here still take joins, no other room opens.
+    no_new_rooms: AtomicBool,
 }
 
 impl Rooms {
@@ -174,7 +176,14 @@ impl Rooms {
             max_participants_per_room,
             event_queue: event_queue.max(1),
             metrics,
+            no_new_rooms: AtomicBool::new(false),
         }
+    }
+
+    /// Starts draining: from now on only rooms already open here take joins, so that
+    /// the calls in progress go on while the node empties.
+    pub fn stop_opening_rooms(&self) {
+        self.no_new_rooms.store(true, Ordering::Release);
     }
 
     /// The media plane (certificate, workers).
@@ -196,6 +205,9 @@ impl Rooms {
         let mut inner = self.lock();
         let inner = &mut *inner;
         if !inner.rooms.contains_key(room) {
+            if self.no_new_rooms.load(Ordering::Acquire) {
+                return Err(ErrorCode::ShuttingDown);
+            }
             if inner.rooms.len() >= self.max_rooms {
                 return Err(ErrorCode::TooManyRooms);
             }

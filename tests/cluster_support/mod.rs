@@ -185,11 +185,17 @@ impl Node {
         let port = free_port();
         let dir = scratch_dir(id);
         let config = dir.join("sluice.yaml");
+        // A test that sets its own shutdown section replaces this default one.
+        let shutdown = if extra_yaml.contains("shutdown:") {
+            ""
+        } else {
+            "shutdown:\n  grace_period_ms: 5000\n"
+        };
         let yaml = format!(
             "http:\n  listen: \"127.0.0.1:{port}\"\n\
              media:\n  listen: \"127.0.0.1:0\"\n  workers: 1\n  announce: [\"127.0.0.1\"]\n\
              log:\n  format: json\n\
-             shutdown:\n  grace_period_ms: 5000\n\
+             {shutdown}\
              cluster:\n  redis_url: \"{redis_url}\"\n  node_id: \"{id}\"\n  \
              internal_url: \"http://127.0.0.1:{port}\"\n{extra_yaml}"
         );
