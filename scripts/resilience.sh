@@ -11,6 +11,9 @@
 #   scripts/resilience.sh features    scenario 1 at 15 % loss with the subscriber loss
 #                                     recovery as configured and without audio RED
 #                                     (REPEAT=N runs each, default 3)
+#   scripts/resilience.sh downlink    6 browsers publishing simulcast, one behind a 1 Mbit/s
+#                                     downlink, with the server's adaptation on and off
+#                                     (REPEAT=N runs each, default 3)
 #
 # Every scenario runs with the server's DTLS recovery on and again with `dtls.recovery:
 # false` (RECOVERY=on|off|both, default both). Results: tests/resilience/results/<time>/.
@@ -27,8 +30,8 @@ bin="$target/release"
 stamp="$(date -u +%Y-%m-%dT%H-%M-%SZ)"
 out="tests/resilience/results/$stamp"
 
-case "$which" in scenario1 | scenario2 | scenario3 | all | features) ;; *)
-  echo "usage: $0 scenario1|scenario2|scenario3|all|features" >&2
+case "$which" in scenario1 | scenario2 | scenario3 | all | features | downlink) ;; *)
+  echo "usage: $0 scenario1|scenario2|scenario3|all|features|downlink" >&2
   exit 2
   ;;
 esac
@@ -50,8 +53,8 @@ if [ "$which" = scenario1 ] || [ "$which" = scenario2 ] || [ "$which" = all ]; t
   [ "$which" = all ] && browser_which=all
   node tests/resilience/browser.js "$browser_which" --recovery "$recovery" --out "$out/browser" || status=1
 fi
-if [ "$which" = features ]; then
-  node tests/resilience/browser.js features --repeat "${REPEAT:-3}" --out "$out/browser" || status=1
+if [ "$which" = features ] || [ "$which" = downlink ]; then
+  node tests/resilience/browser.js "$which" --repeat "${REPEAT:-3}" --out "$out/browser" || status=1
 fi
 
 if [ "$which" = scenario3 ] || [ "$which" = all ]; then

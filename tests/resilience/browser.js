@@ -1,7 +1,7 @@
 'use strict';
 // Long form of the browser resilience scenarios (docs/resilience.md), one command:
 //
-//   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes|features] [--recovery on|off|both]
+//   node tests/resilience/browser.js [scenario1|scenario2|all|handshakes|features|downlink] [--recovery on|off|both]
 //        [--participants N] [--steady-ms MS] [--repeat N] [--seed-base N] [--out DIR]
 //        [--dtls-versions 1.2|1.3,1.2]   (the server's dtls.versions; default its own)
 //
@@ -14,6 +14,10 @@
 // `features`: scenario 1 at 15 % loss `--repeat` times with the server's loss recovery for
 // subscribers as configured by default, and again with audio redundancy (RED) off, to
 // show what each feature changes for the impaired participant (audio concealed, freezes).
+// `downlink`: `--participants` (6) Chromium publishing simulcast, one of them behind a
+// 1 Mbit/s downlink (tbf, 20 ms each way, no loss), `--repeat` times with the server's
+// adaptation on (simulcast, bandwidth estimation, allocation, pacing) and off, to show the
+// narrow participant's freezes and the others' quality with and without it.
 // Each run once with the server's DTLS recovery on (default) and once with
 // `dtls.recovery: false`. Per-run artefacts go to tests/browser/results/<label>/; the
 // summary tables (Markdown) to OUT/summary.md (default tests/resilience/results/<time>/).
@@ -40,7 +44,7 @@ function parseArgs(argv) {
     else if (arg === '--repeat') args.repeat = Number(rest.shift());
     else if (arg === '--seed-base') args.seedBase = Number(rest.shift());
     else if (arg === '--dtls-versions') args.dtlsVersions = rest.shift().split(',');
-    else if (['scenario1', 'scenario2', 'all', 'handshakes', 'features'].includes(arg)) args.which = arg;
+    else if (['scenario1', 'scenario2', 'all', 'handshakes', 'features', 'downlink'].includes(arg)) args.which = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!['on', 'off', 'both'].includes(args.recovery)) throw new Error('--recovery takes on, off or both');
@@ -59,6 +63,33 @@ function runsFor({ which, recovery, participants, steadyMs, repeat, seedBase }) 
           options.label += `-${seedBase + i}`;
           runs.push(options);
         }
+      }
+    }
+    return runs;
+  }
+  if (which === 'downlink') {
+    const variants = [
+      { name: 'adapted', media: {} },
+      { name: 'baseline', media: { simulcast: false, bandwidth_estimation: false } },
+    ];
+    for (let i = 0; i < repeat; i += 1) {
+      for (const variant of variants) {
+        runs.push({
+          label: `downlink-1mbit-${participants}p-${variant.name}-${seedBase + i}`,
+          participants,
+          dtlsRole: 'auto',
+          leaveBy: null,
+          dtls: {},
+          media: variant.media,
+          impairment: {
+            participant: 0,
+            upRateKbit: null,
+            downRateKbit: 1000,
+            relayArgs: ['--delay-ms', '20'],
+            seed: seedBase + i,
+          },
+          timings: { mediaDeadlineMs: 30000, steadyMs, windowMs: 5000 },
+        });
       }
     }
     return runs;
