@@ -56,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 for &b in frame.bytes.iter().take(64) {
                     let size = 40 + usize::from(b) * 5;
-                    let probe = planned.iter().copied().find(|id| id % 4 == u32::from(b % 4));
+                    let probe = planned
+                        .iter()
+                        .copied()
+                        .find(|id| id % 4 == u32::from(b % 4));
                     bwe.on_packet_sent(now, seq, size, probe);
                     if b % 5 != 0 {
                         let extra = Duration::from_micros(u64::from(b) * 200);
@@ -138,7 +141,10 @@ fuzz_target!(|data: &[u8]| {
             pacer.start_probe(now, cluster);
         }
         let est = bwe.estimate_bps();
-        assert!((MIN_BPS..=MAX_BPS).contains(&est), "estimate {est} out of bounds");
+        assert!(
+            (MIN_BPS..=MAX_BPS).contains(&est),
+            "estimate {est} out of bounds"
+        );
         pacer.set_estimate(est);
         let stats = pacer.stats();
         assert!(stats.queued_packets <= MAX_QUEUE);

@@ -1,11 +1,11 @@
 //! RTP parsing and in-place rewriting on arbitrary bytes: `RtpHeader::parse`, header
-//! extensions, `set_extension`, `write_rtx`, `StreamRewriter::rewrite` on a copy and
-//! `is_keyframe` for every codec. Besides "no panic", it checks the invariants the
+//! extensions, `set_extension`, `write_rtx`, `StreamRewriter::rewrite` on a copy,
+//! `is_keyframe` for every codec and ULPFEC written and read back. Besides "no panic", it checks the invariants the
 //! forwarding path relies on (lengths add up, rewriting changes only what it claims).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_rtp::{is_keyframe, set_extension, write_rtx, Codec, RtpHeader, StreamRewriter};
+use sluice_rtp::{is_keyframe, set_extension, ulpfec, write_rtx, Codec, RtpHeader, StreamRewriter};
 
 const CODECS: [Codec; 5] = [
     Codec::Opus,
@@ -18,6 +18,17 @@ const CODECS: [Codec; 5] = [
 fuzz_target!(|data: &[u8]| {
     for codec in CODECS {
         let _ = is_keyframe(codec, data);
+    }
+    // The input as a FEC payload over packets cut from itself: never a panic, and a
+    // rebuilt packet never longer than the protection covers.
+    let packets: Vec<&[u8]> = data.chunks(64).skip(1).collect();
+    let mut recovered = Vec::new();
+    if ulpfec::recover(&mut recovered, data, 7, &packets).is_ok() {
+        assert!(recovered.len() >= 12 && recovered.len() <= 12 + usize::from(u16::MAX));
+    }
+    let mut fec = Vec::new();
+    if ulpfec::write_fec_payload(&mut fec, &packets).is_ok() {
+        assert!(fec.len() >= ulpfec::FEC_HEADER_LEN + 4);
     }
     let Ok(h) = RtpHeader::parse(data) else {
         // Rewriting an unparseable packet must refuse and leave it alone.

@@ -44,6 +44,7 @@ pub mod stats;
 mod stream_rewriter;
 pub mod twcc;
 pub mod twcc_feedback;
+pub mod ulpfec;
 pub mod vp8;
 
 pub use codec::{is_keyframe, Codec};

@@ -96,6 +96,22 @@ pub fn parse_red_payload(payload: &[u8]) -> Option<Vec<RedBlock<'_>>> {
     Some(blocks)
 }
 
+/// Turns a media packet into RED with its payload as the only (primary) block, as WebRTC
+/// receivers expect video when FEC may accompany it: the block header (the packet's payload
+/// type) goes in after the RTP header, the packet's payload type becomes `red_pt`. False,
+/// and the packet untouched, when it is not RTP.
+pub fn wrap_in_red(packet: &mut Vec<u8>, red_pt: u8) -> bool {
+    let Ok(header) = crate::RtpHeader::parse(packet) else {
+        return false;
+    };
+    let (at, block_pt) = (header.header_len(), header.payload_type());
+    if at > packet.len() {
+        return false;
+    }
+    packet.insert(at, block_pt & 0x7F);
+    crate::set_payload_type(packet, red_pt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +191,21 @@ mod tests {
         // a block longer than what follows
         assert_eq!(parse_red_payload(&[0x80 | 111, 0, 4, 10, 111, 1]), None);
         assert!(parse_red_payload(&[111]).is_some());
+    }
+
+    #[test]
+    fn a_wrapped_packet_reads_back_as_its_own_payload_in_one_block() {
+        let mut packet = vec![0x80, 0x80 | 96, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 0xAA, 0xBB];
+        assert!(super::wrap_in_red(&mut packet, 116));
+        let header = crate::RtpHeader::parse(&packet).unwrap();
+        assert_eq!(header.payload_type(), 116);
+        assert!(header.marker(), "the marker stays");
+        let blocks = parse_red_payload(header.payload()).unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].payload_type, 96);
+        assert_eq!(blocks[0].payload, &[0xAA, 0xBB]);
+        let mut junk = vec![1, 2, 3];
+        assert!(!super::wrap_in_red(&mut junk, 116));
+        assert_eq!(junk, vec![1, 2, 3]);
     }
 }
