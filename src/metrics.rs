@@ -292,10 +292,12 @@ pub enum SessionEnd {
     Disconnected,
     /// The server is shutting down.
     ShuttingDown,
+    /// The room's copy on this node was given up for the cluster's copy elsewhere.
+    RoomMoved,
 }
 
 impl SessionEnd {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Left,
         Self::Closed,
         Self::Error,
@@ -306,6 +308,7 @@ impl SessionEnd {
         Self::MediaFailed,
         Self::Disconnected,
         Self::ShuttingDown,
+        Self::RoomMoved,
     ];
 
     /// The label value (the `bye` reason, `error` for every error code).
@@ -321,6 +324,7 @@ impl SessionEnd {
             Self::MediaFailed => "media_failed",
             Self::Disconnected => "disconnected",
             Self::ShuttingDown => "shutting_down",
+            Self::RoomMoved => "room_moved",
         }
     }
 

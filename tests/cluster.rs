@@ -370,6 +370,57 @@ async fn a_draining_node_gets_no_new_rooms_and_its_participants_finish() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_opened_twice_is_merged_into_the_lease_holders_copy() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let nodes = cluster(&redis, &["m1", "m2"]).await;
+    let ada = join(&nodes[0], "split", "Ada").await;
+    ada.wait_connected(WAIT)
+        .await
+        .expect("Ada's media connects");
+    let first = owner(&redis, "split").await;
+    let (here, other) = if first == nodes[0].id {
+        (&nodes[0], &nodes[1])
+    } else {
+        (&nodes[1], &nodes[0])
+    };
+    // What a long Redis outage leaves behind: the lease expired and the other node
+    // claimed the room, and a newcomer opened a second copy there.
+    let mut conn = redis.connection().await.expect("redis");
+    let _: () = redis::cmd("SET")
+        .arg(sluice::cluster::room_key("split"))
+        .arg(&other.id)
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let bo = join(other, "split", "Bo").await;
+    bo.wait_connected(WAIT).await.expect("Bo's media connects");
+    assert_eq!(
+        bo.participant_id(),
+        "p-1",
+        "a copy of its own: Bo is the first there"
+    );
+
+    // The first copy's node finds the lease held elsewhere at its next heartbeat and
+    // gives its copy up: Ada is told, rejoins and lands in Bo's copy.
+    ada.wait_for_event(
+        |e| matches!(e, ClientEvent::Bye { reason } if reason == "room_moved"),
+        WAIT,
+    )
+    .await
+    .expect("bye room_moved");
+    assert!(here.metric("sluice_cluster_lease_conflicts_total").await >= 1.0);
+    let deadline = Instant::now() + WAIT;
+    let ada = join_with_retry(here, "split", "Ada", deadline).await;
+    all_receive_all(&[&ada, &bo]).await;
+    assert_eq!(owner(&redis, "split").await, other.id);
+}
+
 /// `shutdown` of the nodes in the drain test: calls go on for `DRAIN_PERIOD` after
 /// SIGTERM, then are moved.
 const DRAIN_PERIOD: Duration = Duration::from_secs(6);

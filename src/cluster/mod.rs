@@ -497,7 +497,11 @@ impl Cluster {
             let conflicts: Vec<String> = self.redis(invocation.invoke_async(&mut redis)).await?;
             for key in conflicts {
                 self.metrics.cluster.lease_conflicts.inc();
-                tracing::warn!(%key, "room open here is leased to another node");
+                // The lease holder's copy wins: ours is emptied, its participants
+                // rejoin and are placed there, and the room is one call again.
+                let room = key.strip_prefix("sluice:room:").unwrap_or(&key);
+                let moved = self.rooms.move_out(room);
+                tracing::warn!(%key, moved, "room open here is leased to another node: its participants here are moved there");
             }
         }
         let closed: Vec<String> = {

@@ -60,6 +60,9 @@ enum End {
     /// The room lives on another cluster node: the socket is relayed there from now on
     /// (the session's end is counted on that node).
     Bridged,
+    /// This node gave its copy of the room up for the cluster's copy on another node
+    /// (the room's event stream ended): the client rejoins and is placed there.
+    RoomMoved,
 }
 
 impl End {
@@ -83,6 +86,7 @@ impl End {
             End::IdleTimeout => SessionEnd::IdleTimeout,
             End::SendTimeout => SessionEnd::SendTimeout,
             End::Bridged => SessionEnd::Closed,
+            End::RoomMoved => SessionEnd::RoomMoved,
         }
     }
 
@@ -788,7 +792,10 @@ impl Connection {
     }
 
     async fn on_room_event(&mut self, event: Option<RoomEvent>) -> Option<End> {
-        let event = event?;
+        // The room ends a member's event stream only to move it (Rooms::move_out).
+        let Some(event) = event else {
+            return Some(End::RoomMoved);
+        };
         let joined = self.joined.as_mut()?;
         // Every handler is idempotent: after a resync, events queued before the
         // snapshot may repeat what it already said.

@@ -121,7 +121,7 @@ impl Room {
     /// resync flag instead of blocking or dropping silently.
     fn broadcast(&self, except: ParticipantId, event: &RoomEvent, metrics: &Metrics) {
         for (id, member) in &self.members {
-            if *id == except {
+            if *id == except || member.events.is_closed() {
                 continue;
             }
             if member.events.try_send(event.clone()).is_err()
@@ -334,6 +334,28 @@ impl Rooms {
             self.metrics.room_closed();
             tracing::info!(room, worker, "room closed");
         }
+    }
+
+    /// Ends the sessions in `room` on this node so that they rejoin the room where the
+    /// cluster places it (another node holds its lease: two copies of one room must not
+    /// both go on). Each member's event stream ends, which its connection reads as `bye
+    /// room_moved`; members stay until their connections leave as usual. Returns how many
+    /// were told.
+    pub fn move_out(&self, room: &str) -> usize {
+        let mut inner = self.lock();
+        let Some(entry) = inner.rooms.get_mut(room) else {
+            return 0;
+        };
+        let mut moved = 0;
+        for member in entry.members.values_mut() {
+            if !member.events.is_closed() {
+                // dropping the only sender ends the connection's receiver
+                let (ended, _) = mpsc::channel(1);
+                member.events = ended;
+                moved += 1;
+            }
+        }
+        moved
     }
 
     /// Open rooms.

@@ -74,6 +74,7 @@
     idle_timeout: 'The connection was idle too long before joining.',
     media_failed: 'The secure media connection failed.',
     disconnected: 'The media connection was lost.',
+    room_moved: 'The call moved to another server; rejoining.',
   };
   const inWords = (code) => REASONS[code] || `Disconnected (${code}).`;
 
