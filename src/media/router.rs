@@ -167,6 +167,10 @@ impl RouterAdapter {
             };
             match self.router.publish(id, track) {
                 Ok(track) => {
+                    if spec.source == Source::Screen {
+                        // shown to everyone whoever speaks: last-N is for cameras
+                        let _ = self.router.set_last_n_exempt(track, true);
+                    }
                     member.tracks.insert(spec.source, (spec.mid.clone(), track));
                 }
                 Err(error) => tracing::warn!(participant = id.0, %error, "publish refused"),
@@ -405,6 +409,50 @@ mod tests {
             .expect("Ada's packet reaches Bo");
         assert_eq!(rtp.to, ParticipantId(2));
         assert_eq!(rtp.data.get(8..12), Some(&0xB0u32.to_be_bytes()[..]));
+    }
+
+    #[test]
+    fn a_withdrawn_publication_stops_and_its_successor_on_another_mid_reaches_the_same_subscriber()
+    {
+        let now = Instant::now();
+        let mut router = RouterAdapter::new(&RouterSettings::default());
+        let published = |mid: &str, ssrc| PublicationSpec {
+            source: Source::Microphone,
+            kind: Kind::Audio,
+            mid: mid.into(),
+            ssrc: Some(ssrc),
+            rtx_ssrc: None,
+            rids: Vec::new(),
+        };
+        let wants_ada = SubscriptionSpec {
+            publisher: ParticipantId(1),
+            source: Source::Microphone,
+            kind: Kind::Audio,
+            ssrc: 0xB0,
+            rtx_ssrc: None,
+            mid: "2".into(),
+            payload_types: vec![111],
+        };
+        let forwarded = |router: &mut RouterAdapter, seq, ssrc| {
+            router.handle_rtp(now, ParticipantId(1), &opus(seq, ssrc));
+            std::iter::from_fn(|| router.poll_output())
+                .filter(|o| o.kind == OutputKind::Rtp && o.to == ParticipantId(2))
+                .count()
+        };
+        router.set_participant("r", ParticipantId(1), &[published("0", 0xA0)], &[]);
+        router.set_participant("r", ParticipantId(2), &[], &[wants_ada]);
+        assert_eq!(forwarded(&mut router, 1, 0xA0), 1);
+        // withdrawn (a screen share stopped)
+        router.set_participant("r", ParticipantId(1), &[], &[]);
+        assert_eq!(forwarded(&mut router, 2, 0xA0), 0);
+        // published again on a recycled m-line, with new SSRCs
+        router.set_participant("r", ParticipantId(1), &[published("5", 0xA1)], &[]);
+        assert_eq!(forwarded(&mut router, 3, 0xA1), 1);
+        assert_eq!(
+            forwarded(&mut router, 4, 0xA0),
+            0,
+            "the old SSRC is unbound"
+        );
     }
 
     #[test]
