@@ -23,7 +23,8 @@
 // Page options (query string): room, name, autojoin=1, token, video=0 to join without
 // a camera, audio=0 without a microphone (both: a viewer that publishes nothing), and
 // fake_screen=1 to share a canvas instead of asking getDisplayMedia (for tests on machines
-// without a screen to capture). A tile with no live video track shows the participant's
+// without a screen to capture), subscribe=all to keep every camera the server subscribes
+// (tests that check media from everyone in a room larger than the window). A tile with no live video track shows the participant's
 // initial, like camera off, rather than an empty or frozen picture.
 //
 // Reconnection: when the WebSocket closes unexpectedly, the server ends the session for a
@@ -208,7 +209,7 @@
    * camera is left subscribed.
    */
   function watchVisibility(id, tile) {
-    if (typeof IntersectionObserver === 'undefined') return;
+    if (typeof IntersectionObserver === 'undefined' || params.get('subscribe') === 'all') return;
     tile.visibility = new IntersectionObserver((entries) => {
       const visible = entries.some((e) => e.isIntersecting);
       const camera = cameraTrackOf(id);
