@@ -6,7 +6,8 @@
 // camera and her screen, each counted per track from getStats. A fifth page that
 // publishes nothing (no camera, no microphone) joins and decodes everything, and none of
 // the four is offered anything for it. Then sharing stops: the screen's tile goes and its
-// m-line turns inactive in every other page's remote description.
+// m-line turns inactive in every other page's remote description. Last, the viewer's
+// window shrinks: the cameras out of view are unsubscribed, and come back when in view.
 
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -107,4 +108,28 @@ test('a shared screen reaches everyone, and a viewer joining costs nobody an off
   for (const snap of after) {
     assert.ok(framesOf(snap, ids[0], 'camera') >= FRAMES, 'Ada\'s camera still there');
   }
+
+  // The viewer's window shrinks to two columns and one row of tiles: the page
+  // unsubscribes the cameras out of view (their m-lines turn inactive), and subscribes
+  // them again when they are back in view.
+  await eve.page.setViewportSize({ width: 600, height: 300 });
+  const hidden = await waitFor('the viewer receiving only the cameras in view', async () => {
+    const layout = await eve.page.evaluate(() => ({
+      height: window.innerHeight,
+      tiles: [...document.querySelectorAll('.tile')].map((t) => ({ id: t.dataset.participant, top: t.getBoundingClientRect().top })),
+    }));
+    const out = layout.tiles.filter((t) => ids.includes(t.id) && t.top >= layout.height).map((t) => t.id);
+    const snap = await eve.page.evaluate(pageSnapshot);
+    const sent = (id) => snap.mlines.some((m) => m.kind === 'video' && m.msid === id && m.direction === 'sendonly');
+    const inView = ids.filter((id) => !out.includes(id));
+    const ok = out.length > 0 && out.every((id) => !sent(id)) && inView.every(sent);
+    return { ok, out, snap, detail: { out, inView, layout, mlines: snap.mlines } };
+  });
+  await eve.page.setViewportSize({ width: 1280, height: 1000 });
+  await waitFor('the cameras back in view decoding again', async () => {
+    const snap = await eve.page.evaluate(pageSnapshot);
+    const frames = hidden.out.map((id) => ({ id, was: framesOf(hidden.snap, id, 'camera'), now: framesOf(snap, id, 'camera') }));
+    const sent = hidden.out.every((id) => snap.mlines.some((m) => m.kind === 'video' && m.msid === id && m.direction === 'sendonly'));
+    return { ok: sent && frames.every((f) => f.now >= f.was + FRAMES), detail: { sent, frames } };
+  });
 });
