@@ -791,6 +791,28 @@ async fn offers_follow_subscriptions_and_never_grow_past_the_most_subscribed_at_
         })
         .await;
     assert_eq!(code, ErrorCode::SubscriptionLimit);
+    for (track_ids, expected) in [
+        (vec!["p-999999-audio".to_owned()], ErrorCode::UnknownTrack),
+        (
+            vec![format!("{}-screen", publishers[0].id)],
+            ErrorCode::UnknownTrack,
+        ),
+        (
+            vec![format!("{}-audio", viewer.id)],
+            ErrorCode::UnknownTrack,
+        ),
+        // a list over the bound is refused whole, before anything is looked up
+        (vec![camera(&publishers[2]); 257], ErrorCode::BadRequest),
+    ] {
+        viewer.send(&ClientMessage::Subscribe { track_ids }).await;
+        let code = viewer
+            .until(|m| match m {
+                ServerMessage::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+            .await;
+        assert_eq!(code, expected);
+    }
     viewer
         .send(&ClientMessage::Unsubscribe {
             track_ids: vec![
@@ -864,6 +886,7 @@ async fn offers_follow_subscriptions_and_never_grow_past_the_most_subscribed_at_
     let offer = viewer.answer_next_offer().await;
     assert_eq!(m_lines(&offer).1, Vec::<String>::new());
     let last = offer.len();
+    println!("viewer offer bytes, step by step: {sizes:?}, nothing subscribed: {last}");
     let largest = sizes.iter().copied().max().unwrap_or(0);
     assert!(last <= largest, "{last} > {largest}: {sizes:?}");
     assert!(

@@ -281,7 +281,8 @@ impl Negotiator {
         self.changed && self.outstanding.is_none()
     }
 
-    /// The mid carrying `participant_id`'s track of `kind`, if any.
+    /// The mid carrying `participant_id`'s first track of `kind`, if any (a participant
+    /// sharing its screen has two video tracks: [`Negotiator::mid_of_track`] tells them apart).
     pub fn mid_of(&self, participant_id: &str, kind: Kind) -> Option<&str> {
         self.slots
             .iter()
@@ -386,7 +387,8 @@ impl Negotiator {
         Ok(mid)
     }
 
-    /// Stops forwarding `participant_id`'s track of `kind`; returns whether it had one.
+    /// Stops forwarding every track of `kind` from `participant_id`; returns whether it had
+    /// one ([`Negotiator::remove_track`] removes one by its id).
     pub fn remove_remote_track(&mut self, participant_id: &str, kind: Kind) -> bool {
         self.free_where(|slot| {
             slot.kind == kind
