@@ -899,3 +899,56 @@ async fn offers_follow_subscriptions_and_never_grow_past_the_most_subscribed_at_
         .until(|m| matches!(m, ServerMessage::Pong).then_some(()))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_unpublishing_a_screen_without_answering_stays_bounded() {
+    let server = start("  answer_timeout_ms: 60000", "").await;
+    let mut eve = Raw::join(&server, "flood", "Eve").await;
+    eve.answer_next_offer().await;
+    // Each stopped share leaves an m-line that only an answer makes reusable: without
+    // answers, the session's m-lines run out and further shares are refused.
+    for _ in 0..300 {
+        eve.send(&ClientMessage::Publish {
+            source: Source::Screen,
+        })
+        .await;
+        eve.send(&ClientMessage::Unpublish {
+            source: Source::Screen,
+        })
+        .await;
+    }
+    eve.send(&ClientMessage::Publish {
+        source: Source::Camera,
+    })
+    .await;
+    eve.send(&ClientMessage::Ping).await;
+    let mut refused = 0;
+    let mut pong = false;
+    let mut offered = None;
+    // the errors come before the pong (messages are handled in order); the offer the
+    // flood made due comes once, whenever its batching window closes
+    while !(pong && offered.is_some()) {
+        match eve.recv().await.expect("still connected") {
+            ServerMessage::Error { code, .. } => {
+                assert!(!pong, "an error after the pong");
+                assert_eq!(code, ErrorCode::BadRequest);
+                refused += 1;
+            }
+            ServerMessage::Offer { sdp, publish, .. } => {
+                assert!(offered.is_none(), "one offer at a time");
+                offered = Some((sdp, publish));
+            }
+            ServerMessage::Pong => pong = true,
+            _ => {}
+        }
+    }
+    // 254 shares fit beside mids 0 and 1; the other 46 and the camera are refused
+    assert_eq!(refused, 300 - 254 + 1);
+    let (sdp, publish) = offered.unwrap_or_default();
+    assert!(publish.iter().all(|s| s.source != Source::Screen));
+    assert_eq!(
+        m_lines(&sdp).0,
+        256,
+        "every m-line the session may have, no more"
+    );
+}
