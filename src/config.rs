@@ -48,6 +48,8 @@ pub const MIN_CONSENT_TIMEOUT_MS: u64 = 1_000;
 const MAX_LAST_N: usize = 1024;
 /// Largest `media.workers`.
 pub const MAX_WORKERS: usize = 1024;
+/// Largest `media.max_video_subscriptions`: an offer holds at most 256 m-lines.
+const MAX_VIDEO_SUBSCRIPTIONS: usize = 254;
 /// Largest number of `media.announce` entries (each becomes an SDP candidate line).
 pub const MAX_ANNOUNCE_ADDRESSES: usize = 32;
 /// Smallest `auth.keys[].secret` length: join tokens are HS256 JWTs, and RFC 7518
@@ -144,6 +146,12 @@ pub struct MediaConfig {
     /// The same for microphones: in a room with more of them than this, each
     /// participant hears this many most recent speakers (0: everyone).
     pub audio_last_n: usize,
+    /// Most cameras a participant receives at once. Cameras are subscribed by default,
+    /// as they are published, up to this many; a client chooses others with
+    /// `subscribe`/`unsubscribe`. It bounds each participant's offer and downlink in a
+    /// large room (microphones and screen shares are not counted: all are received by
+    /// default, one of each per participant at most).
+    pub max_video_subscriptions: usize,
 }
 
 impl Default for MediaConfig {
@@ -160,6 +168,7 @@ impl Default for MediaConfig {
             audio_red_loss_percent: 2,
             last_n: 0,
             audio_last_n: 0,
+            max_video_subscriptions: 16,
         }
     }
 }
@@ -877,6 +886,11 @@ impl Config {
         );
         rules.at_most("media.last_n", media.last_n, MAX_LAST_N);
         rules.at_most("media.audio_last_n", media.audio_last_n, MAX_LAST_N);
+        rules.at_most(
+            "media.max_video_subscriptions",
+            media.max_video_subscriptions,
+            MAX_VIDEO_SUBSCRIPTIONS,
+        );
         if media.workers > 0 {
             if let Err(ConfigError::Invalid(violations)) = media.worker_listen_addrs(media.workers)
             {

@@ -15,7 +15,7 @@ use sluice_loadgen::remote::RemoteOffer;
 use sluice_loadgen::{Client, ClientConfig, ClientEvent};
 use sluice_signal::protocol::{
     decode_server_message, encode_client_message, ClientMessage, ErrorCode, ParticipantInfo,
-    ServerMessage, PROTOCOL_VERSION,
+    PublishSlot, ServerMessage, Source, TrackInfo, PROTOCOL_VERSION,
 };
 use sluice_signal::sdp::Kind;
 use tokio::net::TcpStream;
@@ -158,9 +158,25 @@ impl Raw {
 
     /// Answers the next offer, sending `audio` on the microphone m-line if given.
     async fn answer_next_offer_publishing(&mut self, audio: Option<LocalTrack>) -> String {
-        let (revision, sdp) = self
+        self.answer_next_offer_with(audio, None, false).await.0
+    }
+
+    /// Answers the next offer, sending `audio` and `video` on mids 0 and 1 if given and,
+    /// with `screen`, a screen share on the m-line the offer's `publish` names for it.
+    /// Returns the offer's text and its `publish` list.
+    async fn answer_next_offer_with(
+        &mut self,
+        audio: Option<LocalTrack>,
+        video: Option<LocalTrack>,
+        screen: bool,
+    ) -> (String, Vec<PublishSlot>) {
+        let (revision, sdp, publish) = self
             .until(|m| match m {
-                ServerMessage::Offer { revision, sdp } => Some((*revision, sdp.clone())),
+                ServerMessage::Offer {
+                    revision,
+                    sdp,
+                    publish,
+                } => Some((*revision, sdp.clone(), publish.clone())),
                 _ => None,
             })
             .await;
@@ -176,16 +192,24 @@ impl Raw {
                 stream_id: self.id.clone(),
                 cname: self.id.clone(),
                 audio,
-                video: None,
+                video,
             },
         )
         .expect("answer");
+        let screen_mid = publish
+            .iter()
+            .find(|slot| slot.source == Source::Screen)
+            .map(|slot| slot.mid.clone());
+        let answer = match screen_mid.filter(|_| screen) {
+            Some(mid) => send_on(&answer, &mid),
+            None => answer,
+        };
         self.send(&ClientMessage::Answer {
             revision,
             sdp: answer,
         })
         .await;
-        sdp
+        (sdp, publish)
     }
 
     /// Reads to the `bye` and returns its reason.
@@ -195,6 +219,51 @@ impl Raw {
             _ => None,
         })
         .await
+    }
+}
+
+/// `answer` with the m-line `mid` turned from inactive to sendonly, as a browser answers
+/// once a track is attached to that transceiver (the server learns its SSRC by MID).
+fn send_on(answer: &str, mid: &str) -> String {
+    let marker = format!("a=mid:{mid}\r\n");
+    let start = answer.find(&marker).expect("the m-line is answered") + marker.len();
+    let end = answer[start..]
+        .find("m=")
+        .map_or(answer.len(), |i| start + i);
+    format!(
+        "{}{}{}",
+        &answer[..start],
+        answer[start..end].replace("a=inactive\r\n", "a=sendonly\r\n"),
+        &answer[end..]
+    )
+}
+
+/// The m-lines of an offer, and the msid track ids of those the server sends on.
+fn m_lines(offer: &str) -> (usize, Vec<String>) {
+    let count = offer.lines().filter(|l| l.starts_with("m=")).count();
+    let mut sent = Vec::new();
+    for section in offer.split("m=").skip(1) {
+        if section.lines().any(|l| l.trim_end() == "a=sendonly") {
+            if let Some(msid) = section.lines().find_map(|l| l.strip_prefix("a=msid:")) {
+                sent.push(
+                    msid.split(' ')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .trim_end()
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    sent.sort();
+    (count, sent)
+}
+
+fn track(id: u32, ssrc: u32) -> LocalTrack {
+    LocalTrack {
+        track_id: format!("t-{id}"),
+        ssrc,
+        rtx_ssrc: None,
     }
 }
 
@@ -548,5 +617,338 @@ async fn a_join_storm_costs_each_member_a_few_offers() {
     assert!(
         offers <= 2 + windows,
         "{offers} offers for {JOINERS} joins in {joined_in:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_share_is_offered_once_to_each_subscriber_and_its_m_line_recycled() {
+    let server = start("  answer_timeout_ms: 60000", "").await;
+    let mut ada = Raw::join(&server, "screens", "Ada").await;
+    ada.answer_next_offer_with(Some(track(1, 0x100)), None, false)
+        .await;
+    let mut bo = Raw::join(&server, "screens", "Bo").await;
+    let (first, _) = bo.answer_next_offer_with(None, None, false).await;
+    let ada_mic = format!("{}-audio", ada.id);
+    let ada_screen = format!("{}-screen", ada.id);
+    assert_eq!(m_lines(&first), (3, vec![ada_mic.clone()]));
+
+    // Ada shares her screen: her next offer has an m-line for it, named in `publish`.
+    ada.send(&ClientMessage::Publish {
+        source: Source::Screen,
+    })
+    .await;
+    let (offer, publish) = ada
+        .answer_next_offer_with(Some(track(1, 0x100)), None, true)
+        .await;
+    let screen_mid = publish
+        .iter()
+        .find(|s| s.source == Source::Screen)
+        .map(|s| s.mid.clone())
+        .expect("a screen m-line in publish");
+    let sources: Vec<(String, Source)> =
+        publish.iter().map(|s| (s.mid.clone(), s.source)).collect();
+    assert_eq!(
+        sources,
+        [
+            ("0".into(), Source::Microphone),
+            ("1".into(), Source::Camera),
+            (screen_mid.clone(), Source::Screen)
+        ]
+    );
+    assert_eq!(m_lines(&offer).0, 3, "the screen's m-line is the third");
+
+    // Bo is told, then offered it once: one more video m-line, sent to him.
+    let ada_id = ada.id.clone();
+    let announced = bo
+        .until(|m| match m {
+            ServerMessage::TrackPublished {
+                participant_id,
+                track,
+            } if *participant_id == ada_id => Some(track.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        announced,
+        TrackInfo {
+            id: ada_screen.clone(),
+            kind: Kind::Video,
+            source: Source::Screen,
+            muted: false
+        }
+    );
+    let (offer, _) = bo.answer_next_offer_with(None, None, false).await;
+    assert_eq!(
+        m_lines(&offer),
+        (4, vec![ada_mic.clone(), ada_screen.clone()])
+    );
+    assert!(
+        offer.contains(&format!("a=msid:{ada_screen} {ada_screen}")),
+        "a screen is a stream of its own"
+    );
+
+    // Ada stops: Bo is told at once, and nothing else was offered to him meanwhile.
+    ada.send(&ClientMessage::Unpublish {
+        source: Source::Screen,
+    })
+    .await;
+    let mut offers_between = 0;
+    loop {
+        match bo.recv().await.expect("bo connected") {
+            ServerMessage::TrackUnpublished {
+                participant_id,
+                track_id,
+            } => {
+                assert_eq!(
+                    (participant_id, track_id),
+                    (ada.id.clone(), ada_screen.clone())
+                );
+                break;
+            }
+            ServerMessage::Offer { .. } => offers_between += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(offers_between, 0, "the screen cost Bo exactly one offer");
+    let (offer, _) = bo.answer_next_offer_with(None, None, false).await;
+    assert_eq!(
+        m_lines(&offer),
+        (4, vec![ada_mic.clone()]),
+        "m-line kept, inactive"
+    );
+    let (offer, publish) = ada
+        .answer_next_offer_with(Some(track(1, 0x100)), None, false)
+        .await;
+    assert!(publish.iter().all(|s| s.source != Source::Screen));
+    assert_eq!(m_lines(&offer).0, 3);
+
+    // Sharing again recycles the inactive m-lines on both sides: no offer grows.
+    ada.send(&ClientMessage::Publish {
+        source: Source::Screen,
+    })
+    .await;
+    let (offer, publish) = ada
+        .answer_next_offer_with(Some(track(1, 0x100)), None, true)
+        .await;
+    assert_eq!(m_lines(&offer).0, 3);
+    assert!(publish
+        .iter()
+        .any(|s| s.source == Source::Screen && s.mid == screen_mid));
+    let (offer, _) = bo.answer_next_offer_with(None, None, false).await;
+    assert_eq!(m_lines(&offer), (4, vec![ada_mic, ada_screen]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_follow_subscriptions_and_never_grow_past_the_most_subscribed_at_once() {
+    let server = start_with_media(
+        "  answer_timeout_ms: 60000",
+        "  max_video_subscriptions: 2\n",
+        "",
+    )
+    .await;
+    // four publishers with microphone and camera
+    let mut publishers = Vec::new();
+    for i in 0..4u32 {
+        let mut publisher = Raw::join(&server, "subs", &format!("pub-{i}")).await;
+        let video = LocalTrack {
+            rtx_ssrc: Some(0x2000 + i),
+            ..track(10 + i, 0x1000 + i)
+        };
+        publisher
+            .answer_next_offer_with(Some(track(i, 0x100 + i)), Some(video), false)
+            .await;
+        publishers.push(publisher);
+    }
+    let camera = |p: &Raw| format!("{}-video", p.id);
+    let microphone = |p: &Raw| format!("{}-audio", p.id);
+    let mut viewer = Raw::connect(&server).await;
+    let listed = viewer.join_room("subs", "viewer").await;
+    for p in &publishers {
+        let info = listed.iter().find(|i| i.id == p.id).expect("listed");
+        let ids: Vec<&str> = info.tracks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, [microphone(p), camera(p)], "tracks in joined");
+    }
+    // by default: every microphone, the first two cameras
+    let offer = viewer.answer_next_offer().await;
+    let mut expected: Vec<String> = publishers.iter().map(microphone).collect();
+    expected.extend([camera(&publishers[0]), camera(&publishers[1])]);
+    expected.sort();
+    let (lines, sent) = m_lines(&offer);
+    assert_eq!(sent, expected);
+    assert_eq!(lines, 2 + 6);
+    let mut sizes = vec![offer.len()];
+
+    // A third camera is over the limit, an unknown id is an error; the session goes on.
+    viewer
+        .send(&ClientMessage::Subscribe {
+            track_ids: vec![camera(&publishers[2])],
+        })
+        .await;
+    let code = viewer
+        .until(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::SubscriptionLimit);
+    for (track_ids, expected) in [
+        (vec!["p-999999-audio".to_owned()], ErrorCode::UnknownTrack),
+        (
+            vec![format!("{}-screen", publishers[0].id)],
+            ErrorCode::UnknownTrack,
+        ),
+        (
+            vec![format!("{}-audio", viewer.id)],
+            ErrorCode::UnknownTrack,
+        ),
+        // a list over the bound is refused whole, before anything is looked up
+        (vec![camera(&publishers[2]); 257], ErrorCode::BadRequest),
+    ] {
+        viewer.send(&ClientMessage::Subscribe { track_ids }).await;
+        let code = viewer
+            .until(|m| match m {
+                ServerMessage::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+            .await;
+        assert_eq!(code, expected);
+    }
+    viewer
+        .send(&ClientMessage::Unsubscribe {
+            track_ids: vec![
+                "p-999999-video".into(),
+                "nonsense".into(),
+                camera(&publishers[0]),
+                microphone(&publishers[0]),
+                microphone(&publishers[1]),
+            ],
+        })
+        .await;
+    let code = viewer
+        .until(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, ErrorCode::UnknownTrack);
+    // ... and the known ids of that message were applied
+    let offer = viewer.answer_next_offer().await;
+    let (lines, sent) = m_lines(&offer);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(lines, 8, "m-lines are kept (inactive), never removed");
+    sizes.push(offer.len());
+
+    // Churn: swap cameras back and forth. An m-line freed by an unsubscription is
+    // reused once the answer acknowledged it inactive, so the offer never grows.
+    for round in 0..4 {
+        let (drop, take) = if round % 2 == 0 { (1, 2) } else { (2, 1) };
+        viewer
+            .send(&ClientMessage::Unsubscribe {
+                track_ids: vec![camera(&publishers[drop])],
+            })
+            .await;
+        let offer = viewer.answer_next_offer().await;
+        assert_eq!(m_lines(&offer).0, 8, "round {round}");
+        let before = offer.len();
+        sizes.push(before);
+        viewer
+            .send(&ClientMessage::Subscribe {
+                track_ids: vec![camera(&publishers[take]), camera(&publishers[3])],
+            })
+            .await;
+        let offer = viewer.answer_next_offer().await;
+        let (lines, sent) = m_lines(&offer);
+        assert_eq!(lines, 8, "round {round}: recycled, not appended");
+        assert!(sent.contains(&camera(&publishers[take])), "{sent:?}");
+        assert!(sent.contains(&camera(&publishers[3])), "{sent:?}");
+        sizes.push(offer.len());
+        viewer
+            .send(&ClientMessage::Unsubscribe {
+                track_ids: vec![camera(&publishers[3])],
+            })
+            .await;
+        let offer = viewer.answer_next_offer().await;
+        assert_eq!(m_lines(&offer).0, 8);
+        assert!(
+            offer.len() <= sizes[sizes.len() - 1],
+            "fewer tracks, no larger offer"
+        );
+        sizes.push(offer.len());
+    }
+    // Unsubscribing everything: the offer shrinks or stays, never grows.
+    let all: Vec<String> = publishers
+        .iter()
+        .flat_map(|p| [camera(p), microphone(p)])
+        .collect();
+    viewer
+        .send(&ClientMessage::Unsubscribe { track_ids: all })
+        .await;
+    let offer = viewer.answer_next_offer().await;
+    assert_eq!(m_lines(&offer).1, Vec::<String>::new());
+    let last = offer.len();
+    println!("viewer offer bytes, step by step: {sizes:?}, nothing subscribed: {last}");
+    let largest = sizes.iter().copied().max().unwrap_or(0);
+    assert!(last <= largest, "{last} > {largest}: {sizes:?}");
+    assert!(
+        m_lines(&offer).0 <= 8,
+        "bounded by the most tracks subscribed at once"
+    );
+    // still in the room: a ping is answered
+    viewer.send(&ClientMessage::Ping).await;
+    viewer
+        .until(|m| matches!(m, ServerMessage::Pong).then_some(()))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_and_unpublishing_a_screen_without_answering_stays_bounded() {
+    let server = start("  answer_timeout_ms: 60000", "").await;
+    let mut eve = Raw::join(&server, "flood", "Eve").await;
+    eve.answer_next_offer().await;
+    // Each stopped share leaves an m-line that only an answer makes reusable: without
+    // answers, the session's m-lines run out and further shares are refused.
+    for _ in 0..300 {
+        eve.send(&ClientMessage::Publish {
+            source: Source::Screen,
+        })
+        .await;
+        eve.send(&ClientMessage::Unpublish {
+            source: Source::Screen,
+        })
+        .await;
+    }
+    eve.send(&ClientMessage::Publish {
+        source: Source::Camera,
+    })
+    .await;
+    eve.send(&ClientMessage::Ping).await;
+    let mut refused = 0;
+    let mut pong = false;
+    let mut offered = None;
+    // the errors come before the pong (messages are handled in order); the offer the
+    // flood made due comes once, whenever its batching window closes
+    while !(pong && offered.is_some()) {
+        match eve.recv().await.expect("still connected") {
+            ServerMessage::Error { code, .. } => {
+                assert!(!pong, "an error after the pong");
+                assert_eq!(code, ErrorCode::BadRequest);
+                refused += 1;
+            }
+            ServerMessage::Offer { sdp, publish, .. } => {
+                assert!(offered.is_none(), "one offer at a time");
+                offered = Some((sdp, publish));
+            }
+            ServerMessage::Pong => pong = true,
+            _ => {}
+        }
+    }
+    // 254 shares fit beside mids 0 and 1; the other 46 and the camera are refused
+    assert_eq!(refused, 300 - 254 + 1);
+    let (sdp, publish) = offered.unwrap_or_default();
+    assert!(publish.iter().all(|s| s.source != Source::Screen));
+    assert_eq!(
+        m_lines(&sdp).0,
+        256,
+        "every m-line the session may have, no more"
     );
 }

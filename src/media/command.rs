@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sluice_dtls::{Fingerprint, Role};
 use sluice_ice::Credentials;
+use sluice_signal::protocol::Source;
 use sluice_signal::sdp::Kind;
 use tokio::sync::mpsc;
 
@@ -27,9 +28,41 @@ pub fn parse_participant_label(label: &str) -> Option<ParticipantId> {
     label.strip_prefix("p-")?.parse().ok().map(ParticipantId)
 }
 
-/// A track the participant sends us (its microphone on mid 0, camera on mid 1).
+/// The id of `participant`'s track from `source`: its `track_id` on the wire and the msid
+/// track id of its m-lines. Microphone and camera keep the ids they had before tracks
+/// were named in the protocol (`p-<n>-audio`, `p-<n>-video`), so older clients that
+/// read msids see nothing new.
+pub fn track_label(participant: ParticipantId, source: Source) -> String {
+    let suffix = match source {
+        Source::Microphone => "audio",
+        Source::Camera => "video",
+        Source::Screen => "screen",
+    };
+    format!("p-{}-{suffix}", participant.0)
+}
+
+/// The inverse of [`track_label`]: `None` for anything the server did not make.
+pub fn parse_track_label(label: &str) -> Option<(ParticipantId, Source)> {
+    let (number, suffix) = label.strip_prefix("p-")?.split_once('-')?;
+    let source = match suffix {
+        "audio" => Source::Microphone,
+        "video" => Source::Camera,
+        "screen" => Source::Screen,
+        _ => return None,
+    };
+    // digits only: `u64::from_str` would also take a leading `+`
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((ParticipantId(number.parse().ok()?), source))
+}
+
+/// A track the participant sends us: its microphone on mid 0, camera on mid 1, and a
+/// screen share on the m-line the server added for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicationSpec {
+    /// What it carries; a participant publishes one track per source.
+    pub source: Source,
     /// Audio or video.
     pub kind: Kind,
     /// Its mid, matched against the RTP MID header extension when no SSRC is signalled.
@@ -50,6 +83,8 @@ pub struct SubscriptionSpec {
     /// Whose track.
     pub publisher: ParticipantId,
     /// Which of their tracks.
+    pub source: Source,
+    /// Its kind (the source's).
     pub kind: Kind,
     /// The SSRC we announced on that m-line: forwarded packets carry it.
     pub ssrc: u32,

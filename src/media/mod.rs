@@ -23,8 +23,8 @@ use sluice_ice::IceConfig;
 use tokio::sync::mpsc;
 
 pub use command::{
-    parse_participant_label, participant_label, Command, ParticipantId, PrepareSpec,
-    PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
+    parse_participant_label, parse_track_label, participant_label, track_label, Command,
+    ParticipantId, PrepareSpec, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
 };
 pub use error::MediaError;
 

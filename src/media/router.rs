@@ -1,6 +1,6 @@
 //! The worker's router: `sluice_sfu::Router` behind the interface the worker core uses.
 //!
-//! Signalling describes subscriptions by (publisher, kind); the sfu router wants track
+//! Signalling describes subscriptions by (publisher, source); the sfu router wants track
 //! ids, which exist only once the publisher's answer arrived. This adapter keeps what
 //! each participant wants and reconciles it with the router after every change, so a
 //! subscription to a track that is not published yet starts as soon as it is.
@@ -11,6 +11,7 @@ use std::time::Instant;
 /// What the router produces: plaintext for one participant, to protect and send.
 pub use sluice_sfu::{Output, OutputKind};
 use sluice_sfu::{Router, RouterConfig, TrackId, TrackSpec};
+use sluice_signal::protocol::Source;
 use sluice_signal::sdp::Kind;
 
 use crate::media::command::{participant_label, ParticipantId, PublicationSpec, SubscriptionSpec};
@@ -27,8 +28,8 @@ fn sfu_kind(kind: Kind) -> sluice_sfu::Kind {
 struct Member {
     /// The room it is in: only members of one room subscribe to each other.
     room: String,
-    /// Published tracks by kind.
-    tracks: HashMap<Kind, TrackId>,
+    /// Published tracks by source, with the mid each is received on.
+    tracks: HashMap<Source, (String, TrackId)>,
     /// What signalling asked this participant to receive.
     wanted: Vec<SubscriptionSpec>,
     /// What the router currently forwards to it: spec and the track it maps to.
@@ -135,9 +136,27 @@ impl RouterAdapter {
         let Some(member) = self.members.get_mut(&id) else {
             return;
         };
+        // A track whose publication ended (a screen share stopped) or moved to another
+        // m-line (a screen shared again on a recycled one) is withdrawn: its SSRCs and
+        // subscriptions go with it, and subscribers are re-attached to the new one below.
+        let gone: Vec<Source> = member
+            .tracks
+            .iter()
+            .filter(|(source, (mid, _))| {
+                !publications
+                    .iter()
+                    .any(|p| p.source == **source && p.mid == *mid)
+            })
+            .map(|(source, _)| *source)
+            .collect();
+        for source in gone {
+            if let Some((_, track)) = member.tracks.remove(&source) {
+                let _ = self.router.unpublish(track);
+            }
+        }
         for spec in publications {
-            if member.tracks.contains_key(&spec.kind) {
-                continue; // transport and tracks are fixed for the connection
+            if member.tracks.contains_key(&spec.source) {
+                continue; // a publication's SSRCs are fixed while it lasts
             }
             let track = TrackSpec {
                 mid: spec.mid.clone(),
@@ -148,7 +167,11 @@ impl RouterAdapter {
             };
             match self.router.publish(id, track) {
                 Ok(track) => {
-                    member.tracks.insert(spec.kind, track);
+                    if spec.source == Source::Screen {
+                        // shown to everyone whoever speaks: last-N is for cameras
+                        let _ = self.router.set_last_n_exempt(track, true);
+                    }
+                    member.tracks.insert(spec.source, (spec.mid.clone(), track));
                 }
                 Err(error) => tracing::warn!(participant = id.0, %error, "publish refused"),
             }
@@ -160,21 +183,26 @@ impl RouterAdapter {
     /// Brings the router's subscriptions in line with what every member of `room` wants.
     /// One room at a time: a join costs the size of its room, not of the whole worker.
     fn reconcile(&mut self, room: &str) {
-        let tracks: HashMap<(ParticipantId, Kind), TrackId> = self
+        let tracks: HashMap<(ParticipantId, Source), TrackId> = self
             .members
             .iter()
             .filter(|(_, m)| m.room == room)
-            .flat_map(|(id, m)| m.tracks.iter().map(move |(k, t)| ((*id, *k), *t)))
+            .flat_map(|(id, m)| m.tracks.iter().map(move |(s, (_, t))| ((*id, *s), *t)))
             .collect();
         for (id, member) in self.members.iter_mut().filter(|(_, m)| m.room == room) {
             let desired: Vec<(SubscriptionSpec, TrackId)> = member
                 .wanted
                 .iter()
-                .filter_map(|s| tracks.get(&(s.publisher, s.kind)).map(|t| (s.clone(), *t)))
+                .filter_map(|s| {
+                    tracks
+                        .get(&(s.publisher, s.source))
+                        .map(|t| (s.clone(), *t))
+                })
                 .collect();
             let (keep, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut member.active)
                 .into_iter()
                 .partition(|a| desired.contains(a));
+            // (a track withdrawn above took its subscriptions with it: nothing to undo)
             for (_, track) in stale {
                 let _ = self.router.unsubscribe(*id, track);
             }
@@ -191,7 +219,10 @@ impl RouterAdapter {
                 };
                 match self.router.subscribe(*id, track, subscription) {
                     Ok(()) => {
-                        if let Some(&max_layer) = member.max_layers.get(&spec.publisher) {
+                        let camera = spec.source == Source::Camera;
+                        if let Some(&max_layer) =
+                            member.max_layers.get(&spec.publisher).filter(|_| camera)
+                        {
                             let _ = self.router.set_max_layer(*id, track, max_layer);
                         }
                         member.active.push((spec, track));
@@ -227,7 +258,7 @@ impl RouterAdapter {
         let track = self
             .members
             .get(&publisher)
-            .and_then(|m| m.tracks.get(&Kind::Video).copied());
+            .and_then(|m| m.tracks.get(&Source::Camera).map(|(_, t)| *t));
         if let Some(track) = track {
             let _ = self.router.set_max_layer(subscriber, track, max_layer);
         }
@@ -348,6 +379,7 @@ mod tests {
         let mut router = RouterAdapter::new(&RouterSettings::default());
         let wants_ada = SubscriptionSpec {
             publisher: ParticipantId(1),
+            source: Source::Microphone,
             kind: Kind::Audio,
             ssrc: 0xB0,
             rtx_ssrc: None,
@@ -360,6 +392,7 @@ mod tests {
             "r",
             ParticipantId(1),
             &[PublicationSpec {
+                source: Source::Microphone,
                 kind: Kind::Audio,
                 mid: "0".into(),
                 ssrc: Some(0xA0),
@@ -379,10 +412,55 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawn_publication_stops_and_its_successor_on_another_mid_reaches_the_same_subscriber()
+    {
+        let now = Instant::now();
+        let mut router = RouterAdapter::new(&RouterSettings::default());
+        let published = |mid: &str, ssrc| PublicationSpec {
+            source: Source::Microphone,
+            kind: Kind::Audio,
+            mid: mid.into(),
+            ssrc: Some(ssrc),
+            rtx_ssrc: None,
+            rids: Vec::new(),
+        };
+        let wants_ada = SubscriptionSpec {
+            publisher: ParticipantId(1),
+            source: Source::Microphone,
+            kind: Kind::Audio,
+            ssrc: 0xB0,
+            rtx_ssrc: None,
+            mid: "2".into(),
+            payload_types: vec![111],
+        };
+        let forwarded = |router: &mut RouterAdapter, seq, ssrc| {
+            router.handle_rtp(now, ParticipantId(1), &opus(seq, ssrc));
+            std::iter::from_fn(|| router.poll_output())
+                .filter(|o| o.kind == OutputKind::Rtp && o.to == ParticipantId(2))
+                .count()
+        };
+        router.set_participant("r", ParticipantId(1), &[published("0", 0xA0)], &[]);
+        router.set_participant("r", ParticipantId(2), &[], &[wants_ada]);
+        assert_eq!(forwarded(&mut router, 1, 0xA0), 1);
+        // withdrawn (a screen share stopped)
+        router.set_participant("r", ParticipantId(1), &[], &[]);
+        assert_eq!(forwarded(&mut router, 2, 0xA0), 0);
+        // published again on a recycled m-line, with new SSRCs
+        router.set_participant("r", ParticipantId(1), &[published("5", 0xA1)], &[]);
+        assert_eq!(forwarded(&mut router, 3, 0xA1), 1);
+        assert_eq!(
+            forwarded(&mut router, 4, 0xA0),
+            0,
+            "the old SSRC is unbound"
+        );
+    }
+
+    #[test]
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
         let mut router = RouterAdapter::new(&RouterSettings::default());
         let publication = PublicationSpec {
+            source: Source::Microphone,
             kind: Kind::Audio,
             mid: "0".into(),
             ssrc: Some(0xA0),
@@ -391,6 +469,7 @@ mod tests {
         };
         let wants_ada = SubscriptionSpec {
             publisher: ParticipantId(1),
+            source: Source::Microphone,
             kind: Kind::Audio,
             ssrc: 0xB0,
             rtx_ssrc: None,
@@ -410,6 +489,7 @@ mod tests {
         let mut router = RouterAdapter::new(&RouterSettings::default());
         assert_eq!(router.poll_timeout(), None);
         let publication = PublicationSpec {
+            source: Source::Microphone,
             kind: Kind::Audio,
             mid: "0".into(),
             ssrc: Some(0xA0),
@@ -458,6 +538,7 @@ mod tests {
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
         for publisher in [ParticipantId(1), ParticipantId(3)] {
             let publication = PublicationSpec {
+                source: Source::Microphone,
                 kind: Kind::Audio,
                 mid: "0".into(),
                 ssrc: None,
@@ -469,6 +550,7 @@ mod tests {
         // Bo (2) receives them on its m-lines "1" and "2".
         let wants = |publisher, ssrc, mid: &str| SubscriptionSpec {
             publisher: ParticipantId(publisher),
+            source: Source::Microphone,
             kind: Kind::Audio,
             ssrc,
             rtx_ssrc: None,

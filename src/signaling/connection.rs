@@ -4,7 +4,7 @@
 //! reacts to four inputs (WebSocket frames, room changes, its media session's
 //! events, shutdown) and tells the worker what to forward after every answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,7 @@ use sluice_ice::Credentials;
 use sluice_signal::negotiation::{Negotiator, NegotiatorConfig, TransportParams};
 use sluice_signal::protocol::{
     decode_client_message, encode_server_message, ClientMessage, ErrorCode, ParticipantInfo,
-    ServerMessage, PROTOCOL_VERSION,
+    PublishSlot, ServerMessage, Source, PROTOCOL_VERSION,
 };
 use sluice_signal::sdp::{Answer, Kind, ParseLimits, SendStream, Setup};
 use sluice_signal::token::{self, SigningKey};
@@ -27,11 +27,12 @@ use crate::cluster::bridge::{self, Upstream};
 use crate::cluster::Placement;
 use crate::config::{Config, DtlsRole};
 use crate::media::{
-    parse_participant_label, participant_label, Command, ParticipantId, PrepareSpec,
-    PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec, WorkerHandle,
+    parse_participant_label, parse_track_label, participant_label, track_label, Command,
+    ParticipantId, PrepareSpec, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
+    WorkerHandle,
 };
 use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
-use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
+use crate::signaling::rooms::{track_info, Admission, Peer, Published, RoomEvent, Rooms};
 use crate::signaling::Origin;
 
 /// Session events queued from the worker (it never blocks on signalling).
@@ -144,8 +145,17 @@ struct Joined {
     transport: Option<(Credentials, Fingerprint, Role)>,
     publications: Vec<PublicationSpec>,
     session_created: bool,
-    /// Which participants' tracks the negotiator carries, with the SSRCs we chose.
-    streams: HashMap<(ParticipantId, Kind), SubscriptionSpec>,
+    /// Which participants' tracks the negotiator carries, with the SSRCs we chose:
+    /// the published tracks among `wanted`.
+    streams: HashMap<(ParticipantId, Source), SubscriptionSpec>,
+    /// The tracks this participant subscribes to (by default as they are published,
+    /// then as its `subscribe`/`unsubscribe` say). Only published tracks are kept, so it
+    /// holds at most one entry per source of each peer.
+    wanted: BTreeSet<(ParticipantId, Source)>,
+    /// `media.max_video_subscriptions`: most cameras in `wanted`.
+    max_cameras: usize,
+    /// The m-line the server added for this participant's screen share (`publish`).
+    screen_mid: Option<String>,
     /// Everyone else in the room as this connection last told its client.
     peers: HashMap<ParticipantId, Peer>,
     /// What this participant publishes, as last told to the room.
@@ -505,6 +515,10 @@ impl Connection {
                 let _ = joined.worker.commands.try_send(command);
                 None
             }
+            ClientMessage::Publish { source } => self.on_publish(source, true).await,
+            ClientMessage::Unpublish { source } => self.on_publish(source, false).await,
+            ClientMessage::Subscribe { track_ids } => self.on_subscribe(&track_ids, true).await,
+            ClientMessage::Unsubscribe { track_ids } => self.on_subscribe(&track_ids, false).await,
             ClientMessage::Leave => Some(End::Left),
             ClientMessage::Ping => {
                 self.send(&ServerMessage::Pong).await;
@@ -699,6 +713,9 @@ impl Connection {
             publications: Vec::new(),
             session_created: false,
             streams: HashMap::new(),
+            wanted: BTreeSet::new(),
+            max_cameras: config.media.max_video_subscriptions,
+            screen_mid: None,
             peers: HashMap::new(),
             published: Published::default(),
             offer_sent_at: None,
@@ -706,6 +723,7 @@ impl Connection {
             offer_due: None,
         };
         for peer in others {
+            auto_subscribe(&mut joined, peer.id, Published::default(), peer.published);
             sync_tracks(&mut joined, &self.rng, peer.id, peer.published);
             joined.peers.insert(peer.id, peer);
         }
@@ -734,7 +752,7 @@ impl Connection {
             .filter(|s| {
                 joined
                     .streams
-                    .get(&(s.publisher, s.kind))
+                    .get(&(s.publisher, s.source))
                     .is_some_and(|stream| stream.ssrc == s.ssrc)
             })
             .filter_map(|s| accepted_subscription(s, &answer))
@@ -751,16 +769,142 @@ impl Connection {
                 role,
             ));
         }
-        joined.publications = publications(&answer);
+        joined.publications = publications(&answer, joined.screen_mid.as_deref());
+        self.announce_published();
+        self.update_worker().await
+    }
+
+    /// Tells the room what this participant publishes now, if that changed.
+    fn announce_published(&mut self) {
+        let Some(joined) = self.joined.as_mut() else {
+            return;
+        };
+        let has = |source| joined.publications.iter().any(|p| p.source == source);
         let published = Published {
-            audio: joined.publications.iter().any(|p| p.kind == Kind::Audio),
-            video: joined.publications.iter().any(|p| p.kind == Kind::Video),
+            audio: has(Source::Microphone),
+            video: has(Source::Camera),
+            screen: has(Source::Screen),
         };
         if published != joined.published {
             joined.published = published;
             self.rooms.set_published(&joined.room, joined.id, published);
         }
-        self.update_worker().await
+    }
+
+    /// `publish` (`start`) or `unpublish` a screen share: an m-line the server receives
+    /// it on is added to the next offer, or withdrawn (the others lose the track at once,
+    /// not after the next answer).
+    async fn on_publish(&mut self, source: Source, start: bool) -> Option<End> {
+        let Some(joined) = self.joined.as_mut() else {
+            self.send_error(ErrorCode::NotInRoom, "join first").await;
+            return None;
+        };
+        if source != Source::Screen {
+            self.send_error(
+                ErrorCode::BadRequest,
+                "only a screen is published with publish: microphone and camera have mids 0 and 1",
+            )
+            .await;
+            return None;
+        }
+        if start {
+            if joined.screen_mid.is_some() {
+                return None; // already has its m-line
+            }
+            match joined.negotiator.add_local_track(Kind::Video) {
+                Ok(mid) => {
+                    tracing::debug!(participant = joined.id.0, mid, "screen share m-line added");
+                    joined.screen_mid = Some(mid);
+                }
+                Err(error) => {
+                    tracing::info!(participant = joined.id.0, %error, "no m-line for a screen share");
+                    self.send_error(
+                        ErrorCode::BadRequest,
+                        "the session has no room for another m-line",
+                    )
+                    .await;
+                }
+            }
+            return None;
+        }
+        let Some(mid) = joined.screen_mid.take() else {
+            return None; // nothing shared
+        };
+        joined.negotiator.remove_local_track(&mid);
+        joined.publications.retain(|p| p.source != Source::Screen);
+        tracing::debug!(participant = joined.id.0, mid, "screen share withdrawn");
+        self.announce_published();
+        self.update_worker_if_created().await
+    }
+
+    /// `subscribe` or `unsubscribe`: each known track is (un)subscribed and its m-line
+    /// added or freed in the next offer; an unknown id, or a camera over
+    /// `media.max_video_subscriptions`, is reported once per message and the rest applies.
+    async fn on_subscribe(&mut self, track_ids: &[String], subscribe: bool) -> Option<End> {
+        let Some(joined) = self.joined.as_mut() else {
+            self.send_error(ErrorCode::NotInRoom, "join first").await;
+            return None;
+        };
+        let mut unknown = false;
+        let mut over_limit = false;
+        let mut touched = BTreeSet::new();
+        // (the list's length was bounded while decoding)
+        for id in track_ids {
+            let Some((publisher, source)) = parse_track_label(id) else {
+                unknown = true;
+                continue;
+            };
+            let published = joined
+                .peers
+                .get(&publisher)
+                .is_some_and(|peer| peer.published.has(source));
+            if !published {
+                unknown = true;
+                continue;
+            }
+            let key = (publisher, source);
+            if !subscribe {
+                if joined.wanted.remove(&key) {
+                    touched.insert(publisher);
+                }
+                continue;
+            }
+            if joined.wanted.contains(&key) {
+                continue;
+            }
+            if source == Source::Camera && cameras_wanted(joined) >= joined.max_cameras {
+                over_limit = true;
+                continue;
+            }
+            joined.wanted.insert(key);
+            touched.insert(publisher);
+        }
+        let mut changed = false;
+        for publisher in touched {
+            let published = joined
+                .peers
+                .get(&publisher)
+                .map_or_else(Published::default, |p| p.published);
+            changed |= sync_tracks(joined, &self.rng, publisher, published);
+        }
+        if unknown {
+            self.send_error(
+                ErrorCode::UnknownTrack,
+                "a track id names no track published in the room; the others were applied",
+            )
+            .await;
+        }
+        if over_limit {
+            self.send_error(
+                ErrorCode::SubscriptionLimit,
+                "more cameras than media.max_video_subscriptions; unsubscribe some first",
+            )
+            .await;
+        }
+        if changed {
+            return self.update_worker_if_created().await;
+        }
+        None
     }
 
     /// Sends the session's current state to its worker.
@@ -805,6 +949,7 @@ impl Connection {
                     return None;
                 }
                 let info = peer.info.clone();
+                auto_subscribe(joined, peer.id, Published::default(), peer.published);
                 sync_tracks(joined, &self.rng, peer.id, peer.published);
                 joined.peers.insert(peer.id, peer);
                 ServerMessage::ParticipantJoined {
@@ -812,12 +957,39 @@ impl Connection {
                     name: info.name,
                     audio_muted: info.audio_muted,
                     video_muted: info.video_muted,
+                    tracks: info.tracks,
                 }
             }
             RoomEvent::Published { id, published } => {
                 let peer = joined.peers.get_mut(&id)?;
+                let before = peer.published;
                 peer.published = published;
-                if sync_tracks(joined, &self.rng, id, published) {
+                peer.info.tracks = published.tracks(id, &peer.info);
+                let announcements: Vec<ServerMessage> = Source::ALL
+                    .into_iter()
+                    .filter(|source| published.has(*source) != before.has(*source))
+                    .map(|source| {
+                        if published.has(source) {
+                            ServerMessage::TrackPublished {
+                                participant_id: peer.info.id.clone(),
+                                track: track_info(id, source, &peer.info),
+                            }
+                        } else {
+                            ServerMessage::TrackUnpublished {
+                                participant_id: peer.info.id.clone(),
+                                track_id: track_label(id, source),
+                            }
+                        }
+                    })
+                    .collect();
+                auto_subscribe(joined, id, before, published);
+                let changed = sync_tracks(joined, &self.rng, id, published);
+                for announcement in &announcements {
+                    if !self.send(announcement).await {
+                        return None;
+                    }
+                }
+                if changed {
                     return self.update_worker_if_created().await;
                 }
                 return None;
@@ -828,6 +1000,7 @@ impl Connection {
                     Kind::Audio => peer.info.audio_muted = muted,
                     Kind::Video => peer.info.video_muted = muted,
                 }
+                peer.info.tracks = peer.published.tracks(id, &peer.info);
                 ServerMessage::ParticipantMuted {
                     id: peer.info.id.clone(),
                     kind,
@@ -836,6 +1009,7 @@ impl Connection {
             }
             RoomEvent::Left(id) => {
                 let peer = joined.peers.remove(&id)?;
+                auto_subscribe(joined, id, peer.published, Published::default());
                 sync_tracks(joined, &self.rng, id, Published::default());
                 if !self
                     .send(&ServerMessage::ParticipantLeft { id: peer.info.id })
@@ -879,10 +1053,17 @@ impl Connection {
             .copied()
             .collect();
         for id in gone {
-            joined.peers.remove(&id);
+            if let Some(peer) = joined.peers.remove(&id) {
+                auto_subscribe(joined, id, peer.published, Published::default());
+            }
             sync_tracks(joined, &self.rng, id, Published::default());
         }
         for (id, peer) in now {
+            let before = joined
+                .peers
+                .get(&id)
+                .map_or_else(Published::default, |p| p.published);
+            auto_subscribe(joined, id, before, peer.published);
             sync_tracks(joined, &self.rng, id, peer.published);
             joined.peers.insert(id, peer);
         }
@@ -970,15 +1151,32 @@ impl Connection {
             .streams
             .values()
             .filter_map(|s| {
-                let mid = negotiator.mid_of(&participant_label(s.publisher), s.kind)?;
+                let mid = negotiator.mid_of_track(&track_label(s.publisher, s.source))?;
                 Some(SubscriptionSpec {
                     mid: mid.to_owned(),
                     ..s.clone()
                 })
             })
             .collect();
+        let publish = negotiator
+            .local_mids()
+            .filter_map(|mid| {
+                let source = local_source(mid, joined.screen_mid.as_deref())?;
+                Some(PublishSlot {
+                    mid: mid.to_owned(),
+                    source,
+                })
+            })
+            .collect();
         tracing::debug!(participant = joined.id.0, revision, "offer sent");
-        if self.send(&ServerMessage::Offer { revision, sdp }).await {
+        if self
+            .send(&ServerMessage::Offer {
+                revision,
+                sdp,
+                publish,
+            })
+            .await
+        {
             Ok(())
         } else {
             Err(End::SocketClosed)
@@ -1070,19 +1268,32 @@ pub fn dtls_role(ours: Setup, theirs: Setup) -> Role {
     }
 }
 
-/// The participant's own tracks (mid 0 audio, mid 1 video) from its answer; SSRCs
-/// when it lists them, otherwise the router learns them by MID.
-pub fn publications(answer: &Answer) -> Vec<PublicationSpec> {
+/// What the server receives on the local m-line `mid`: the microphone on mid 0, the
+/// camera on mid 1, the screen share on the m-line added for it.
+fn local_source(mid: &str, screen_mid: Option<&str>) -> Option<Source> {
+    if mid == sluice_signal::negotiation::LOCAL_AUDIO_MID {
+        Some(Source::Microphone)
+    } else if mid == sluice_signal::negotiation::LOCAL_VIDEO_MID {
+        Some(Source::Camera)
+    } else if Some(mid) == screen_mid {
+        Some(Source::Screen)
+    } else {
+        None
+    }
+}
+
+/// The participant's own tracks (mid 0 audio, mid 1 video, and its screen share on
+/// `screen_mid`) from its answer; SSRCs when it lists them, otherwise the router learns
+/// them by MID. Which m-line carries the screen is the server's own record of the
+/// m-line it added on `publish`, never read from the answer's msids.
+pub fn publications(answer: &Answer, screen_mid: Option<&str>) -> Vec<PublicationSpec> {
     answer
         .media
         .iter()
-        .filter(|m| {
-            (m.mid == sluice_signal::negotiation::LOCAL_AUDIO_MID
-                || m.mid == sluice_signal::negotiation::LOCAL_VIDEO_MID)
-                && m.direction.sends()
-                && !m.rejected
-        })
-        .map(|m| {
+        .filter(|m| m.direction.sends() && !m.rejected)
+        .filter_map(|m| Some((local_source(&m.mid, screen_mid)?, m)))
+        .filter(|(source, m)| source.kind() == m.kind)
+        .map(|(source, m)| {
             let (ssrc, rtx_ssrc) = match m.fid_groups.first() {
                 Some(&(media, rtx)) => (Some(media), Some(rtx)),
                 None => (m.ssrcs.first().copied(), None),
@@ -1091,6 +1302,7 @@ pub fn publications(answer: &Answer) -> Vec<PublicationSpec> {
             // SSRCs are then learnt from the RID extension, never from a=ssrc lines
             let rids: Vec<String> = sluice_signal::negotiation::SIMULCAST_RIDS
                 .iter()
+                .filter(|_| source == Source::Camera)
                 .filter(|r| m.simulcast_send.iter().any(|s| s == *r))
                 .map(|r| (*r).to_owned())
                 .collect();
@@ -1100,6 +1312,7 @@ pub fn publications(answer: &Answer) -> Vec<PublicationSpec> {
                 (None, None)
             };
             PublicationSpec {
+                source,
                 kind: m.kind,
                 mid: m.mid.clone(),
                 ssrc,
@@ -1150,9 +1363,43 @@ fn ssrc_from(bytes: [u8; 4]) -> u32 {
     }
 }
 
+/// The cameras among a participant's subscriptions.
+fn cameras_wanted(joined: &Joined) -> usize {
+    joined
+        .wanted
+        .iter()
+        .filter(|(_, source)| *source == Source::Camera)
+        .count()
+}
+
+/// The default subscriptions as `publisher`'s tracks go from `before` to `after`: a new
+/// microphone or screen share is subscribed, a new camera while fewer than
+/// `media.max_video_subscriptions` are; an unpublished track is forgotten (subscribing
+/// to it again, when it comes back, follows the same rule).
+fn auto_subscribe(
+    joined: &mut Joined,
+    publisher: ParticipantId,
+    before: Published,
+    after: Published,
+) {
+    for source in Source::ALL {
+        let key = (publisher, source);
+        let (was, is) = (before.has(source), after.has(source));
+        if was && !is {
+            joined.wanted.remove(&key);
+        } else if is
+            && !was
+            && (source != Source::Camera || cameras_wanted(joined) < joined.max_cameras)
+        {
+            joined.wanted.insert(key);
+        }
+    }
+}
+
 /// Brings the tracks of `publisher` in this participant's offer in line with what it
-/// publishes: an m-line for each published kind, none for the others (a participant
-/// without a camera costs nobody a video m-line). Returns whether anything changed.
+/// publishes and what this participant subscribes to: an m-line for each such track,
+/// none for the others (a participant without a camera, or one scrolled out of view,
+/// costs nobody a video m-line). Returns whether anything changed.
 fn sync_tracks(
     joined: &mut Joined,
     rng: &SystemRandom,
@@ -1161,28 +1408,39 @@ fn sync_tracks(
 ) -> bool {
     let label = participant_label(publisher);
     let mut changed = false;
-    for kind in [Kind::Audio, Kind::Video] {
-        let carried = joined.streams.contains_key(&(publisher, kind));
-        if published.has(kind) == carried {
+    for source in Source::ALL {
+        let key = (publisher, source);
+        let carried = joined.streams.contains_key(&key);
+        let wanted = published.has(source) && joined.wanted.contains(&key);
+        if wanted == carried {
             continue;
         }
         changed = true;
+        let track_id = track_label(publisher, source);
+        let kind = source.kind();
         if carried {
-            joined.negotiator.remove_remote_track(&label, kind);
-            joined.streams.remove(&(publisher, kind));
+            joined.negotiator.remove_track(&track_id);
+            joined.streams.remove(&key);
             joined
                 .active
-                .retain(|s| !(s.publisher == publisher && s.kind == kind));
+                .retain(|s| !(s.publisher == publisher && s.source == source));
             joined
                 .offered
-                .retain(|s| !(s.publisher == publisher && s.kind == kind));
+                .retain(|s| !(s.publisher == publisher && s.source == source));
             continue;
         }
         let ssrc = random_ssrc(rng);
         let rtx_ssrc = (kind == Kind::Video).then(|| random_ssrc(rng));
+        // Microphone and camera share the participant's stream (a page's tile); a screen
+        // is a stream of its own, so even a page that keys tiles by stream id shows it
+        // beside the camera rather than in its place.
+        let stream_id = match source {
+            Source::Screen => track_id.clone(),
+            Source::Microphone | Source::Camera => label.clone(),
+        };
         let stream = SendStream {
-            stream_id: label.clone(),
-            track_id: format!("{label}-{}", kind.as_str()),
+            stream_id,
+            track_id,
             ssrc,
             rtx_ssrc,
             cname: label.clone(),
@@ -1190,9 +1448,10 @@ fn sync_tracks(
         match joined.negotiator.add_remote_track(&label, kind, stream) {
             Ok(_) => {
                 joined.streams.insert(
-                    (publisher, kind),
+                    key,
                     SubscriptionSpec {
                         publisher,
+                        source,
                         kind,
                         ssrc,
                         rtx_ssrc,
@@ -1285,12 +1544,52 @@ mod tests {
         let mut answer = answer_with("1", Direction::SendOnly, false, Vec::new());
         answer.media[0].simulcast_send = vec!["f".into(), "q".into(), "x".into()];
         answer.media[0].ssrcs = vec![7];
-        let published = publications(&answer);
+        let published = publications(&answer, None);
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].rids, ["q", "f"]);
         assert_eq!((published[0].ssrc, published[0].rtx_ssrc), (None, None));
         answer.media[0].simulcast_send.clear();
-        assert_eq!(publications(&answer)[0].ssrc, Some(7));
+        assert_eq!(publications(&answer, None)[0].ssrc, Some(7));
+    }
+
+    #[test]
+    fn the_screen_is_read_from_the_m_line_added_for_it_never_from_another() {
+        let mut answer = answer_with("4", Direction::SendOnly, false, Vec::new());
+        answer.media[0].simulcast_send = vec!["q".into()];
+        answer.media[0].ssrcs = vec![9];
+        assert!(publications(&answer, None).is_empty());
+        assert!(publications(&answer, Some("5")).is_empty());
+        let published = publications(&answer, Some("4"));
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].source, Source::Screen);
+        // one encoding, whatever the answer says about simulcast
+        assert!(published[0].rids.is_empty());
+        assert_eq!(published[0].ssrc, Some(9));
+        // a screen m-line answered as audio is not a screen
+        answer.media[0].kind = Kind::Audio;
+        assert!(publications(&answer, Some("4")).is_empty());
+    }
+
+    #[test]
+    fn track_ids_name_their_owner_and_source_and_nothing_else_parses() {
+        for source in Source::ALL {
+            let label = track_label(ParticipantId(42), source);
+            assert_eq!(parse_track_label(&label), Some((ParticipantId(42), source)));
+        }
+        assert_eq!(track_label(ParticipantId(3), Source::Camera), "p-3-video");
+        for bad in [
+            "",
+            "p-",
+            "p-3",
+            "p-3-",
+            "p--video",
+            "p-+3-video",
+            "p-3-window",
+            "q-3-audio",
+            "p-99999999999999999999999-audio",
+        ] {
+            assert_eq!(parse_track_label(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -1307,6 +1606,7 @@ mod tests {
     fn offered(mid: &str) -> SubscriptionSpec {
         SubscriptionSpec {
             publisher: ParticipantId(3),
+            source: Source::Camera,
             kind: Kind::Video,
             ssrc: 0xB0,
             rtx_ssrc: Some(0xB1),

@@ -15,29 +15,56 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sluice_signal::protocol::{ErrorCode, ParticipantInfo};
+use sluice_signal::protocol::{ErrorCode, ParticipantInfo, Source, TrackInfo};
 use sluice_signal::sdp::Kind;
 use tokio::sync::mpsc;
 
-use crate::media::{participant_label, MediaPlane, ParticipantId, WorkerHandle};
+use crate::media::{participant_label, track_label, MediaPlane, ParticipantId, WorkerHandle};
 use crate::metrics::Metrics;
 
-/// What a participant publishes: the kinds its answer sends on its own m-lines.
+/// What a participant publishes: the sources its answer sends on its own m-lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Published {
     /// Its microphone (mid 0).
     pub audio: bool,
     /// Its camera (mid 1).
     pub video: bool,
+    /// Its screen share (the m-line added on `publish`).
+    pub screen: bool,
 }
 
 impl Published {
-    /// Whether `kind` is published.
-    pub fn has(self, kind: Kind) -> bool {
-        match kind {
-            Kind::Audio => self.audio,
-            Kind::Video => self.video,
+    /// Whether `source` is published.
+    pub fn has(self, source: Source) -> bool {
+        match source {
+            Source::Microphone => self.audio,
+            Source::Camera => self.video,
+            Source::Screen => self.screen,
         }
+    }
+
+    /// The published tracks of `id` as the protocol lists them, with the mute state of
+    /// `info`.
+    pub fn tracks(self, id: ParticipantId, info: &ParticipantInfo) -> Vec<TrackInfo> {
+        Source::ALL
+            .into_iter()
+            .filter(|source| self.has(*source))
+            .map(|source| track_info(id, source, info))
+            .collect()
+    }
+}
+
+/// `id`'s track from `source` as the protocol announces it.
+pub fn track_info(id: ParticipantId, source: Source, info: &ParticipantInfo) -> TrackInfo {
+    TrackInfo {
+        id: track_label(id, source),
+        kind: source.kind(),
+        source,
+        muted: match source {
+            Source::Microphone => info.audio_muted,
+            Source::Camera => info.video_muted,
+            Source::Screen => false,
+        },
     }
 }
 
@@ -46,7 +73,7 @@ impl Published {
 pub struct Peer {
     /// The member.
     pub id: ParticipantId,
-    /// Its id, name and mute state as the protocol announces them.
+    /// Its id, name, mute state and tracks as the protocol announces them.
     pub info: ParticipantInfo,
     /// What it publishes: only these tracks get m-lines in the others' offers.
     pub published: Published,
@@ -104,7 +131,10 @@ impl Member {
     fn peer(&self, id: ParticipantId) -> Peer {
         Peer {
             id,
-            info: self.info.clone(),
+            info: ParticipantInfo {
+                tracks: self.published.tracks(id, &self.info),
+                ..self.info.clone()
+            },
             published: self.published,
         }
     }

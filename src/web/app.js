@@ -8,10 +8,23 @@
 //
 // Controls: Leave, mute microphone, camera off (both signalled with `mute`, so the others
 // show a placeholder instead of a frozen frame), camera and microphone choice
-// (replaceTrack, no renegotiation), and a per-tile quality hint from getStats.
+// (replaceTrack, no renegotiation), Share screen, and a per-tile quality hint from getStats.
 //
-// Page options (query string): room, name, autojoin=1, token, and video=0 to join without
-// a camera (microphone only). A tile with no live video track shows the participant's
+// Screen share: the page sends `publish {source: "screen"}`; the next offer names the mid
+// the server receives the screen on in its `publish` list, and the page attaches the
+// screen track to that transceiver. Stopping sends `unpublish`. Others' screens arrive
+// as a stream of their own (msid stream id = the screen's track id): a tile of their own.
+//
+// Subscriptions: the server subscribes the page to every microphone and screen and to
+// cameras up to its limit; the page then unsubscribes the camera of a tile scrolled out
+// of view (a tile that keeps its audio stays, so it can come back) and subscribes it
+// again when it is visible.
+//
+// Page options (query string): room, name, autojoin=1, token, video=0 to join without
+// a camera, audio=0 without a microphone (both: a viewer that publishes nothing), and
+// fake_screen=1 to share a canvas instead of asking getDisplayMedia (for tests on machines
+// without a screen to capture), subscribe=all to keep every camera the server subscribes
+// (tests that check media from everyone in a room larger than the window). A tile with no live video track shows the participant's
 // initial, like camera off, rather than an empty or frozen picture.
 //
 // Reconnection: when the WebSocket closes unexpectedly, the server ends the session for a
@@ -44,6 +57,7 @@
   const joinButton = $('join');
   const micButton = $('mute-mic');
   const cameraButton = $('camera');
+  const shareButton = $('share-screen');
   const cameraSelect = $('camera-select');
   const micSelect = $('mic-select');
   const QUALITY_INTERVAL_MS = 2000;
@@ -90,11 +104,17 @@
     participants: new Map(),
     /** The room's dominant speaker as the server last named it (maybe us). */
     dominantSpeaker: null,
+    /** track id -> { participantId, kind, source, muted } of everything others publish. */
+    tracks: new Map(),
+    /** Our screen share's track while sharing. */
+    screenTrack: null,
     /** Automatic rejoins so far (reset once media connects). */
     reconnects: 0,
     stats,
     join,
     leave,
+    shareScreen,
+    stopScreenShare,
   };
   window.sluice = sluice;
 
@@ -119,8 +139,10 @@
     if (reason) tile.el.dataset.pausedReason = reason;
     else delete tile.el.dataset.pausedReason;
   }
-  /** MediaStreamTrack.id -> participant id, for stats(). */
+  /** MediaStreamTrack.id -> participant id (or a screen's stream id), for stats(). */
   const trackOwners = new Map();
+  /** MediaStreamTrack.id -> microphone, camera or screen, for stats(). */
+  const trackSources = new Map();
 
   function log(type, fields = {}) {
     sluice.events.push({ t: Date.now(), type, ...fields });
@@ -135,6 +157,7 @@
     leaveButton.disabled = !active && state !== 'reconnecting';
     micButton.disabled = !active;
     cameraButton.disabled = !active;
+    shareButton.disabled = state !== 'joined';
     cameraSelect.disabled = !active || cameraSelect.options.length < 2;
     micSelect.disabled = !active || micSelect.options.length < 2;
     log('state', { state });
@@ -171,8 +194,60 @@
     const tile = { el, video, stream, name, quality, reported: null, reportTimer: null };
     showVideoOrPlaceholder(tile);
     play(tile);
-    if (!isSelf) watchSize(key, tile);
+    const screen = sluice.tracks.get(key);
+    if (screen && screen.source === 'screen') el.classList.add('screen');
+    else if (!isSelf) {
+      watchSize(key, tile);
+      watchVisibility(key, tile);
+    }
     return tile;
+  }
+
+  /**
+   * Subscribes to a participant's camera while its tile is in view, and unsubscribes it
+   * while not, so the server sends (and offers m-lines for) what is on screen only. A tile
+   * without audio would vanish with its camera and could not come back into view: its
+   * camera is left subscribed.
+   */
+  function watchVisibility(id, tile) {
+    if (typeof IntersectionObserver === 'undefined' || params.get('subscribe') === 'all') return;
+    tile.visibility = new IntersectionObserver((entries) => {
+      const visible = entries.some((e) => e.isIntersecting);
+      const camera = cameraTrackOf(id);
+      if (!camera) return;
+      if (visible) {
+        send({ type: 'subscribe', track_ids: [camera] });
+        log('subscribe', { trackId: camera });
+      } else if (tile.stream.getAudioTracks().length > 0) {
+        send({ type: 'unsubscribe', track_ids: [camera] });
+        log('unsubscribe', { trackId: camera });
+      }
+    });
+    tile.visibility.observe(tile.el);
+  }
+
+  /** The id of participant `id`'s published camera track, if any. */
+  function cameraTrackOf(id) {
+    for (const [trackId, t] of sluice.tracks) if (t.participantId === id && t.source === 'camera') return trackId;
+    return null;
+  }
+
+  /** What `id` (a participant's or a screen's stream id) is called on its tile. */
+  function labelOf(id) {
+    const track = sluice.tracks.get(id);
+    if (track && track.source === 'screen') return `${nameOf(track.participantId)} (screen)`;
+    return nameOf(id);
+  }
+
+  /** Records the tracks someone publishes (from joined, participant_joined, room_state). */
+  function setTracks(participantId, tracks) {
+    for (const [trackId, t] of [...sluice.tracks]) if (t.participantId === participantId) sluice.tracks.delete(trackId);
+    for (const t of tracks || []) addTrack(participantId, t);
+  }
+
+  function addTrack(participantId, t) {
+    if (!t || typeof t.id !== 'string') return;
+    sluice.tracks.set(t.id, { participantId, kind: t.kind, source: t.source, muted: Boolean(t.muted) });
   }
 
   /**
@@ -260,6 +335,7 @@
     if (!tile) return;
     tile.video.srcObject = null;
     if (tile.observer) tile.observer.disconnect();
+    if (tile.visibility) tile.visibility.disconnect();
     if (tile.reportTimer) clearTimeout(tile.reportTimer);
     tile.el.remove();
     tiles.delete(id);
@@ -272,6 +348,8 @@
     const id = stream.id;
     const track = event.track;
     trackOwners.set(track.id, id);
+    const screen = sluice.tracks.get(id);
+    trackSources.set(track.id, screen && screen.source === 'screen' ? 'screen' : track.kind === 'audio' ? 'microphone' : 'camera');
     log('track', { participantId: id, kind: track.kind, trackId: track.id, mid: event.transceiver && event.transceiver.mid });
 
     let tile = tiles.get(id);
@@ -280,7 +358,7 @@
       tile = null;
     }
     if (!tile) {
-      tile = makeTile(id, nameOf(id), stream, false);
+      tile = makeTile(id, labelOf(id), stream, false);
       tiles.set(id, tile);
       applyMuted(tile, mutedState.get(id));
       applyPaused(tile, pausedVideo.get(id));
@@ -334,7 +412,7 @@
     return transceiver.sender.replaceTrack(track);
   }
 
-  async function handleOffer(revision, sdp) {
+  async function handleOffer(revision, sdp, publish) {
     log('offer', { revision });
     const pc = sluice.pc || createPeerConnection();
     await pc.setRemoteDescription({ type: 'offer', sdp });
@@ -345,6 +423,7 @@
       await attachLocalTrack(pc, LOCAL_AUDIO_MID, audio);
       await attachLocalTrack(pc, LOCAL_VIDEO_MID, video);
     }
+    await attachScreen(pc, publish || []);
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     send({ type: 'answer', revision, sdp: pc.localDescription.sdp });
@@ -378,6 +457,105 @@
     }
   }
 
+  // ---- screen share -------------------------------------------------------------
+
+  /** The mid our screen is sent on (from an offer's `publish`), while it is. */
+  let screenMid = null;
+
+  /**
+   * Puts the screen on the m-line the offer names for it; a screen m-line the offer no
+   * longer names (sharing stopped) goes back to receiving, as it may carry someone
+   * else's track later.
+   */
+  async function attachScreen(pc, publish) {
+    const slot = publish.find((s) => s.source === 'screen');
+    const mid = slot && sluice.screenTrack ? slot.mid : null;
+    if (screenMid && screenMid !== mid) {
+      const old = pc.getTransceivers().find((t) => t.mid === screenMid);
+      if (old) {
+        await old.sender.replaceTrack(null);
+        old.direction = 'recvonly';
+      }
+      screenMid = null;
+    }
+    if (!mid) return;
+    const transceiver = pc.getTransceivers().find((t) => t.mid === mid);
+    if (!transceiver) return;
+    transceiver.direction = 'sendonly';
+    await transceiver.sender.replaceTrack(sluice.screenTrack);
+    if (screenMid !== mid) log('screen_attached', { mid });
+    screenMid = mid;
+  }
+
+  /** A moving canvas as a screen (fake_screen=1): same path as a captured screen. */
+  function canvasScreen() {
+    const canvas = document.createElement('canvas');
+    canvas.width = 1280;
+    canvas.height = 720;
+    const context = canvas.getContext('2d');
+    let frame = 0;
+    const draw = () => {
+      frame += 1;
+      context.fillStyle = `hsl(${frame % 360}, 60%, 40%)`;
+      context.fillRect(0, 0, canvas.width, canvas.height);
+      context.fillStyle = '#fff';
+      context.font = '64px sans-serif';
+      context.fillText(`screen ${frame}`, 80, 360);
+    };
+    draw();
+    const stream = canvas.captureStream(15);
+    const timer = setInterval(draw, 66);
+    const [track] = stream.getVideoTracks();
+    track.addEventListener('ended', () => clearInterval(timer));
+    track.stopDrawing = () => clearInterval(timer);
+    return track;
+  }
+
+  /** Starts sharing: asks for the screen (or a canvas), then for an m-line to send it on. */
+  async function shareScreen() {
+    if (sluice.screenTrack || sluice.state !== 'joined') return false;
+    let track;
+    try {
+      if (params.get('fake_screen') === '1') track = canvasScreen();
+      else {
+        const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: false });
+        [track] = stream.getVideoTracks();
+      }
+    } catch (e) {
+      log('getdisplaymedia_failed', { error: String(e) });
+      showError(`Could not share the screen: ${e.name || e}`);
+      return false;
+    }
+    if (!track) return false;
+    if ('contentHint' in track) track.contentHint = 'detail';
+    sluice.screenTrack = track;
+    // the browser's own "Stop sharing" ends the track
+    track.addEventListener('ended', () => stopScreenShare());
+    setShareButton(true);
+    send({ type: 'publish', source: 'screen' });
+    log('screen_share', { sharing: true });
+    return true;
+  }
+
+  /** Stops sharing: the server withdraws the track at once and recycles its m-line. */
+  async function stopScreenShare() {
+    const track = sluice.screenTrack;
+    if (!track) return;
+    sluice.screenTrack = null;
+    if (track.stopDrawing) track.stopDrawing();
+    track.stop();
+    setShareButton(false);
+    send({ type: 'unpublish', source: 'screen' });
+    log('screen_share', { sharing: false });
+    const pc = sluice.pc;
+    if (pc && screenMid) offerChain = offerChain.then(() => attachScreen(pc, [])).catch(() => {});
+  }
+
+  function setShareButton(sharing) {
+    shareButton.setAttribute('aria-pressed', String(sharing));
+    shareButton.textContent = sharing ? 'Stop sharing' : 'Share screen';
+  }
+
   // ---- signalling ----------------------------------------------------------
 
   function onMessage(event) {
@@ -392,7 +570,10 @@
       case 'joined':
         sluice.participantId = message.participant_id;
         sluice.room = message.room;
-        for (const p of message.participants || []) sluice.participants.set(p.id, p.name);
+        for (const p of message.participants || []) {
+          sluice.participants.set(p.id, p.name);
+          setTracks(p.id, p.tracks);
+        }
         setState('joined');
         showError('');
         fillDeviceLists();
@@ -400,9 +581,9 @@
         log('joined', { participantId: message.participant_id, room: message.room, participants: message.participants || [] });
         break;
       case 'offer': {
-        const { revision, sdp } = message;
+        const { revision, sdp, publish } = message;
         offerChain = offerChain
-          .then(() => handleOffer(revision, sdp))
+          .then(() => handleOffer(revision, sdp, publish))
           .catch((e) => {
             log('offer_failed', { revision, error: String(e) });
             showError(`Could not apply offer ${revision}: ${e}`);
@@ -411,6 +592,7 @@
       }
       case 'participant_joined':
         sluice.participants.set(message.id, message.name);
+        setTracks(message.id, message.tracks);
         setMuted(message.id, 'audio', Boolean(message.audio_muted));
         setMuted(message.id, 'video', Boolean(message.video_muted));
         log('participant_joined', { id: message.id, name: message.name });
@@ -422,18 +604,30 @@
         for (const p of message.participants || []) {
           present.add(p.id);
           sluice.participants.set(p.id, p.name);
+          setTracks(p.id, p.tracks);
           setMuted(p.id, 'audio', Boolean(p.audio_muted));
           setMuted(p.id, 'video', Boolean(p.video_muted));
         }
         for (const id of [...sluice.participants.keys()]) {
           if (!present.has(id)) {
             sluice.participants.delete(id);
+            setTracks(id, []);
             removeTile(id, 'left');
+            removeTile(`${id}-screen`, 'left');
           }
         }
         log('room_state', { participants: [...present] });
         break;
       }
+      case 'track_published':
+        addTrack(message.participant_id, message.track);
+        log('track_published', { id: message.participant_id, trackId: message.track && message.track.id });
+        break;
+      case 'track_unpublished':
+        sluice.tracks.delete(message.track_id);
+        log('track_unpublished', { id: message.participant_id, trackId: message.track_id });
+        removeTile(message.track_id, 'unpublished');
+        break;
       case 'participant_muted':
         setMuted(message.id, message.kind, Boolean(message.muted));
         log('participant_muted', { id: message.id, kind: message.kind, muted: Boolean(message.muted) });
@@ -460,10 +654,18 @@
       case 'participant_left':
         sluice.participants.delete(message.id);
         log('participant_left', { id: message.id });
+        for (const [trackId, t] of [...sluice.tracks]) {
+          if (t.participantId !== message.id) continue;
+          sluice.tracks.delete(trackId);
+          removeTile(trackId, 'left');
+        }
         removeTile(message.id, 'left');
         break;
       case 'error':
         log('error', { code: message.code, message: message.message });
+        // a subscription the server could not make costs nothing visible: not an error
+        // to show (the tile keeps its placeholder)
+        if (message.code === 'subscription_limit' || message.code === 'unknown_track') break;
         if (FINAL_CODES.has(message.code)) finalError = true;
         showError(inWords(message.code));
         break;
@@ -522,7 +724,9 @@
       // 720p when the camera has it: the full simulcast encoding, halved and quartered;
       // `?video=0` joins without a camera
       const video = params.get('video') === '0' ? false : { width: { ideal: 1280 }, height: { ideal: 720 } };
-      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
+      const audio = params.get('audio') !== '0';
+      // a viewer (`?audio=0&video=0`) opens no device and publishes nothing
+      localStream = audio || video ? await navigator.mediaDevices.getUserMedia({ audio, video }) : null;
     } catch (e) {
       log('getusermedia_failed', { error: String(e) });
       // Try whatever is available; joining to watch only is still useful.
@@ -577,6 +781,15 @@
     localStream = null;
     for (const id of [...tiles.keys()]) removeTile(id, state);
     trackOwners.clear();
+    trackSources.clear();
+    sluice.tracks.clear();
+    if (sluice.screenTrack) {
+      if (sluice.screenTrack.stopDrawing) sluice.screenTrack.stopDrawing();
+      sluice.screenTrack.stop();
+    }
+    sluice.screenTrack = null;
+    screenMid = null;
+    setShareButton(false);
     mutedState.clear();
     pausedVideo.clear();
     sluice.participants.clear();
@@ -715,6 +928,7 @@
           ssrc: s.ssrc,
           trackIdentifier: s.trackIdentifier,
           participantId: trackOwners.get(s.trackIdentifier) || null,
+          source: trackSources.get(s.trackIdentifier) || null,
           framesDecoded: s.framesDecoded,
           frameWidth: s.frameWidth,
           frameHeight: s.frameHeight,
@@ -762,6 +976,7 @@
   leaveButton.addEventListener('click', leave);
   micButton.addEventListener('click', () => setLocalMuted('audio', !localMuted.audio, true));
   cameraButton.addEventListener('click', () => setLocalMuted('video', !localMuted.video, true));
+  shareButton.addEventListener('click', () => (sluice.screenTrack ? stopScreenShare() : shareScreen()));
   cameraSelect.addEventListener('change', () => switchDevice('video', cameraSelect.value));
   micSelect.addEventListener('change', () => switchDevice('audio', micSelect.value));
   window.addEventListener('pagehide', () => send({ type: 'leave' }));

@@ -901,7 +901,7 @@ impl Runner {
         message: ServerMessage,
     ) -> Result<bool, ClientError> {
         match message {
-            ServerMessage::Offer { revision, sdp } => {
+            ServerMessage::Offer { revision, sdp, .. } => {
                 let sdp = self.answer_offer(revision, &sdp)?;
                 ws.send(&ClientMessage::Answer { revision, sdp }).await?;
             }
@@ -931,7 +931,10 @@ impl Runner {
                     }
                 }
             }
-            ServerMessage::ParticipantMuted { .. } => {}
+            // every track is subscribed by default (within the server's camera cap)
+            ServerMessage::ParticipantMuted { .. }
+            | ServerMessage::TrackPublished { .. }
+            | ServerMessage::TrackUnpublished { .. } => {}
             ServerMessage::VideoPaused { id, paused, reason } => {
                 self.event(ClientEvent::VideoPaused { id, paused, reason });
             }

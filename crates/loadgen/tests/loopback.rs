@@ -47,7 +47,11 @@ impl Server {
         for peer in self.peers.values_mut() {
             if peer.negotiator.needs_offer() {
                 let (revision, sdp) = peer.negotiator.create_offer().unwrap();
-                let _ = peer.tx.send(ServerMessage::Offer { revision, sdp });
+                let _ = peer.tx.send(ServerMessage::Offer {
+                    revision,
+                    sdp,
+                    publish: Vec::new(),
+                });
             }
         }
     }
@@ -123,7 +127,7 @@ async fn handle_ws(shared: Shared, tcp: tokio::net::TcpStream) {
                         let participants: Vec<ParticipantInfo> = server.peers.iter()
                             .map(|(id, p)| ParticipantInfo::new(id.clone(), p.name.clone())).collect();
                         for peer in server.peers.values() {
-                            let _ = peer.tx.send(ServerMessage::ParticipantJoined { id: id.clone(), name: name.clone(), audio_muted: false, video_muted: false });
+                            let _ = peer.tx.send(ServerMessage::ParticipantJoined { id: id.clone(), name: name.clone(), audio_muted: false, video_muted: false, tracks: Vec::new() });
                         }
                         let _ = tx.send(ServerMessage::Joined { version: sluice_signal::protocol::PROTOCOL_VERSION, participant_id: id.clone(), room: "r".into(), participants });
                         server.peers.insert(id.clone(), Peer {
@@ -169,7 +173,9 @@ async fn handle_ws(shared: Shared, tcp: tokio::net::TcpStream) {
                         let _ = tx.send(ServerMessage::Bye { reason: "left".into() });
                     }
                     ClientMessage::Ping => { let _ = tx.send(ServerMessage::Pong); }
-                    ClientMessage::Mute { .. } | ClientMessage::VideoSize { .. } => {}
+                    ClientMessage::Mute { .. } | ClientMessage::VideoSize { .. }
+                    | ClientMessage::Publish { .. } | ClientMessage::Unpublish { .. }
+                    | ClientMessage::Subscribe { .. } | ClientMessage::Unsubscribe { .. } => {}
                 }
                 server.offer_where_needed();
             }

@@ -316,6 +316,7 @@ impl Router {
             layers,
             subscriptions: Vec::new(),
             recent_frames: Default::default(),
+            last_n_exempt: false,
         };
         if let Some(first) = track.layers.first_mut().filter(|_| spec.rids.is_empty()) {
             first.rtx_ssrc = spec.rtx_ssrc;
@@ -596,6 +597,34 @@ impl Router {
             t.retarget_subscriber(subscriber, now, silence);
             // and the allocation within the subscriber's estimate, soon
             self.next_layer_selection_at = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Keeps `track` out of last-N (`RouterConfig::last_n`, `audio_last_n`): it is
+    /// forwarded to every subscriber whoever speaks, and its publisher is not counted
+    /// among the room's publishers of its kind for it. A screen share is what everyone
+    /// came to see, however quiet the one who shares it.
+    pub fn set_last_n_exempt(&mut self, track: TrackId, exempt: bool) -> Result<(), RouterError> {
+        self.deadline.set(None);
+        let t = self
+            .tracks
+            .get_mut(&track)
+            .ok_or(RouterError::UnknownTrack(track))?;
+        t.last_n_exempt = exempt;
+        if exempt {
+            let mut resumed = false;
+            for sub in t.subscriptions.iter_mut().filter(|s| s.last_n_excluded) {
+                sub.last_n_excluded = false;
+                sub.layer = None;
+                resumed = true;
+            }
+            if resumed && t.kind == Kind::Video {
+                let targets: Vec<usize> = t.subscriptions.iter().map(|s| s.target).collect();
+                for target in targets {
+                    t.request_keyframe(target);
+                }
+            }
         }
         Ok(())
     }

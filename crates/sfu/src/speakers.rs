@@ -195,7 +195,11 @@ impl Router {
                     .published
                     .iter()
                     .copied()
-                    .filter(|t| self.tracks.get(t).is_some_and(|t| t.kind == kind))
+                    .filter(|t| {
+                        self.tracks
+                            .get(t)
+                            .is_some_and(|t| t.kind == kind && !t.last_n_exempt)
+                    })
                     .collect();
                 (!tracks.is_empty()).then_some((*id, tracks))
             })

@@ -350,6 +350,8 @@ pub(crate) struct Track {
     pub(crate) subscriptions: Vec<Subscription>,
     /// Audio: the last Opus frames, repeated in RED packets to lossy subscribers.
     pub(crate) recent_frames: RecentFrames,
+    /// Forwarded whoever speaks (a screen share): last-N leaves it alone.
+    pub(crate) last_n_exempt: bool,
 }
 
 /// The last few Opus frames of an audio track, newest last, in buffers reused from

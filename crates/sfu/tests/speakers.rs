@@ -243,3 +243,18 @@ fn with_audio_last_n_the_viewer_hears_the_most_recent_speaker_only_and_a_new_one
         "{heard:?}"
     );
 }
+
+#[test]
+fn a_track_exempt_from_last_n_reaches_the_viewer_whoever_speaks() {
+    let mut room = Room::new(1);
+    // the silent third publisher's video stands for a screen share
+    let screen = room.router.published_tracks(PUBLISHERS[2])[1];
+    room.router.set_last_n_exempt(screen, true).unwrap();
+    room.speaking = [true, false, false];
+    room.run(Duration::from_secs(2));
+    let got = room.measure(Duration::from_secs(2));
+    println!("first speaks, last-N 1, third exempt: video packets {got:?}");
+    assert!(got[0] > 20, "the speaker's camera: {got:?}");
+    assert_eq!(got[1], 0, "the silent second is left out: {got:?}");
+    assert!(got[2] > 20, "the exempt track flows: {got:?}");
+}

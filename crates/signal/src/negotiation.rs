@@ -4,7 +4,9 @@
 //! what remains is ordering. [`Negotiator`] keeps the m-line list and enforces:
 //!
 //! - mid "0" (audio) and mid "1" (video) are the browser's own microphone and camera,
-//!   `recvonly` from the server's point of view, for the whole session;
+//!   `recvonly` from the server's point of view, for the whole session; further
+//!   `recvonly` m-lines (a screen share) come and go with [`Negotiator::add_local_track`]
+//!   and [`Negotiator::remove_local_track`];
 //! - every other m-line carries one track of another participant (`sendonly`); when
 //!   that participant leaves it turns `inactive`, and it is only reused for a new
 //!   track after an answer has acknowledged the `inactive` state, so the browser
@@ -124,8 +126,8 @@ pub enum NegotiationError {
         /// The limit.
         max: usize,
     },
-    /// The participant already has a track of this kind here.
-    #[error("participant already has a {kind} track in this session")]
+    /// A track with this msid track id is already on an m-line.
+    #[error("a {kind} track with this id is already in this session")]
     DuplicateTrack {
         /// The kind.
         kind: Kind,
@@ -196,7 +198,8 @@ impl Slot {
     }
 
     fn section(&self, simulcast: bool) -> MediaSection {
-        let receives_camera = self.usage == SlotUse::Local && self.kind == Kind::Video;
+        // only the camera: a screen share is sent as one encoding
+        let receives_camera = self.usage == SlotUse::Local && self.mid == LOCAL_VIDEO_MID;
         MediaSection {
             mid: self.mid.clone(),
             kind: self.kind,
@@ -278,7 +281,8 @@ impl Negotiator {
         self.changed && self.outstanding.is_none()
     }
 
-    /// The mid carrying `participant_id`'s track of `kind`, if any.
+    /// The mid carrying `participant_id`'s first track of `kind`, if any (a participant
+    /// sharing its screen has two video tracks: [`Negotiator::mid_of_track`] tells them apart).
     pub fn mid_of(&self, participant_id: &str, kind: Kind) -> Option<&str> {
         self.slots
             .iter()
@@ -290,16 +294,34 @@ impl Negotiator {
             .map(|s| s.mid.as_str())
     }
 
+    /// The mid carrying the track whose msid track id is `track_id`, if any.
+    pub fn mid_of_track(&self, track_id: &str) -> Option<&str> {
+        self.slots
+            .iter()
+            .find(|s| s.occupant().is_some_and(|o| o.stream.track_id == track_id))
+            .map(|s| s.mid.as_str())
+    }
+
+    /// The mids on which the server receives from the browser, in order: "0", "1" and
+    /// any added with [`Negotiator::add_local_track`].
+    pub fn local_mids(&self) -> impl Iterator<Item = &str> {
+        self.slots
+            .iter()
+            .filter(|s| s.usage == SlotUse::Local)
+            .map(|s| s.mid.as_str())
+    }
+
     /// Starts forwarding a track of another participant: reuses an acknowledged
     /// inactive m-line of the same kind or appends one. Returns its mid. Takes
-    /// effect with the next offer.
+    /// effect with the next offer. A participant may have several tracks of a kind
+    /// (camera and screen); each is told apart by its msid track id.
     pub fn add_remote_track(
         &mut self,
         participant_id: &str,
         kind: Kind,
         stream: SendStream,
     ) -> Result<String, NegotiationError> {
-        if self.mid_of(participant_id, kind).is_some() {
+        if self.mid_of_track(&stream.track_id).is_some() {
             return Err(NegotiationError::DuplicateTrack { kind });
         }
         check_send_stream(kind, &stream)?;
@@ -307,6 +329,36 @@ impl Negotiator {
             participant_id: participant_id.to_owned(),
             stream,
         });
+        self.occupy(kind, occupant)
+    }
+
+    /// Adds an m-line on which the server receives a further track from the browser
+    /// (a screen share): reuses an acknowledged inactive m-line of `kind` or appends
+    /// one. Returns its mid; takes effect with the next offer.
+    pub fn add_local_track(&mut self, kind: Kind) -> Result<String, NegotiationError> {
+        self.occupy(kind, SlotUse::Local)
+    }
+
+    /// Withdraws an m-line added with [`Negotiator::add_local_track`]: it turns inactive
+    /// and becomes reusable like any other once an answer acknowledged that. Mids "0"
+    /// and "1" stay for the whole session; returns whether anything was withdrawn.
+    pub fn remove_local_track(&mut self, mid: &str) -> bool {
+        if mid == LOCAL_AUDIO_MID || mid == LOCAL_VIDEO_MID {
+            return false;
+        }
+        self.free_where(|slot| slot.mid == mid && slot.usage == SlotUse::Local) > 0
+    }
+
+    /// Stops forwarding the track whose msid track id is `track_id`; returns whether
+    /// it was on an m-line.
+    pub fn remove_track(&mut self, track_id: &str) -> bool {
+        self.free_where(|slot| {
+            slot.occupant()
+                .is_some_and(|o| o.stream.track_id == track_id)
+        }) > 0
+    }
+
+    fn occupy(&mut self, kind: Kind, occupant: SlotUse) -> Result<String, NegotiationError> {
         let reusable = self
             .slots
             .iter_mut()
@@ -335,7 +387,8 @@ impl Negotiator {
         Ok(mid)
     }
 
-    /// Stops forwarding `participant_id`'s track of `kind`; returns whether it had one.
+    /// Stops forwarding every track of `kind` from `participant_id`; returns whether it had
+    /// one ([`Negotiator::remove_track`] removes one by its id).
     pub fn remove_remote_track(&mut self, participant_id: &str, kind: Kind) -> bool {
         self.free_where(|slot| {
             slot.kind == kind

@@ -23,6 +23,72 @@ pub const DEFAULT_MAX_MESSAGE_LEN: usize = crate::sdp::MAX_SDP_LEN + 16 * 1024;
 /// A client names it in `join`; the server names it in `joined`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Most track ids in one `subscribe` or `unsubscribe`: more than any room's tracks, few
+/// enough that a hostile list costs little (the frame size bounds it anyway).
+pub const MAX_TRACK_IDS: usize = 256;
+/// Longest track id, in bytes (server ids are `p-<n>-<source>`, far shorter).
+pub const MAX_TRACK_ID_LEN: usize = 64;
+
+/// What a published track carries. A participant publishes at most one track per
+/// source, so `(participant, source)` names a track and its id says both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The microphone (audio, mid `"0"`).
+    Microphone,
+    /// The camera (video, mid `"1"`, simulcast when asked for).
+    Camera,
+    /// A screen share (video, an m-line the server adds on `publish`).
+    Screen,
+}
+
+impl Source {
+    /// Every source, in the order tracks are listed.
+    pub const ALL: [Source; 3] = [Source::Microphone, Source::Camera, Source::Screen];
+
+    /// The media kind of this source's track.
+    pub fn kind(self) -> Kind {
+        match self {
+            Source::Microphone => Kind::Audio,
+            Source::Camera | Source::Screen => Kind::Video,
+        }
+    }
+
+    /// The wire name (`microphone`, `camera`, `screen`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Microphone => "microphone",
+            Source::Camera => "camera",
+            Source::Screen => "screen",
+        }
+    }
+}
+
+/// One published track as the others are told about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    /// Stable for the life of the publication; the msid track id of its m-lines and
+    /// what `subscribe` and `unsubscribe` name.
+    pub id: String,
+    /// Audio or video.
+    pub kind: Kind,
+    /// Microphone, camera or screen.
+    pub source: Source,
+    /// Its owner turned it off (`mute`); always false for a screen.
+    #[serde(default)]
+    pub muted: bool,
+}
+
+/// Where the server receives one of the client's sources: the client attaches that
+/// source's track to the transceiver of `mid` and sends on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishSlot {
+    /// The m-line's mid.
+    pub mid: String,
+    /// What the server expects on it.
+    pub source: Source,
+}
+
 /// A message from the browser to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -68,6 +134,31 @@ pub enum ClientMessage {
         /// Rendered height in device pixels.
         height: u32,
     },
+    /// Ask the server for an m-line to send `source` on (only `screen`: microphone and
+    /// camera always have mids 0 and 1). The next offer carries it, named in its
+    /// `publish` list; the track is published once an answer sends on it.
+    Publish {
+        /// What to publish.
+        source: Source,
+    },
+    /// Stop publishing `source` (only `screen`): the others lose the track at once and
+    /// its m-line turns inactive in the next offer, to be reused later.
+    Unpublish {
+        /// What to stop.
+        source: Source,
+    },
+    /// Receive these tracks of others (ids from `joined`, `track_published`, ...).
+    /// Each gets an m-line in the next offer, reusing an inactive one of its kind.
+    Subscribe {
+        /// At most [`MAX_TRACK_IDS`] ids.
+        track_ids: Vec<String>,
+    },
+    /// Stop receiving these tracks: their m-lines turn inactive and are reused for the
+    /// next subscriptions, so an offer grows with what is received, not with the room.
+    Unsubscribe {
+        /// At most [`MAX_TRACK_IDS`] ids.
+        track_ids: Vec<String>,
+    },
     /// Leave the room; the server replies `bye` and closes.
     Leave,
     /// Keep-alive; the server replies `pong`.
@@ -87,16 +178,20 @@ pub struct ParticipantInfo {
     /// Its camera is off; absent means false.
     #[serde(default)]
     pub video_muted: bool,
+    /// What it publishes now (absent from servers that predate tracks: empty).
+    #[serde(default)]
+    pub tracks: Vec<TrackInfo>,
 }
 
 impl ParticipantInfo {
-    /// A participant with microphone and camera on.
+    /// A participant with microphone and camera on that publishes nothing yet.
     pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             id: id.into(),
             name: name.into(),
             audio_muted: false,
             video_muted: false,
+            tracks: Vec::new(),
         }
     }
 }
@@ -122,6 +217,11 @@ pub enum ServerMessage {
         revision: u64,
         /// The offer SDP.
         sdp: String,
+        /// The m-lines on which the server receives from this client, and which source
+        /// each must carry (mid 0 microphone, mid 1 camera, and a screen's m-line
+        /// after `publish`). Absent means mids 0 and 1 only.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        publish: Vec<PublishSlot>,
     },
     /// Someone joined the room (their media arrives with an offer once they publish).
     ParticipantJoined {
@@ -135,6 +235,25 @@ pub enum ServerMessage {
         /// Its camera is off.
         #[serde(default)]
         video_muted: bool,
+        /// What it publishes (nothing yet on a fresh join).
+        #[serde(default)]
+        tracks: Vec<TrackInfo>,
+    },
+    /// Someone published a track (its answer sends on the m-line). Subscribers get it in
+    /// their next offer when they subscribe (by default: every microphone and screen,
+    /// cameras up to `media.max_video_subscriptions`).
+    TrackPublished {
+        /// The owner.
+        participant_id: String,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// Someone stopped publishing a track; its m-line turns inactive in the next offer.
+    TrackUnpublished {
+        /// The owner.
+        participant_id: String,
+        /// The track's id.
+        track_id: String,
     },
     /// Someone left the room.
     ParticipantLeft {
@@ -216,6 +335,12 @@ pub enum ErrorCode {
     /// A cluster node cannot place the room: the shared store (Redis) or the room's
     /// node is unreachable. Transient: the client may retry with backoff.
     ClusterUnavailable,
+    /// A `subscribe` or `unsubscribe` named a track that is not published in the room
+    /// (now). The other ids of the message were applied.
+    UnknownTrack,
+    /// A `subscribe` would exceed `media.max_video_subscriptions` cameras; the ids
+    /// beyond it were not subscribed.
+    SubscriptionLimit,
 }
 
 impl ErrorCode {
@@ -233,6 +358,8 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::UnsupportedVersion => "unsupported_version",
             ErrorCode::ClusterUnavailable => "cluster_unavailable",
+            ErrorCode::UnknownTrack => "unknown_track",
+            ErrorCode::SubscriptionLimit => "subscription_limit",
         }
     }
 }
@@ -265,6 +392,10 @@ pub enum ProtocolError {
     /// The token is longer than [`MAX_TOKEN_LEN`].
     #[error("token too long")]
     TokenTooLong,
+    /// A `subscribe` or `unsubscribe` lists more than [`MAX_TRACK_IDS`] ids, or an id
+    /// that is empty or longer than [`MAX_TRACK_ID_LEN`].
+    #[error("invalid track id list")]
+    InvalidTrackIds,
     /// The join names a protocol version other than [`PROTOCOL_VERSION`].
     #[error("protocol version {0} is not spoken here (this server speaks {PROTOCOL_VERSION})")]
     UnsupportedVersion(u32),
@@ -295,6 +426,15 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.trim().is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
         && !name.chars().any(char::is_control)
+}
+
+/// Whether `ids` is an acceptable `subscribe`/`unsubscribe` list: bounded in length and
+/// in each id's size, so what the server keeps or looks up per message is bounded.
+pub fn are_valid_track_ids(ids: &[String]) -> bool {
+    ids.len() <= MAX_TRACK_IDS
+        && ids
+            .iter()
+            .all(|id| !id.is_empty() && id.len() <= MAX_TRACK_ID_LEN)
 }
 
 /// Parses and validates one client text frame, rejecting it before parsing when
@@ -329,6 +469,13 @@ pub fn decode_client_message(text: &str, max_len: usize) -> Result<ClientMessage
         }
         if token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
             return Err(ProtocolError::TokenTooLong);
+        }
+    }
+    if let ClientMessage::Subscribe { track_ids } | ClientMessage::Unsubscribe { track_ids } =
+        &message
+    {
+        if !are_valid_track_ids(track_ids) {
+            return Err(ProtocolError::InvalidTrackIds);
         }
     }
     Ok(message)
@@ -458,6 +605,18 @@ mod tests {
                 kind: Kind::Video,
                 muted: true,
             },
+            ClientMessage::Publish {
+                source: Source::Screen,
+            },
+            ClientMessage::Unpublish {
+                source: Source::Screen,
+            },
+            ClientMessage::Subscribe {
+                track_ids: vec!["p-2-video".into()],
+            },
+            ClientMessage::Unsubscribe {
+                track_ids: Vec::new(),
+            },
             ClientMessage::Leave,
             ClientMessage::Ping,
         ];
@@ -482,10 +641,11 @@ mod tests {
             name: "Bo".into(),
             audio_muted: false,
             video_muted: true,
+            tracks: Vec::new(),
         });
         assert_eq!(
             text,
-            r#"{"type":"participant_joined","id":"p2","name":"Bo","audio_muted":false,"video_muted":true}"#
+            r#"{"type":"participant_joined","id":"p2","name":"Bo","audio_muted":false,"video_muted":true,"tracks":[]}"#
         );
         let text = encode_server_message(&ServerMessage::ParticipantMuted {
             id: "p2".into(),
@@ -525,12 +685,35 @@ mod tests {
             ServerMessage::Offer {
                 revision: 1,
                 sdp: "v=0\r\n".into(),
+                publish: vec![PublishSlot {
+                    mid: "4".into(),
+                    source: Source::Screen,
+                }],
             },
             ServerMessage::ParticipantJoined {
                 id: "p2".into(),
                 name: "Bo".into(),
                 audio_muted: true,
                 video_muted: false,
+                tracks: vec![TrackInfo {
+                    id: "p2-audio".into(),
+                    kind: Kind::Audio,
+                    source: Source::Microphone,
+                    muted: true,
+                }],
+            },
+            ServerMessage::TrackPublished {
+                participant_id: "p2".into(),
+                track: TrackInfo {
+                    id: "p2-screen".into(),
+                    kind: Kind::Video,
+                    source: Source::Screen,
+                    muted: false,
+                },
+            },
+            ServerMessage::TrackUnpublished {
+                participant_id: "p2".into(),
+                track_id: "p2-screen".into(),
             },
             ServerMessage::ParticipantLeft { id: "p2".into() },
             ServerMessage::Error {
@@ -561,6 +744,8 @@ mod tests {
             ErrorCode::ShuttingDown,
             ErrorCode::Internal,
             ErrorCode::ClusterUnavailable,
+            ErrorCode::UnknownTrack,
+            ErrorCode::SubscriptionLimit,
         ];
         for code in all {
             assert_eq!(
@@ -646,6 +831,45 @@ mod tests {
             join(&"é".repeat(MAX_NAME_CHARS + 1)),
             Err(ProtocolError::InvalidName)
         );
+    }
+
+    #[test]
+    fn subscription_lists_are_bounded_in_length_and_id_size() {
+        let subscribe = |ids: Vec<String>| {
+            decode_client_message(
+                &serde_json::json!({"type":"subscribe","track_ids":ids}).to_string(),
+                MAX,
+            )
+        };
+        assert!(subscribe(vec!["p-1-video".into(); MAX_TRACK_IDS]).is_ok());
+        for bad in [
+            vec!["p-1-video".to_owned(); MAX_TRACK_IDS + 1],
+            vec![String::new()],
+            vec!["x".repeat(MAX_TRACK_ID_LEN + 1)],
+        ] {
+            let error = subscribe(bad).unwrap_err();
+            assert_eq!(error, ProtocolError::InvalidTrackIds);
+            assert_eq!(error.code(), ErrorCode::BadRequest);
+        }
+        let text = r#"{"type":"unsubscribe","track_ids":[1]}"#;
+        assert!(decode_client_message(text, MAX).is_err());
+        let text = r#"{"type":"publish","source":"window"}"#;
+        assert!(decode_client_message(text, MAX).is_err());
+    }
+
+    #[test]
+    fn a_version_one_participant_without_tracks_still_decodes() {
+        // what a server without tracks sent: no `tracks`, no `publish`
+        let joined = r#"{"type":"participant_joined","id":"p2","name":"Bo"}"#;
+        assert!(matches!(
+            decode_server_message(joined, MAX),
+            Ok(ServerMessage::ParticipantJoined { tracks, .. }) if tracks.is_empty()
+        ));
+        let offer = r#"{"type":"offer","revision":1,"sdp":"v=0"}"#;
+        assert!(matches!(
+            decode_server_message(offer, MAX),
+            Ok(ServerMessage::Offer { publish, .. }) if publish.is_empty()
+        ));
     }
 
     #[test]

@@ -475,3 +475,66 @@ fn remote_certificate_may_not_change_between_answers() {
         Err(NegotiationError::FingerprintChanged)
     );
 }
+
+#[test]
+fn a_screen_share_gets_its_own_receiving_m_line_without_simulcast() {
+    let mut n = Negotiator::new(
+        transport(Setup::ActPass),
+        NegotiatorConfig {
+            simulcast: true,
+            ..NegotiatorConfig::default()
+        },
+    );
+    round_trip(&mut n);
+    let mid = n.add_local_track(Kind::Video).unwrap();
+    assert_eq!(mid, "2");
+    assert_eq!(n.local_mids().collect::<Vec<_>>(), ["0", "1", "2"]);
+    let offer = round_trip(&mut n);
+    assert_eq!(
+        directions(&offer)[2],
+        ("2".into(), Kind::Video, Direction::RecvOnly)
+    );
+    let screen = offer.split("m=video").nth(2).expect("third m-line");
+    assert!(!screen.contains("a=simulcast"), "{screen}");
+    assert!(offer
+        .split("m=video")
+        .nth(1)
+        .unwrap()
+        .contains("a=simulcast"));
+}
+
+#[test]
+fn a_stopped_screen_share_m_line_is_recycled_for_the_next_video_track() {
+    let mut n = negotiator();
+    round_trip(&mut n);
+    let mid = n.add_local_track(Kind::Video).unwrap();
+    round_trip(&mut n);
+    assert!(
+        !n.remove_local_track(LOCAL_VIDEO_MID),
+        "the camera's m-line stays"
+    );
+    assert!(n.remove_local_track(&mid));
+    assert!(!n.remove_local_track(&mid));
+    let offer = round_trip(&mut n);
+    assert_eq!(directions(&offer)[2].2, Direction::Inactive);
+    // someone else's camera takes the recycled m-line
+    let taken = n
+        .add_remote_track("bob", Kind::Video, stream("bob", Kind::Video, 300))
+        .unwrap();
+    assert_eq!(taken, mid);
+    assert_eq!(n.slots().len(), 3);
+}
+
+#[test]
+fn a_participant_may_have_a_camera_and_a_screen_told_apart_by_track_id() {
+    let mut n = negotiator();
+    add_participant(&mut n, "alice", 100);
+    let mut screen = stream("alice", Kind::Video, 500);
+    screen.track_id = "alice-screen".into();
+    let mid = n.add_remote_track("alice", Kind::Video, screen).unwrap();
+    assert_eq!(n.mid_of_track("alice-screen"), Some(mid.as_str()));
+    assert_eq!(n.mid_of_track("alice-video"), Some("3"));
+    assert!(n.remove_track("alice-screen"));
+    assert!(!n.remove_track("alice-screen"));
+    assert_eq!(n.mid_of_track("alice-video"), Some("3"));
+}

@@ -213,7 +213,7 @@ async function runLoadgenRoom(options = {}) {
     say(`server counts ${counts.participants} participants, ${counts.handshakes} DTLS handshakes after ${state.phases.loadgenConnectedMs} ms`);
 
     // Every browser joins the loadgen's room at (nearly) the same moment.
-    const pageUrl = (peer) => `${state.server.url}/?room=${encodeURIComponent(state.roomName)}&name=${encodeURIComponent(peer.name)}&autojoin=1`;
+    const pageUrl = (peer) => `${state.server.url}/?room=${encodeURIComponent(state.roomName)}&name=${encodeURIComponent(peer.name)}&autojoin=1&subscribe=all`;
     await Promise.all(state.peers.map((peer) => peer.browser.open(pageUrl(peer))));
     const openedAt = Math.min(...state.peers.map((p) => p.browser.openedAt));
     say(`${browserCount} pages open`);

@@ -194,7 +194,7 @@ async function runCall(options) {
     }
 
     const pageUrl = (peer, autojoin) =>
-      `${state.server.url}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(peer.name)}${autojoin ? '&autojoin=1' : ''}`;
+      `${state.server.url}/?room=${encodeURIComponent(room)}&name=${encodeURIComponent(peer.name)}${autojoin ? '&autojoin=1' : ''}&subscribe=all`;
     if (joinBy === 'click') {
       // Pages load first; then every participant presses Join within a few milliseconds.
       await Promise.all(state.peers.map((peer) => peer.browser.open(pageUrl(peer, false))));
