@@ -46,11 +46,12 @@ impl Suite13 {
         Self::ALL.into_iter().find(|s| s.to_u16() == v)
     }
 
-    /// The suite's public name.
+    /// The engine's suite for a configured [`CipherSuite`]; `None` for a DTLS 1.2 one.
     pub(crate) fn from_cipher_suite(suite: CipherSuite) -> Option<Self> {
         Self::from_u16(suite.to_u16()).filter(|_| suite.is_tls13())
     }
 
+    /// The public name, as [`crate::Connected::cipher_suite`] reports it.
     pub(crate) fn to_cipher_suite(self) -> CipherSuite {
         match self {
             Self::Aes128GcmSha256 => CipherSuite::Tls13Aes128GcmSha256,
