@@ -40,6 +40,7 @@ pub const FORWARD_DELAY_BUCKETS_SECONDS: [f64; 12] = [
 ];
 
 type ReasonLabel = [(&'static str, &'static str); 1];
+type NegotiatedLabel = [(&'static str, &'static str); 2];
 type WorkerLabel = [(&'static str, usize); 1];
 /// A gauge holding an `f64` (stored as its bit pattern in an `AtomicU64`).
 pub type RatioGauge = Gauge<f64, AtomicU64>;
@@ -345,6 +346,10 @@ pub struct Metrics {
     participants: Gauge,
     handshakes_started: Counter,
     handshakes_completed: Counter,
+    /// Completed handshakes by DTLS version and key exchange group, every pair at 0 from
+    /// the start: `[version][group]` in `DtlsVersion` order (1.2, 1.3) and
+    /// `NamedGroup::ALL` order.
+    handshakes_negotiated: [[Counter; sluice_dtls::NamedGroup::ALL.len()]; 2],
     handshakes_failed: [Counter; HandshakeFailure::ALL.len()],
     handshake_duration: Histogram,
     forward_delay: Histogram,
@@ -541,6 +546,24 @@ impl Metrics {
             "dtls_handshakes_completed",
             "DTLS handshakes completed with SRTP keys",
         );
+        let negotiated = Family::<NegotiatedLabel, Counter>::default();
+        r.register(
+            "dtls_handshakes_negotiated",
+            "DTLS handshakes completed, by protocol version and key exchange group (X25519MLKEM768 is the post-quantum hybrid)",
+            negotiated.clone(),
+        );
+        let handshakes_negotiated = [
+            sluice_dtls::DtlsVersion::Dtls12,
+            sluice_dtls::DtlsVersion::Dtls13,
+        ]
+        .map(|version| {
+            sluice_dtls::NamedGroup::ALL.map(|group| {
+                negotiated.get_or_create_owned(&[
+                    ("version", version.as_str()),
+                    ("group", group.as_str()),
+                ])
+            })
+        });
         let handshakes_failed = labelled_counters(
             r,
             "dtls_handshakes_failed",
@@ -697,6 +720,7 @@ impl Metrics {
             participants,
             handshakes_started,
             handshakes_completed,
+            handshakes_negotiated,
             handshakes_failed,
             handshake_duration,
             forward_delay,
@@ -804,6 +828,29 @@ impl Metrics {
     pub fn dtls_handshake_completed(&self, duration: Duration) {
         self.handshakes_completed.inc();
         self.handshake_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts a completed handshake under its version and group, so that the share of
+    /// DTLS 1.3 and of post-quantum key exchange among real peers can be read off.
+    pub fn dtls_handshake_negotiated(
+        &self,
+        version: sluice_dtls::DtlsVersion,
+        group: sluice_dtls::NamedGroup,
+    ) {
+        let row = match version {
+            sluice_dtls::DtlsVersion::Dtls12 => 0,
+            sluice_dtls::DtlsVersion::Dtls13 => 1,
+        };
+        let column = sluice_dtls::NamedGroup::ALL
+            .iter()
+            .position(|g| *g == group);
+        if let Some(counter) = self
+            .handshakes_negotiated
+            .get(row)
+            .and_then(|r| column.and_then(|c| r.get(c)))
+        {
+            counter.inc();
+        }
     }
 
     /// Records one forwarding delay sample. Takes the histogram's lock: call it for a
@@ -978,6 +1025,7 @@ mod tests {
             "sluice_participants",
             "sluice_dtls_handshakes_started",
             "sluice_dtls_handshakes_completed",
+            "sluice_dtls_handshakes_negotiated",
             "sluice_dtls_handshakes_failed",
             "sluice_dtls_handshake_duration_seconds",
             "sluice_forward_delay_seconds",
@@ -1178,6 +1226,24 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn completed_handshakes_are_counted_by_version_and_group() {
+        use sluice_dtls::{DtlsVersion, NamedGroup};
+        let metrics = Metrics::new();
+        let series = |version: &str, group: &str| {
+            format!("sluice_dtls_handshakes_negotiated_total{{version=\"{version}\",group=\"{group}\"}}")
+        };
+        let text = metrics.encode();
+        assert_eq!(sample(&text, &series("1.3", "X25519MLKEM768")), Some(0.0));
+        metrics.dtls_handshake_negotiated(DtlsVersion::Dtls13, NamedGroup::X25519MlKem768);
+        metrics.dtls_handshake_negotiated(DtlsVersion::Dtls13, NamedGroup::X25519MlKem768);
+        metrics.dtls_handshake_negotiated(DtlsVersion::Dtls12, NamedGroup::X25519);
+        let text = metrics.encode();
+        assert_eq!(sample(&text, &series("1.3", "X25519MLKEM768")), Some(2.0));
+        assert_eq!(sample(&text, &series("1.2", "x25519")), Some(1.0));
+        assert_eq!(sample(&text, &series("1.3", "x25519")), Some(0.0));
     }
 
     #[test]

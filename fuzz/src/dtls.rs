@@ -9,7 +9,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use sluice_dtls::{Certificate, Config, Connection, DtlsVersion, Event, PeerAuth, Role};
+use sluice_dtls::{
+    Certificate, CipherSuite, Config, Connection, DtlsVersion, Event, NamedGroup, PeerAuth, Role,
+};
 
 /// Datagrams one call may queue before the target calls it unbounded output: a flight
 /// of a handshake with small certificates is a handful of datagrams (sent twice when
@@ -142,6 +144,15 @@ impl Pair {
     /// The same with the given versions enabled on both sides. With 1.3 the flights are
     /// ClientHello, ServerHello..Finished, Certificate..Finished and the server's ACK.
     pub fn with_versions(hello_verify: bool, versions: &[DtlsVersion]) -> Pair {
+        Pair::with_client_config(hello_verify, versions, |_| {})
+    }
+
+    /// Like [`Pair::with_versions`], with the client's configuration adjusted by `tweak`.
+    pub fn with_client_config(
+        hello_verify: bool,
+        versions: &[DtlsVersion],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Pair {
         let [client_cert, server_cert] = certificates().clone();
         let now = Instant::now();
         let mut server_config = Config::new(server_cert.clone());
@@ -149,6 +160,7 @@ impl Pair {
         server_config.versions = versions.to_vec();
         let mut client_config = Config::new(client_cert.clone());
         client_config.versions = versions.to_vec();
+        tweak(&mut client_config);
         let max_datagram_size = client_config.max_datagram_size;
         let client = Connection::new(
             Arc::new(client_config),
@@ -187,7 +199,17 @@ impl Pair {
 
     /// A pair with `versions` driven to `stage`.
     pub fn at_versions(stage: Stage, hello_verify: bool, versions: &[DtlsVersion]) -> Pair {
-        let mut pair = Pair::with_versions(hello_verify, versions);
+        Pair::at_versions_with(stage, hello_verify, versions, |_| {})
+    }
+
+    /// Like [`Pair::at_versions`], with the client's configuration adjusted by `tweak`.
+    pub fn at_versions_with(
+        stage: Stage,
+        hello_verify: bool,
+        versions: &[DtlsVersion],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Pair {
+        let mut pair = Pair::with_client_config(hello_verify, versions, tweak);
         // 1.3 negotiates before any HelloVerifyRequest: no extra flights.
         let hello_verify = hello_verify && !versions.contains(&DtlsVersion::Dtls13);
         for _ in 0..stage.deliveries(hello_verify) {
@@ -296,7 +318,9 @@ pub fn elapsed_from_control(control: u8) -> Duration {
 ///
 /// Input: a selector byte (bits 0-2: the [`Stage`], modulo 5; bit 3: the server sends a
 /// HelloVerifyRequest; bit 4: afterwards deliver the real pending flight and let the
-/// handshake run on; bit 5: both sides speak DTLS 1.3 and 1.2, so 1.3 is negotiated),
+/// handshake run on; bit 5: both sides speak DTLS 1.3 and 1.2, so 1.3 is negotiated;
+/// bit 7: the client offers neither the X25519MLKEM768 hybrid nor AES-128-GCM, so a 1.3
+/// handshake runs on X25519 and the SHA-384 suite instead of the hybrid and SHA-256),
 /// then frames `[control][len u16][datagram]` fed to one side, each after the time
 /// [`elapsed_from_control`] names.
 pub fn fuzz_one_side(data: &[u8], to_server: bool) {
@@ -309,7 +333,19 @@ pub fn fuzz_one_side(data: &[u8], to_server: bool) {
     } else {
         &[DtlsVersion::Dtls12]
     };
-    let mut pair = Pair::at_versions(Stage::from_byte(selector & 0x07), hello_verify, versions);
+    let classical = selector & 0x80 != 0;
+    let mut pair = Pair::at_versions_with(
+        Stage::from_byte(selector & 0x07),
+        hello_verify,
+        versions,
+        |config| {
+            if classical {
+                config.groups = vec![NamedGroup::X25519, NamedGroup::P256];
+                config.cipher_suites.retain(|s| *s != CipherSuite::Tls13Aes128GcmSha256);
+                config.cipher_suites.retain(|s| *s != CipherSuite::Tls13Chacha20Poly1305Sha256);
+            }
+        },
+    );
     for frame in crate::frames(rest, 32) {
         pair.advance(elapsed_from_control(frame.control));
         pair.feed(to_server, frame.bytes);

@@ -281,12 +281,16 @@ impl Session {
                     self.handshake_slot = None;
                     ctx.metrics
                         .dtls_handshake_completed(connected.handshake_duration);
+                    ctx.metrics
+                        .dtls_handshake_negotiated(connected.version, connected.group);
                     match SrtpSession::new(&connected.srtp, ctx.max_ssrcs) {
                         Ok(srtp) => {
                             tracing::info!(
                                 handshake_ms = connected.handshake_duration.as_millis() as u64,
                                 profile = connected.srtp.profile.name(),
                                 version = connected.version.as_str(),
+                                group = connected.group.as_str(),
+                                cipher_suite = connected.cipher_suite.as_str(),
                                 retransmissions = stats.total_retransmissions(),
                                 "DTLS connected"
                             );

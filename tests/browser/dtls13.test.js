@@ -3,6 +3,9 @@
 // server with `dtls.versions: ["1.3", "1.2"]` must complete a 1.3 handshake with it in
 // either DTLS role (getStats names the version: FEFC is DTLS 1.3, FEFD DTLS 1.2), media
 // must flow both ways, and a server restricted to 1.2 must still be answered with 1.2.
+// The key exchange must be the X25519MLKEM768 hybrid in both roles: the server counts
+// completed handshakes by version and group (sluice_dtls_handshakes_negotiated_total),
+// and when Chromium's RTCTransportStats names the group (tlsGroup), it must say so too.
 
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -28,13 +31,33 @@ async function callVersions(server, label) {
     const ok = snaps.every((s, i) => ids.every((id, j) => i === j || videoFramesFrom(s, id) >= 10));
     return { ok, snaps, detail: snaps.map((s) => ({ state: s.state, transport: s.stats && s.stats.transport })) };
   }, 60000);
+  // The raw transport stats, for fields the page's snapshot does not copy (tlsGroup).
+  const raw = await Promise.all(pages.map((p) => p.page.evaluate(async () => {
+    const report = await window.sluice.pc.getStats();
+    let transport = {};
+    report.forEach((s) => { if (s.type === 'transport') transport = s; });
+    return { group: transport.tlsGroup, fields: Object.keys(transport).sort() };
+  })));
+  console.log(`${label}: RTCTransportStats fields: ${raw[0].fields.join(', ')}`);
+  const groups = raw.map((r) => r.group);
   await Promise.all(pages.map((p) => p.close()));
-  return snaps.map((s) => ({
+  return snaps.map((s, i) => ({
     version: s.stats.transport && s.stats.transport.tlsVersion,
     role: s.stats.transport && s.stats.transport.dtlsRole,
     cipher: s.stats.transport && s.stats.transport.srtpCipher,
+    group: groups[i],
   }));
 }
+
+/** The value of one sample line of the server's /metrics text, 0 when absent. */
+async function metricValue(server, series) {
+  const text = (await server.metrics()) || '';
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+const HYBRID_13 = 'sluice_dtls_handshakes_negotiated_total{version="1.3",group="X25519MLKEM768"}';
+const CLASSICAL_13 = 'sluice_dtls_handshakes_negotiated_total{version="1.3",group="x25519"}';
 
 test('Chromium negotiates DTLS 1.3 with the server as DTLS server and as DTLS client', { timeout: TEST_TIMEOUT_MS }, async () => {
   for (const dtlsRole of ['server', 'client']) {
@@ -42,6 +65,13 @@ test('Chromium negotiates DTLS 1.3 with the server as DTLS server and as DTLS cl
     const seen = await callVersions(server, `dtls13-${dtlsRole}`);
     console.log(`server as DTLS ${dtlsRole}: ${JSON.stringify(seen)}`);
     for (const s of seen) assert.equal(s.version, 'FEFC', `DTLS 1.3 negotiated (server ${dtlsRole}): ${JSON.stringify(seen)}`);
+    const hybrid = await metricValue(server, HYBRID_13);
+    console.log(`server as DTLS ${dtlsRole}: ${HYBRID_13} ${hybrid}`);
+    assert.ok(hybrid >= 2, `both handshakes on X25519MLKEM768 (server ${dtlsRole}): ${hybrid}`);
+    assert.equal(await metricValue(server, CLASSICAL_13), 0, `no 1.3 handshake on X25519 (server ${dtlsRole})`);
+    for (const s of seen) {
+      if (s.group !== undefined) assert.equal(s.group, 'X25519MLKEM768', JSON.stringify(seen));
+    }
     await server.stop();
   }
 });

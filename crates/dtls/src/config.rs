@@ -70,9 +70,11 @@ impl DtlsVersion {
 pub struct Config {
     /// Our certificate and key.
     pub certificate: Arc<Certificate>,
-    /// Cipher suites in preference order.
+    /// Cipher suites in preference order, DTLS 1.3's and 1.2's in one list (each version
+    /// picks from its own). A list with no 1.3 suite leaves 1.3 on its defaults.
     pub cipher_suites: Vec<CipherSuite>,
-    /// ECDHE groups in preference order.
+    /// Key exchange groups in preference order. The X25519MLKEM768 hybrid is first by
+    /// default; DTLS 1.2 skips it, having no way to carry it.
     pub groups: Vec<NamedGroup>,
     /// SRTP profiles in preference order (the server's order decides).
     pub srtp_profiles: Vec<SrtpProfile>,
@@ -128,7 +130,10 @@ impl Config {
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut cookie_secret);
         Self {
             certificate,
-            cipher_suites: CipherSuite::ALL.to_vec(),
+            cipher_suites: CipherSuite::TLS13
+                .into_iter()
+                .chain(CipherSuite::ALL)
+                .collect(),
             groups: NamedGroup::ALL.to_vec(),
             srtp_profiles: SrtpProfile::DEFAULT_PREFERENCE.to_vec(),
             max_datagram_size: 1200,

@@ -48,12 +48,13 @@
 //! }
 //! ```
 //!
-//! Scope: DTLS 1.3 (RFC 9147, preferred: TLS_AES_128_GCM_SHA256 or
-//! TLS_CHACHA20_POLY1305_SHA256, ACKs with selective re-send) and DTLS 1.2 (ECDHE-ECDSA with
-//! AES-GCM or ChaCha20-Poly1305, extended master secret required), chosen by
-//! [`Config::versions`]; X25519 or P-256; use_srtp required; mutual authentication by
-//! certificate fingerprint; no resumption, no renegotiation, no application data (SCTP data
-//! channels are out of scope). Cryptographic primitives come from `ring`.
+//! Scope: DTLS 1.3 (RFC 9147, preferred: TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384 or
+//! TLS_CHACHA20_POLY1305_SHA256, the X25519MLKEM768 post-quantum hybrid first, ACKs with
+//! selective re-send) and DTLS 1.2 (ECDHE-ECDSA with AES-GCM or ChaCha20-Poly1305, extended
+//! master secret required), chosen by [`Config::versions`]; X25519 or P-256; use_srtp
+//! required; mutual authentication by certificate fingerprint; no resumption, no
+//! renegotiation, no application data (SCTP data channels are out of scope). Cryptographic
+//! primitives come from `ring`, and ML-KEM-768 from `aws-lc-rs`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

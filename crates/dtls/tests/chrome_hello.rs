@@ -1,13 +1,15 @@
 //! A ClientHello as current Chrome sends it (DTLS 1.3 offered through supported_versions, a
 //! post-quantum key share that makes the hello itself span two datagrams, extensions we do
-//! not know) negotiates DTLS 1.2 with a 1.2-only server, and DTLS 1.3 with ours by default:
-//! a HelloRetryRequest for X25519 when the hello's only share is the post-quantum hybrid.
+//! not know) negotiates DTLS 1.2 with a 1.2-only server, and DTLS 1.3 with ours by default,
+//! with the X25519MLKEM768 hybrid; X25519 when the hybrid is configured away (a
+//! HelloRetryRequest for X25519 when the hello's only share is the hybrid). A hybrid share
+//! of the wrong length is refused with an illegal_parameter alert.
 
 mod sim;
 
 use std::time::Instant;
 
-use sluice_dtls::{Config, Connection, DtlsVersion, Event, PeerAuth, Role};
+use sluice_dtls::{Config, Connection, DtlsVersion, Error, Event, NamedGroup, PeerAuth, Role};
 use sluice_netsim::dtls_view;
 
 const DATAGRAM1: &[u8] = include_bytes!("vectors/chromium156-clienthello-datagram1.bin");
@@ -18,8 +20,13 @@ fn server() -> Connection {
 }
 
 fn server_with(versions: &[DtlsVersion]) -> Connection {
+    server_with_groups(versions, &NamedGroup::ALL)
+}
+
+fn server_with_groups(versions: &[DtlsVersion], groups: &[NamedGroup]) -> Connection {
     let mut config = Config::new(sim::small_cert(1));
     config.versions = versions.to_vec();
+    config.groups = groups.to_vec();
     Connection::new(
         std::sync::Arc::new(config),
         Role::Server,
@@ -122,6 +129,18 @@ fn chrome_like_client_hello() -> Vec<u8> {
 
 /// The same, with or without its X25519 share (the post-quantum one is always there).
 fn chrome_like_client_hello_with_shares(x25519: bool) -> Vec<u8> {
+    chrome_like_client_hello_with(x25519, HYBRID_CLIENT_SHARE_LEN)
+}
+
+/// ML-KEM-768 encapsulation key (1184 bytes) then X25519 public value (32).
+const HYBRID_CLIENT_SHARE_LEN: usize = 1216;
+/// ML-KEM-768 ciphertext (1088 bytes) then X25519 public value (32).
+const HYBRID_SERVER_SHARE_LEN: usize = 1120;
+
+/// A Chrome-like hello whose hybrid share is `hybrid_len` bytes. The filler bytes decode
+/// as a valid encapsulation key (every 12-bit coefficient, 0xbab or 0xaba, is below the
+/// ML-KEM modulus 3329) and a valid X25519 point.
+fn chrome_like_client_hello_with(x25519: bool, hybrid_len: usize) -> Vec<u8> {
     let mut b = vec![0xfe, 0xfd];
     b.extend_from_slice(&[0x42; 32]);
     b.push(0); // session id
@@ -142,11 +161,11 @@ fn chrome_like_client_hello_with_shares(x25519: bool) -> Vec<u8> {
     ext(&mut e, 13, &[0, 6, 4, 3, 8, 4, 4, 1]);
     ext(&mut e, 14, &[0, 6, 0, 1, 0, 8, 0, 7, 0]);
     ext(&mut e, 43, &[4, 0xfe, 0xfc, 0xfe, 0xfd]);
-    // key_share: X25519MLKEM768 (1216 + 32 bytes) and X25519.
+    // key_share: X25519MLKEM768 (1184 + 32 bytes) and X25519.
     let mut ks = Vec::new();
     ks.extend_from_slice(&0x11ecu16.to_be_bytes());
-    ks.extend_from_slice(&1248u16.to_be_bytes());
-    ks.extend(std::iter::repeat_n(0xab, 1248));
+    ks.extend_from_slice(&(hybrid_len as u16).to_be_bytes());
+    ks.extend(std::iter::repeat_n(0xab, hybrid_len));
     if x25519 {
         ks.extend_from_slice(&29u16.to_be_bytes());
         ks.extend_from_slice(&32u16.to_be_bytes());
@@ -243,10 +262,18 @@ const BOTH: [DtlsVersion; 2] = [DtlsVersion::Dtls13, DtlsVersion::Dtls12];
 /// SHA-256("HelloRetryRequest"), RFC 8446 4.1.3.
 const HELLO_RETRY_RANDOM_PREFIX: [u8; 4] = [0xcf, 0x21, 0xad, 0x74];
 
+/// The key_share extension data of a ServerHello choosing the hybrid: group, length.
+const HYBRID_SERVER_SHARE_HEADER: [u8; 4] = [
+    0x11,
+    0xec,
+    (HYBRID_SERVER_SHARE_LEN >> 8) as u8,
+    HYBRID_SERVER_SHARE_LEN as u8,
+];
+
 /// Chromium 156 sends two shares, X25519MLKEM768 (1216 bytes) and X25519: our server
-/// takes X25519 and answers DTLS 1.3 in one round trip.
+/// encapsulates to the hybrid one and answers DTLS 1.3 in one round trip.
 #[test]
-fn captured_chromium_hello_negotiates_dtls_1_3_with_its_x25519_share() {
+fn captured_chromium_hello_negotiates_dtls_1_3_with_the_hybrid() {
     let mut s = server_with(&BOTH);
     s.handle_datagram(Instant::now(), DATAGRAM1);
     s.handle_datagram(Instant::now(), DATAGRAM2);
@@ -254,7 +281,8 @@ fn captured_chromium_hello_negotiates_dtls_1_3_with_its_x25519_share() {
     assert_ne!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "no retry needed");
     assert_eq!(suite, 0x1301, "TLS_AES_128_GCM_SHA256");
     assert_eq!(versions, vec![0xfe, 0xfc], "DTLS 1.3");
-    assert_eq!(&key_share[..4], &[0, 29, 0, 32], "our X25519 share");
+    assert_eq!(key_share[..4], HYBRID_SERVER_SHARE_HEADER, "X25519MLKEM768");
+    assert_eq!(key_share.len(), 4 + HYBRID_SERVER_SHARE_LEN);
     assert_eq!(s.version(), Some(DtlsVersion::Dtls13));
     // Chrome repeating its hello (our flight was lost) gets the flight again.
     let later = Instant::now() + std::time::Duration::from_secs(1);
@@ -263,12 +291,31 @@ fn captured_chromium_hello_negotiates_dtls_1_3_with_its_x25519_share() {
     assert!(server_hello_13(&mut s).is_some(), "flight re-sent");
 }
 
-/// A hello whose only share is of a group we lack gets a HelloRetryRequest for X25519.
+/// With the hybrid configured away, the same hello gets X25519, from its second share.
 #[test]
-fn a_hello_with_only_a_post_quantum_share_gets_a_hello_retry_request_for_x25519() {
+fn captured_chromium_hello_gets_x25519_from_a_server_without_the_hybrid() {
+    let mut s = server_with_groups(&BOTH, &[NamedGroup::X25519, NamedGroup::P256]);
+    s.handle_datagram(Instant::now(), DATAGRAM1);
+    s.handle_datagram(Instant::now(), DATAGRAM2);
+    let (random, _, versions, key_share) = server_hello_13(&mut s).expect("a ServerHello");
+    assert_ne!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "no retry needed");
+    assert_eq!(versions, vec![0xfe, 0xfc], "DTLS 1.3");
+    assert_eq!(&key_share[..4], &[0, 29, 0, 32], "our X25519 share");
+}
+
+/// A hello whose only share is the hybrid gets the hybrid at once from our server, and a
+/// HelloRetryRequest for X25519 from one without the hybrid.
+#[test]
+fn a_hello_with_only_the_hybrid_share_gets_it_or_a_retry_for_x25519() {
     let hello = chrome_like_client_hello_with_shares(false);
-    let mut s = server_with(&BOTH);
     let d = fragment_record(&hello, 0, 0, hello.len());
+    let mut s = server_with(&BOTH);
+    s.handle_datagram(Instant::now(), &d[..]);
+    let (random, _, _, key_share) = server_hello_13(&mut s).expect("a ServerHello");
+    assert_ne!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "a real ServerHello");
+    assert_eq!(key_share[..4], HYBRID_SERVER_SHARE_HEADER);
+
+    let mut s = server_with_groups(&BOTH, &[NamedGroup::X25519, NamedGroup::P256]);
     s.handle_datagram(Instant::now(), &d[..]);
     let (random, suite, versions, key_share) = server_hello_13(&mut s).expect("a ServerHello");
     assert_eq!(
@@ -281,8 +328,45 @@ fn a_hello_with_only_a_post_quantum_share_gets_a_hello_retry_request_for_x25519(
     assert_eq!(key_share, vec![0, 29], "asks for X25519");
 }
 
+/// A hybrid share one byte short, one byte long, empty, or the size of a server's share
+/// is refused: an illegal_parameter alert (RFC 8446 section 4.2.8) and a failed
+/// connection, never a panic and never a fallback to the X25519 share beside it.
 #[test]
-fn built_chrome_like_hello_with_an_x25519_share_negotiates_dtls_1_3_at_once() {
+fn a_hybrid_share_of_the_wrong_length_gets_an_illegal_parameter_alert() {
+    for len in [
+        HYBRID_CLIENT_SHARE_LEN - 1,
+        HYBRID_CLIENT_SHARE_LEN + 1,
+        0,
+        32,
+        HYBRID_SERVER_SHARE_LEN,
+    ] {
+        let hello = chrome_like_client_hello_with(true, len);
+        let mut s = server_with(&BOTH);
+        s.handle_datagram(Instant::now(), &fragment_record(&hello, 0, 0, hello.len()));
+        let mut alerts = Vec::new();
+        while let Some(d) = s.poll_transmit() {
+            // A plaintext alert record: type 21, then level and description.
+            if d.first() == Some(&21) {
+                alerts.push(d[d.len() - 2..].to_vec());
+            }
+        }
+        assert_eq!(
+            alerts,
+            vec![vec![2, 47]],
+            "fatal illegal_parameter, {len} bytes"
+        );
+        let mut failure = None;
+        while let Some(e) = s.poll_event() {
+            if let Event::Failed(e) = e {
+                failure = Some(e);
+            }
+        }
+        assert_eq!(failure, Some(Error::BadKeyShare), "{len} bytes");
+    }
+}
+
+#[test]
+fn built_chrome_like_hello_fragmented_and_overlapping_negotiates_the_hybrid_at_once() {
     let hello = chrome_like_client_hello();
     let mut s = server_with(&BOTH);
     let mut d1 = fragment_record(&hello, 1, 600, 700);
@@ -294,5 +378,5 @@ fn built_chrome_like_hello_with_an_x25519_share_negotiates_dtls_1_3_at_once() {
     assert_ne!(random[..4], HELLO_RETRY_RANDOM_PREFIX, "a real ServerHello");
     assert_eq!(suite, 0x1301);
     assert_eq!(versions, vec![0xfe, 0xfc]);
-    assert_eq!(&key_share[..4], &[0, 29, 0, 32], "our X25519 share");
+    assert_eq!(key_share[..4], HYBRID_SERVER_SHARE_HEADER);
 }

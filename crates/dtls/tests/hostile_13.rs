@@ -1,5 +1,6 @@
-//! Bad input against the DTLS 1.3 paths: a downgrade, junk and forged records. Nothing
-//! panics; attacks fail with the named error, noise is dropped and counted.
+//! Bad input against the DTLS 1.3 paths: a downgrade, junk and forged records, broken
+//! hybrid key shares. Nothing panics; attacks fail with the named error, noise is dropped
+//! and counted.
 
 mod sim;
 
@@ -215,4 +216,65 @@ fn mutated_13_handshakes_never_panic() {
         outcomes[1] > 0,
         "some handshakes survive the damage: {outcomes:?}"
     );
+}
+
+/// Where a ServerHello's X25519MLKEM768 key_share extension starts in a datagram: type 51,
+/// extension length 1124, group 0x11ec, share length 1120.
+fn hybrid_server_share_at(d: &[u8]) -> Option<usize> {
+    const PATTERN: [u8; 8] = [0x00, 0x33, 0x04, 0x64, 0x11, 0xec, 0x04, 0x60];
+    d.windows(PATTERN.len()).position(|w| w == PATTERN)
+}
+
+/// A server share one byte shorter than X25519MLKEM768's 1120 (the extension keeps its
+/// length, so the message still parses): the client refuses it with illegal_parameter.
+#[test]
+fn a_client_refuses_a_hybrid_server_share_of_the_wrong_length() {
+    let now = Instant::now();
+    let mut c = conn(Role::Client, &BOTH, now);
+    let mut s = conn(Role::Server, &BOTH, now);
+    pump(&mut c, &mut s, now, |_| {});
+    let mut found = false;
+    while let Some(mut d) = s.poll_transmit() {
+        if let Some(at) = hybrid_server_share_at(&d) {
+            d[at + 7] = 0x5f;
+            found = true;
+        }
+        c.handle_datagram(now, &d);
+    }
+    assert!(found, "the server answered with the hybrid");
+    assert_eq!(failure(&mut c), Some(Error::BadKeyShare));
+    let alert = c.poll_transmit().expect("an alert");
+    assert_eq!(alert[0], 21, "a plaintext alert record");
+    assert_eq!(alert[alert.len() - 2..], [2, 47], "fatal illegal_parameter");
+}
+
+/// A corrupted ML-KEM ciphertext decapsulates without error to an unrelated secret
+/// (implicit rejection), so the client's handshake keys differ from the server's: every
+/// protected record of the server's flight fails authentication and is dropped, as RFC
+/// 9147 section 4.5.3 wants, and the handshake ends at its deadline. Nothing is accepted
+/// and nothing panics.
+#[test]
+fn a_corrupted_hybrid_ciphertext_leaves_the_client_unable_to_read_the_server() {
+    let now = Instant::now();
+    let mut c = conn(Role::Client, &BOTH, now);
+    let mut s = conn(Role::Server, &BOTH, now);
+    let corrupt = |d: &mut [u8]| {
+        if let Some(byte) = hybrid_server_share_at(d).and_then(|at| d.get_mut(at + 8 + 500)) {
+            *byte ^= 0x01;
+        }
+    };
+    let mut t = now;
+    while t < now + Duration::from_secs(31) {
+        pump(&mut c, &mut s, t, |_| {});
+        pump(&mut s, &mut c, t, corrupt);
+        t += Duration::from_millis(250);
+        c.handle_timeout(t);
+        s.handle_timeout(t);
+    }
+    assert!(!c.is_connected() && !s.is_connected());
+    assert!(c.stats().bad_mac_records > 0, "{:?}", c.stats());
+    assert!(matches!(
+        failure(&mut c),
+        Some(Error::HandshakeTimeout { .. })
+    ));
 }

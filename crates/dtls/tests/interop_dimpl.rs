@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use sim::Peer;
 use sluice_dtls::{
-    Certificate, Config, Connected, Connection, DtlsVersion, Fingerprint, PeerAuth, Role,
-    SrtpProfile,
+    Certificate, CipherSuite, Config, Connected, Connection, DtlsVersion, Fingerprint, NamedGroup,
+    PeerAuth, Role, SrtpProfile,
 };
 use sluice_netsim::sim::{Endpoint, Pair};
 use sluice_netsim::LinkConfig;
@@ -210,11 +210,28 @@ fn run_with(
     seed: u64,
     cert: Option<Arc<Certificate>>,
 ) -> Outcome {
+    run_tweaked(our_role, our_versions, kind, mtu, loss, seed, cert, &|_| {})
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_tweaked(
+    our_role: Role,
+    our_versions: &[DtlsVersion],
+    kind: DimplKind,
+    mtu: usize,
+    loss: f64,
+    seed: u64,
+    cert: Option<Arc<Certificate>>,
+    tweak: &dyn Fn(&mut Config),
+) -> Outcome {
     let start = Instant::now();
     let (config, cert) = match cert {
         Some(cert) => our_config_with(our_versions, mtu, cert),
         None => our_config(our_versions, mtu),
     };
+    let mut config = (*config).clone();
+    tweak(&mut config);
+    let config = Arc::new(config);
     let (mut dimpl, dimpl_der) = dimpl_endpoint(kind, mtu, start);
     if our_role == Role::Server {
         dimpl.set_active(true);
@@ -290,6 +307,38 @@ fn our_13_server_and_a_dimpl_13_client_agree_on_srtp_keys() {
 fn our_13_client_and_a_dimpl_13_server_agree_on_srtp_keys() {
     let o = run(Role::Client, &BOTH, DimplKind::V13, 1150, 0.0, 2);
     assert_equal_keys(&o, DtlsVersion::Dtls13);
+}
+
+/// dimpl 0.9 has no ML-KEM: our client's hybrid share is ignored, the X25519 share sent
+/// beside it is used, and no HelloRetryRequest is needed; our server, whose first group
+/// is the hybrid, takes dimpl's X25519 share.
+#[test]
+fn a_dimpl_peer_without_the_hybrid_gets_x25519_in_both_roles() {
+    for role in [Role::Client, Role::Server] {
+        let o = run(role, &BOTH, DimplKind::V13, 1150, 0.0, 6);
+        assert_equal_keys(&o, DtlsVersion::Dtls13);
+        let ours = o.ours.as_ref().expect("connected");
+        assert_eq!(ours.group, NamedGroup::X25519, "{role:?}");
+    }
+}
+
+/// TLS_AES_256_GCM_SHA384 with dimpl in both roles: our side allows only it, so dimpl's
+/// server must pick it and dimpl's client must have offered it.
+#[test]
+fn aes_256_gcm_sha384_with_dimpl_in_both_roles() {
+    for role in [Role::Client, Role::Server] {
+        let o = run_tweaked(role, &BOTH, DimplKind::V13, 1150, 0.0, 7, None, &|c| {
+            c.cipher_suites = vec![CipherSuite::Tls13Aes256GcmSha384];
+            c.versions = vec![DtlsVersion::Dtls13];
+        });
+        assert_equal_keys(&o, DtlsVersion::Dtls13);
+        let ours = o.ours.as_ref().expect("connected");
+        assert_eq!(
+            ours.cipher_suite,
+            CipherSuite::Tls13Aes256GcmSha384,
+            "{role:?}"
+        );
+    }
 }
 
 #[test]

@@ -125,3 +125,17 @@ fn matrix_13_every_flight_lost_once_including_the_ack() {
 fn matrix_13_after_a_hello_retry_request() {
     check(retry_matrix_13(), requirement_13);
 }
+
+/// The hybrid's hellos (about 1,450 and 1,190 bytes) are cut into seven or eight
+/// fragments at 200 bytes, and before the version is decided they are re-sent whole on
+/// the timer, not selectively on ACKs: every cell completes up to 30 % loss and at 1200
+/// bytes, and 200-byte datagrams at 50 % loss are measured but not held to 99 %
+/// (docs/dtls.md gives the numbers).
+#[test]
+fn matrix_13_with_the_hybrid() {
+    check(hybrid_matrix_13(), |s| match s.loss {
+        Loss::Random(p) if p >= 0.5 && s.max_datagram_size <= 200 => None,
+        Loss::Random(p) if p >= 0.5 => Some(0.99),
+        _ => Some(1.0),
+    });
+}

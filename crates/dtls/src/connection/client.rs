@@ -13,7 +13,7 @@ impl Connection {
             self.hs_mut()?.client_random
         };
         let speaks_13 = self.config.speaks_13();
-        let suites13 = crate::tls13::keys::Suite13::ALL
+        let suites13 = crate::tls13::keys::Suite13::configured(&self.config.cipher_suites)
             .into_iter()
             .map(|s| s.to_u16())
             .filter(|_| speaks_13);
@@ -27,7 +27,14 @@ impl Connection {
             .chain(suites12)
             .chain(std::iter::once(messages::TLS_EMPTY_RENEGOTIATION_INFO_SCSV))
             .collect();
-        let groups: Vec<u16> = self.config.groups.iter().map(|g| g.to_u16()).collect();
+        // The hybrid exists only in 1.3's key_share: a 1.2-only offer leaves it out.
+        let groups: Vec<u16> = self
+            .config
+            .groups
+            .iter()
+            .filter(|g| speaks_13 || g.is_ecdhe())
+            .map(|g| g.to_u16())
+            .collect();
         let profiles: Vec<u16> = self
             .config
             .srtp_profiles
@@ -170,7 +177,7 @@ impl Connection {
     ) -> Result<(), Error> {
         let ske = messages::ServerKeyExchange::parse(&msg.body)?;
         let group = NamedGroup::from_u16(ske.group)
-            .filter(|g| self.config.groups.contains(g))
+            .filter(|g| g.is_ecdhe() && self.config.groups.contains(g))
             .ok_or(Error::NoCommonParameters { what: "group" })?;
         let share = KeyShare::generate(group, &self.rng)?;
         let hs = self.hs_mut()?;
@@ -188,6 +195,7 @@ impl Connection {
         // Our public value goes into ClientKeyExchange; `agree` consumes the private key.
         hs.own_public = share.public().to_vec();
         hs.pre_master_secret = Some(share.agree(&ske.public)?);
+        hs.group = Some(group);
         add_to_transcript(hs, msg);
         self.state = State::ClientAwaitCertificateRequestOrDone;
         Ok(())

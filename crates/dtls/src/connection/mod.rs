@@ -73,6 +73,9 @@ pub struct Connected {
     pub handshake_duration: Duration,
     /// The negotiated protocol version.
     pub version: DtlsVersion,
+    /// The key exchange group the shared secret came from: whether a connection is
+    /// protected against later quantum decryption (the hybrid) shows here and in metrics.
+    pub group: NamedGroup,
 }
 
 /// Counters for one connection, for metrics and for the test matrix.
@@ -207,6 +210,7 @@ struct Handshake {
     suite: Option<CipherSuite>,
     srtp_profile: Option<SrtpProfile>,
     key_share: Option<KeyShare>,
+    group: Option<NamedGroup>,
     own_public: Vec<u8>,
     pre_master_secret: Option<Vec<u8>>,
     peer_key: Option<PeerPublicKey>,
@@ -313,6 +317,7 @@ impl Connection {
                 suite: None,
                 srtp_profile: None,
                 key_share: None,
+                group: None,
                 own_public: Vec::new(),
                 pre_master_secret: None,
                 peer_key: None,
@@ -859,6 +864,7 @@ impl Connection {
         let suite = hs.suite.ok_or(Error::Crypto("no suite"))?;
         let profile = hs.srtp_profile.ok_or(Error::MissingSrtp)?;
         let peer_fingerprint = hs.peer_fingerprint.ok_or(Error::NoPeerCertificate)?;
+        let group = hs.group.ok_or(Error::Crypto("no group"))?;
         let mut exported = vec![0u8; SrtpKeyingMaterial::export_len(profile)];
         crypto::export_keying_material(
             suite.prf_hash(),
@@ -894,6 +900,7 @@ impl Connection {
             peer_fingerprint,
             handshake_duration: now.saturating_duration_since(self.created),
             version: DtlsVersion::Dtls12,
+            group,
         })));
         Ok(())
     }

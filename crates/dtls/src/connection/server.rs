@@ -126,7 +126,7 @@ impl Connection {
                 .groups
                 .iter()
                 .copied()
-                .find(|g| ch.extensions.supported_groups.contains(&g.to_u16()))
+                .find(|g| g.is_ecdhe() && ch.extensions.supported_groups.contains(&g.to_u16()))
         }
         .ok_or(Error::NoCommonParameters { what: "group" })?;
         if !ch.extensions.signature_algorithms.is_empty()
@@ -170,6 +170,7 @@ impl Connection {
         hs.client_random = ch.random;
         hs.server_random = server_random;
         hs.suite = Some(suite);
+        hs.group = Some(group);
         hs.srtp_profile = Some(profile);
         hs.transcript.clear();
         add_to_transcript(hs, msg);

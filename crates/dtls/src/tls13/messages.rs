@@ -20,7 +20,7 @@ pub(crate) const DOWNGRADE_SENTINEL_12: [u8; 8] = [0x44, 0x4f, 0x57, 0x4e, 0x47,
 
 /// ServerHello.random of a HelloRetryRequest: SHA-256 of "HelloRetryRequest".
 pub(crate) fn hello_retry_random() -> [u8; 32] {
-    crate::tls13::keys::hash(b"HelloRetryRequest")
+    crate::tls13::keys::sha256(b"HelloRetryRequest")
 }
 
 fn push_ext(out: &mut Vec<u8>, ty: u16, data: &[u8]) {

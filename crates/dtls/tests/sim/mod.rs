@@ -246,6 +246,10 @@ pub struct Scenario {
     /// The server's groups, when not the default (P-256 only forces a 1.3 client, whose
     /// share is X25519, through a HelloRetryRequest).
     pub server_groups: Option<Vec<sluice_dtls::NamedGroup>>,
+    /// Both sides keep the X25519MLKEM768 hybrid first (the default configuration). Off,
+    /// they use X25519 and P-256 only, as every cell measured before the hybrid existed:
+    /// the cells then measure loss recovery, not the hybrid's larger hellos.
+    pub hybrid: bool,
 }
 
 impl Scenario {
@@ -264,7 +268,17 @@ impl Scenario {
             recovery: Recovery::FULL,
             versions: vec![DtlsVersion::Dtls12],
             server_groups: None,
+            hybrid: false,
         }
+    }
+
+    /// The same DTLS 1.3 cell with the default groups, the hybrid first, named
+    /// "1.3 hybrid: ...": the client's hello grows to about 1,450 bytes and the server's
+    /// ServerHello to about 1,190.
+    pub fn hybrid(mut self) -> Self {
+        self.hybrid = true;
+        self.name = self.name.replacen("1.3: ", "1.3 hybrid: ", 1);
+        self
     }
 
     /// The same cell with DTLS 1.3 enabled on both sides (and 1.2 kept), named "1.3: ...".
@@ -323,6 +337,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Run {
         c.hello_verify = scenario.hello_verify;
         c.recovery = scenario.recovery;
         c.versions = scenario.versions.clone();
+        if !scenario.hybrid {
+            c.groups = vec![
+                sluice_dtls::NamedGroup::X25519,
+                sluice_dtls::NamedGroup::P256,
+            ];
+        }
         if !scenario.recovery.adaptive_timer {
             c.initial_rto = Duration::from_secs(1);
         }
@@ -630,7 +650,16 @@ pub fn matrix_13() -> Vec<Scenario> {
         .collect();
     out.extend(retry_matrix_13());
     out.extend(targeted_matrix_13());
+    out.extend(hybrid_matrix_13());
     out
+}
+
+/// The main matrix with DTLS 1.3 and the default groups (the hybrid first).
+pub fn hybrid_matrix_13() -> Vec<Scenario> {
+    main_matrix()
+        .into_iter()
+        .map(|s| s.dtls13().hybrid())
+        .collect()
 }
 
 /// Random loss with a HelloRetryRequest first: for a group (the server has only P-256),

@@ -22,7 +22,7 @@ use crate::cert::{peer_public_key, Fingerprint};
 use crate::codec::Reader;
 use crate::config::{Config, DtlsVersion};
 use crate::connection::{Connected, ConnectionStats, Event, PeerAuth, Role};
-use crate::crypto::{CipherSuite, KeyShare, NamedGroup, PeerPublicKey, ECDSA_SECP256R1_SHA256};
+use crate::crypto::{KeyShare, NamedGroup, PeerPublicKey, ECDSA_SECP256R1_SHA256};
 use crate::messages::{ClientHello, FragmentHeader, Offer13, ServerHello, HANDSHAKE_HEADER_LEN};
 use crate::reassembly::{CompleteMessage, FragmentOutcome, Reassembler};
 use crate::record::ReplayWindow;
@@ -110,6 +110,8 @@ impl State {
 /// Secrets and choices of the handshake in progress; dropped on completion.
 struct Handshake {
     suite: Suite13,
+    /// The group of the shared secret, once ServerHello is sent or read.
+    group: Option<NamedGroup>,
     /// Every handshake message so far in TLS form (type, length, body).
     transcript: Vec<u8>,
     schedule: Option<Schedule>,
@@ -215,6 +217,7 @@ impl Conn13 {
             deadline: h.deadline,
             hs: Some(Box::new(Handshake {
                 suite,
+                group: None,
                 transcript: Vec::new(),
                 schedule: None,
                 srtp_profile: None,
@@ -707,7 +710,8 @@ impl Conn13 {
         let (scheme, signature) = crate::messages::parse_signed(&msg.body, "CertificateVerify")?;
         let peer_is_server = self.role == Role::Client;
         let hs = self.hs_mut()?;
-        let input = keys::certificate_verify_input(peer_is_server, &keys::hash(&hs.transcript));
+        let input =
+            keys::certificate_verify_input(peer_is_server, &hs.suite.hash().digest(&hs.transcript));
         let key = hs.peer_key.as_ref().ok_or(Error::NoPeerCertificate)?;
         if !key.verify(scheme, &input, &signature) {
             return Err(Error::BadSignature {
@@ -727,7 +731,8 @@ impl Conn13 {
         } else {
             &schedule.client_handshake
         };
-        let expected = keys::finished_verify_data(secret, &keys::hash(&hs.transcript))?;
+        let h = hs.suite.hash();
+        let expected = keys::finished_verify_data(h, secret, &h.digest(&hs.transcript))?;
         let equal = msg.body.len() == expected.len()
             && msg
                 .body
@@ -757,7 +762,7 @@ impl Conn13 {
         m13::write_transcript_message(&mut hs.transcript, ty::CERTIFICATE, &body);
         items.push(OutMessage::new(ty::CERTIFICATE, seq, 2, body));
         seq += 1;
-        let input = keys::certificate_verify_input(server, &keys::hash(&hs.transcript));
+        let input = keys::certificate_verify_input(server, &hs.suite.hash().digest(&hs.transcript));
         let signature = certificate.sign(&input)?;
         let body = crate::messages::encode_signed(ECDSA_SECP256R1_SHA256, &signature);
         m13::write_transcript_message(&mut hs.transcript, ty::CERTIFICATE_VERIFY, &body);
@@ -776,7 +781,8 @@ impl Conn13 {
         } else {
             schedule.client_handshake
         };
-        let verify = keys::finished_verify_data(&secret, &keys::hash(&hs.transcript))?;
+        let h = hs.suite.hash();
+        let verify = keys::finished_verify_data(h, &secret, &h.digest(&hs.transcript))?;
         m13::write_transcript_message(&mut hs.transcript, ty::FINISHED, &verify);
         items.push(OutMessage::new(ty::FINISHED, seq, 2, verify.to_vec()));
         self.next_message_seq = seq + 1;
@@ -790,12 +796,18 @@ impl Conn13 {
             .ok_or(Error::Crypto("handshake state gone"))?;
         let profile = hs.srtp_profile.ok_or(Error::MissingSrtp)?;
         let peer_fingerprint = hs.peer_fingerprint.ok_or(Error::NoPeerCertificate)?;
+        let group = hs.group.ok_or(Error::Crypto("no group"))?;
         let app = hs.application.as_ref().ok_or(Error::Crypto("no secrets"))?;
         if self.app_read.is_none() {
             self.app_read = Some(EpochKeys::derive(hs.suite, &app.client)?);
         }
         let mut exported = vec![0u8; SrtpKeyingMaterial::export_len(profile)];
-        keys::export(&app.exporter, b"EXTRACTOR-dtls_srtp", &mut exported)?;
+        keys::export(
+            hs.suite.hash(),
+            &app.exporter,
+            b"EXTRACTOR-dtls_srtp",
+            &mut exported,
+        )?;
         let srtp = SrtpKeyingMaterial::from_export(profile, exported, self.role == Role::Client);
         self.state = State::Connected;
         self.deferred = Vec::new();
@@ -814,16 +826,14 @@ impl Conn13 {
             self.retransmit_at = None;
             self.hs_write = None;
         }
-        let cipher_suite = match hs.suite {
-            Suite13::Aes128GcmSha256 => CipherSuite::Tls13Aes128GcmSha256,
-            Suite13::Chacha20Poly1305Sha256 => CipherSuite::Tls13Chacha20Poly1305Sha256,
-        };
+        let cipher_suite = hs.suite.to_cipher_suite();
         self.events.push_back(Event::Connected(Box::new(Connected {
             srtp,
             cipher_suite,
             peer_fingerprint,
             handshake_duration: now.saturating_duration_since(self.created),
             version: DtlsVersion::Dtls13,
+            group,
         })));
         Ok(())
     }
@@ -876,6 +886,7 @@ pub(super) mod tests {
     use super::*;
     use crate::connection::test_support::{configs, deliver, new_pair};
     use crate::connection::Connection;
+    use crate::crypto::CipherSuite;
 
     pub(super) fn with_versions(config: &Arc<Config>, versions: &[DtlsVersion]) -> Arc<Config> {
         let mut c = (**config).clone();
@@ -926,6 +937,11 @@ pub(super) mod tests {
         assert_eq!(cc.version, DtlsVersion::Dtls13);
         assert_eq!(sc.version, DtlsVersion::Dtls13);
         assert_eq!(cc.cipher_suite, CipherSuite::Tls13Aes128GcmSha256);
+        assert_eq!(
+            (cc.group, sc.group),
+            (NamedGroup::X25519MlKem768, NamedGroup::X25519MlKem768),
+            "the hybrid by default"
+        );
         assert_eq!(cc.srtp.exported, sc.srtp.exported);
         assert_eq!(cc.srtp.local, sc.srtp.remote);
         assert_eq!(cc.peer_fingerprint, server.certificate.fingerprint());
@@ -962,6 +978,113 @@ pub(super) mod tests {
             (DtlsVersion::Dtls12, DtlsVersion::Dtls12)
         );
         assert_eq!(cc.srtp.exported, sc.srtp.exported);
+    }
+
+    fn with_groups(config: &Arc<Config>, groups: &[NamedGroup]) -> Arc<Config> {
+        let mut c = (**config).clone();
+        c.groups = groups.to_vec();
+        Arc::new(c)
+    }
+
+    fn with_suites(config: &Arc<Config>, suites: &[CipherSuite]) -> Arc<Config> {
+        let mut c = (**config).clone();
+        c.cipher_suites = suites.to_vec();
+        Arc::new(c)
+    }
+
+    /// The client's first flight: the hybrid and an X25519 share, in a ClientHello that
+    /// spans two datagrams of at most 1200 bytes.
+    #[test]
+    fn a_client_offers_the_hybrid_and_x25519_in_a_two_datagram_hello() {
+        let (mut c, _, _, _, _) = pair13();
+        let datagrams: Vec<Vec<u8>> = std::iter::from_fn(|| c.poll_transmit()).collect();
+        assert_eq!(datagrams.len(), 2);
+        assert!(datagrams.iter().all(|d| d.len() <= 1200));
+        // One record of one fragment per datagram: headers, then the hello's bytes.
+        let header = crate::record::RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN;
+        let body: Vec<u8> = datagrams
+            .iter()
+            .flat_map(|d| d[header..].to_vec())
+            .collect();
+        let ch = ClientHello::parse(&body).expect("one ClientHello");
+        let shares: Vec<(u16, usize)> = ch
+            .extensions
+            .key_shares
+            .iter()
+            .map(|(g, public)| (*g, public.len()))
+            .collect();
+        assert_eq!(shares, [(0x11ec, 1216), (29, 32)]);
+    }
+
+    /// Each group a server may end on, whoever lacks the hybrid: the client's second share
+    /// when the server has no hybrid (no retry), a retry for P-256, and a retry for the
+    /// hybrid itself when the client led with X25519. Keys agree in every case.
+    #[test]
+    fn the_hybrid_and_the_classical_groups_meet_in_both_directions() {
+        let (client, server) = configs();
+        let (client, server) = (with_versions(&client, &BOTH), with_versions(&server, &BOTH));
+        use NamedGroup::{X25519MlKem768 as Hybrid, P256, X25519};
+        let cases: [(&[NamedGroup], &[NamedGroup], NamedGroup); 5] = [
+            (&NamedGroup::ALL, &NamedGroup::ALL, Hybrid),
+            (&NamedGroup::ALL, &[X25519, P256], X25519),
+            (&NamedGroup::ALL, &[P256], P256),
+            (&[X25519, Hybrid], &[Hybrid], Hybrid),
+            (&[Hybrid], &NamedGroup::ALL, Hybrid),
+        ];
+        for (client_groups, server_groups, expected) in cases {
+            let (_, _, cc, sc) = handshake(
+                with_groups(&client, client_groups),
+                with_groups(&server, server_groups),
+            );
+            assert_eq!(
+                (cc.group, sc.group),
+                (expected, expected),
+                "{client_groups:?} {server_groups:?}"
+            );
+            assert_eq!(cc.srtp.exported, sc.srtp.exported);
+            assert_eq!(cc.srtp.local, sc.srtp.remote);
+        }
+    }
+
+    /// TLS_AES_256_GCM_SHA384 in both roles (a SHA-384 schedule and transcript), chosen
+    /// by the server's order when the client offers it, with and without a retry cookie.
+    #[test]
+    fn aes_256_gcm_sha384_is_negotiated_by_the_servers_order_in_both_roles() {
+        let (client, server) = configs();
+        let (client, server) = (with_versions(&client, &BOTH), with_versions(&server, &BOTH));
+        let only256 = [CipherSuite::Tls13Aes256GcmSha384];
+        let server_prefers_256 = [
+            CipherSuite::Tls13Aes256GcmSha384,
+            CipherSuite::Tls13Aes128GcmSha256,
+        ];
+        let cases = [
+            (with_suites(&client, &only256), server.clone()),
+            (client.clone(), with_suites(&server, &only256)),
+            (client.clone(), with_suites(&server, &server_prefers_256)),
+            (
+                client.clone(),
+                with_hello_verify(&with_suites(&server, &only256), None),
+            ),
+        ];
+        for (c, s) in cases {
+            let (_, _, cc, sc) = handshake(c, s);
+            assert_eq!(cc.cipher_suite, CipherSuite::Tls13Aes256GcmSha384);
+            assert_eq!(sc.cipher_suite, CipherSuite::Tls13Aes256GcmSha384);
+            assert_eq!(cc.srtp.exported, sc.srtp.exported);
+        }
+        let chacha_first = [
+            CipherSuite::Tls13Chacha20Poly1305Sha256,
+            CipherSuite::Tls13Aes128GcmSha256,
+        ];
+        let (_, _, cc, sc) = handshake(client.clone(), with_suites(&server, &chacha_first));
+        assert_eq!(cc.cipher_suite, CipherSuite::Tls13Chacha20Poly1305Sha256);
+        assert_eq!(cc.srtp.exported, sc.srtp.exported);
+        let (_, _, cc, _) = handshake(client, server);
+        assert_eq!(
+            cc.cipher_suite,
+            CipherSuite::Tls13Aes128GcmSha256,
+            "our default"
+        );
     }
 
     pub(super) fn pair13() -> (Connection, Connection, Arc<Config>, Arc<Config>, Instant) {

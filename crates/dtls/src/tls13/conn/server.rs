@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use super::*;
 
-/// Bytes of a HelloRetryRequest cookie: the first hello's transcript hash, the group asked
-/// for (0 for none), and a MAC binding both to the peer's address.
-const COOKIE_LEN: usize = keys::HASH_LEN + 2 + 16;
+/// Bytes of a HelloRetryRequest cookie after the first hello's transcript hash (as long
+/// as the suite's hash): the group asked for (0 for none), and a MAC binding both to the
+/// peer's address.
+const COOKIE_TAIL_LEN: usize = 2 + 16;
 
 fn cookie_mac(config: &Config, peer_address: &[u8], ch1_hash: &[u8], group: u16) -> [u8; 16] {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &config.cookie_secret);
@@ -23,9 +24,9 @@ fn cookie_mac(config: &Config, peer_address: &[u8], ch1_hash: &[u8], group: u16)
     out
 }
 
-/// The suite a server picks from a ClientHello.
-fn server_suite(ch: &ClientHello) -> Result<Suite13, Error> {
-    Suite13::ALL
+/// The suite a server picks from a ClientHello: the first of ours the client offers.
+fn server_suite(config: &Config, ch: &ClientHello) -> Result<Suite13, Error> {
+    Suite13::configured(&config.cipher_suites)
         .into_iter()
         .find(|s| ch.cipher_suites.contains(&s.to_u16()))
         .ok_or(Error::NoCommonParameters {
@@ -77,13 +78,13 @@ pub(crate) fn stateless_retry(
     msg: &CompleteMessage,
     ch: &ClientHello,
 ) -> Result<Vec<u8>, Error> {
-    let suite = server_suite(ch)?;
+    let suite = server_suite(config, ch)?;
     let group = retry_group(config, ch)?;
     let mut ch1 = Vec::new();
     m13::write_transcript_message(&mut ch1, ty::CLIENT_HELLO, &msg.body);
-    let ch1_hash = keys::hash(&ch1);
+    let ch1_hash = suite.hash().digest(&ch1);
     let group_code = group.map_or(0, |g| g.to_u16());
-    let mut cookie = Vec::with_capacity(COOKIE_LEN);
+    let mut cookie = Vec::with_capacity(ch1_hash.len() + COOKIE_TAIL_LEN);
     cookie.extend_from_slice(&ch1_hash);
     cookie.extend_from_slice(&group_code.to_be_bytes());
     cookie.extend_from_slice(&cookie_mac(config, peer_address, &ch1_hash, group_code));
@@ -95,11 +96,12 @@ pub(crate) fn check_cookie(
     config: &Config,
     peer_address: &[u8],
     cookie: &[u8],
-) -> Option<([u8; keys::HASH_LEN], u16)> {
-    if cookie.len() != COOKIE_LEN {
+) -> Option<(keys::Secret, u16)> {
+    let hash_len = cookie.len().checked_sub(COOKIE_TAIL_LEN)?;
+    if hash_len != 32 && hash_len != keys::MAX_HASH_LEN {
         return None;
     }
-    let (hash, rest) = cookie.split_at(keys::HASH_LEN);
+    let (hash, rest) = cookie.split_at(hash_len);
     let (group, mac) = rest.split_at(2);
     let group = u16::from_be_bytes([*group.first()?, *group.get(1)?]);
     let expected = cookie_mac(config, peer_address, hash, group);
@@ -108,9 +110,7 @@ pub(crate) fn check_cookie(
         .zip(expected.iter())
         .fold(0u8, |acc, (a, b)| acc | (a ^ b))
         == 0;
-    let mut out = [0u8; keys::HASH_LEN];
-    out.copy_from_slice(hash);
-    equal.then_some((out, group))
+    equal.then(|| (keys::Secret::from_slice(hash), group))
 }
 
 impl Conn13 {
@@ -121,11 +121,15 @@ impl Conn13 {
         now: Instant,
         msg: &CompleteMessage,
         ch: &ClientHello,
-        ch1_hash: [u8; keys::HASH_LEN],
+        ch1_hash: keys::Secret,
         group: u16,
         cookie: &[u8],
     ) -> Result<Self, Error> {
-        let suite = server_suite(ch)?;
+        let suite = server_suite(&h.config, ch)?;
+        if ch1_hash.len() != suite.hash().len() {
+            // The second hello offers suites that pick another hash than the first did.
+            return Err(Error::BadCookieExchange);
+        }
         let group = match group {
             0 => None,
             g => Some(NamedGroup::from_u16(g).ok_or(Error::BadCookieExchange)?),
@@ -149,7 +153,7 @@ impl Conn13 {
         msg: &CompleteMessage,
         ch: &ClientHello,
     ) -> Result<Self, Error> {
-        let suite = server_suite(ch)?;
+        let suite = server_suite(&h.config, ch)?;
         let mut conn = Self::from_handover(h, State::ServerAwaitSecondClientHello, suite);
         conn.peer_flight_start = msg.message_seq;
         conn.server_on_client_hello(now, msg, ch)?;
@@ -221,13 +225,12 @@ impl Conn13 {
                 .ok_or(Error::NoCommonParameters { what: "group" })?;
             return self.server_send_hello_retry(now, msg, ch, group);
         };
-        let own = KeyShare::generate(group, &self.rng)?;
-        let own_public = own.public().to_vec();
-        let shared = own.agree(&peer_public)?;
+        let (own_public, shared) = KeyShare::respond(group, &peer_public, &self.rng)?;
         let random = self.random()?;
         let seq = self.next_message_seq;
         let hs = self.hs_mut()?;
         hs.srtp_profile = Some(profile);
+        hs.group = Some(group);
         hs.session_id = ch.session_id.clone();
         m13::write_transcript_message(&mut hs.transcript, ty::CLIENT_HELLO, &msg.body);
         let sh = m13::encode_server_hello(
@@ -238,7 +241,8 @@ impl Conn13 {
             None,
         );
         m13::write_transcript_message(&mut hs.transcript, ty::SERVER_HELLO, &sh);
-        let schedule = Schedule::handshake(&shared, &keys::hash(&hs.transcript))?;
+        let schedule =
+            Schedule::handshake(suite.hash(), &shared, &suite.hash().digest(&hs.transcript))?;
         let read = EpochKeys::derive(suite, &schedule.client_handshake)?;
         let write = EpochKeys::derive(suite, &schedule.server_handshake)?;
         hs.schedule = Some(schedule);
@@ -258,7 +262,7 @@ impl Conn13 {
         self.own_finished(&mut items, true)?;
         let hs = self.hs_mut()?;
         let schedule = hs.schedule.as_ref().ok_or(Error::Crypto("no schedule"))?;
-        let app = schedule.application(&keys::hash(&hs.transcript))?;
+        let app = schedule.application(&suite.hash().digest(&hs.transcript))?;
         let app_write = EpochKeys::derive(suite, &app.server)?;
         hs.application = Some(app);
         self.app_write = Some(app_write);
@@ -281,7 +285,8 @@ impl Conn13 {
         let mut ch1 = Vec::new();
         m13::write_transcript_message(&mut ch1, ty::CLIENT_HELLO, &msg.body);
         hs.transcript.clear();
-        m13::write_transcript_message(&mut hs.transcript, m13::MESSAGE_HASH, &keys::hash(&ch1));
+        let ch1_hash = suite.hash().digest(&ch1);
+        m13::write_transcript_message(&mut hs.transcript, m13::MESSAGE_HASH, &ch1_hash);
         let hrr = m13::encode_server_hello(
             &m13::hello_retry_random(),
             &ch.session_id,
@@ -356,7 +361,10 @@ mod tests {
         let server = with_hello_verify(&with_versions(&server, &BOTH), None);
         let ch_body = {
             let (client, _) = configs();
-            let client = with_versions(&client, &BOTH);
+            // An X25519-only hello fits one datagram (the hybrid's does not).
+            let mut client = (*with_versions(&client, &BOTH)).clone();
+            client.groups = vec![NamedGroup::X25519];
+            let client = Arc::new(client);
             let now = Instant::now();
             let mut c = Connection::new(
                 client,
