@@ -389,6 +389,16 @@ impl<'de> Deserialize<'de> for DtlsVersionSetting {
     }
 }
 
+/// One entry of `dtls.groups`: a key exchange of DTLS 1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtlsGroupSetting {
+    /// The post-quantum hybrid (ML-KEM-768 with X25519).
+    X25519mlkem768,
+    X25519,
+    P256,
+}
+
 /// `dtls`: the DTLS handshake engine's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -416,6 +426,10 @@ pub struct DtlsConfig {
     pub recovery: bool,
     /// Versions the engine speaks; 1.3 is preferred whenever both sides speak it.
     pub versions: Vec<DtlsVersionSetting>,
+    /// DTLS 1.3 key exchanges in order of preference. The hybrid first protects
+    /// recordings against a future quantum computer; it also makes hellos bigger, which
+    /// costs handshakes on very lossy links with small datagrams (docs/dtls.md).
+    pub groups: Vec<DtlsGroupSetting>,
 }
 
 impl Default for DtlsConfig {
@@ -432,6 +446,11 @@ impl Default for DtlsConfig {
             max_handshake_buffer_bytes: 65_536,
             recovery: true,
             versions: vec![DtlsVersionSetting::Dtls13, DtlsVersionSetting::Dtls12],
+            groups: vec![
+                DtlsGroupSetting::X25519mlkem768,
+                DtlsGroupSetting::X25519,
+                DtlsGroupSetting::P256,
+            ],
         }
     }
 }
@@ -971,6 +990,20 @@ impl Config {
         if distinct.len() != dtls.versions.len() {
             rules.fail("dtls.versions", "names a version twice".to_owned());
         }
+        let classical = dtls
+            .groups
+            .iter()
+            .any(|g| *g != DtlsGroupSetting::X25519mlkem768);
+        if !classical {
+            rules.fail(
+                "dtls.groups",
+                "must name x25519 or p256 (DTLS 1.2 and peers without ML-KEM need one)".to_owned(),
+            );
+        }
+        let distinct: HashSet<_> = dtls.groups.iter().collect();
+        if distinct.len() != dtls.groups.len() {
+            rules.fail("dtls.groups", "names a group twice".to_owned());
+        }
         match (&dtls.certificate, &dtls.private_key) {
             (Some(_), None) => rules.fail(
                 "dtls.private_key",
@@ -1404,6 +1437,21 @@ mod tests {
     #[test]
     fn wrong_value_type_names_its_key() {
         assert_error("limits:\n  rooms: many\n", "limits.rooms: invalid type");
+    }
+
+    #[test]
+    fn dtls_groups_keep_their_order_and_need_a_classical_one() {
+        let config = Config::load_str("dtls:\n  groups: [x25519, x25519mlkem768]\n").unwrap();
+        assert_eq!(
+            config.dtls.groups,
+            vec![DtlsGroupSetting::X25519, DtlsGroupSetting::X25519mlkem768]
+        );
+        assert_error(
+            "dtls:\n  groups: [x25519mlkem768]\n",
+            "dtls.groups: must name",
+        );
+        assert_error("dtls:\n  groups: [p256, p256]\n", "dtls.groups: names");
+        assert_error("dtls:\n  groups: [x448]\n", "dtls.groups");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_dtls::{Certificate, Config, DtlsVersion, Recovery};
+use sluice_dtls::{Certificate, Config, DtlsVersion, NamedGroup, Recovery};
 
-use crate::config::{DtlsConfig, DtlsVersionSetting};
+use crate::config::{DtlsConfig, DtlsGroupSetting, DtlsVersionSetting};
 use crate::media::MediaError;
 
 /// Initial timeout used when `dtls.recovery` is false: the fixed 1 s timer of a naive
@@ -50,6 +50,15 @@ pub fn engine_config(config: &DtlsConfig, certificate: Arc<Certificate>) -> Conf
             DtlsVersionSetting::Dtls13 => DtlsVersion::Dtls13,
         })
         .collect();
+    engine.groups = config
+        .groups
+        .iter()
+        .map(|g| match g {
+            DtlsGroupSetting::X25519mlkem768 => NamedGroup::X25519MlKem768,
+            DtlsGroupSetting::X25519 => NamedGroup::X25519,
+            DtlsGroupSetting::P256 => NamedGroup::P256,
+        })
+        .collect();
     if !config.recovery {
         engine.recovery = Recovery::NONE;
         engine.initial_rto = NO_RECOVERY_RTO;
@@ -87,6 +96,14 @@ mod tests {
         assert_eq!(engine.initial_rto, Duration::from_millis(100));
         assert_eq!(engine.recovery, Recovery::FULL);
         assert_eq!(engine.versions, [DtlsVersion::Dtls13, DtlsVersion::Dtls12]);
+        assert_eq!(
+            engine.groups,
+            [
+                NamedGroup::X25519MlKem768,
+                NamedGroup::X25519,
+                NamedGroup::P256
+            ]
+        );
         let only12 = DtlsConfig {
             versions: vec![DtlsVersionSetting::Dtls12],
             ..DtlsConfig::default()
