@@ -373,34 +373,39 @@ mod tests {
         p
     }
 
+    /// A microphone published on `mid` (its SSRC learnt from packets when `None`).
+    fn microphone(mid: &str, ssrc: Option<u32>) -> PublicationSpec {
+        PublicationSpec {
+            source: Source::Microphone,
+            kind: Kind::Audio,
+            mid: mid.into(),
+            ssrc,
+            rtx_ssrc: None,
+            rids: Vec::new(),
+        }
+    }
+
+    /// A subscription to `publisher`'s microphone, sent as `ssrc` on the subscriber's `mid`.
+    fn wants_microphone(publisher: u64, ssrc: u32, mid: &str) -> SubscriptionSpec {
+        SubscriptionSpec {
+            publisher: ParticipantId(publisher),
+            source: Source::Microphone,
+            kind: Kind::Audio,
+            ssrc,
+            rtx_ssrc: None,
+            mid: mid.into(),
+            payload_types: vec![111],
+        }
+    }
+
     #[test]
     fn a_subscription_made_before_the_publisher_answered_starts_when_it_publishes() {
         let now = Instant::now();
         let mut router = RouterAdapter::new(&RouterSettings::default());
-        let wants_ada = SubscriptionSpec {
-            publisher: ParticipantId(1),
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            ssrc: 0xB0,
-            rtx_ssrc: None,
-            mid: "2".into(),
-            payload_types: vec![111],
-        };
+        let wants_ada = wants_microphone(1, 0xB0, "2");
         // Bo answers first: Ada's track does not exist yet.
         router.set_participant("r", ParticipantId(2), &[], &[wants_ada]);
-        router.set_participant(
-            "r",
-            ParticipantId(1),
-            &[PublicationSpec {
-                source: Source::Microphone,
-                kind: Kind::Audio,
-                mid: "0".into(),
-                ssrc: Some(0xA0),
-                rtx_ssrc: None,
-                rids: Vec::new(),
-            }],
-            &[],
-        );
+        router.set_participant("r", ParticipantId(1), &[microphone("0", Some(0xA0))], &[]);
         router.handle_rtp(now, ParticipantId(1), &opus(1, 0xA0));
         let out: Vec<Output> = std::iter::from_fn(|| router.poll_output()).collect();
         let rtp = out
@@ -416,23 +421,8 @@ mod tests {
     {
         let now = Instant::now();
         let mut router = RouterAdapter::new(&RouterSettings::default());
-        let published = |mid: &str, ssrc| PublicationSpec {
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            mid: mid.into(),
-            ssrc: Some(ssrc),
-            rtx_ssrc: None,
-            rids: Vec::new(),
-        };
-        let wants_ada = SubscriptionSpec {
-            publisher: ParticipantId(1),
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            ssrc: 0xB0,
-            rtx_ssrc: None,
-            mid: "2".into(),
-            payload_types: vec![111],
-        };
+        let published = |mid: &str, ssrc| microphone(mid, Some(ssrc));
+        let wants_ada = wants_microphone(1, 0xB0, "2");
         let forwarded = |router: &mut RouterAdapter, seq, ssrc| {
             router.handle_rtp(now, ParticipantId(1), &opus(seq, ssrc));
             std::iter::from_fn(|| router.poll_output())
@@ -459,23 +449,8 @@ mod tests {
     fn leaving_stops_forwarding_to_and_from_the_participant() {
         let now = Instant::now();
         let mut router = RouterAdapter::new(&RouterSettings::default());
-        let publication = PublicationSpec {
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            mid: "0".into(),
-            ssrc: Some(0xA0),
-            rtx_ssrc: None,
-            rids: Vec::new(),
-        };
-        let wants_ada = SubscriptionSpec {
-            publisher: ParticipantId(1),
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            ssrc: 0xB0,
-            rtx_ssrc: None,
-            mid: "2".into(),
-            payload_types: vec![111],
-        };
+        let publication = microphone("0", Some(0xA0));
+        let wants_ada = wants_microphone(1, 0xB0, "2");
         router.set_participant("r", ParticipantId(1), &[publication], &[]);
         router.set_participant("r", ParticipantId(2), &[], &[wants_ada]);
         router.remove_participant(ParticipantId(1));
@@ -488,14 +463,7 @@ mod tests {
         let now = Instant::now();
         let mut router = RouterAdapter::new(&RouterSettings::default());
         assert_eq!(router.poll_timeout(), None);
-        let publication = PublicationSpec {
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            mid: "0".into(),
-            ssrc: Some(0xA0),
-            rtx_ssrc: None,
-            rids: Vec::new(),
-        };
+        let publication = microphone("0", Some(0xA0));
         router.set_participant("r", ParticipantId(1), &[publication], &[]);
         router.handle_rtp(now, ParticipantId(1), &opus(1, 0xA0));
         let first = router.poll_timeout().expect("a report or feedback is due");
@@ -537,31 +505,18 @@ mod tests {
         let mut router = RouterAdapter::new(&RouterSettings::default());
         // Ada (1) and Cy (3) both publish audio on their own mid "0".
         for publisher in [ParticipantId(1), ParticipantId(3)] {
-            let publication = PublicationSpec {
-                source: Source::Microphone,
-                kind: Kind::Audio,
-                mid: "0".into(),
-                ssrc: None,
-                rtx_ssrc: None,
-                rids: Vec::new(),
-            };
+            let publication = microphone("0", None);
             router.set_participant("r", publisher, &[publication], &[]);
         }
         // Bo (2) receives them on its m-lines "1" and "2".
-        let wants = |publisher, ssrc, mid: &str| SubscriptionSpec {
-            publisher: ParticipantId(publisher),
-            source: Source::Microphone,
-            kind: Kind::Audio,
-            ssrc,
-            rtx_ssrc: None,
-            mid: mid.into(),
-            payload_types: vec![111],
-        };
         router.set_participant(
             "r",
             ParticipantId(2),
             &[],
-            &[wants(1, 0xB1, "1"), wants(3, 0xB3, "2")],
+            &[
+                wants_microphone(1, 0xB1, "1"),
+                wants_microphone(3, 0xB3, "2"),
+            ],
         );
         router.handle_rtp(now, ParticipantId(1), &opus_with_mid(1, 0xA1, b"0"));
         router.handle_rtp(now, ParticipantId(3), &opus_with_mid(1, 0xC3, b"0"));
