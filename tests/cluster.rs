@@ -122,6 +122,28 @@ async fn cluster_with(redis: &Redis, ids: &[&str], extra_yaml: &str) -> Vec<Node
     nodes
 }
 
+/// A call of Ada and Bo in `room`, joined through the first two of the nodes `ids` and
+/// receiving each other. Returns the other nodes, the node hosting the room (taken out of
+/// the list, for the test to kill or stop) and the two participants.
+async fn call_on_a_cluster(
+    redis: &Redis,
+    ids: &[&str],
+    extra_yaml: &str,
+    room: &str,
+) -> (Vec<Node>, Node, Client, Client) {
+    let mut nodes = cluster_with(redis, ids, extra_yaml).await;
+    let ada = join(&nodes[0], room, "Ada").await;
+    let bo = join(&nodes[1], room, "Bo").await;
+    all_receive_all(&[&ada, &bo]).await;
+    let host = owner(redis, room).await;
+    let index = nodes
+        .iter()
+        .position(|n| n.id == host)
+        .expect("the room's node is one of them");
+    let host = nodes.remove(index);
+    (nodes, host, ada, bo)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_joining_one_room_through_three_nodes_all_receive_one_another() {
     if !redis_server_available() {
@@ -208,16 +230,9 @@ async fn killing_the_rooms_node_lets_participants_rejoin_elsewhere_within_ten_se
         return;
     }
     let redis = Redis::start().await;
-    let mut nodes = cluster(&redis, &["k1", "k2", "k3"]).await;
-    let ada = join(&nodes[0], "phoenix", "Ada").await;
-    let bo = join(&nodes[1], "phoenix", "Bo").await;
-    all_receive_all(&[&ada, &bo]).await;
-    let old_owner = owner(&redis, "phoenix").await;
-    let index = nodes
-        .iter()
-        .position(|n| n.id == old_owner)
-        .expect("owner is a node");
-    let dead = nodes.remove(index);
+    let (nodes, dead, ada, bo) =
+        call_on_a_cluster(&redis, &["k1", "k2", "k3"], "", "phoenix").await;
+    let old_owner = dead.id.clone();
     dead.signal("-KILL");
     let killed = Instant::now();
 
@@ -323,13 +338,9 @@ async fn a_draining_node_gets_no_new_rooms_and_its_participants_finish() {
         return;
     }
     let redis = Redis::start().await;
-    let mut nodes = cluster(&redis, &["d1", "d2", "d3"]).await;
-    let ada = join(&nodes[0], "dusk", "Ada").await;
-    let bo = join(&nodes[1], "dusk", "Bo").await;
-    all_receive_all(&[&ada, &bo]).await;
-    let drained = owner(&redis, "dusk").await;
-    let index = nodes.iter().position(|n| n.id == drained).expect("owner");
-    let mut draining = nodes.remove(index);
+    let (nodes, mut draining, ada, bo) =
+        call_on_a_cluster(&redis, &["d1", "d2", "d3"], "", "dusk").await;
+    let drained = draining.id.clone();
     draining.signal("-TERM");
     let signalled = Instant::now();
 
@@ -436,13 +447,9 @@ async fn a_draining_node_lets_its_calls_go_on_then_moves_them_to_the_others() {
         DRAIN_PERIOD.as_millis() + 3000,
         DRAIN_PERIOD.as_millis()
     );
-    let mut nodes = cluster_with(&redis, &["e1", "e2", "e3"], &extra).await;
-    let ada = join(&nodes[0], "eve", "Ada").await;
-    let bo = join(&nodes[1], "eve", "Bo").await;
-    all_receive_all(&[&ada, &bo]).await;
-    let drained = owner(&redis, "eve").await;
-    let index = nodes.iter().position(|n| n.id == drained).expect("owner");
-    let mut draining = nodes.remove(index);
+    let (nodes, mut draining, ada, bo) =
+        call_on_a_cluster(&redis, &["e1", "e2", "e3"], &extra, "eve").await;
+    let drained = draining.id.clone();
     draining.signal("-TERM");
     let signalled = Instant::now();
 
