@@ -36,8 +36,9 @@ fn server_with_groups(versions: &[DtlsVersion], groups: &[NamedGroup]) -> Connec
     )
 }
 
-/// The ServerHello the server answered with: (version, cipher suite, srtp profiles).
-fn server_hello(conn: &mut Connection) -> Option<(u16, u16, Vec<u16>)> {
+/// The body of the (unfragmented) ServerHello among what the server sends now, after
+/// checking that it has not failed.
+fn server_hello_body(conn: &mut Connection) -> Option<Vec<u8>> {
     let mut body = None;
     while let Some(d) = conn.poll_transmit() {
         for r in dtls_view::records(&d).map_while(Result::ok) {
@@ -56,7 +57,12 @@ fn server_hello(conn: &mut Connection) -> Option<(u16, u16, Vec<u16>)> {
     while let Some(e) = conn.poll_event() {
         assert!(!matches!(e, Event::Failed(_)), "server failed: {e:?}");
     }
-    let b = body?;
+    body
+}
+
+/// The ServerHello the server answered with: (version, cipher suite, srtp profiles).
+fn server_hello(conn: &mut Connection) -> Option<(u16, u16, Vec<u16>)> {
+    let b = server_hello_body(conn)?;
     let version = u16::from_be_bytes([b[0], b[1]]);
     let sid_len = b[34] as usize;
     let at = 35 + sid_len;
@@ -218,25 +224,7 @@ fn built_chrome_like_hello_fragmented_and_overlapping_negotiates_dtls_1_2() {
 type Hello13 = ([u8; 32], u16, Vec<u8>, Vec<u8>);
 
 fn server_hello_13(conn: &mut Connection) -> Option<Hello13> {
-    let mut body = None;
-    while let Some(d) = conn.poll_transmit() {
-        for r in dtls_view::records(&d).map_while(Result::ok) {
-            for f in r
-                .handshake_fragments()
-                .into_iter()
-                .flatten()
-                .map_while(Result::ok)
-            {
-                if f.msg_type == 2 && f.fragment_offset == 0 && f.fragment_length == f.length {
-                    body = Some(f.body.to_vec());
-                }
-            }
-        }
-    }
-    while let Some(e) = conn.poll_event() {
-        assert!(!matches!(e, Event::Failed(_)), "server failed: {e:?}");
-    }
-    let b = body?;
+    let b = server_hello_body(conn)?;
     let mut random = [0u8; 32];
     random.copy_from_slice(&b[2..34]);
     let at = 35 + b[34] as usize;
