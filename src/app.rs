@@ -100,6 +100,7 @@ pub fn start_media(state: AppState) -> Result<AppState, MediaError> {
         media,
         state.config.limits.rooms,
         state.config.limits.participants_per_room,
+        state.config.media.room_worker_participants,
         state.config.signaling.room_event_queue,
         Arc::clone(&state.metrics),
     );

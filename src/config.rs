@@ -152,6 +152,12 @@ pub struct MediaConfig {
     /// large room (microphones and screen shares are not counted: all are received by
     /// default, one of each per participant at most).
     pub max_video_subscriptions: usize,
+    /// Participants of one room a worker takes before the room spreads onto another
+    /// worker (the least loaded): a room can then outgrow one core, each publisher's
+    /// packets crossing once to every other worker of the room. Small rooms stay on one
+    /// worker, where forwarding never crosses threads. 0: a room never leaves the worker
+    /// it opened on.
+    pub room_worker_participants: usize,
 }
 
 impl Default for MediaConfig {
@@ -169,6 +175,7 @@ impl Default for MediaConfig {
             last_n: 0,
             audio_last_n: 0,
             max_video_subscriptions: 16,
+            room_worker_participants: 100,
         }
     }
 }

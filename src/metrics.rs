@@ -207,6 +207,51 @@ pub enum AdmissionRefusal {
     ShuttingDown,
 }
 
+/// What happened to a message between two media workers (a room spanning workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayPath {
+    /// A publisher's packet copied to a worker with subscribers of its room.
+    MediaOut,
+    /// A relayed publisher's packet taken in and forwarded.
+    MediaIn,
+    /// Feedback (keyframe request, NACK) sent back to the publisher's worker.
+    FeedbackOut,
+    /// Feedback taken in and passed to the publisher.
+    FeedbackIn,
+    /// Dropped: the receiving worker's relay queue was full.
+    DroppedQueueFull,
+    /// Dropped: for a publisher the receiving worker does not know (it left, or the room
+    /// no longer spans that worker).
+    DroppedUnknown,
+}
+
+impl RelayPath {
+    pub const ALL: [Self; 6] = [
+        Self::MediaOut,
+        Self::MediaIn,
+        Self::FeedbackOut,
+        Self::FeedbackIn,
+        Self::DroppedQueueFull,
+        Self::DroppedUnknown,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MediaOut => "media_out",
+            Self::MediaIn => "media_in",
+            Self::FeedbackOut => "feedback_out",
+            Self::FeedbackIn => "feedback_in",
+            Self::DroppedQueueFull => "dropped_queue_full",
+            Self::DroppedUnknown => "dropped_unknown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 impl AdmissionRefusal {
     pub const ALL: [Self; 5] = [
         Self::TooManyRooms,
@@ -369,6 +414,7 @@ pub struct Metrics {
     signaling_rejected: [Counter; SignalingRejection::ALL.len()],
     sessions_ended: [Counter; SessionEnd::ALL.len()],
     room_events_overflowed: Counter,
+    relay_packets: [Counter; RelayPath::ALL.len()],
     log_lines_dropped: Counter,
     handshakes_in_flight: Gauge,
     router_dropped: [Counter; sluice_sfu::RouterDrop::ALL.len()],
@@ -649,6 +695,13 @@ impl Metrics {
             "signaling_room_resyncs",
             "Room changes that did not fit a connection's queue: it was resynchronised with a full room_state",
         );
+        let relay_packets = labelled_counters(
+            r,
+            "relay_packets",
+            "Packets between the media workers of rooms that span workers, by path",
+            "path",
+            RelayPath::ALL.map(RelayPath::as_str),
+        );
         let log_lines_dropped = counter(
             r,
             "log_lines_dropped",
@@ -738,6 +791,7 @@ impl Metrics {
             signaling_rejected,
             sessions_ended,
             room_events_overflowed,
+            relay_packets,
             log_lines_dropped,
             handshakes_in_flight,
             router_dropped,
@@ -794,6 +848,13 @@ impl Metrics {
     /// Counts a connection that fell behind its room's changes (it gets a resync).
     pub fn room_events_overflowed(&self) {
         self.room_events_overflowed.inc();
+    }
+
+    /// Counts `n` packets that took `path` between two workers.
+    pub fn relay_packets(&self, path: RelayPath, n: u64) {
+        if let Some(counter) = self.relay_packets.get(path.index()) {
+            counter.inc_by(n);
+        }
     }
 
     /// Brings the dropped-log-lines counter up to `total` (the log writer's own count).

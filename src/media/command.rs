@@ -161,6 +161,22 @@ pub enum Command {
         /// Highest encoding, lowest quality first.
         max_layer: usize,
     },
+    /// The workers that host members of `room` changed. Sent to every worker of the old
+    /// and the new set; a worker that is no longer in it drops its mirrors of the room.
+    RoomSpan(RoomSpan),
+}
+
+/// The workers a room's members are placed on, as signalling last decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSpan {
+    /// The room.
+    pub room: String,
+    /// Every worker hosting at least one member, ascending.
+    pub workers: Vec<usize>,
+    /// Increases with every decision (one counter for all rooms), so a worker that hears
+    /// of two decisions out of order, or a relay message sent before the latest one,
+    /// keeps the newest.
+    pub version: u64,
 }
 
 /// What a worker reports about a session.

@@ -13,10 +13,13 @@ use std::time::Instant;
 use sluice_ice::{demux, IceConfig, PacketClass};
 
 use crate::limits::HandshakeBudget;
-use crate::media::command::{Command, ParticipantId, PrepareSpec, SessionSpec};
+use crate::media::command::{
+    Command, ParticipantId, PrepareSpec, PublicationSpec, RoomSpan, SessionSpec,
+};
+use crate::media::relay::{self, RelayBatch, RelayMessage, RelayOutbox};
 use crate::media::router::{OutputKind, RouterAdapter, RouterSettings};
 use crate::media::session::{Context, Effect, Session};
-use crate::metrics::{DropReason, Metrics};
+use crate::metrics::{DropReason, Metrics, RelayPath};
 
 /// Most datagrams queued for sending before new ones are dropped (counted `queue_full`).
 pub const MAX_QUEUED_TRANSMITS: usize = 8192;
@@ -73,7 +76,41 @@ pub struct WorkerCore {
     /// The router's counters as last added to the metrics, and when to add them next.
     router_stats: sluice_sfu::RouterStats,
     router_stats_due: Option<Instant>,
+    /// Rooms of this worker that span others (and rooms it was taken out of, so that a
+    /// late message about them is recognised), by name.
+    spans: HashMap<String, Span>,
+    /// Publishers of other workers copied into this worker's router, by id.
+    mirrors: HashMap<ParticipantId, Mirror>,
+    /// What each local participant publishes, as told to the other workers of its room.
+    published: HashMap<ParticipantId, Vec<PublicationSpec>>,
+    /// Messages for the other workers, sent at the next flush.
+    relay: RelayOutbox,
 }
+
+/// This worker's view of a room that spans workers.
+#[derive(Debug, Clone)]
+struct Span {
+    /// The newest [`RoomSpan`] version applied.
+    version: u64,
+    /// Whether this worker hosts members of the room.
+    here: bool,
+    /// The other workers that do (empty when `here` is false).
+    others: Vec<usize>,
+}
+
+/// A publisher whose session is on another worker (its home), mirrored here.
+#[derive(Debug, Clone)]
+struct Mirror {
+    home: usize,
+    room: String,
+}
+
+/// Rooms this worker was taken out of that it still remembers (a late relay message
+/// about one must not bring back a mirror); the oldest are forgotten first.
+const MAX_REMEMBERED_DEPARTURES: usize = 1024;
+
+/// Most packets one relayed NACK has answered from the cache.
+const MAX_RELAYED_NACK_ANSWERS: usize = 64;
 
 /// How often the router's counters are added to the metrics.
 const ROUTER_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -103,6 +140,10 @@ impl WorkerCore {
             effects: Vec::new(),
             router_stats: sluice_sfu::RouterStats::default(),
             router_stats_due: None,
+            spans: HashMap::new(),
+            mirrors: HashMap::new(),
+            published: HashMap::new(),
+            relay: RelayOutbox::default(),
         }
     }
 
@@ -129,6 +170,10 @@ impl WorkerCore {
                 publisher,
                 max_layer,
             } => self.router.set_max_layer(subscriber, publisher, max_layer),
+            Command::RoomSpan(span) => {
+                self.set_span(span);
+                self.flush_router();
+            }
         }
     }
 
@@ -195,6 +240,7 @@ impl WorkerCore {
             &spec.publications,
             &spec.subscriptions,
         );
+        self.announce_publications(&spec.room, spec.participant, &spec.publications);
         self.flush_router();
     }
 
@@ -204,6 +250,11 @@ impl WorkerCore {
             self.metrics.session_closed();
             self.by_ufrag.retain(|_, p| *p != id);
             self.by_addr.retain(|_, p| *p != id);
+            if self.published.remove(&id).is_some() {
+                for worker in self.others_of(&session.room) {
+                    self.relay_push(worker, RelayMessage::Gone(id), None);
+                }
+            }
         }
         self.reschedule(id);
         self.router.remove_participant(id);
@@ -274,7 +325,9 @@ impl WorkerCore {
                 let plain = srtp.unprotect_rtp(datagram)?;
                 session.ingress.consume(datagram.len());
                 self.router.handle_rtp(now, id, &plain);
-                Ok(self.flush_router())
+                let forwarded = self.flush_router();
+                self.relay_publisher_packet(id, plain, false);
+                Ok(forwarded)
             }
             PacketClass::Rtcp => {
                 let id = self.permitted_session(now, from)?;
@@ -286,6 +339,7 @@ impl WorkerCore {
                 let plain = srtp.unprotect_rtcp(datagram)?;
                 self.router.handle_rtcp(now, id, &plain);
                 self.flush_router();
+                self.relay_publisher_packet(id, plain, true);
                 Ok(0)
             }
             PacketClass::Zrtp | PacketClass::TurnChannel | PacketClass::Unknown => {
@@ -386,35 +440,378 @@ impl WorkerCore {
         true
     }
 
-    /// Protects and queues what the router produced, returning buffers to its pool.
-    /// Returns how many RTP packets were queued.
+    /// Protects and queues what the router produced, returning buffers to its pool;
+    /// what it addressed to a mirrored publisher goes to that publisher's worker
+    /// (feedback only). Returns how many RTP packets were queued.
     fn flush_router(&mut self) -> usize {
         let mut rtp = 0;
         while let Some(output) = self.router.poll_output() {
-            let Some(session) = self.sessions.get_mut(&output.to) else {
-                continue;
-            };
-            if session.dead {
-                continue;
-            }
-            let Some(destination) = session.media_destination() else {
-                continue;
-            };
-            let Some(srtp) = session.srtp.as_mut() else {
-                continue;
-            };
-            let protected = match output.kind {
-                OutputKind::Rtp => srtp.protect_rtp(&output.data),
-                OutputKind::Rtcp => srtp.protect_rtcp(&output.data),
-            };
-            if let Some(protected) = protected {
-                if self.queue(destination, protected) && output.kind == OutputKind::Rtp {
+            if self.sessions.contains_key(&output.to) {
+                if self.send_to_session(output.to, output.kind, &output.data)
+                    && output.kind == OutputKind::Rtp
+                {
                     rtp += 1;
+                }
+            } else if let Some(home) = self.mirrors.get(&output.to).map(|m| m.home) {
+                if output.kind == OutputKind::Rtcp {
+                    if let Some(data) = relay::feedback(&output.data) {
+                        let message = RelayMessage::Feedback {
+                            participant: output.to,
+                            data,
+                        };
+                        self.relay_push(home, message, Some(RelayPath::FeedbackOut));
+                    }
                 }
             }
             self.router.recycle(output.data);
         }
         rtp
+    }
+
+    /// SRTP-protects `data` for `id`'s session and queues it; false when the session
+    /// cannot send (no keys or path yet, dead) or the queue is full.
+    fn send_to_session(&mut self, id: ParticipantId, kind: OutputKind, data: &[u8]) -> bool {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if session.dead {
+            return false;
+        }
+        let Some(destination) = session.media_destination() else {
+            return false;
+        };
+        let Some(srtp) = session.srtp.as_mut() else {
+            return false;
+        };
+        let protected = match kind {
+            OutputKind::Rtp => srtp.protect_rtp(data),
+            OutputKind::Rtcp => srtp.protect_rtcp(data),
+        };
+        protected.is_some_and(|protected| self.queue(destination, protected))
+    }
+
+    /// Applies signalling's latest decision about which workers host `span.room`.
+    fn set_span(&mut self, span: RoomSpan) {
+        let me = self.config.worker;
+        let before = match self.spans.get(&span.room) {
+            Some(known) if known.version >= span.version => return,
+            Some(known) => known.others.clone(),
+            None => Vec::new(),
+        };
+        let here = span.workers.contains(&me);
+        let others: Vec<usize> = if here {
+            span.workers.iter().copied().filter(|w| *w != me).collect()
+        } else {
+            Vec::new()
+        };
+        let stale: Vec<ParticipantId> = self
+            .mirrors
+            .iter()
+            .filter(|(_, m)| m.room == span.room && !others.contains(&m.home))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.drop_mirror(id);
+        }
+        let added: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|w| !before.contains(w))
+            .collect();
+        if !added.is_empty() {
+            // a worker new to the room learns what everyone here publishes
+            let publishers: Vec<(ParticipantId, Vec<PublicationSpec>)> = self
+                .published
+                .iter()
+                .filter(|(id, p)| {
+                    !p.is_empty() && self.sessions.get(id).is_some_and(|s| s.room == span.room)
+                })
+                .map(|(id, p)| (*id, p.clone()))
+                .collect();
+            for worker in added {
+                for (participant, publications) in &publishers {
+                    let message = RelayMessage::Publications {
+                        room: span.room.clone(),
+                        version: span.version,
+                        participant: *participant,
+                        publications: publications.clone(),
+                    };
+                    self.relay_push(worker, message, None);
+                }
+            }
+        }
+        tracing::debug!(room = %span.room, workers = ?span.workers, version = span.version, "room span changed");
+        self.spans.insert(
+            span.room,
+            Span {
+                version: span.version,
+                here,
+                others,
+            },
+        );
+        self.forget_old_departures();
+    }
+
+    /// Keeps at most [`MAX_REMEMBERED_DEPARTURES`] rooms this worker left.
+    fn forget_old_departures(&mut self) {
+        let departed = self.spans.values().filter(|s| !s.here).count();
+        if departed <= MAX_REMEMBERED_DEPARTURES {
+            return;
+        }
+        let mut versions: Vec<u64> = self
+            .spans
+            .values()
+            .filter(|s| !s.here)
+            .map(|s| s.version)
+            .collect();
+        versions.sort_unstable();
+        let cutoff = versions
+            .get(departed - MAX_REMEMBERED_DEPARTURES)
+            .copied()
+            .unwrap_or(0);
+        self.spans.retain(|_, s| s.here || s.version >= cutoff);
+    }
+
+    /// The other workers of `room` (none unless it spans workers).
+    fn others_of(&self, room: &str) -> Vec<usize> {
+        self.spans
+            .get(room)
+            .map_or_else(Vec::new, |s| s.others.clone())
+    }
+
+    /// Tells the other workers of `room` what local participant `id` publishes, when it
+    /// changed.
+    fn announce_publications(
+        &mut self,
+        room: &str,
+        id: ParticipantId,
+        publications: &[PublicationSpec],
+    ) {
+        let known = self.published.get(&id);
+        if known.map(Vec::as_slice) == Some(publications)
+            || (known.is_none() && publications.is_empty())
+        {
+            return;
+        }
+        self.published.insert(id, publications.to_vec());
+        let version = self.spans.get(room).map_or(0, |s| s.version);
+        for worker in self.others_of(room) {
+            let message = RelayMessage::Publications {
+                room: room.to_owned(),
+                version,
+                participant: id,
+                publications: publications.to_vec(),
+            };
+            self.relay_push(worker, message, None);
+        }
+    }
+
+    /// Copies a decrypted packet of local participant `id` to the other workers of its
+    /// room: RTP whole, RTCP as its sender reports only.
+    fn relay_publisher_packet(&mut self, id: ParticipantId, packet: Vec<u8>, rtcp: bool) {
+        let Some(room) = self.sessions.get(&id).map(|s| s.room.as_str()) else {
+            return;
+        };
+        let Some(span) = self.spans.get(room).filter(|s| !s.others.is_empty()) else {
+            return;
+        };
+        if !self.published.contains_key(&id) {
+            return; // it publishes nothing the others mirror
+        }
+        let data = if rtcp {
+            match relay::sender_reports(&packet) {
+                Some(reports) => reports,
+                None => return,
+            }
+        } else {
+            packet
+        };
+        let others = span.others.clone();
+        let last = others.len().saturating_sub(1);
+        let mut data = Some(data);
+        for (n, worker) in others.into_iter().enumerate() {
+            let data = if n == last {
+                data.take().unwrap_or_default()
+            } else {
+                data.clone().unwrap_or_default()
+            };
+            let message = if rtcp {
+                RelayMessage::SenderReports {
+                    participant: id,
+                    data,
+                }
+            } else {
+                RelayMessage::Rtp {
+                    participant: id,
+                    data,
+                }
+            };
+            self.relay_push(worker, message, Some(RelayPath::MediaOut));
+        }
+    }
+
+    /// Queues a message for `worker`, counted on `path` when given; a full outbox drops
+    /// it (counted).
+    fn relay_push(&mut self, worker: usize, message: RelayMessage, path: Option<RelayPath>) {
+        if self.relay.push(worker, message) {
+            if let Some(path) = path {
+                self.metrics.relay_packets(path, 1);
+            }
+        } else {
+            self.metrics.relay_packets(RelayPath::DroppedQueueFull, 1);
+        }
+    }
+
+    /// The next batch of messages for another worker, with its destination.
+    pub fn poll_relay(&mut self) -> Option<(usize, RelayBatch)> {
+        let (worker, messages) = self.relay.pop()?;
+        Some((
+            worker,
+            RelayBatch {
+                from: self.config.worker,
+                messages,
+            },
+        ))
+    }
+
+    /// Takes in what another worker of a shared room sent. Returns how many RTP packets
+    /// it made this worker queue for its subscribers.
+    pub fn handle_relay(&mut self, now: Instant, batch: RelayBatch) -> usize {
+        let from = batch.from;
+        let mut forwarded = 0;
+        for message in batch.messages {
+            match message {
+                RelayMessage::Publications {
+                    room,
+                    version,
+                    participant,
+                    publications,
+                } => self.mirror(from, room, version, participant, &publications),
+                RelayMessage::Gone(participant) => {
+                    if self
+                        .mirrors
+                        .get(&participant)
+                        .is_some_and(|m| m.home == from)
+                    {
+                        self.drop_mirror(participant);
+                    }
+                }
+                RelayMessage::Rtp { participant, data } => {
+                    if self.is_mirror_from(participant, from) {
+                        self.metrics.relay_packets(RelayPath::MediaIn, 1);
+                        self.router.handle_rtp(now, participant, &data);
+                        forwarded += self.flush_router();
+                    } else {
+                        self.metrics.relay_packets(RelayPath::DroppedUnknown, 1);
+                    }
+                }
+                RelayMessage::SenderReports { participant, data } => {
+                    if self.is_mirror_from(participant, from) {
+                        self.router.handle_rtcp(now, participant, &data);
+                        self.flush_router();
+                    }
+                }
+                RelayMessage::Feedback { participant, data } => {
+                    self.relayed_feedback(from, participant, &data);
+                }
+            }
+        }
+        self.flush_router();
+        forwarded
+    }
+
+    fn is_mirror_from(&self, participant: ParticipantId, worker: usize) -> bool {
+        self.mirrors
+            .get(&participant)
+            .is_some_and(|m| m.home == worker)
+    }
+
+    /// Creates or updates the mirror of `participant`, published on worker `home`.
+    fn mirror(
+        &mut self,
+        home: usize,
+        room: String,
+        version: u64,
+        participant: ParticipantId,
+        publications: &[PublicationSpec],
+    ) {
+        let departed = self
+            .spans
+            .get(&room)
+            .is_some_and(|s| !s.here && s.version > version);
+        if departed || self.sessions.contains_key(&participant) || home == self.config.worker {
+            self.metrics.relay_packets(RelayPath::DroppedUnknown, 1);
+            return;
+        }
+        match self.mirrors.get(&participant) {
+            Some(m) if m.home != home || m.room != room => {
+                self.metrics.relay_packets(RelayPath::DroppedUnknown, 1);
+                return;
+            }
+            Some(_) => {}
+            None => {
+                tracing::debug!(participant = participant.0, %room, home, "publisher mirrored");
+                self.mirrors.insert(
+                    participant,
+                    Mirror {
+                        home,
+                        room: room.clone(),
+                    },
+                );
+            }
+        }
+        self.router
+            .set_participant(&room, participant, publications, &[]);
+    }
+
+    fn drop_mirror(&mut self, id: ParticipantId) {
+        if self.mirrors.remove(&id).is_some() {
+            tracing::debug!(participant = id.0, "mirror removed");
+            self.router.remove_participant(id);
+        }
+    }
+
+    /// Feedback from another worker's subscribers for local publisher `id`: keyframe
+    /// requests go to the publisher; NACKs are answered from the cache by sending the
+    /// packets across again (what the publisher's own link lost, this worker already
+    /// asks it for).
+    fn relayed_feedback(&mut self, from: usize, id: ParticipantId, data: &[u8]) {
+        if !self.sessions.contains_key(&id) {
+            self.metrics.relay_packets(RelayPath::DroppedUnknown, 1);
+            return;
+        }
+        self.metrics.relay_packets(RelayPath::FeedbackIn, 1);
+        let mut to_publisher = Vec::new();
+        let mut again = Vec::new();
+        let mut packets = sluice_rtp::RtcpIter::new(data);
+        while let Some(Ok((packet, range))) = packets.next_with_range() {
+            match packet {
+                sluice_rtp::RtcpPacket::Pli { .. } | sluice_rtp::RtcpPacket::Fir(_) => {
+                    to_publisher.extend_from_slice(data.get(range).unwrap_or_default());
+                }
+                sluice_rtp::RtcpPacket::Nack(nack) => {
+                    for seq in nack.lost() {
+                        if again.len() >= MAX_RELAYED_NACK_ANSWERS {
+                            break;
+                        }
+                        if let Some(cached) = self.router.cached_packet(id, nack.media_ssrc, seq) {
+                            again.push(cached.to_vec());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for data in again {
+            let message = RelayMessage::Rtp {
+                participant: id,
+                data,
+            };
+            self.relay_push(from, message, Some(RelayPath::MediaOut));
+        }
+        if !to_publisher.is_empty() {
+            self.send_to_session(id, OutputKind::Rtcp, &to_publisher);
+        }
     }
 
     /// Lets time pass for every session whose timer is due.

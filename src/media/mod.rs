@@ -10,6 +10,7 @@ pub mod core;
 mod delay;
 mod error;
 mod recv;
+pub mod relay;
 pub mod router;
 pub mod session;
 pub mod srtp;
@@ -24,7 +25,8 @@ use tokio::sync::mpsc;
 
 pub use command::{
     parse_participant_label, parse_track_label, participant_label, track_label, Command,
-    ParticipantId, PrepareSpec, PublicationSpec, SessionEvent, SessionSpec, SubscriptionSpec,
+    ParticipantId, PrepareSpec, PublicationSpec, RoomSpan, SessionEvent, SessionSpec,
+    SubscriptionSpec,
 };
 pub use error::MediaError;
 
@@ -69,6 +71,10 @@ impl MediaPlane {
             .worker_listen_addrs(worker_count)
             .unwrap_or_else(|_| vec![config.media.listen; worker_count]);
         let mut workers = Vec::with_capacity(worker_count);
+        let (relay_outboxes, relay_inboxes): (Vec<_>, Vec<_>) = (0..worker_count)
+            .map(|_| mpsc::channel(relay::RELAY_CHANNEL_BATCHES))
+            .unzip();
+        let mut relay_inboxes = relay_inboxes.into_iter();
         let handshakes = crate::limits::HandshakeBudget::with_gauge(
             config.limits.handshakes_in_flight,
             metrics.handshakes_in_flight_gauge(),
@@ -113,6 +119,13 @@ impl MediaPlane {
                 Arc::clone(&metrics),
             );
             let metrics = Arc::clone(&metrics);
+            let relay = worker::RelayChannels {
+                inbox: relay_inboxes.next().ok_or(MediaError::Spawn {
+                    worker: index,
+                    source: std::io::Error::other("no relay channel"),
+                })?,
+                outboxes: relay_outboxes.clone(),
+            };
             std::thread::Builder::new()
                 .name(format!("sluice-media-{index}"))
                 .spawn(move || {
@@ -128,7 +141,9 @@ impl MediaPlane {
                     };
                     runtime.block_on(async move {
                         match tokio::net::UdpSocket::from_std(socket) {
-                            Ok(socket) => worker::run(index, socket, core, receiver, metrics).await,
+                            Ok(socket) => {
+                                worker::run(index, socket, core, receiver, relay, metrics).await
+                            }
                             Err(error) => {
                                 tracing::error!(worker = index, %error, "cannot register socket")
                             }

@@ -290,6 +290,12 @@ impl RouterAdapter {
         self.router.handle_rtcp(now, from, packet);
     }
 
+    /// A packet of `publisher` still in the retransmission cache (see
+    /// `sluice_sfu::Router::cached_packet`).
+    pub fn cached_packet(&self, publisher: ParticipantId, ssrc: u32, seq: u16) -> Option<&[u8]> {
+        self.router.cached_packet(publisher, ssrc, seq)
+    }
+
     /// The next packet to protect and send, addressed to the participant `to`.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.router.poll_output()

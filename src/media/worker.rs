@@ -21,7 +21,8 @@ use crate::media::command::Command;
 use crate::media::core::WorkerCore;
 use crate::media::delay::DelaySampler;
 use crate::media::recv::{self, RecvBatch};
-use crate::metrics::{DropReason, Metrics};
+use crate::media::relay::RelayBatch;
+use crate::metrics::{DropReason, Metrics, RelayPath};
 
 /// Kernel socket buffer asked for in each direction (capped by net.core.[rw]mem_max):
 /// the default 208 KiB holds a few milliseconds of a busy worker's traffic, so a burst
@@ -33,12 +34,21 @@ const FLUSH_DATAGRAMS: usize = 8 * SEND_BATCH;
 /// How often the busy ratio gauge is refreshed.
 const BUSY_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The channels between the workers of one process, for rooms that span workers.
+pub(crate) struct RelayChannels {
+    /// What the other workers send this one.
+    pub(crate) inbox: mpsc::Receiver<RelayBatch>,
+    /// Every worker's inbox, by worker index.
+    pub(crate) outboxes: Vec<mpsc::Sender<RelayBatch>>,
+}
+
 /// Runs worker `index` until its command channel closes.
 pub(crate) async fn run(
     index: usize,
     socket: UdpSocket,
     mut core: WorkerCore,
     mut commands: mpsc::Receiver<Command>,
+    mut relay: RelayChannels,
     metrics: Arc<Metrics>,
 ) {
     let local = socket
@@ -63,6 +73,7 @@ pub(crate) async fn run(
             core.handle_timeout(now);
         }
         flush(&socket, &mut core, &metrics, &mut batch, &mut queue).await;
+        flush_relay(&mut core, &relay.outboxes, &metrics);
         delays.flushed(Instant::now(), |delay| metrics.forward_delay(delay));
         busy += now.elapsed();
         if window_start.elapsed() >= BUSY_REPORT_INTERVAL {
@@ -96,6 +107,11 @@ pub(crate) async fn run(
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(error) => tracing::debug!(%error, "recvmmsg failed"),
                 }
+                busy += started.elapsed();
+            }
+            Some(relayed) = relay.inbox.recv() => {
+                let started = Instant::now();
+                core.handle_relay(started, relayed);
                 busy += started.elapsed();
             }
             command = commands.recv() => {
@@ -133,6 +149,20 @@ async fn flush(
             return;
         }
         batch.send_all(socket, queue, metrics).await;
+    }
+}
+
+/// Hands each other worker what the core queued for it, one batch per worker; a full
+/// inbox drops the batch (counted), as a full socket buffer would.
+fn flush_relay(core: &mut WorkerCore, outboxes: &[mpsc::Sender<RelayBatch>], metrics: &Metrics) {
+    while let Some((worker, batch)) = core.poll_relay() {
+        let count = batch.messages.len() as u64;
+        let sent = outboxes
+            .get(worker)
+            .is_some_and(|outbox| outbox.try_send(batch).is_ok());
+        if !sent {
+            metrics.relay_packets(RelayPath::DroppedQueueFull, count);
+        }
     }
 }
 

@@ -350,12 +350,15 @@ impl Connection {
     async fn finish(&mut self, end: End) {
         if let Some(joined) = self.joined.take() {
             tracing::info!(participant = joined.id.0, room = %joined.room, reason = end.reason(), "participant left");
-            self.rooms.leave(&joined.room, joined.id);
+            let span = self.rooms.leave(&joined.room, joined.id);
             let _ = joined
                 .worker
                 .commands
                 .send(Command::Remove(joined.id))
                 .await;
+            if let Some(change) = span {
+                self.rooms.announce(change).await;
+            }
         }
         if !end.says_bye() {
             return;
@@ -558,7 +561,7 @@ impl Connection {
                 return Some(end);
             }
         }
-        let admission = match self.rooms.join(&room, &name) {
+        let mut admission = match self.rooms.join(&room, &name) {
             Ok(admission) => admission,
             Err(code) => {
                 let refusal = match code {
@@ -574,8 +577,14 @@ impl Connection {
                 return Some(End::Fatal(code));
             }
         };
+        let span = admission.span.take();
         match self.start_session(room, admission) {
             Ok(joined) => {
+                // The room's workers learn that it spans a new one before the
+                // participant's session opens there.
+                if let Some(change) = span {
+                    self.rooms.announce(change).await;
+                }
                 tracing::info!(participant = joined.id.0, room = %joined.room, worker = joined.worker.index, "participant joined");
                 let message = ServerMessage::Joined {
                     version: PROTOCOL_VERSION,
@@ -661,6 +670,7 @@ impl Connection {
             others,
             events,
             resync,
+            span: _,
         } = admission;
         let local_ice = Credentials::generate(&self.rng).map_err(|_| ErrorCode::Internal);
         let local_ice = match local_ice {

@@ -2,9 +2,12 @@
 //! and which worker hosts each room.
 //!
 //! It lives on the tokio side, behind one short-held mutex (joins and leaves are
-//! rare next to media). A room is placed on the least loaded worker when it opens
-//! and stays there: every participant of a room has its session on that worker, so
-//! forwarding never crosses threads.
+//! rare next to media). A room opens on the least loaded worker and its participants
+//! join it there until `media.room_worker_participants` of them are on it; the next
+//! goes to the least loaded worker still under that many of the room. A room on one
+//! worker forwards without crossing threads; once it spans several, each worker of
+//! the room is told which others host it ([`SpanChange`]) and the workers relay
+//! publishers' packets between themselves (`media::relay`).
 //!
 //! Room changes reach each member's connection through a bounded queue. A member that
 //! falls behind by more than the queue holds loses events, never blocks the room: its
@@ -19,7 +22,9 @@ use sluice_signal::protocol::{ErrorCode, ParticipantInfo, Source, TrackInfo};
 use sluice_signal::sdp::Kind;
 use tokio::sync::mpsc;
 
-use crate::media::{participant_label, track_label, MediaPlane, ParticipantId, WorkerHandle};
+use crate::media::{
+    participant_label, track_label, Command, MediaPlane, ParticipantId, RoomSpan, WorkerHandle,
+};
 use crate::metrics::Metrics;
 
 /// What a participant publishes: the sources its answer sends on its own m-lines.
@@ -117,10 +122,25 @@ pub struct Admission {
     pub events: mpsc::Receiver<RoomEvent>,
     /// Raised when a change could not be queued: `events` is no longer complete.
     pub resync: Arc<AtomicBool>,
+    /// The room now spans another worker: tell the workers ([`Rooms::announce`])
+    /// before the participant's session starts.
+    pub span: Option<SpanChange>,
+}
+
+/// A change in the set of workers hosting a room, and which workers must hear of it
+/// (those of the old set and the new).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanChange {
+    /// The new set.
+    pub span: RoomSpan,
+    /// Who to tell.
+    pub notify: Vec<usize>,
 }
 
 #[derive(Debug)]
 struct Member {
+    /// The worker its session is on.
+    worker: usize,
     info: ParticipantInfo,
     published: Published,
     events: mpsc::Sender<RoomEvent>,
@@ -142,11 +162,18 @@ impl Member {
 
 #[derive(Debug)]
 struct Room {
+    /// The worker it opened on.
     worker: usize,
+    /// Members per worker hosting any.
+    workers: BTreeMap<usize, usize>,
     members: BTreeMap<ParticipantId, Member>,
 }
 
 impl Room {
+    fn worker_set(&self) -> Vec<usize> {
+        self.workers.keys().copied().collect()
+    }
+
     /// Queues `event` for every member but `except`; a full queue raises the member's
     /// resync flag instead of blocking or dropping silently.
     fn broadcast(&self, except: ParticipantId, event: &RoomEvent, metrics: &Metrics) {
@@ -168,8 +195,25 @@ impl Room {
 struct Inner {
     rooms: HashMap<String, Room>,
     rooms_per_worker: Vec<usize>,
+    participants_per_worker: Vec<usize>,
     /// The number of the next participant to join; never reused while the process runs.
     next_id: u64,
+    /// The version of the next [`RoomSpan`].
+    next_span_version: u64,
+}
+
+impl Inner {
+    /// The least loaded worker (fewest participants, then fewest rooms) among those
+    /// `eligible` admits.
+    fn least_loaded(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        self.participants_per_worker
+            .iter()
+            .zip(&self.rooms_per_worker)
+            .enumerate()
+            .filter(|(index, _)| eligible(*index))
+            .min_by_key(|(index, (participants, rooms))| (**participants, **rooms, *index))
+            .map(|(index, _)| index)
+    }
 }
 
 /// Rooms and their placement on workers.
@@ -179,6 +223,8 @@ pub struct Rooms {
     media: MediaPlane,
     max_rooms: usize,
     max_participants_per_room: usize,
+    /// `media.room_worker_participants` (0: rooms stay on one worker).
+    room_worker_participants: usize,
     event_queue: usize,
     metrics: Arc<Metrics>,
     /// Draining: rooms open here still take joins, no other room opens.
@@ -188,10 +234,13 @@ pub struct Rooms {
 impl Rooms {
     /// An empty registry over `media`'s workers; each member's connection is sent up to
     /// `event_queue` room changes ahead of what it has read before it needs a resync.
+    /// A room spreads onto another worker once `room_worker_participants` of its members
+    /// are on each of its workers (0: never).
     pub fn new(
         media: MediaPlane,
         max_rooms: usize,
         max_participants_per_room: usize,
+        room_worker_participants: usize,
         event_queue: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -199,11 +248,14 @@ impl Rooms {
             inner: Mutex::new(Inner {
                 rooms: HashMap::new(),
                 rooms_per_worker: vec![0; media.workers.len()],
+                participants_per_worker: vec![0; media.workers.len()],
                 next_id: 1,
+                next_span_version: 1,
             }),
             media,
             max_rooms,
             max_participants_per_room,
+            room_worker_participants,
             event_queue: event_queue.max(1),
             metrics,
             no_new_rooms: AtomicBool::new(false),
@@ -241,13 +293,7 @@ impl Rooms {
             if inner.rooms.len() >= self.max_rooms {
                 return Err(ErrorCode::TooManyRooms);
             }
-            let worker = inner
-                .rooms_per_worker
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, count)| **count)
-                .map(|(index, _)| index)
-                .ok_or(ErrorCode::Internal)?;
+            let worker = inner.least_loaded(|_| true).ok_or(ErrorCode::Internal)?;
             if let Some(count) = inner.rooms_per_worker.get_mut(worker) {
                 *count += 1;
             }
@@ -255,26 +301,41 @@ impl Rooms {
                 room.to_owned(),
                 Room {
                     worker,
+                    workers: BTreeMap::new(),
                     members: BTreeMap::new(),
                 },
             );
             self.metrics.room_opened();
             tracing::info!(room, worker, "room opened");
         }
-        let entry = inner.rooms.get_mut(room).ok_or(ErrorCode::Internal)?;
+        let entry = inner.rooms.get(room).ok_or(ErrorCode::Internal)?;
         if entry.members.len() >= self.max_participants_per_room {
             return Err(ErrorCode::RoomFull);
         }
+        let index = self.place(inner, entry).ok_or(ErrorCode::Internal)?;
         let worker = self
             .media
             .workers
-            .get(entry.worker)
+            .get(index)
             .cloned()
             .ok_or(ErrorCode::Internal)?;
         let id = ParticipantId(inner.next_id);
         inner.next_id += 1;
+        if let Some(count) = inner.participants_per_worker.get_mut(index) {
+            *count += 1;
+        }
+        let entry = inner.rooms.get_mut(room).ok_or(ErrorCode::Internal)?;
+        let before = entry.worker_set();
+        *entry.workers.entry(index).or_default() += 1;
+        let span = span_change(
+            room,
+            before,
+            entry.worker_set(),
+            &mut inner.next_span_version,
+        );
         let (events, receiver) = mpsc::channel(self.event_queue);
         let member = Member {
+            worker: index,
             info: ParticipantInfo::new(participant_label(id), name),
             published: Published::default(),
             events,
@@ -291,7 +352,38 @@ impl Rooms {
             others,
             events: receiver,
             resync,
+            span,
         })
+    }
+
+    /// The worker for a new member of `room`: the room's own workers while one of them
+    /// has fewer than `room_worker_participants` of its members (the least loaded of
+    /// those), else the least loaded worker still under that many (or of all, when
+    /// every worker is).
+    fn place(&self, inner: &Inner, room: &Room) -> Option<usize> {
+        let limit = self.room_worker_participants;
+        if limit == 0 {
+            return Some(room.worker);
+        }
+        let in_room = |w: usize| room.workers.get(&w).copied().unwrap_or(0);
+        inner
+            .least_loaded(|w| in_room(w) > 0 && in_room(w) < limit)
+            .or_else(|| (room.workers.is_empty()).then_some(room.worker))
+            .or_else(|| inner.least_loaded(|w| in_room(w) < limit))
+            .or_else(|| inner.least_loaded(|_| true))
+    }
+
+    /// Tells every worker concerned which workers host the room now. Waits for room in
+    /// their command queues: a worker that missed it would relay to the wrong set.
+    pub async fn announce(&self, change: SpanChange) {
+        for index in &change.notify {
+            if let Some(worker) = self.media.workers.get(*index) {
+                let _ = worker
+                    .commands
+                    .send(Command::RoomSpan(change.span.clone()))
+                    .await;
+            }
+        }
     }
 
     /// Records what `id` publishes and tells the others when it changed.
@@ -344,15 +436,29 @@ impl Rooms {
     }
 
     /// Removes `id` from `room`, tells the others, and closes the room when empty.
-    pub fn leave(&self, room: &str, id: ParticipantId) {
+    /// Returns the change to [`announce`](Self::announce) when the room no longer
+    /// spans the worker `id` was on.
+    pub fn leave(&self, room: &str, id: ParticipantId) -> Option<SpanChange> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let Some(entry) = inner.rooms.get_mut(room) else {
-            return;
-        };
-        if entry.members.remove(&id).is_none() {
-            return;
+        let entry = inner.rooms.get_mut(room)?;
+        let gone = entry.members.remove(&id)?;
+        if let Some(count) = inner.participants_per_worker.get_mut(gone.worker) {
+            *count = count.saturating_sub(1);
         }
+        let before = entry.worker_set();
+        if let Some(count) = entry.workers.get_mut(&gone.worker) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                entry.workers.remove(&gone.worker);
+            }
+        }
+        let span = span_change(
+            room,
+            before,
+            entry.worker_set(),
+            &mut inner.next_span_version,
+        );
         self.metrics.participant_left();
         entry.broadcast(id, &RoomEvent::Left(id), &self.metrics);
         if entry.members.is_empty() {
@@ -364,6 +470,7 @@ impl Rooms {
             self.metrics.room_closed();
             tracing::info!(room, worker, "room closed");
         }
+        span
     }
 
     /// Ends the sessions in `room` on this node so that they rejoin the room where the
@@ -388,6 +495,14 @@ impl Rooms {
         moved
     }
 
+    /// The workers hosting members of `room`, ascending.
+    pub fn workers_of(&self, room: &str) -> Vec<usize> {
+        self.lock()
+            .rooms
+            .get(room)
+            .map_or_else(Vec::new, Room::worker_set)
+    }
+
     /// Open rooms.
     pub fn room_count(&self) -> usize {
         self.lock().rooms.len()
@@ -402,4 +517,32 @@ impl Rooms {
     pub fn names(&self) -> Vec<String> {
         self.lock().rooms.keys().cloned().collect()
     }
+}
+
+/// The change to announce when a room's workers went from `before` to `after`: none
+/// while the room is on at most one worker before and after (nothing to relay, nothing
+/// to undo).
+fn span_change(
+    room: &str,
+    before: Vec<usize>,
+    after: Vec<usize>,
+    next_version: &mut u64,
+) -> Option<SpanChange> {
+    if before == after || (before.len() <= 1 && after.len() <= 1) {
+        return None;
+    }
+    let version = *next_version;
+    *next_version += 1;
+    let mut notify: Vec<usize> = before.iter().chain(&after).copied().collect();
+    notify.sort_unstable();
+    notify.dedup();
+    tracing::info!(room, workers = ?after, "room spans workers");
+    Some(SpanChange {
+        span: RoomSpan {
+            room: room.to_owned(),
+            workers: after,
+            version,
+        },
+        notify,
+    })
 }

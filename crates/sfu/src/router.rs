@@ -569,6 +569,26 @@ impl Router {
             .and_then(|t| t.layers.iter().find_map(|l| l.ssrc))
     }
 
+    /// The packet `publisher` sent on media SSRC `ssrc` with sequence number `seq`, as it
+    /// arrived (plaintext, before any rewrite), while the retransmission cache holds it.
+    /// A relay that copied the publisher's stream to another router answers that
+    /// router's NACKs from here instead of asking the publisher again.
+    pub fn cached_packet(&self, publisher: ParticipantId, ssrc: u32, seq: u16) -> Option<&[u8]> {
+        let binding = self
+            .participants
+            .get(&publisher)?
+            .ssrcs
+            .get(&ssrc)
+            .filter(|b| b.role == crate::state::StreamRole::Media)?;
+        self.tracks
+            .get(&binding.track)?
+            .layers
+            .get(binding.layer)
+            .filter(|l| l.ssrc == Some(ssrc))?
+            .cache
+            .as_ref()?
+            .get(seq)
+    }
     /// Caps the encoding of a simulcast `track` that `subscriber` gets, lowest quality
     /// first (0 = the lowest). A page that shows the track in a small tile asks for a low
     /// encoding, so the subscriber's downlink is not spent on pixels nobody sees. Takes
