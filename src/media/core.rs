@@ -852,7 +852,8 @@ impl WorkerCore {
                     }
                 }
                 sluice_sfu::RouterEvent::DominantSpeaker { room, participant } => {
-                    // everyone of the room on this worker (a room lives on one worker)
+                    // everyone of the room on this worker; the other workers of a room
+                    // that spans several elect from the same audio (their mirrors')
                     for session in self.sessions.values().filter(|s| s.room == room) {
                         session.notify(crate::media::SessionEvent::DominantSpeaker { participant });
                     }
@@ -1395,5 +1396,214 @@ mod tests {
         h.feed(&check);
         assert!(h.sent().is_empty());
         assert_eq!(h.dropped(DropReason::UnknownSource), 1);
+    }
+
+    fn microphone() -> PublicationSpec {
+        PublicationSpec {
+            source: sluice_signal::protocol::Source::Microphone,
+            kind: sluice_signal::sdp::Kind::Audio,
+            mid: "0".into(),
+            ssrc: Some(1111),
+            rtx_ssrc: None,
+            rids: Vec::new(),
+        }
+    }
+
+    fn span(room: &str, workers: &[usize], version: u64) -> Command {
+        Command::RoomSpan(RoomSpan {
+            room: room.into(),
+            workers: workers.to_vec(),
+            version,
+        })
+    }
+
+    fn relayed(core: &mut WorkerCore) -> Vec<(usize, RelayMessage)> {
+        let mut out = Vec::new();
+        while let Some((worker, batch)) = core.poll_relay() {
+            out.extend(batch.messages.into_iter().map(|m| (worker, m)));
+        }
+        out
+    }
+
+    #[test]
+    fn a_publisher_is_announced_to_each_worker_its_room_spreads_to_and_withdrawn_when_it_leaves() {
+        let mut h = harness(Role::Server);
+        h.core.handle_command(h.now, span("r", &[0, 1], 1));
+        assert!(relayed(&mut h.core).is_empty(), "nothing published yet");
+        let mut spec = SessionSpec {
+            participant: ParticipantId(7),
+            room: "r".into(),
+            local_ice: h.server_creds.clone(),
+            remote_ice: h.client_creds.clone(),
+            remote_fingerprint: h.client_cert.fingerprint(),
+            dtls_role: Role::Server,
+            publications: vec![microphone()],
+            subscriptions: Vec::new(),
+            events: h.events_tx.clone(),
+        };
+        h.core
+            .handle_command(h.now, Command::Upsert(Box::new(spec.clone())));
+        let expected = RelayMessage::Publications {
+            room: "r".into(),
+            version: 1,
+            participant: ParticipantId(7),
+            publications: vec![microphone()],
+        };
+        assert_eq!(relayed(&mut h.core), [(1, expected.clone())]);
+        // the same answer again changes nothing
+        h.core
+            .handle_command(h.now, Command::Upsert(Box::new(spec.clone())));
+        assert!(relayed(&mut h.core).is_empty());
+        // a third worker joins the room: it alone learns what is published here
+        h.core.handle_command(h.now, span("r", &[0, 1, 2], 2));
+        let sent = relayed(&mut h.core);
+        assert_eq!(sent.len(), 1);
+        assert!(matches!(
+            sent.first(),
+            Some((2, RelayMessage::Publications { version: 2, .. }))
+        ));
+        // it stops publishing: every other worker hears the empty list
+        spec.publications.clear();
+        h.core
+            .handle_command(h.now, Command::Upsert(Box::new(spec)));
+        assert_eq!(relayed(&mut h.core).len(), 2);
+        h.core
+            .handle_command(h.now, Command::Remove(ParticipantId(7)));
+        let gone: Vec<usize> = relayed(&mut h.core)
+            .into_iter()
+            .filter(|(_, m)| *m == RelayMessage::Gone(ParticipantId(7)))
+            .map(|(w, _)| w)
+            .collect();
+        assert_eq!(gone, [1, 2]);
+    }
+
+    #[test]
+    fn a_mirror_lives_while_the_room_spans_both_workers_and_a_late_message_cannot_revive_it() {
+        let mut h = harness(Role::Server);
+        let publications = |version| RelayMessage::Publications {
+            room: "r".into(),
+            version,
+            participant: ParticipantId(40),
+            publications: vec![microphone()],
+        };
+        let batch = |from, messages| RelayBatch { from, messages };
+        h.core.handle_command(h.now, span("r", &[0, 3], 5));
+        h.core.handle_relay(h.now, batch(3, vec![publications(5)]));
+        assert!(h.core.is_mirror_from(ParticipantId(40), 3));
+        // a packet for it from another worker is not taken
+        let rtp = RelayMessage::Rtp {
+            participant: ParticipantId(40),
+            data: vec![0x80, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0x04, 0x57],
+        };
+        h.core.handle_relay(h.now, batch(2, vec![rtp]));
+        let metrics = h.metrics.encode();
+        assert_eq!(
+            counter(
+                &metrics,
+                "sluice_relay_packets_total{path=\"dropped_unknown\"}"
+            ),
+            1
+        );
+        // the room leaves worker 3: its mirrors go
+        h.core.handle_command(h.now, span("r", &[0], 6));
+        assert!(!h.core.is_mirror_from(ParticipantId(40), 3));
+        // this worker leaves the room; a message sent before that is ignored
+        h.core.handle_command(h.now, span("r", &[3], 7));
+        h.core.handle_relay(h.now, batch(3, vec![publications(6)]));
+        assert!(h.core.mirrors.is_empty());
+        // an older decision arriving late changes nothing
+        h.core.handle_command(h.now, span("r", &[0, 3], 4));
+        assert_eq!(h.core.spans.get("r").map(|s| s.version), Some(7));
+        // a local participant is never mirrored
+        h.core.handle_command(h.now, span("r", &[0, 3], 8));
+        let local = RelayMessage::Publications {
+            room: "r".into(),
+            version: 8,
+            participant: ParticipantId(7),
+            publications: vec![microphone()],
+        };
+        h.core.handle_relay(h.now, batch(3, vec![local]));
+        assert!(h.core.mirrors.is_empty());
+        // Gone from its home removes it
+        h.core.handle_relay(h.now, batch(3, vec![publications(8)]));
+        assert!(h.core.is_mirror_from(ParticipantId(40), 3));
+        h.core
+            .handle_relay(h.now, batch(3, vec![RelayMessage::Gone(ParticipantId(40))]));
+        assert!(h.core.mirrors.is_empty());
+    }
+
+    #[test]
+    fn departures_are_remembered_up_to_a_bound() {
+        let mut h = harness(Role::Server);
+        for n in 0..(MAX_REMEMBERED_DEPARTURES as u64 + 50) {
+            let room = format!("room-{n}");
+            h.core
+                .handle_command(h.now, span(&room, &[0, 1], 2 * n + 1));
+            h.core.handle_command(h.now, span(&room, &[1], 2 * n + 2));
+        }
+        assert_eq!(h.core.spans.len(), MAX_REMEMBERED_DEPARTURES);
+        assert!(!h.core.spans.contains_key("room-0"));
+    }
+
+    #[test]
+    fn a_nack_from_another_worker_is_answered_from_the_cache_not_by_the_publisher() {
+        let mut h = harness(Role::Server);
+        h.core.handle_command(h.now, span("r", &[0, 1], 1));
+        let camera = PublicationSpec {
+            source: sluice_signal::protocol::Source::Camera,
+            kind: sluice_signal::sdp::Kind::Video,
+            mid: "1".into(),
+            ssrc: Some(2222),
+            rtx_ssrc: None,
+            rids: Vec::new(),
+        };
+        h.core.handle_command(
+            h.now,
+            Command::Upsert(Box::new(SessionSpec {
+                participant: ParticipantId(7),
+                room: "r".into(),
+                local_ice: h.server_creds.clone(),
+                remote_ice: h.client_creds.clone(),
+                remote_fingerprint: h.client_cert.fingerprint(),
+                dtls_role: Role::Server,
+                publications: vec![camera],
+                subscriptions: Vec::new(),
+                events: h.events_tx.clone(),
+            })),
+        );
+        relayed(&mut h.core);
+        let packet = |seq: u16| {
+            let mut p = vec![0x80, 96];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0x08, 0xAE, 0x90, 0x80, 0x01, 0x10]);
+            p
+        };
+        for seq in [100u16, 101, 103] {
+            h.core
+                .router
+                .handle_rtp(h.now, ParticipantId(7), &packet(seq));
+        }
+        h.core.flush_router();
+        let mut nack = Vec::new();
+        sluice_rtp::write_nack(1, 2222, &[101, 102, 103], &mut nack);
+        h.core.handle_relay(
+            h.now,
+            RelayBatch {
+                from: 1,
+                messages: vec![RelayMessage::Feedback {
+                    participant: ParticipantId(7),
+                    data: nack,
+                }],
+            },
+        );
+        let again: Vec<Vec<u8>> = relayed(&mut h.core)
+            .into_iter()
+            .filter_map(|(worker, m)| match m {
+                RelayMessage::Rtp { data, .. } if worker == 1 => Some(data),
+                _ => None,
+            })
+            .collect();
+        // 102 never arrived: the publisher's worker asks the publisher for it itself
+        assert_eq!(again, [packet(101), packet(103)]);
     }
 }

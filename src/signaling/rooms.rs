@@ -546,3 +546,101 @@ fn span_change(
         notify,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry over `workers` workers whose command queues the test reads.
+    fn rooms(
+        workers: usize,
+        room_worker_participants: usize,
+    ) -> (Rooms, Vec<mpsc::Receiver<Command>>) {
+        let mut handles = Vec::new();
+        let mut queues = Vec::new();
+        for index in 0..workers {
+            let (commands, queue) = mpsc::channel(64);
+            handles.push(WorkerHandle {
+                index,
+                local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 40000 + index as u16)),
+                commands,
+            });
+            queues.push(queue);
+        }
+        let media = MediaPlane {
+            workers: handles,
+            certificate: Arc::new(sluice_dtls::Certificate::generate().unwrap()),
+        };
+        let rooms = Rooms::new(
+            media,
+            10,
+            100,
+            room_worker_participants,
+            16,
+            Arc::new(Metrics::new()),
+        );
+        (rooms, queues)
+    }
+
+    fn spans_heard(queue: &mut mpsc::Receiver<Command>) -> Vec<(Vec<usize>, u64)> {
+        let mut heard = Vec::new();
+        while let Ok(command) = queue.try_recv() {
+            if let Command::RoomSpan(span) = command {
+                heard.push((span.workers, span.version));
+            }
+        }
+        heard
+    }
+
+    #[test]
+    fn a_room_fills_a_worker_then_spreads_to_the_least_loaded_others() {
+        let (rooms, _queues) = rooms(3, 2);
+        let other = rooms.join("other", "o").unwrap();
+        assert_eq!(other.worker.index, 0);
+        let placed: Vec<usize> = (0..7)
+            .map(|n| rooms.join("big", &format!("p{n}")).unwrap().worker.index)
+            .collect();
+        // opens on the least loaded worker (1); then 2 (empty) before 0 (busy with
+        // another room); full everywhere: the least loaded again (fewest participants,
+        // then fewest rooms opened on it)
+        assert_eq!(placed, [1, 1, 2, 2, 0, 0, 2]);
+        assert_eq!(rooms.workers_of("big"), [0, 1, 2]);
+    }
+
+    #[test]
+    fn without_a_limit_a_room_stays_on_its_worker() {
+        let (rooms, _queues) = rooms(2, 0);
+        for n in 0..5 {
+            let admission = rooms.join("r", &format!("p{n}")).unwrap();
+            assert_eq!(admission.worker.index, 0);
+            assert!(admission.span.is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_workers_of_a_spanning_room_hear_of_every_change_in_order() {
+        let (rooms, mut queues) = rooms(2, 1);
+        let first = rooms.join("r", "a").unwrap();
+        assert!(first.span.is_none(), "one worker: nothing to relay");
+        let mut second = rooms.join("r", "b").unwrap();
+        assert_eq!(second.worker.index, 1);
+        let change = second.span.take().expect("the room spans two workers");
+        assert_eq!(change.notify, [0, 1]);
+        rooms.announce(change).await;
+        let third = rooms.join("r", "c").unwrap();
+        assert!(third.span.is_none(), "same workers");
+        assert!(rooms.leave("r", third.id).is_none());
+        let change = rooms.leave("r", second.id).expect("back to one worker");
+        assert_eq!(change.notify, [0, 1], "the worker left must hear it too");
+        rooms.announce(change).await;
+        for queue in &mut queues {
+            let heard = spans_heard(queue);
+            assert_eq!(heard.len(), 2);
+            assert_eq!(heard.first().map(|h| h.0.clone()), Some(vec![0, 1]));
+            assert_eq!(heard.get(1).map(|h| h.0.clone()), Some(vec![0]));
+            assert!(heard.first().map(|h| h.1) < heard.get(1).map(|h| h.1));
+        }
+        assert!(rooms.leave("r", first.id).is_none());
+        assert_eq!(rooms.room_count(), 0);
+    }
+}
