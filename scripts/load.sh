@@ -8,6 +8,8 @@
 #   scripts/load.sh ROOMS PUBLISHERS_PER_ROOM [sluice-loadgen options...]
 #   e.g. scripts/load.sh 20 10 --decrypt-every 16
 #   LOAD_PARTICIPANTS_PER_ROOM=600 scripts/load.sh 1 1 --subscribers-per-room 500   (a webinar)
+#   LOAD_WORKERS=2 LOAD_ROOM_WORKER_PARTICIPANTS=50 LOAD_SERVER_CPUS=0,1 LOAD_LOADGEN_CPUS=0,1 \
+#     scripts/load.sh 1 8 --subscribers-per-room 92          (a room of 100 spanning two workers)
 #
 # Build first: cargo build --release -p sluice -p sluice-loadgen
 set -euo pipefail
@@ -19,7 +21,7 @@ http_port="${LOAD_HTTP_PORT:-18480}"; media_port="${LOAD_MEDIA_PORT:-41400}"
 work=$(mktemp -d); trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/bench.yaml" <<YAML
 http: { listen: "127.0.0.1:$http_port" }
-media: { listen: "127.0.0.1:$media_port", workers: 1, announce: ["127.0.0.1"] }
+media: { listen: "127.0.0.1:$media_port", workers: ${LOAD_WORKERS:-1}, announce: ["127.0.0.1"], room_worker_participants: ${LOAD_ROOM_WORKER_PARTICIPANTS:-100} }
 limits:
   participants_per_room: ${LOAD_PARTICIPANTS_PER_ROOM:-64}
   sessions_per_source_ip: 100000
@@ -28,11 +30,11 @@ limits:
 log: { level: warn }
 YAML
 metrics() { curl -s "127.0.0.1:$http_port/metrics"; }
-nice -n -10 taskset -c 0 "$bin/sluice" --config "$work/bench.yaml" > "$work/server.log" 2>&1 &
+nice -n -10 taskset -c "${LOAD_SERVER_CPUS:-0}" "$bin/sluice" --config "$work/bench.yaml" > "$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 50); do metrics > /dev/null 2>&1 && break; sleep 0.1; done
 rss_before=$(awk '/VmRSS/{print $2}' /proc/$server/status)
-nice -n -10 taskset -c 1 "$bin/sluice-loadgen" --url "ws://127.0.0.1:$http_port/ws" \
+nice -n -10 taskset -c "${LOAD_LOADGEN_CPUS:-1}" "$bin/sluice-loadgen" --url "ws://127.0.0.1:$http_port/ws" \
   --rooms "$rooms" --publishers-per-room "$publishers" --duration-s "$duration" \
   --ramp-per-second "${LOAD_RAMP:-100}" --json "$@" > "$work/loadgen.json" 2> "$work/loadgen.err" &
 loadgen=$!
@@ -78,6 +80,8 @@ print(json.dumps({
     'participants': participants,
     'forwarded_pps': round(sent / dt),
     'server_cpu_cores': round(cpu_s / dt, 3),
+    'relayed_pps': round(delta('sluice_relay_packets_total', '{path="media_out"}') / dt),
+    'relay_dropped': delta('sluice_relay_packets_total', '{path="dropped_queue_full"}'),
     'server_us_per_forwarded_packet': round(cpu_s / sent * 1e6, 2) if sent else None,
     'rss_kib_per_participant': round((int(rf) - int(rb)) / participants) if participants else None,
     'server_forward_delay_p50': quantile(0.5), 'server_forward_delay_p99': quantile(0.99),
