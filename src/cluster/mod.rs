@@ -16,6 +16,8 @@
 //! Lua scripts, so two nodes placing the same room at once agree on one owner.
 
 pub mod bridge;
+pub mod relay_link;
+pub mod relay_wire;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
