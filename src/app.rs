@@ -8,7 +8,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cluster::Cluster;
+use crate::cluster::directory::{SharedDirectory, WorkerDirectory};
+use crate::cluster::media_control::RemoteWorkers;
+use crate::cluster::node_relay::NodeRelay;
+use crate::cluster::spread::Spread;
+use crate::cluster::{Cluster, MediaRecord};
 use crate::config::{AnnounceAddress, Config};
 use crate::limits::PerIpLimit;
 use crate::media::{MediaError, MediaPlane};
@@ -40,6 +44,8 @@ pub struct AppState {
     pub announce: Arc<[AnnounceAddress]>,
     /// Cluster membership and placement; `None` when the node runs alone.
     pub cluster: Option<Arc<Cluster>>,
+    /// How this node numbers the workers of other nodes (cluster mode).
+    pub directory: Option<SharedDirectory>,
 }
 
 impl AppState {
@@ -57,6 +63,7 @@ impl AppState {
             rooms: None,
             sessions_per_ip,
             cluster: None,
+            directory: None,
         }
     }
 
@@ -107,13 +114,102 @@ pub fn start_media(state: AppState) -> Result<AppState, MediaError> {
     Ok(state.with_rooms(Arc::new(rooms)))
 }
 
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterStartError {
+    #[error("cluster.redis_url: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot bind cluster.relay_listen {addr}: {source}")]
+    BindRelay {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Joins the cluster when the configuration has a `cluster` section: the state gains
 /// the membership; `main` runs its heartbeat. Without Redis reachable the node still
-/// starts (it retries in the background).
-pub fn start_cluster(state: AppState) -> Result<AppState, redis::RedisError> {
+/// starts (it retries in the background). Also starts the relay between nodes (rooms
+/// that span nodes); call it inside the tokio runtime.
+pub fn start_cluster(state: AppState) -> Result<AppState, ClusterStartError> {
     let (Some(config), Some(rooms)) = (state.config.cluster.clone(), state.rooms.clone()) else {
         return Ok(state);
     };
-    let cluster = Cluster::new(config, Arc::clone(&state.metrics), rooms)?;
-    Ok(state.with_cluster(cluster))
+    let cluster = Cluster::new(
+        config.clone(),
+        Arc::clone(&state.metrics),
+        Arc::clone(&rooms),
+    )?;
+    let media = rooms.media().clone();
+    let directory = SharedDirectory::new(WorkerDirectory::new(
+        config.node_id.clone(),
+        media.workers.len(),
+    ));
+    // Sessions of rooms owned here may live on other nodes' workers and theirs here:
+    // participant ids must not collide across nodes (random 23-bit prefix per boot).
+    let mut prefix = [0_u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut prefix);
+    let prefix = u64::from(u32::from_be_bytes(prefix) >> 9);
+    rooms.set_first_participant_id((prefix << 40) | 1);
+
+    let bind = |addr| -> Result<tokio::net::UdpSocket, std::io::Error> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(socket)
+    };
+    let socket = bind(config.relay_listen).map_err(|source| ClusterStartError::BindRelay {
+        addr: config.relay_listen,
+        source,
+    })?;
+    let mut relay_addr = socket.local_addr().unwrap_or(config.relay_listen);
+    if relay_addr.ip().is_unspecified() {
+        if let Some(ip) = state
+            .announce
+            .iter()
+            .find_map(|a| a.candidate_addr(0, relay_addr.port()))
+        {
+            relay_addr = ip;
+        }
+    }
+    let workers = media
+        .workers
+        .iter()
+        .map(|w| {
+            state
+                .announce
+                .iter()
+                .filter_map(|a| a.candidate_addr(w.index, w.local_addr.port()))
+                .collect()
+        })
+        .collect();
+    cluster.set_media_record(MediaRecord {
+        relay_addr: Some(relay_addr),
+        fingerprint: Some(media.certificate.fingerprint().to_string()),
+        workers,
+    });
+    let outgoing = media
+        .remote_relay
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(outgoing) = outgoing {
+        let relay = NodeRelay::new(
+            socket,
+            Arc::clone(&media.dtls),
+            Arc::clone(&cluster),
+            directory.clone(),
+            media.relay_inboxes.clone(),
+            outgoing,
+            Arc::clone(&state.metrics),
+        );
+        tokio::spawn(relay.run());
+    }
+    tracing::info!(%relay_addr, "relay between nodes listening");
+    rooms.set_remote_placement(Arc::new(Spread::new(
+        Arc::clone(&cluster),
+        RemoteWorkers::new(&cluster, directory.clone()),
+    )));
+    let mut state = state.with_cluster(cluster);
+    state.directory = Some(directory);
+    Ok(state)
 }

@@ -657,6 +657,16 @@ pub struct ClusterConfig {
     /// Longest wait for one Redis request: a join during an outage is refused after
     /// about this long instead of hanging.
     pub redis_timeout_ms: u64,
+    /// UDP address of the relay between nodes (rooms that span nodes). Its address is
+    /// published to the other nodes with this node's certificate fingerprint; an
+    /// unspecified IP publishes the first `media.announce` address instead.
+    #[serde(deserialize_with = "deserialize_socket_addr")]
+    pub relay_listen: SocketAddr,
+    /// Participants this node's workers hold before the rooms it owns spread onto
+    /// another node: the next participant of such a room gets its session on the least
+    /// loaded other node, and publishers' packets cross between the nodes over the
+    /// relay. 0: a room never spans nodes.
+    pub room_spread_participants: usize,
 }
 
 impl Default for ClusterConfig {
@@ -668,6 +678,8 @@ impl Default for ClusterConfig {
             heartbeat_interval_ms: 1_000,
             heartbeat_ttl_ms: 3_000,
             redis_timeout_ms: 1_000,
+            relay_listen: SocketAddr::from(([0, 0, 0, 0], 7890)),
+            room_spread_participants: 0,
         }
     }
 }

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/debug/subscribers", get(debug_subscribers))
         .route("/ws", get(websocket))
+        .route("/internal/media", get(internal_media))
         .with_state(state)
 }
 
@@ -193,6 +194,33 @@ async fn websocket(
             let _open = state.shutdown.track();
             let _ip_slot = ip_slot;
             signaling::handle_socket(socket, peer_addr, state, origin).await;
+        })
+}
+
+/// Another node's control link for the sessions it places on this node's workers
+/// (rooms that span nodes). Only a live member of the cluster that proves itself gets
+/// one; anyone else gets 403.
+async fn internal_media(
+    upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
+    State(state): State<AppState>,
+) -> Response {
+    let Some(directory) = state.directory.clone() else {
+        return (StatusCode::NOT_FOUND, "not a cluster member").into_response();
+    };
+    if !internal_hop(&state, &headers).await {
+        return (StatusCode::FORBIDDEN, "cluster members only").into_response();
+    }
+    if !state.accepts_sessions() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+    }
+    let max_message_bytes = state.config.limits.signaling_message_bytes;
+    upgrade
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            let _open = state.shutdown.track();
+            crate::cluster::media_control::serve(socket, state, directory).await;
         })
 }
 

@@ -60,8 +60,8 @@ enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("media plane: {0}")]
     Media(#[from] sluice::media::MediaError),
-    #[error("cluster.redis_url: {0}")]
-    Cluster(#[from] redis::RedisError),
+    #[error("{0}")]
+    Cluster(#[from] sluice::app::ClusterStartError),
 }
 
 fn main() -> ExitCode {

@@ -42,6 +42,7 @@ pub const FORWARD_DELAY_BUCKETS_SECONDS: [f64; 12] = [
 type ReasonLabel = [(&'static str, &'static str); 1];
 type NegotiatedLabel = [(&'static str, &'static str); 2];
 type WorkerLabel = [(&'static str, usize); 1];
+type RelayLinkLabel = [(&'static str, String); 2];
 /// A gauge holding an `f64` (stored as its bit pattern in an `AtomicU64`).
 pub type RatioGauge = Gauge<f64, AtomicU64>;
 
@@ -480,6 +481,10 @@ pub struct ClusterMetrics {
     /// Signalling sessions this node relays to another node now.
     pub bridged_sessions: Gauge,
     placements: [Counter; Placement::ALL.len()],
+    /// Frames on the relay links to other nodes, by peer node and what happened.
+    relay_frames: Family<RelayLinkLabel, Counter>,
+    /// Relay links whose handshake completed.
+    pub relay_links_connected: Counter,
 }
 
 impl ClusterMetrics {
@@ -517,6 +522,31 @@ impl ClusterMetrics {
                 "outcome",
                 Placement::ALL.map(Placement::as_str),
             ),
+            relay_frames: {
+                let family = Family::<RelayLinkLabel, Counter>::default();
+                r.register(
+                    "cluster_relay_frames",
+                    "Frames on the relay links to other nodes (rooms that span nodes), by peer node and event: sent, received, dropped (no link yet, queue full), rejected (failed authentication or decoding)",
+                    family.clone(),
+                );
+                family
+            },
+            relay_links_connected: counter(
+                r,
+                "cluster_relay_links_connected",
+                "Relay links to other nodes whose DTLS handshake completed",
+            ),
+        }
+    }
+
+    /// Adds `n` to the relay frame counter of link `peer` for `event` (`sent`,
+    /// `received`, `dropped`, `rejected`). The label set is bounded by the cluster's
+    /// size.
+    pub fn relay_frames(&self, peer: &str, event: &'static str, n: u64) {
+        if n > 0 {
+            self.relay_frames
+                .get_or_create(&[("peer", peer.to_owned()), ("event", event.to_owned())])
+                .inc_by(n);
         }
     }
 

@@ -508,6 +508,9 @@ async fn publish(redis: &Redis, id: &str, participants: i64, draining: bool) {
         busy_ratio: 0.0,
         draining,
         key: "k".to_owned(),
+        relay_addr: None,
+        fingerprint: None,
+        workers: Vec::new(),
     };
     let mut conn = redis.connection().await.expect("redis");
     let text = serde_json::to_string(&record).expect("json");
@@ -533,7 +536,7 @@ async fn placement_prefers_the_least_loaded_live_node_and_skips_draining_and_dea
     let yaml = format!(
         "http:\n  listen: \"127.0.0.1:0\"\n\
          media:\n  listen: \"127.0.0.1:0\"\n  workers: 1\n  announce: [\"127.0.0.1\"]\n\
-         cluster:\n  redis_url: \"{}\"\n  node_id: self\n  internal_url: \"http://127.0.0.1:1\"\n",
+         cluster:\n  redis_url: \"{}\"\n  node_id: self\n  internal_url: \"http://127.0.0.1:1\"\n  relay_listen: \"127.0.0.1:0\"\n",
         redis.url()
     );
     let server = support::start_server(&yaml).await;
@@ -770,5 +773,96 @@ async fn the_participant_limit_of_a_room_holds_across_nodes() {
         Err(ClientError::Rejected { code, .. }) => assert_eq!(code, "room_full"),
         Err(other) => panic!("expected room_full, got {other}"),
         Ok(_) => panic!("a third participant got into a room of two"),
+    }
+}
+
+/// Like [`config`] with no periodic keyframes: a subscriber decodes a publisher only
+/// once its keyframe request reached it.
+fn config_without_keyframes(url: String, room: &str, name: &str) -> ClientConfig {
+    ClientConfig {
+        keyframe_interval: Duration::from_secs(3600),
+        ..config(url, room, name)
+    }
+}
+
+async fn join_without_keyframes(node: &Node, room: &str, name: &str) -> Client {
+    Client::connect(config_without_keyframes(node.ws_url(), room, name))
+        .await
+        .unwrap_or_else(|e| panic!("{name} joins {room} through {}: {e}", node.id))
+}
+
+/// Waits until `receiver` decoded a keyframe of `from`.
+async fn has_keyframe_from(receiver: &Client, from: &str) -> bool {
+    let from = from.to_owned();
+    receiver
+        .wait_for(
+            move |s| {
+                s.remote
+                    .get(&(from.clone(), MediaKind::Video))
+                    .is_some_and(|t| t.keyframes > 0)
+            },
+            WAIT,
+        )
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spreads_onto_a_second_node_and_keyframe_requests_cross_back() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    let nodes = cluster_with(&redis, &["n1", "n2"], "  room_spread_participants: 2\n").await;
+    let ada = join_without_keyframes(&nodes[0], "wide", "Ada").await;
+    let bo = join_without_keyframes(&nodes[0], "wide", "Bo").await;
+    all_receive_all(&[&ada, &bo]).await;
+    let host = owner(&redis, "wide").await;
+    let (home, other) = if nodes[0].id == host {
+        (&nodes[0], &nodes[1])
+    } else {
+        (&nodes[1], &nodes[0])
+    };
+    // the owner holds two participants: the next ones get their sessions on the other
+    // node, their signalling still on the owner
+    let cy = join_without_keyframes(other, "wide", "Cy").await;
+    let di = join_without_keyframes(home, "wide", "Di").await;
+    all_receive_all(&[&ada, &bo, &cy, &di]).await;
+    assert_eq!(
+        other.metric("sluice_rooms").await,
+        0.0,
+        "the room is not opened twice"
+    );
+    assert_eq!(home.metric("sluice_participants").await, 4.0);
+    assert_eq!(
+        other.metric("sluice_sessions").await,
+        2.0,
+        "two sessions on the other node"
+    );
+    assert_eq!(home.metric("sluice_sessions").await, 2.0);
+    for node in [home, other] {
+        let peer = if node.id == home.id {
+            &other.id
+        } else {
+            &home.id
+        };
+        for event in ["sent", "received"] {
+            let frames = node
+                .metric(&format!(
+                    "sluice_cluster_relay_frames_total{{peer=\"{peer}\",event=\"{event}\"}}"
+                ))
+                .await;
+            assert!(frames > 0.0, "{}: no frames {event}", node.id);
+        }
+    }
+    // Nobody sends keyframes unless asked: those on the other node decoded the owner's
+    // publishers (and the reverse) because their requests crossed the relay.
+    for (receiver, sender) in [(&cy, &ada), (&di, &bo), (&ada, &cy), (&bo, &di)] {
+        assert!(
+            has_keyframe_from(receiver, sender.participant_id()).await,
+            "{} never got a keyframe of {}",
+            receiver.participant_id(),
+            sender.participant_id()
+        );
     }
 }

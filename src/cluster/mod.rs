@@ -16,10 +16,15 @@
 //! Lua scripts, so two nodes placing the same room at once agree on one owner.
 
 pub mod bridge;
+pub mod directory;
+pub mod media_control;
+pub mod node_relay;
 pub mod relay_link;
 pub mod relay_wire;
+pub mod spread;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,6 +130,28 @@ pub struct NodeRecord {
     pub draining: bool,
     /// Random per process start: a bridging node proves it is this node by sending it.
     pub key: String,
+    /// Where the other nodes send relay datagrams (rooms that span nodes).
+    #[serde(default)]
+    pub relay_addr: Option<SocketAddr>,
+    /// SHA-256 fingerprint of this node's certificate: the only one its relay links
+    /// accept from it.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// The host candidates of each of its workers, for sessions placed there by
+    /// another node.
+    #[serde(default)]
+    pub workers: Vec<Vec<SocketAddr>>,
+}
+
+/// What this node publishes about its media plane for rooms that span nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaRecord {
+    /// The relay socket's address as the other nodes reach it.
+    pub relay_addr: Option<SocketAddr>,
+    /// The certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// Each worker's host candidates.
+    pub workers: Vec<Vec<SocketAddr>>,
 }
 
 impl NodeRecord {
@@ -184,6 +211,10 @@ pub struct Cluster {
     held: Mutex<HashSet<String>>,
     /// Forwarded-packet count and time of the last beat (for packets per second).
     last_forwarded: Mutex<Option<(u64, Instant)>>,
+    /// What the heartbeat publishes about the media plane.
+    media: Mutex<MediaRecord>,
+    /// The live members seen at the last heartbeat (for spreading rooms and the relay).
+    peers: Mutex<Vec<NodeRecord>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -232,11 +263,48 @@ impl Cluster {
             settle: Script::new(SETTLE_LUA),
             held: Mutex::new(HashSet::new()),
             last_forwarded: Mutex::new(None),
+            media: Mutex::new(MediaRecord::default()),
+            peers: Mutex::new(Vec::new()),
         }))
     }
 
     pub fn node_id(&self) -> &str {
         &self.config.node_id
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Sets what the heartbeat publishes about the media plane.
+    pub fn set_media_record(&self, record: MediaRecord) {
+        *self.media.lock().unwrap_or_else(|p| p.into_inner()) = record;
+    }
+
+    /// The other live members as of the last heartbeat.
+    pub fn peers(&self) -> Vec<NodeRecord> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|p| p.id != self.config.node_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The node a room owned here spreads onto: none until this node holds
+    /// `cluster.room_spread_participants`; then the least loaded other live node that
+    /// is not draining and runs a relay.
+    pub fn spread_target(&self, participants_here: usize) -> Option<NodeRecord> {
+        let limit = self.config.room_spread_participants;
+        if limit == 0 || participants_here < limit {
+            return None;
+        }
+        self.peers()
+            .into_iter()
+            .filter(|p| !p.draining && p.relay_addr.is_some() && !p.workers.is_empty())
+            .min_by(|a, b| a.load_key().cmp(&b.load_key()))
     }
 
     /// The per-boot key this node sends on the internal hop.
@@ -443,6 +511,7 @@ impl Cluster {
     /// This node's heartbeat record now.
     fn record_now(&self) -> NodeRecord {
         let load = self.metrics.load();
+        let media = self.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let now = Instant::now();
         let packets_per_second = {
             let mut last = self
@@ -468,6 +537,9 @@ impl Cluster {
             busy_ratio: load.busy_ratio,
             draining: self.is_draining(),
             key: self.key.clone(),
+            relay_addr: media.relay_addr,
+            fingerprint: media.fingerprint,
+            workers: media.workers,
         }
     }
 
@@ -516,6 +588,7 @@ impl Cluster {
 
         let members = self.members().await?;
         self.metrics.cluster.nodes.set(members.len() as i64);
+        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = members;
         Ok(())
     }
 
@@ -618,6 +691,9 @@ mod tests {
             busy_ratio,
             draining: false,
             key: String::new(),
+            relay_addr: None,
+            fingerprint: None,
+            workers: Vec::new(),
         }
     }
 

@@ -45,6 +45,13 @@ pub struct WorkerHandle {
     pub local_addr: SocketAddr,
     /// Its command queue.
     pub commands: mpsc::Sender<Command>,
+    /// For a worker of another node (a room that spans nodes): the host candidates its
+    /// sessions announce, as that node published them. `None` for this node's workers,
+    /// whose candidates come from `media.announce`.
+    pub candidates: Option<Vec<SocketAddr>>,
+    /// For a worker of another node: that node's certificate fingerprint, which its
+    /// sessions' DTLS presents (this node's own for its own workers).
+    pub fingerprint: Option<sluice_dtls::Fingerprint>,
 }
 
 /// The running workers and the certificate every offer carries.
@@ -54,7 +61,21 @@ pub struct MediaPlane {
     pub workers: Vec<WorkerHandle>,
     /// Our DTLS certificate (its fingerprint goes into every offer).
     pub certificate: Arc<Certificate>,
+    /// Each worker's relay inbox: the relay between nodes delivers what other nodes'
+    /// workers send here.
+    pub relay_inboxes: Vec<mpsc::Sender<relay::RelayBatch>>,
+    /// What the workers send to workers of other nodes (by the index the directory
+    /// gives them), for the relay between nodes to take once it runs.
+    pub remote_relay: Arc<std::sync::Mutex<Option<RemoteRelayQueue>>>,
+    /// The DTLS engine configuration (the relay between nodes uses it too).
+    pub dtls: Arc<sluice_dtls::Config>,
 }
+
+/// What the workers send to workers of other nodes: (directory index, batch).
+pub type RemoteRelayQueue = mpsc::Receiver<(usize, relay::RelayBatch)>;
+
+/// Batches for workers of other nodes queued before the workers drop them.
+const REMOTE_RELAY_QUEUE: usize = 1024;
 
 impl MediaPlane {
     /// Loads or generates the certificate, binds every worker's socket and starts the
@@ -75,6 +96,7 @@ impl MediaPlane {
             .map(|_| mpsc::channel(relay::RELAY_CHANNEL_BATCHES))
             .unzip();
         let mut relay_inboxes = relay_inboxes.into_iter();
+        let (remote_outbox, remote_relay) = mpsc::channel(REMOTE_RELAY_QUEUE);
         let handshakes = crate::limits::HandshakeBudget::with_gauge(
             config.limits.handshakes_in_flight,
             metrics.handshakes_in_flight_gauge(),
@@ -125,6 +147,7 @@ impl MediaPlane {
                     source: std::io::Error::other("no relay channel"),
                 })?,
                 outboxes: relay_outboxes.clone(),
+                remote: remote_outbox.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("sluice-media-{index}"))
@@ -159,11 +182,16 @@ impl MediaPlane {
                 index,
                 local_addr,
                 commands,
+                candidates: None,
+                fingerprint: None,
             });
         }
         Ok(MediaPlane {
             workers,
             certificate,
+            relay_inboxes: relay_outboxes,
+            remote_relay: Arc::new(std::sync::Mutex::new(Some(remote_relay))),
+            dtls,
         })
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct RelayChannels {
     pub(crate) inbox: mpsc::Receiver<RelayBatch>,
     /// Every worker's inbox, by worker index.
     pub(crate) outboxes: Vec<mpsc::Sender<RelayBatch>>,
+    /// The relay between nodes, for the indices beyond this node's workers.
+    pub(crate) remote: mpsc::Sender<(usize, RelayBatch)>,
 }
 
 /// Runs worker `index` until its command channel closes.
@@ -73,7 +75,7 @@ pub(crate) async fn run(
             core.handle_timeout(now);
         }
         flush(&socket, &mut core, &metrics, &mut batch, &mut queue).await;
-        flush_relay(&mut core, &relay.outboxes, &metrics);
+        flush_relay(&mut core, &relay, &metrics);
         delays.flushed(Instant::now(), |delay| metrics.forward_delay(delay));
         busy += now.elapsed();
         if window_start.elapsed() >= BUSY_REPORT_INTERVAL {
@@ -154,12 +156,13 @@ async fn flush(
 
 /// Hands each other worker what the core queued for it, one batch per worker; a full
 /// inbox drops the batch (counted), as a full socket buffer would.
-fn flush_relay(core: &mut WorkerCore, outboxes: &[mpsc::Sender<RelayBatch>], metrics: &Metrics) {
+fn flush_relay(core: &mut WorkerCore, relay: &RelayChannels, metrics: &Metrics) {
     while let Some((worker, batch)) = core.poll_relay() {
         let count = batch.messages.len() as u64;
-        let sent = outboxes
-            .get(worker)
-            .is_some_and(|outbox| outbox.try_send(batch).is_ok());
+        let sent = match relay.outboxes.get(worker) {
+            Some(outbox) => outbox.try_send(batch).is_ok(),
+            None => relay.remote.try_send((worker, batch)).is_ok(),
+        };
         if !sent {
             metrics.relay_packets(RelayPath::DroppedQueueFull, count);
         }

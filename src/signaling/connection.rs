@@ -686,16 +686,23 @@ impl Connection {
             DtlsRole::Server => Setup::Passive,
             DtlsRole::Client => Setup::Active,
         };
-        let candidates = self
-            .state
-            .announce
-            .iter()
-            .filter_map(|a| a.candidate_addr(worker.index, worker.local_addr.port()))
-            .collect();
+        let candidates = match &worker.candidates {
+            // a worker of another node: what that node announces
+            Some(remote) => remote.clone(),
+            None => self
+                .state
+                .announce
+                .iter()
+                .filter_map(|a| a.candidate_addr(worker.index, worker.local_addr.port()))
+                .collect(),
+        };
         let transport = TransportParams {
             session_id: random_u64(&self.rng),
             ice: (local_ice.ufrag.clone(), local_ice.pwd.clone()),
-            fingerprint_sha256: self.rooms.media().certificate.fingerprint().0,
+            fingerprint_sha256: worker
+                .fingerprint
+                .unwrap_or_else(|| self.rooms.media().certificate.fingerprint())
+                .0,
             setup,
             candidates,
         };

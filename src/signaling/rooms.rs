@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use sluice_signal::protocol::{ErrorCode, ParticipantInfo, Source, TrackInfo};
 use sluice_signal::sdp::Kind;
@@ -107,6 +107,14 @@ pub enum RoomEvent {
     },
     /// Someone left.
     Left(ParticipantId),
+}
+
+/// Where rooms owned here spread when this node is full (a cluster): a worker of
+/// another node for the next participant, or `None` to stay here.
+pub trait RemotePlacement: Send + Sync + std::fmt::Debug {
+    /// A worker of another node for a new participant, given how many participants
+    /// this node's own workers hold.
+    fn remote_worker(&self, participants_here: usize) -> Option<WorkerHandle>;
 }
 
 /// What a successful join returns.
@@ -200,6 +208,10 @@ struct Inner {
     next_id: u64,
     /// The version of the next [`RoomSpan`].
     next_span_version: u64,
+    /// Workers of other nodes that members were placed on, by alias.
+    remote: HashMap<usize, WorkerHandle>,
+    /// How many workers this node runs (indices below are its own).
+    local_workers: usize,
 }
 
 impl Inner {
@@ -209,6 +221,7 @@ impl Inner {
         self.participants_per_worker
             .iter()
             .zip(&self.rooms_per_worker)
+            .take(self.local_workers)
             .enumerate()
             .filter(|(index, _)| eligible(*index))
             .min_by_key(|(index, (participants, rooms))| (**participants, **rooms, *index))
@@ -229,6 +242,8 @@ pub struct Rooms {
     metrics: Arc<Metrics>,
     /// Draining: rooms open here still take joins, no other room opens.
     no_new_rooms: AtomicBool,
+    /// Spreading onto other nodes (cluster mode).
+    remote_placement: OnceLock<Arc<dyn RemotePlacement>>,
 }
 
 impl Rooms {
@@ -251,6 +266,8 @@ impl Rooms {
                 participants_per_worker: vec![0; media.workers.len()],
                 next_id: 1,
                 next_span_version: 1,
+                remote: HashMap::new(),
+                local_workers: media.workers.len(),
             }),
             media,
             max_rooms,
@@ -259,7 +276,30 @@ impl Rooms {
             event_queue: event_queue.max(1),
             metrics,
             no_new_rooms: AtomicBool::new(false),
+            remote_placement: OnceLock::new(),
         }
+    }
+
+    /// Lets rooms owned here spread onto other nodes' workers (cluster mode).
+    pub fn set_remote_placement(&self, placement: Arc<dyn RemotePlacement>) {
+        let _ = self.remote_placement.set(placement);
+    }
+
+    /// Numbers participants from `first` on: in a cluster, sessions of one node's
+    /// rooms may live on another node's workers, so ids must not collide across nodes.
+    pub fn set_first_participant_id(&self, first: u64) {
+        let mut inner = self.lock();
+        inner.next_id = inner.next_id.max(first);
+    }
+
+    /// The handle of worker `index`: one of this node's, or a worker of another node
+    /// that members were placed on.
+    fn worker_handle(&self, inner: &Inner, index: usize) -> Option<WorkerHandle> {
+        self.media
+            .workers
+            .get(index)
+            .or_else(|| inner.remote.get(&index))
+            .cloned()
     }
 
     /// Starts draining: from now on only rooms already open here take joins, so that
@@ -312,15 +352,30 @@ impl Rooms {
         if entry.members.len() >= self.max_participants_per_room {
             return Err(ErrorCode::RoomFull);
         }
-        let index = self.place(inner, entry).ok_or(ErrorCode::Internal)?;
-        let worker = self
-            .media
-            .workers
-            .get(index)
-            .cloned()
-            .ok_or(ErrorCode::Internal)?;
+        let local = self.media.workers.len();
+        let here: usize = inner.participants_per_worker.iter().take(local).sum();
+        let remote = self
+            .remote_placement
+            .get()
+            .and_then(|placement| placement.remote_worker(here));
+        let worker = match remote {
+            Some(handle) => {
+                inner.remote.insert(handle.index, handle.clone());
+                handle
+            }
+            None => {
+                let index = self.place(inner, entry).ok_or(ErrorCode::Internal)?;
+                self.worker_handle(inner, index)
+                    .ok_or(ErrorCode::Internal)?
+            }
+        };
+        let index = worker.index;
         let id = ParticipantId(inner.next_id);
         inner.next_id += 1;
+        if inner.participants_per_worker.len() <= index {
+            inner.participants_per_worker.resize(index + 1, 0);
+            inner.rooms_per_worker.resize(index + 1, 0);
+        }
         if let Some(count) = inner.participants_per_worker.get_mut(index) {
             *count += 1;
         }
@@ -376,8 +431,16 @@ impl Rooms {
     /// Tells every worker concerned which workers host the room now. Waits for room in
     /// their command queues: a worker that missed it would relay to the wrong set.
     pub async fn announce(&self, change: SpanChange) {
-        for index in &change.notify {
-            if let Some(worker) = self.media.workers.get(*index) {
+        let handles: Vec<WorkerHandle> = {
+            let inner = self.lock();
+            change
+                .notify
+                .iter()
+                .filter_map(|index| self.worker_handle(&inner, *index))
+                .collect()
+        };
+        for worker in &handles {
+            {
                 let _ = worker
                     .commands
                     .send(Command::RoomSpan(change.span.clone()))
@@ -564,12 +627,18 @@ mod tests {
                 index,
                 local_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 40000 + index as u16)),
                 commands,
+                candidates: None,
+                fingerprint: None,
             });
             queues.push(queue);
         }
+        let certificate = Arc::new(sluice_dtls::Certificate::generate().unwrap());
         let media = MediaPlane {
             workers: handles,
-            certificate: Arc::new(sluice_dtls::Certificate::generate().unwrap()),
+            dtls: Arc::new(sluice_dtls::Config::new(Arc::clone(&certificate))),
+            certificate,
+            relay_inboxes: Vec::new(),
+            remote_relay: Arc::new(std::sync::Mutex::new(None)),
         };
         let rooms = Rooms::new(
             media,

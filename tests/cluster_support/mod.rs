@@ -197,7 +197,7 @@ impl Node {
              log:\n  format: json\n\
              {shutdown}\
              cluster:\n  redis_url: \"{redis_url}\"\n  node_id: \"{id}\"\n  \
-             internal_url: \"http://127.0.0.1:{port}\"\n{extra_yaml}"
+             internal_url: \"http://127.0.0.1:{port}\"\n  relay_listen: \"127.0.0.1:0\"\n{extra_yaml}"
         );
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.join("sluice.log")).expect("log file");
