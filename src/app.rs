@@ -162,7 +162,13 @@ pub fn start_cluster(state: AppState) -> Result<AppState, ClusterStartError> {
         source,
     })?;
     let mut relay_addr = socket.local_addr().unwrap_or(config.relay_listen);
-    if relay_addr.ip().is_unspecified() {
+    if let Some(announce) = config
+        .relay_announce
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+    {
+        relay_addr = announce;
+    } else if relay_addr.ip().is_unspecified() {
         if let Some(ip) = state
             .announce
             .iter()

@@ -662,6 +662,9 @@ pub struct ClusterConfig {
     /// unspecified IP publishes the first `media.announce` address instead.
     #[serde(deserialize_with = "deserialize_socket_addr")]
     pub relay_listen: SocketAddr,
+    /// The address the other nodes send relay datagrams to, when it is not the bound
+    /// one (a NAT or a proxy in front of the relay socket).
+    pub relay_announce: Option<String>,
     /// Participants this node's workers hold before the rooms it owns spread onto
     /// another node: the next participant of such a room gets its session on the least
     /// loaded other node, and publishers' packets cross between the nodes over the
@@ -679,6 +682,7 @@ impl Default for ClusterConfig {
             heartbeat_ttl_ms: 3_000,
             redis_timeout_ms: 1_000,
             relay_listen: SocketAddr::from(([0, 0, 0, 0], 7890)),
+            relay_announce: None,
             room_spread_participants: 0,
         }
     }
@@ -1179,6 +1183,14 @@ fn validate_cluster(cluster: &ClusterConfig, rules: &mut Rules) {
             "cluster.internal_url",
             format!("{url:?} is not http://host:port (the node's HTTP server, no path)"),
         );
+    }
+    if let Some(announce) = &cluster.relay_announce {
+        if announce.parse::<SocketAddr>().is_err() {
+            rules.fail(
+                "cluster.relay_announce",
+                format!("{announce:?} is not an IP address and port"),
+            );
+        }
     }
     rules.at_least(
         "cluster.heartbeat_interval_ms",

@@ -6,7 +6,7 @@ mod cluster_support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{redis_server_available, Node, Redis};
+use cluster_support::{free_udp_port, redis_server_available, ImpairedPath, Node, Redis};
 use sluice_loadgen::{Client, ClientConfig, ClientError, ClientEvent, MediaKind};
 
 /// Generous bound for slow CI machines; the waits end as soon as the condition holds.
@@ -864,5 +864,91 @@ async fn a_room_spreads_onto_a_second_node_and_keyframe_requests_cross_back() {
             receiver.participant_id(),
             sender.participant_id()
         );
+    }
+}
+
+/// Video packets `receiver` counted as lost from `from` (after retransmissions).
+fn video_loss(receiver: &Client, from: &str) -> (i64, u64) {
+    receiver
+        .stats()
+        .remote
+        .get(&(from.to_owned(), MediaKind::Video))
+        .map_or((0, 0), |t| (t.lost, t.packets))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spanning_two_nodes_keeps_forwarding_when_the_relay_loses_ten_percent() {
+    if !redis_server_available() {
+        return;
+    }
+    let redis = Redis::start().await;
+    // each node's relay socket behind a netsim relay losing 10 % both ways: every
+    // datagram between the nodes crosses one of them
+    let mut nodes = Vec::new();
+    let mut paths = Vec::new();
+    for (n, id) in ["n1", "n2"].into_iter().enumerate() {
+        let socket = std::net::SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let seed = (n + 11).to_string();
+        let path = ImpairedPath::start(socket, &["--loss", "0.1", "--seed", &seed]);
+        let yaml = format!(
+            "  room_spread_participants: 2\n  relay_listen: \"{socket}\"\n  relay_announce: \"{}\"\n",
+            path.listen
+        );
+        nodes.push(Node::start(id, &redis.url(), &yaml).await);
+        paths.push(path);
+    }
+    for node in &nodes {
+        let deadline = Instant::now() + WAIT;
+        while node.metric("sluice_cluster_nodes").await < 2.0 {
+            assert!(Instant::now() < deadline, "{} never saw the other", node.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    redis.wait_settled().await;
+    let ada = join(&nodes[0], "lossy", "Ada").await;
+    let bo = join(&nodes[0], "lossy", "Bo").await;
+    let cy = join(&nodes[1], "lossy", "Cy").await;
+    let di = join(&nodes[1], "lossy", "Di").await;
+    all_receive_all(&[&ada, &bo, &cy, &di]).await;
+    let host = owner(&redis, "lossy").await;
+    let other = nodes.iter().find(|n| n.id != host).expect("two nodes");
+    assert_eq!(other.metric("sluice_sessions").await, 2.0);
+    // the owner's publishers (Ada, Bo) cross to Cy and Di, and theirs back, for 5 s more
+    let crossing = [(&cy, &ada), (&di, &bo), (&ada, &cy), (&bo, &di)];
+    let before: Vec<(i64, u64)> = crossing
+        .iter()
+        .map(|(r, s)| video_loss(r, s.participant_id()))
+        .collect();
+    for (receiver, sender) in crossing {
+        assert!(
+            receives_more(receiver, sender.participant_id(), 40, WAIT).await,
+            "{} stopped receiving {}",
+            receiver.participant_id(),
+            sender.participant_id()
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for ((receiver, sender), (lost0, packets0)) in crossing.iter().zip(before) {
+        let (lost, packets) = video_loss(receiver, sender.participant_id());
+        let (lost, packets) = (lost - lost0, packets - packets0);
+        println!(
+            "{} from {}: {packets} video packets, {lost} lost after repair",
+            receiver.participant_id(),
+            sender.participant_id()
+        );
+        assert!(packets > 30, "video kept flowing");
+        assert!(
+            (lost.max(0) as f64) < 0.05 * packets as f64,
+            "NACKs answered from the sending node's cache repair most of the relay's loss"
+        );
+    }
+    for node in &nodes {
+        let rejected = node
+            .metric(&format!(
+                "sluice_cluster_relay_frames_total{{peer=\"{}\",event=\"rejected\"}}",
+                if node.id == "n1" { "n2" } else { "n1" }
+            ))
+            .await;
+        assert_eq!(rejected, 0.0, "{}: loss is not forgery", node.id);
     }
 }

@@ -53,11 +53,8 @@ struct StateFrame {
 
 /// The link to one peer node.
 struct Peer {
-    /// Where replies go: the published address until the peer's accepted datagrams
-    /// show another.
+    /// The relay address the node published: where its datagrams go.
     addr: SocketAddr,
-    /// The relay address the node published.
-    published: SocketAddr,
     fingerprint: Fingerprint,
     link: RelayLink,
     pending: Vec<RelayFrame>,
@@ -148,7 +145,7 @@ impl NodeRelay {
         let record = self.peer_record(node);
         let stale = match (self.peers.get(node), &record) {
             (Some(peer), Some(record)) => {
-                record.relay_addr != Some(peer.published)
+                record.relay_addr != Some(peer.addr)
                     || record.fingerprint.as_deref().and_then(Fingerprint::parse)
                         != Some(peer.fingerprint)
             }
@@ -177,7 +174,6 @@ impl NodeRelay {
                 node.to_owned(),
                 Peer {
                     addr,
-                    published: addr,
                     fingerprint,
                     link,
                     pending: Vec::new(),
@@ -229,14 +225,7 @@ impl NodeRelay {
             return;
         };
         if !payload.is_empty() {
-            let before = (peer.link.stats(), peer.link.is_connected());
             peer.link.handle_datagram(now, payload);
-            let after = (peer.link.stats(), peer.link.is_connected());
-            let accepted = after.0.frames_received > before.0.frames_received
-                || (!before.1 && after.0.rejected == before.0.rejected);
-            if accepted {
-                peer.addr = from;
-            }
         }
         self.drain_events(&node);
     }

@@ -191,13 +191,19 @@ impl Node {
         } else {
             "shutdown:\n  grace_period_ms: 5000\n"
         };
+        // A test that places the relay socket itself replaces this default.
+        let relay = if extra_yaml.contains("relay_listen:") {
+            ""
+        } else {
+            "  relay_listen: \"127.0.0.1:0\"\n"
+        };
         let yaml = format!(
             "http:\n  listen: \"127.0.0.1:{port}\"\n\
              media:\n  listen: \"127.0.0.1:0\"\n  workers: 1\n  announce: [\"127.0.0.1\"]\n\
              log:\n  format: json\n\
              {shutdown}\
              cluster:\n  redis_url: \"{redis_url}\"\n  node_id: \"{id}\"\n  \
-             internal_url: \"http://127.0.0.1:{port}\"\n  relay_listen: \"127.0.0.1:0\"\n{extra_yaml}"
+             internal_url: \"http://127.0.0.1:{port}\"\n{relay}{extra_yaml}"
         );
         std::fs::write(&config, yaml).expect("write config");
         let log = std::fs::File::create(dir.join("sluice.log")).expect("log file");
@@ -280,4 +286,65 @@ impl Node {
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or(0.0)
     }
+}
+
+/// The netsim UDP relay (`sluice-netsim-relay`) in front of a socket: impairs what
+/// passes through it in both directions, seeded.
+pub struct ImpairedPath {
+    /// Where to send to reach the socket behind it.
+    pub listen: SocketAddr,
+    child: Child,
+}
+
+impl ImpairedPath {
+    /// A relay on a free loopback port in front of `upstream`, with `args` as its
+    /// impairments (e.g. `["--loss", "0.1", "--seed", "7"]`). Builds the relay if it is
+    /// not built yet.
+    pub fn start(upstream: SocketAddr, args: &[&str]) -> ImpairedPath {
+        let binary = std::path::Path::new(SLUICE).with_file_name("sluice-netsim-relay");
+        if !binary.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "sluice-netsim",
+                    "--bin",
+                    "sluice-netsim-relay",
+                ])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "sluice-netsim-relay builds");
+        }
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let child = Command::new(&binary)
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--upstream",
+                &upstream.to_string(),
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sluice-netsim-relay");
+        ImpairedPath { listen, child }
+    }
+}
+
+impl Drop for ImpairedPath {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback UDP port")
 }
