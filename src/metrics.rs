@@ -845,7 +845,9 @@ impl Metrics {
             .map(|worker| self.worker_busy_gauge(worker).get())
             .fold(0.0, f64::max);
         LoadSnapshot {
-            participants: self.participants.get(),
+            // members of rooms here, or media sessions here (those of other nodes'
+            // rooms that spread onto this one), whichever is more
+            participants: self.participants.get().max(self.sessions.get()),
             rooms: self.rooms.get(),
             forwarded_packets: self.router_forwarded_packets.get(),
             busy_ratio,

@@ -412,9 +412,7 @@ async fn a_room_opened_twice_is_merged_into_the_lease_holders_copy() {
     let bo = join(other, "split", "Bo").await;
     bo.wait_connected(WAIT).await.expect("Bo's media connects");
     assert!(
-        !bo.stats()
-            .participants
-            .contains_key(ada.participant_id()),
+        !bo.stats().participants.contains_key(ada.participant_id()),
         "a copy of its own: Bo does not see Ada there"
     );
 

@@ -134,8 +134,9 @@ pub enum WireEvent {
         paused: bool,
         reason: String,
     },
+    /// `speaker`: the message's own `participant` names whose session it is.
     DominantSpeaker {
-        participant: u64,
+        speaker: u64,
     },
 }
 
@@ -213,7 +214,7 @@ impl From<&SessionEvent> for WireEvent {
                 reason: reason.as_str().to_owned(),
             },
             SessionEvent::DominantSpeaker { participant } => WireEvent::DominantSpeaker {
-                participant: participant.0,
+                speaker: participant.0,
             },
         }
     }
@@ -245,8 +246,8 @@ impl WireEvent {
                     sluice_sfu::PauseReason::Bandwidth
                 },
             },
-            WireEvent::DominantSpeaker { participant } => SessionEvent::DominantSpeaker {
-                participant: ParticipantId(participant),
+            WireEvent::DominantSpeaker { speaker } => SessionEvent::DominantSpeaker {
+                participant: ParticipantId(speaker),
             },
         }
     }
