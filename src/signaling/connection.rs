@@ -18,6 +18,7 @@ use sluice_signal::protocol::{
     decode_client_message, encode_server_message, ClientMessage, ErrorCode, ParticipantInfo,
     PublishSlot, ServerMessage, Source, PROTOCOL_VERSION,
 };
+use sluice_signal::sdp::codecs::{RED_VIDEO_PT, RED_VIDEO_RTX_PT};
 use sluice_signal::sdp::{Answer, Kind, ParseLimits, SendStream, Setup};
 use sluice_signal::token::{self, SigningKey};
 use tokio::sync::mpsc;
@@ -1333,9 +1334,16 @@ pub fn accepted_subscription(
     if media.rejected || !media.direction.receives() || media.codecs.is_empty() {
         return None;
     }
+    // RED and ULPFEC show up as codecs; the RTX of RED (how a retransmission of a packet
+    // sent in RED goes out) is listed with them, so the router knows it may use it
+    let red_rtx = media
+        .rtx
+        .iter()
+        .filter(|(rtx, apt)| *rtx == RED_VIDEO_RTX_PT && *apt == RED_VIDEO_PT)
+        .map(|(rtx, _)| *rtx);
     Some(SubscriptionSpec {
         rtx_ssrc: offered.rtx_ssrc.filter(|_| !media.rtx.is_empty()),
-        payload_types: media.codecs.iter().map(|c| c.pt).collect(),
+        payload_types: media.codecs.iter().map(|c| c.pt).chain(red_rtx).collect(),
         ..offered
     })
 }
