@@ -380,6 +380,7 @@ pub struct Metrics {
     router_video_pauses: Counter,
     router_temporal_layer_skipped: Counter,
     router_red_packets_sent: Counter,
+    router_fec_packets_sent: Counter,
     router_paced_dropped: Counter,
     /// Cluster mode (docs/cluster.md); the series stay at 0 on a node that runs alone.
     pub cluster: ClusterMetrics,
@@ -706,6 +707,11 @@ impl Metrics {
             "router_red_packets_sent",
             "audio packets sent as RED (earlier Opus frames repeated) to subscribers whose link loses packets",
         );
+        let router_fec_packets_sent = counter(
+            r,
+            "router_fec_packets_sent",
+            "ULPFEC packets (in RED) sent with the video of subscribers whose link loses packets",
+        );
         let router_paced_dropped = counter(
             r,
             "router_paced_dropped",
@@ -749,6 +755,7 @@ impl Metrics {
             router_video_pauses,
             router_temporal_layer_skipped,
             router_red_packets_sent,
+            router_fec_packets_sent,
             router_paced_dropped,
             cluster,
         }
@@ -992,6 +999,8 @@ impl Metrics {
             .inc_by(delta(current.paced_dropped, previous.paced_dropped));
         self.router_red_packets_sent
             .inc_by(delta(current.red_packets_sent, previous.red_packets_sent));
+        self.router_fec_packets_sent
+            .inc_by(delta(current.fec_packets_sent, previous.fec_packets_sent));
         self.router_temporal_layer_skipped.inc_by(delta(
             current.temporal_layer_skipped,
             previous.temporal_layer_skipped,
@@ -1051,6 +1060,7 @@ mod tests {
             "sluice_router_paced_dropped",
             "sluice_router_temporal_layer_skipped",
             "sluice_router_red_packets_sent",
+            "sluice_router_fec_packets_sent",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),

@@ -14,11 +14,13 @@ use crate::forward::maybe_send_pli;
 use crate::ids::ParticipantId;
 use crate::media::{
     abs_send_time, hide_extension, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_RID,
+    PT_RED_VIDEO, PT_RED_VIDEO_RTX,
 };
 use crate::pacing::send_rtp;
 use crate::router::Router;
 use crate::state::{SenderReportMapping, StreamRole, Track};
 use crate::stats::RouterDrop;
+use sluice_rtp::red::wrap_in_red;
 
 impl Router {
     /// Handles one decrypted RTCP datagram (compound or reduced-size) from `from` at `now`.
@@ -174,11 +176,24 @@ impl Router {
                 hide_extension(&mut rewritten, EXT_RID);
             }
             set_extension(&mut rewritten, EXT_ABS_SEND_TIME, &send_time);
+            // while it gets FEC its video goes in RED, and so does a retransmission, as
+            // RTX of RED (what libwebrtc receivers expect); where RTX of RED was not
+            // accepted the plain packet goes as RTX of its codec, which they take too
+            if sub.fec_accepted
+                && sub.red_rtx_accepted
+                && sub.rtx_ssrc.is_some()
+                && subscriber.link.fec_interval > 0
+            {
+                wrap_in_red(&mut rewritten, PT_RED_VIDEO);
+            }
             let original = rewritten.as_slice();
             let mut buf = outbox.buffer();
             let rtx_pt = RtpHeader::parse(original)
                 .ok()
-                .and_then(|h| rtx_payload_type(h.payload_type()));
+                .and_then(|h| match h.payload_type() {
+                    PT_RED_VIDEO => Some(PT_RED_VIDEO_RTX),
+                    pt => rtx_payload_type(pt),
+                });
             match (sub.rtx_ssrc, rtx_pt) {
                 (Some(rtx_ssrc), Some(pt)) => {
                     if write_rtx(original, rtx_ssrc, pt, sub.rtx_seq, &mut buf).is_err() {
