@@ -1643,6 +1643,24 @@ mod tests {
     }
 
     #[test]
+    fn red_ulpfec_and_the_rtx_of_red_are_carried_when_the_answer_accepted_them() {
+        let mut answer = answer_with("4", Direction::RecvOnly, false, vec![(97, 96), (117, 116)]);
+        for (pt, name) in [(116, "red"), (118, "ulpfec")] {
+            answer.media[0].codecs.push(Codec {
+                pt,
+                name: name.into(),
+                ..vp8()
+            });
+        }
+        let accepted = accepted_subscription(offered("4"), &answer).expect("accepted");
+        assert_eq!(accepted.payload_types, vec![96, 116, 118, 117]);
+        // without the RTX of RED: RED and ULPFEC only
+        answer.media[0].rtx = vec![(97, 96)];
+        let accepted = accepted_subscription(offered("4"), &answer).expect("accepted");
+        assert_eq!(accepted.payload_types, vec![96, 116, 118]);
+    }
+
+    #[test]
     fn no_rtx_is_sent_to_a_subscriber_whose_answer_dropped_it() {
         let accepted = accepted_subscription(
             offered("4"),

@@ -446,6 +446,12 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
       freezeCount: last ? analysis.sumInbound(last, 'freezeCount', 'video') : null,
       freezesSeconds: last ? Number(analysis.sumInbound(last, 'totalFreezesDuration', 'video').toFixed(1)) : null,
       packetsLost: last ? analysis.sumInbound(last, 'packetsLost') : null,
+      videoPacketsLost: last ? analysis.sumInbound(last, 'packetsLost', 'video') : null,
+      // video FEC (ULPFEC in RED) the browser received and how much of it it did not need
+      fecPacketsReceived: last ? analysis.sumInbound(last, 'fecPacketsReceived', 'video') : null,
+      fecPacketsDiscarded: last ? analysis.sumInbound(last, 'fecPacketsDiscarded', 'video') : null,
+      nackCount: last ? analysis.sumInbound(last, 'nackCount', 'video') : null,
+      retransmittedPacketsReceived: last ? analysis.sumInbound(last, 'retransmittedPacketsReceived', 'video') : null,
       audioSamples: last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : null,
       // audio the decoder had to invent for lost packets (percent of samples played)
       audioConcealedPercent: last
