@@ -250,6 +250,17 @@ impl StreamRewriter {
         true
     }
 
+    /// Whether output sequence number `out_seq` was taken by [`insert`](Self::insert)
+    /// for the current source (a FEC packet's, not a media packet's).
+    pub fn is_inserted(&self, out_seq: u16) -> bool {
+        let (Some(src), Some(highest)) = (self.source.as_ref(), self.highest_out_seq) else {
+            return false;
+        };
+        let delta = i64::from(out_seq.wrapping_sub(highest as u16) as i16);
+        u64::try_from(highest as i64 + delta)
+            .is_ok_and(|out_ext| src.inserted_out.contains(out_ext))
+    }
+
     /// Takes the output sequence number right after the newest packet written for a
     /// packet of the SFU's own (a FEC packet protecting what was just sent): every later
     /// packet of the source is numbered one higher, so the subscriber sees no gap, and
@@ -393,6 +404,7 @@ mod tests {
             "a FEC number is no media packet"
         );
         assert_eq!(rw.source_sequence_number(fec2), None);
+        assert!(rw.is_inserted(fec) && rw.is_inserted(fec2) && !rw.is_inserted(c));
         for (out, input) in [(a, 100), (late, 101), (b, 102), (c, 104), (d, 105)] {
             assert_eq!(rw.source_sequence_number(out), Some(input), "{out}");
         }

@@ -154,7 +154,12 @@ impl Router {
                 .source_sequence_number(seq)
                 .and_then(|source_seq| cache?.get(source_seq));
             let Some(cached) = cached else {
-                stats.nacks_missed += 1;
+                if sub.rewriter.is_inserted(seq) {
+                    // a lost FEC packet: its group's media packets are NACKed on their own
+                    stats.nacks_for_fec += 1;
+                } else {
+                    stats.nacks_missed += 1;
+                }
                 continue;
             };
             rewritten.clear();
