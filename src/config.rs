@@ -173,7 +173,9 @@ impl Default for MediaConfig {
             min_publisher_bitrate_bps: 150_000,
             audio_redundancy: true,
             audio_red_loss_percent: 2,
-            video_fec: true,
+            // off: measured, it did not cut the freezes of a lossy subscriber's video
+            // (docs/congestion.md)
+            video_fec: false,
             video_fec_loss_percent: 3,
             last_n: 0,
             audio_last_n: 0,

@@ -177,12 +177,12 @@ function fecRow(options, result) {
     `| ${options.label} | ${result.ok ? 'pass' : 'FAIL'} | ${fmt(impaired.freezeCount)} | ${fmt(impaired.freezesSeconds)} | ` +
     `${fmt(impaired.framesDecoded)} | ${fmt(impaired.videoPacketsLost)} | ${fmt(impaired.nackCount)} | ` +
     `${fmt(impaired.retransmittedPacketsReceived)} | ${fmt(impaired.fecPacketsReceived)} | ${fmt(impaired.fecPacketsDiscarded)} | ` +
-    `${fmt(sum('freezeCount'))} | ${fmt(sum('fecPacketsReceived'))} |`
+    `${fmt(sum('freezeCount'))} | ${fmt((s.server || {}).fecPacketsSent)} |`
   );
 }
 
 const FEC_HEADER = [
-  '| run | result | freezes (impaired) | frozen s | frames decoded | video packets lost | NACKs sent | retransmissions received | FEC packets received | FEC packets discarded | freezes, all clean | FEC received, all clean |',
+  '| run | result | freezes (impaired) | frozen s | frames decoded | video packets lost | NACKs sent | retransmissions received | FEC packets received | FEC packets discarded | freezes, all clean | FEC packets sent (server, all subscribers) |',
   '|---|---|---|---|---|---|---|---|---|---|---|---|',
 ];
 

@@ -91,7 +91,11 @@ struct Call {
 impl Call {
     fn new() -> Self {
         let now = Instant::now();
-        let mut router = Router::new(RouterConfig::default());
+        let mut router = Router::new(RouterConfig {
+            // what `media.video_fec: true` configures (off by default)
+            video_fec_loss_threshold: Some(0.03),
+            ..RouterConfig::default()
+        });
         for p in [PUB, LOSSY, CLEAN] {
             router.add_participant("room", p).unwrap();
         }
