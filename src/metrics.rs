@@ -716,7 +716,7 @@ impl Metrics {
         let router_nacks_for_fec = counter(
             r,
             "router_nacks_for_fec",
-            "sequence numbers subscribers NACKed that were FEC packets' (nothing is resent for them)",
+            "sequence numbers subscribers NACKed that were FEC packets' (answered with an empty RTX packet)",
         );
         let router_paced_dropped = counter(
             r,

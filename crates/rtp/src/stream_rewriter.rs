@@ -250,6 +250,12 @@ impl StreamRewriter {
         true
     }
 
+    /// Output timestamp of the newest packet written (for a packet of the SFU's own that
+    /// should look current); `None` before the first.
+    pub fn newest_timestamp(&self) -> Option<u32> {
+        self.newest_out_ts
+    }
+
     /// Whether output sequence number `out_seq` was taken by [`insert`](Self::insert)
     /// for the current source (a FEC packet's, not a media packet's).
     pub fn is_inserted(&self, out_seq: u16) -> bool {

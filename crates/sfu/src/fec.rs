@@ -127,6 +127,23 @@ pub(crate) fn placeholder(out: &mut Vec<u8>, media: &[u8], seq: u16, expected_le
     true
 }
 
+/// An RTP packet without payload for output sequence number `seq` of `ssrc`, payload
+/// type [`PT_RED_VIDEO`], with room for the transport-wide sequence number and send time
+/// (stamped when it leaves): what a lost FEC packet's number is answered with, as RTX,
+/// when the subscriber NACKs it. Its receiver takes an empty packet as padding and stops
+/// asking for the number; the FEC packet itself is not kept and would come too late.
+pub(crate) fn write_empty(out: &mut Vec<u8>, ssrc: u32, seq: u16, timestamp: u32) {
+    out.clear();
+    out.extend_from_slice(&[0x90, PT_RED_VIDEO & 0x7F]);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    // one-byte extensions: transport-cc (2 bytes), abs-send-time (3 bytes), 1 byte pad
+    out.extend_from_slice(&[0xBE, 0xDE, 0, 2]);
+    out.extend_from_slice(&[(crate::media::EXT_TRANSPORT_CC << 4) | 1, 0, 0]);
+    out.extend_from_slice(&[(crate::media::EXT_ABS_SEND_TIME << 4) | 2, 0, 0, 0, 0]);
+}
+
 /// What a packet leaving toward a subscriber is, for FEC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Leaving {

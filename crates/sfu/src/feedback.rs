@@ -154,12 +154,42 @@ impl Router {
                 .source_sequence_number(seq)
                 .and_then(|source_seq| cache?.get(source_seq));
             let Some(cached) = cached else {
-                if sub.rewriter.is_inserted(seq) {
-                    // a lost FEC packet: its group's media packets are NACKed on their own
-                    stats.nacks_for_fec += 1;
-                } else {
+                if !sub.rewriter.is_inserted(seq) {
                     stats.nacks_missed += 1;
+                    continue;
                 }
+                // A lost FEC packet (its group's media packets are NACKed on their own):
+                // an empty RTX packet of its number, so the receiver stops asking.
+                stats.nacks_for_fec += 1;
+                let Some(rtx_ssrc) = sub.rtx_ssrc.filter(|_| sub.red_rtx_accepted) else {
+                    continue;
+                };
+                let ts = sub.rewriter.newest_timestamp().unwrap_or(0);
+                crate::fec::write_empty(&mut rewritten, sub.ssrc, seq, ts);
+                let mut buf = outbox.buffer();
+                if write_rtx(
+                    &rewritten,
+                    rtx_ssrc,
+                    PT_RED_VIDEO_RTX,
+                    sub.rtx_seq,
+                    &mut buf,
+                )
+                .is_err()
+                {
+                    outbox.recycle(buf);
+                    continue;
+                }
+                sub.rtx_seq = sub.rtx_seq.wrapping_add(1);
+                send_rtp(
+                    from,
+                    subscriber,
+                    buf,
+                    Priority::Retransmission,
+                    now,
+                    &send_time,
+                    outbox,
+                    stats,
+                );
                 continue;
             };
             rewritten.clear();

@@ -179,8 +179,9 @@ pub struct RouterStats {
     pub red_packets_sent: u64,
     /// ULPFEC packets (in RED) sent to lossy subscribers.
     pub fec_packets_sent: u64,
-    /// Sequence numbers NACKed that were FEC packets' (a lost FEC packet): nothing is
-    /// resent for them (they are not counted in `nacks_missed`).
+    /// Sequence numbers NACKed that were FEC packets' (a lost FEC packet): answered with
+    /// an empty RTX packet of the number, so the receiver stops asking (not counted in
+    /// `nacks_missed`).
     pub nacks_for_fec: u64,
     /// FEC positions that left as padding: the packets they were to protect never left
     /// the pacer (dropped as late video), so only the sequence number was kept.
