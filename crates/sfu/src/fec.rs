@@ -44,6 +44,10 @@ const FEC_OFF_AFTER: Duration = Duration::from_secs(10);
 const MAX_GROUP_PACKETS: usize = 2 * MAX_FEC_INTERVAL as usize;
 /// Streams one subscriber has FEC state for; the oldest is forgotten beyond it.
 const MAX_STREAMS: usize = 16;
+/// Longest packet kept for FEC (larger than any datagram a worker reads): a longer one is
+/// left out of the protection rather than held, which bounds what a subscriber's FEC
+/// state can hold to [`MAX_STREAMS`] x [`MAX_GROUP_PACKETS`] x this.
+const MAX_RECORDED_BYTES: usize = 2048;
 /// Octets a FEC packet adds to the longest packet it protects: RED block header, FEC
 /// header, long level header (at most).
 pub(crate) const FEC_OVERHEAD_BYTES: usize = 1 + 10 + 8;
@@ -236,6 +240,9 @@ impl FecEncoder {
     /// Remembers a video packet in RED as it left (stamped), unwrapped as the receiver
     /// rebuilds it for FEC: the RED block header removed, its payload type in the header.
     pub(crate) fn record(&mut self, packet: &[u8]) {
+        if packet.len() > MAX_RECORDED_BYTES {
+            return; // not protected: the FEC packet's mask leaves it out
+        }
         let Ok(h) = RtpHeader::parse(packet) else {
             return;
         };
@@ -290,6 +297,49 @@ impl FecEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A video packet in RED as the router sends it: ssrc 7, `seq`, one byte of payload.
+    fn red_media(seq: u16, len: usize) -> Vec<u8> {
+        let mut p = vec![0x80, PT_RED_VIDEO];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 7, 96]);
+        p.resize(p.len() + len, seq as u8);
+        p
+    }
+
+    #[test]
+    fn a_placeholder_without_packets_leaves_as_padding_and_groups_stay_bounded() {
+        let mut stats = RouterStats::default();
+        let mut fec = FecEncoder::default();
+        let mut lone = Vec::new();
+        assert!(placeholder(&mut lone, &red_media(10, 5), 11, 40));
+        assert_eq!(lone.len(), 40, "sized for the pacer");
+        assert_eq!(fec.before_leaving(&mut lone, &mut stats), Leaving::Fec);
+        let h = RtpHeader::parse(&lone).unwrap();
+        assert!(
+            h.payload().is_empty() && h.sequence_number() == 11,
+            "padding"
+        );
+        assert_eq!(stats.fec_padding_sent, 1);
+        // packets whose placeholder never left: the oldest go beyond the bound
+        for seq in 0..(MAX_GROUP_PACKETS as u16 + 5) {
+            let mut p = red_media(100 + seq, 50);
+            assert_eq!(fec.before_leaving(&mut p, &mut stats), Leaving::Media);
+            fec.record(&p);
+        }
+        fec.record(&red_media(999, MAX_RECORDED_BYTES)); // too long to keep
+        assert_eq!(fec.groups.len(), 1);
+        assert_eq!(fec.groups[0].len, MAX_GROUP_PACKETS);
+        let mut p = Vec::new();
+        assert!(placeholder(&mut p, &red_media(124, 5), 125, 0));
+        assert_eq!(fec.before_leaving(&mut p, &mut stats), Leaving::Fec);
+        assert_eq!(stats.fec_packets_sent, 1);
+        let h = RtpHeader::parse(&p).unwrap();
+        // the FEC header's base is the oldest packet kept: 100 + 5
+        assert_eq!(h.payload()[0], PT_ULPFEC);
+        assert_eq!(&h.payload()[3..5], &105u16.to_be_bytes());
+        assert_eq!(fec.groups[0].len, 0, "the group starts over");
+    }
 
     #[test]
     fn the_interval_follows_the_loss_within_its_bounds() {
