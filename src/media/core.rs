@@ -566,7 +566,7 @@ mod tests {
                 bandwidth_allocation: true,
                 min_publisher_bitrate_bps: 150_000,
                 audio_red_loss_threshold: Some(0.02),
-                video_fec_loss_threshold: None,
+                video_fec_loss_threshold: Some(0.03),
                 last_n: 0,
                 audio_last_n: 0,
             },

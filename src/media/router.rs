@@ -82,7 +82,7 @@ impl Default for RouterSettings {
             bandwidth_allocation: true,
             publisher_bitrate_floor_bps: 150_000,
             audio_red_loss_threshold: Some(0.02),
-            video_fec_loss_threshold: None,
+            video_fec_loss_threshold: Some(0.03),
             last_n: 0,
             audio_last_n: 0,
         }

@@ -92,7 +92,7 @@ impl Call {
     fn new() -> Self {
         let now = Instant::now();
         let mut router = Router::new(RouterConfig {
-            // what `media.video_fec: true` configures (off by default)
+            // the default, `media.video_fec: true`
             video_fec_loss_threshold: Some(0.03),
             ..RouterConfig::default()
         });
