@@ -11,6 +11,9 @@
 #   scripts/resilience.sh features    scenario 1 at 15 % loss with the subscriber loss
 #                                     recovery as configured and without audio RED
 #                                     (REPEAT=N runs each, default 3)
+#   scripts/resilience.sh fec         scenario 1 at 15 % loss with video FEC toward lossy
+#                                     subscribers on and off, alternated (REPEAT=N runs
+#                                     each, default 3)
 #   scripts/resilience.sh downlink    6 browsers publishing simulcast, one behind a 1 Mbit/s
 #                                     downlink, with the server's adaptation on and off
 #                                     (REPEAT=N runs each, default 3)
@@ -30,8 +33,8 @@ bin="$target/release"
 stamp="$(date -u +%Y-%m-%dT%H-%M-%SZ)"
 out="tests/resilience/results/$stamp"
 
-case "$which" in scenario1 | scenario2 | scenario3 | all | features | downlink) ;; *)
-  echo "usage: $0 scenario1|scenario2|scenario3|all|features|downlink" >&2
+case "$which" in scenario1 | scenario2 | scenario3 | all | features | downlink | fec) ;; *)
+  echo "usage: $0 scenario1|scenario2|scenario3|all|features|downlink|fec" >&2
   exit 2
   ;;
 esac
@@ -53,7 +56,7 @@ if [ "$which" = scenario1 ] || [ "$which" = scenario2 ] || [ "$which" = all ]; t
   [ "$which" = all ] && browser_which=all
   node tests/resilience/browser.js "$browser_which" --recovery "$recovery" --out "$out/browser" || status=1
 fi
-if [ "$which" = features ] || [ "$which" = downlink ]; then
+if [ "$which" = features ] || [ "$which" = downlink ] || [ "$which" = fec ]; then
   node tests/resilience/browser.js "$which" --repeat "${REPEAT:-3}" --out "$out/browser" || status=1
 fi
 

@@ -139,6 +139,13 @@ pub struct MediaConfig {
     /// The loss (percent of packets, from its transport-cc feedback) from which a
     /// subscriber gets RED; 0: always.
     pub audio_red_loss_percent: u32,
+    /// Add ULPFEC parity packets (RFC 5109, in RED) to a subscriber's video while its
+    /// link loses packets, where its answer accepted RED and ULPFEC: one lost packet per
+    /// group is rebuilt at once instead of a round trip later.
+    pub video_fec: bool,
+    /// The loss (percent of packets, from its transport-cc feedback) from which a
+    /// subscriber gets video FEC; 0: always.
+    pub video_fec_loss_percent: u32,
     /// In a room with more cameras than this, each participant receives the cameras of
     /// this many most recent speakers; the others are paused for it until their owner
     /// speaks (0: every camera).
@@ -172,6 +179,9 @@ impl Default for MediaConfig {
             min_publisher_bitrate_bps: 150_000,
             audio_redundancy: true,
             audio_red_loss_percent: 2,
+            // measured: it halves a lossy subscriber's video freezes (docs/congestion.md)
+            video_fec: true,
+            video_fec_loss_percent: 3,
             last_n: 0,
             audio_last_n: 0,
             max_video_subscriptions: 16,
@@ -189,6 +199,12 @@ impl MediaConfig {
     pub fn audio_red_loss_threshold(&self) -> Option<f64> {
         self.audio_redundancy
             .then(|| f64::from(self.audio_red_loss_percent) / 100.0)
+    }
+
+    /// The loss share from which subscribers get video FEC; `None` when it is off.
+    pub fn video_fec_loss_threshold(&self) -> Option<f64> {
+        self.video_fec
+            .then(|| f64::from(self.video_fec_loss_percent) / 100.0)
     }
 
     /// The number of workers to start: `workers`, or the number of available cores when 0.
@@ -924,6 +940,11 @@ impl Config {
         rules.at_most(
             "media.audio_red_loss_percent",
             media.audio_red_loss_percent,
+            100,
+        );
+        rules.at_most(
+            "media.video_fec_loss_percent",
+            media.video_fec_loss_percent,
             100,
         );
         rules.at_most("media.last_n", media.last_n, MAX_LAST_N);

@@ -374,6 +374,7 @@ mod tests {
                 paused_tracks: 0,
                 reduced_frame_rate_tracks: 0,
                 audio_redundancy: 1,
+                video_fec_interval: 5,
                 tracks: Vec::new(),
             }],
         );

@@ -427,6 +427,8 @@ pub struct Metrics {
     router_video_pauses: Counter,
     router_temporal_layer_skipped: Counter,
     router_red_packets_sent: Counter,
+    router_fec_packets_sent: Counter,
+    router_nacks_for_fec: Counter,
     router_paced_dropped: Counter,
     /// Cluster mode (docs/cluster.md); the series stay at 0 on a node that runs alone.
     pub cluster: ClusterMetrics,
@@ -789,6 +791,16 @@ impl Metrics {
             "router_red_packets_sent",
             "audio packets sent as RED (earlier Opus frames repeated) to subscribers whose link loses packets",
         );
+        let router_fec_packets_sent = counter(
+            r,
+            "router_fec_packets_sent",
+            "ULPFEC packets (in RED) sent with the video of subscribers whose link loses packets",
+        );
+        let router_nacks_for_fec = counter(
+            r,
+            "router_nacks_for_fec",
+            "sequence numbers subscribers NACKed that were FEC packets' (answered with an empty RTX packet)",
+        );
         let router_paced_dropped = counter(
             r,
             "router_paced_dropped",
@@ -833,6 +845,8 @@ impl Metrics {
             router_video_pauses,
             router_temporal_layer_skipped,
             router_red_packets_sent,
+            router_fec_packets_sent,
+            router_nacks_for_fec,
             router_paced_dropped,
             cluster,
         }
@@ -1085,6 +1099,10 @@ impl Metrics {
             .inc_by(delta(current.paced_dropped, previous.paced_dropped));
         self.router_red_packets_sent
             .inc_by(delta(current.red_packets_sent, previous.red_packets_sent));
+        self.router_fec_packets_sent
+            .inc_by(delta(current.fec_packets_sent, previous.fec_packets_sent));
+        self.router_nacks_for_fec
+            .inc_by(delta(current.nacks_for_fec, previous.nacks_for_fec));
         self.router_temporal_layer_skipped.inc_by(delta(
             current.temporal_layer_skipped,
             previous.temporal_layer_skipped,
@@ -1144,6 +1162,8 @@ mod tests {
             "sluice_router_paced_dropped",
             "sluice_router_temporal_layer_skipped",
             "sluice_router_red_packets_sent",
+            "sluice_router_fec_packets_sent",
+            "sluice_router_nacks_for_fec",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),

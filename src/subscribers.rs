@@ -36,6 +36,9 @@ pub struct SubscriberSnapshot {
     pub reduced_frame_rate_tracks: usize,
     /// Earlier Opus frames repeated in each audio packet (RED); 0: plain Opus.
     pub audio_redundancy: u8,
+    /// Video packets per ULPFEC packet added to its video because its link loses
+    /// packets; 0: no FEC.
+    pub video_fec_interval: u8,
     pub tracks: Vec<TrackSnapshot>,
 }
 
@@ -73,6 +76,7 @@ pub struct SubscriberBoard {
     paused_tracks: Family<WorkerLabel, Gauge>,
     reduced_tracks: Family<WorkerLabel, Gauge>,
     with_red: Family<WorkerLabel, Gauge>,
+    with_fec: Family<WorkerLabel, Gauge>,
     video_by_layer: Family<LayerLabel, Gauge>,
 }
 
@@ -115,6 +119,11 @@ impl SubscriberBoard {
             board.with_red.clone(),
         );
         r.register(
+            "subscribers_with_video_fec",
+            "Subscribers sent ULPFEC packets with their video (in RED) because their link loses packets",
+            board.with_fec.clone(),
+        );
+        r.register(
             "subscriber_video_tracks",
             "Video tracks sent to subscribers, by the encoding forwarded (0 = lowest; none = paused or waiting for a keyframe)",
             board.video_by_layer.clone(),
@@ -144,6 +153,11 @@ impl SubscriberBoard {
             .set(gauge(reduced));
         let with_red = snapshots.iter().filter(|s| s.audio_redundancy > 0).count();
         self.with_red.get_or_create(&label).set(gauge(with_red));
+        let with_fec = snapshots
+            .iter()
+            .filter(|s| s.video_fec_interval > 0)
+            .count();
+        self.with_fec.get_or_create(&label).set(gauge(with_fec));
         let mut by_layer = [0usize; LAYER_LABELS.len() + 1];
         for track in snapshots
             .iter()
@@ -216,6 +230,7 @@ mod tests {
             paused_tracks: usize::from(layer.is_none()),
             reduced_frame_rate_tracks: 0,
             audio_redundancy: 0,
+            video_fec_interval: 0,
             tracks: vec![TrackSnapshot {
                 publisher: "p-9".into(),
                 kind: "video",

@@ -48,6 +48,8 @@ fn setup() -> Router {
     let config = RouterConfig {
         max_queued_outputs: MAX_QUEUED_OUTPUTS,
         max_ssrcs_per_participant: 8,
+        // FEC toward every subscriber that accepted it, lossy or not
+        video_fec_loss_threshold: Some(0.0),
         ..RouterConfig::default()
     };
     let mut r = Router::new(config);
@@ -85,8 +87,12 @@ fn setup() -> Router {
         .expect("subscribe");
     r.subscribe(BO, screen, sub(0x0A04, None, Some("55")))
         .expect("subscribe");
-    r.subscribe(CY, cam, sub(0x0C02, None, None))
-        .expect("subscribe");
+    // Cy's answer accepted RED, its RTX and ULPFEC: its camera goes in RED with FEC
+    let with_fec = SubscriptionSpec {
+        payload_types: vec![96, 116, 117, 118],
+        ..sub(0x0C02, Some(0x0C03), None)
+    };
+    r.subscribe(CY, cam, with_fec).expect("subscribe");
     r.subscribe(CY, screen, sub(0x0C04, None, None))
         .expect("subscribe");
     r.subscribe(ADA, bo_mic, sub(0x0B01, None, Some("7")))

@@ -95,7 +95,8 @@ pub struct SubscriptionSpec {
     /// receiver that demultiplexes by MID alone finds every stream.
     pub mid: String,
     /// The media payload types the answer accepted on that m-line; a packet with any
-    /// other payload type is not forwarded (the subscriber could not decode it).
+    /// other payload type is not forwarded (the subscriber could not decode it). RED and
+    /// ULPFEC are among them where accepted, and so is the RTX payload type of RED.
     pub payload_types: Vec<u8>,
 }
 

@@ -50,6 +50,8 @@ pub struct CoreConfig {
     pub min_publisher_bitrate_bps: u64,
     /// `media.audio_redundancy` and `media.audio_red_loss_percent`.
     pub audio_red_loss_threshold: Option<f64>,
+    /// `media.video_fec` and `media.video_fec_loss_percent`.
+    pub video_fec_loss_threshold: Option<f64>,
     /// `media.last_n`.
     pub last_n: usize,
     /// `media.audio_last_n`.
@@ -126,6 +128,7 @@ impl WorkerCore {
                 bandwidth_allocation: config.bandwidth_allocation,
                 publisher_bitrate_floor_bps: config.min_publisher_bitrate_bps,
                 audio_red_loss_threshold: config.audio_red_loss_threshold,
+                video_fec_loss_threshold: config.video_fec_loss_threshold,
                 last_n: config.last_n,
                 audio_last_n: config.audio_last_n,
             }),
@@ -961,6 +964,7 @@ mod tests {
                 bandwidth_allocation: true,
                 min_publisher_bitrate_bps: 150_000,
                 audio_red_loss_threshold: Some(0.02),
+                video_fec_loss_threshold: Some(0.03),
                 last_n: 0,
                 audio_last_n: 0,
             },

@@ -135,6 +135,7 @@ impl MediaPlane {
                     bandwidth_allocation: config.media.bandwidth_estimation,
                     min_publisher_bitrate_bps: config.media.min_publisher_bitrate_bps,
                     audio_red_loss_threshold: config.media.audio_red_loss_threshold(),
+                    video_fec_loss_threshold: config.media.video_fec_loss_threshold(),
                     last_n: config.media.last_n,
                     audio_last_n: config.media.audio_last_n,
                 },

@@ -65,6 +65,8 @@ pub struct RouterSettings {
     pub publisher_bitrate_floor_bps: u64,
     /// `media.audio_redundancy` and `media.audio_red_loss_percent`.
     pub audio_red_loss_threshold: Option<f64>,
+    /// `media.video_fec` and `media.video_fec_loss_percent`.
+    pub video_fec_loss_threshold: Option<f64>,
     /// `media.last_n`.
     pub last_n: usize,
     /// `media.audio_last_n`.
@@ -80,6 +82,7 @@ impl Default for RouterSettings {
             bandwidth_allocation: true,
             publisher_bitrate_floor_bps: 150_000,
             audio_red_loss_threshold: Some(0.02),
+            video_fec_loss_threshold: Some(0.03),
             last_n: 0,
             audio_last_n: 0,
         }
@@ -101,6 +104,7 @@ impl RouterAdapter {
             bandwidth_allocation: settings.bandwidth_allocation,
             publisher_bitrate_floor_bps: settings.publisher_bitrate_floor_bps,
             audio_red_loss_threshold: settings.audio_red_loss_threshold,
+            video_fec_loss_threshold: settings.video_fec_loss_threshold,
             last_n: settings.last_n,
             audio_last_n: settings.audio_last_n,
             ..defaults
@@ -356,6 +360,7 @@ impl RouterAdapter {
             paused_tracks: report.map_or(0, |r| r.paused_tracks),
             reduced_frame_rate_tracks: report.map_or(0, |r| r.reduced_frame_rate_tracks),
             audio_redundancy: report.map_or(0, |r| r.audio_redundancy),
+            video_fec_interval: report.map_or(0, |r| r.video_fec_interval),
             tracks,
         }
     }

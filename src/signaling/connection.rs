@@ -18,6 +18,7 @@ use sluice_signal::protocol::{
     decode_client_message, encode_server_message, ClientMessage, ErrorCode, ParticipantInfo,
     PublishSlot, ServerMessage, Source, PROTOCOL_VERSION,
 };
+use sluice_signal::sdp::codecs::{RED_VIDEO_PT, RED_VIDEO_RTX_PT};
 use sluice_signal::sdp::{Answer, Kind, ParseLimits, SendStream, Setup};
 use sluice_signal::token::{self, SigningKey};
 use tokio::sync::mpsc;
@@ -1350,9 +1351,16 @@ pub fn accepted_subscription(
     if media.rejected || !media.direction.receives() || media.codecs.is_empty() {
         return None;
     }
+    // RED and ULPFEC show up as codecs; the RTX of RED (how a retransmission of a packet
+    // sent in RED goes out) is listed with them, so the router knows it may use it
+    let red_rtx = media
+        .rtx
+        .iter()
+        .filter(|(rtx, apt)| *rtx == RED_VIDEO_RTX_PT && *apt == RED_VIDEO_PT)
+        .map(|(rtx, _)| *rtx);
     Some(SubscriptionSpec {
         rtx_ssrc: offered.rtx_ssrc.filter(|_| !media.rtx.is_empty()),
-        payload_types: media.codecs.iter().map(|c| c.pt).collect(),
+        payload_types: media.codecs.iter().map(|c| c.pt).chain(red_rtx).collect(),
         ..offered
     })
 }
@@ -1649,6 +1657,24 @@ mod tests {
         assert_eq!(accepted.payload_types, vec![96]);
         assert_eq!(accepted.rtx_ssrc, Some(0xB1));
         assert_eq!(accepted.mid, "4");
+    }
+
+    #[test]
+    fn red_ulpfec_and_the_rtx_of_red_are_carried_when_the_answer_accepted_them() {
+        let mut answer = answer_with("4", Direction::RecvOnly, false, vec![(97, 96), (117, 116)]);
+        for (pt, name) in [(116, "red"), (118, "ulpfec")] {
+            answer.media[0].codecs.push(Codec {
+                pt,
+                name: name.into(),
+                ..vp8()
+            });
+        }
+        let accepted = accepted_subscription(offered("4"), &answer).expect("accepted");
+        assert_eq!(accepted.payload_types, vec![96, 116, 118, 117]);
+        // without the RTX of RED: RED and ULPFEC only
+        answer.media[0].rtx = vec![(97, 96)];
+        let accepted = accepted_subscription(offered("4"), &answer).expect("accepted");
+        assert_eq!(accepted.payload_types, vec![96, 116, 118]);
     }
 
     #[test]

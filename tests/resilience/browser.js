@@ -14,6 +14,9 @@
 // `features`: scenario 1 at 15 % loss `--repeat` times with the server's loss recovery for
 // subscribers as configured by default, and again with audio redundancy (RED) off, to
 // show what each feature changes for the impaired participant (audio concealed, freezes).
+// `fec`: scenario 1 at 15 % loss `--repeat` times with the server's video FEC toward lossy
+// subscribers on and off, alternated (`media.video_fec`), for the impaired participant's
+// video freezes, frozen seconds, frames decoded, losses and the FEC its browser received.
 // `downlink`: `--participants` (6) Chromium publishing simulcast, one of them behind a
 // 1 Mbit/s downlink (tbf, 20 ms each way, no loss), `--repeat` times with the server's
 // adaptation on (simulcast, bandwidth estimation, allocation, pacing) and off, to show the
@@ -44,7 +47,7 @@ function parseArgs(argv) {
     else if (arg === '--repeat') args.repeat = Number(rest.shift());
     else if (arg === '--seed-base') args.seedBase = Number(rest.shift());
     else if (arg === '--dtls-versions') args.dtlsVersions = rest.shift().split(',');
-    else if (['scenario1', 'scenario2', 'all', 'handshakes', 'features', 'downlink'].includes(arg)) args.which = arg;
+    else if (['scenario1', 'scenario2', 'all', 'handshakes', 'features', 'downlink', 'fec'].includes(arg)) args.which = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
   if (!['on', 'off', 'both'].includes(args.recovery)) throw new Error('--recovery takes on, off or both');
@@ -90,6 +93,21 @@ function runsFor({ which, recovery, participants, steadyMs, repeat, seedBase }) 
           },
           timings: { mediaDeadlineMs: 30000, steadyMs, windowMs: 5000 },
         });
+      }
+    }
+    return runs;
+  }
+  if (which === 'fec') {
+    const variants = [
+      { name: 'fec-on', media: { simulcast: false, video_fec: true } },
+      { name: 'fec-off', media: { simulcast: false, video_fec: false } },
+    ];
+    for (let i = 0; i < repeat; i += 1) {
+      for (const variant of variants) {
+        const options = seedScenario({ participants, lossPercent: 15, recovery: true, steadyMs, seed: seedBase + i });
+        options.media = variant.media;
+        options.label += `-${variant.name}-${seedBase + i}`;
+        runs.push(options);
       }
     }
     return runs;
@@ -149,6 +167,25 @@ function summaryRow(options, result) {
   );
 }
 
+/** One Markdown row per `fec` run: the impaired participant's inbound video. */
+function fecRow(options, result) {
+  const s = result.summary || { participants: [] };
+  const impaired = s.participants.find((p) => p.impaired) || {};
+  const clean = s.participants.filter((p) => !p.impaired);
+  const sum = (key) => clean.reduce((acc, p) => acc + (p[key] || 0), 0);
+  return (
+    `| ${options.label} | ${result.ok ? 'pass' : 'FAIL'} | ${fmt(impaired.freezeCount)} | ${fmt(impaired.freezesSeconds)} | ` +
+    `${fmt(impaired.framesDecoded)} | ${fmt(impaired.videoPacketsLost)} | ${fmt(impaired.nackCount)} | ` +
+    `${fmt(impaired.retransmittedPacketsReceived)} | ${fmt(impaired.fecPacketsReceived)} | ${fmt(impaired.fecPacketsDiscarded)} | ` +
+    `${fmt(sum('freezeCount'))} | ${fmt((s.server || {}).fecPacketsSent)} |`
+  );
+}
+
+const FEC_HEADER = [
+  '| run | result | freezes (impaired) | frozen s | frames decoded | video packets lost | NACKs sent | retransmissions received | FEC packets received | FEC packets discarded | freezes, all clean | FEC packets sent (server, all subscribers) |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+];
+
 const HEADER = [
   '| run | recovery | result | server handshakes done/started | DTLS handshake, browser (ms): impaired / slowest clean | server-side (ms): impaired / slowest clean | server DTLS retransmissions | first frame from all others (ms): impaired / slowest clean | frames decoded: impaired / fewest clean | freezes: impaired / all clean | audio concealed (%): impaired / worst clean | join spread (ms) |',
   '|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -175,7 +212,7 @@ async function main() {
   console.log(`${runs.length} runs, results in ${out} (machine: ${machine})`);
   for (const options of runs) {
     const result = await runCall(options);
-    rows.push(summaryRow(options, result));
+    rows.push(args.which === 'fec' ? fecRow(options, result) : summaryRow(options, result));
     details.push(`### ${options.label} (${result.ok ? 'pass' : 'FAIL'}, ${Math.round(result.durationMs / 1000)} s)\n`);
     details.push('```');
     details.push(result.table);
@@ -187,7 +224,7 @@ async function main() {
       `Browser resilience runs, ${new Date().toISOString()}, ${machine}`,
       `Command: node tests/resilience/browser.js ${process.argv.slice(2).join(' ')}`,
       '',
-      ...HEADER,
+      ...(args.which === 'fec' ? FEC_HEADER : HEADER),
       ...rows,
       '',
       ...details,

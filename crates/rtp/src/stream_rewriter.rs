@@ -26,6 +26,13 @@ struct Source {
     /// Packets of this source deliberately not forwarded (see [`StreamRewriter::skip`]);
     /// every later packet's output number is lowered by how many of them precede it.
     skipped: SkippedNumbers,
+    /// Input numbers after which the output got a packet of its own (a FEC packet, see
+    /// [`StreamRewriter::insert`]): every later input packet's output number is raised by
+    /// how many of them precede it.
+    inserted_after: SkippedNumbers,
+    /// The output numbers those inserted packets took, so that a NACK for one of them is
+    /// never mapped to a media packet.
+    inserted_out: SkippedNumbers,
 }
 
 impl Source {
@@ -43,9 +50,15 @@ impl Source {
             }
             self.skipped.count_before(in_ext)?
         };
+        let inserted_before = if self.inserted_after.is_empty() {
+            0
+        } else {
+            self.inserted_after.count_before(in_ext)?
+        };
         u64::try_from(in_ext as i64 + self.seq_offset)
             .ok()?
-            .checked_sub(skipped_before)
+            .checked_sub(skipped_before)?
+            .checked_add(inserted_before)
     }
 }
 
@@ -199,7 +212,16 @@ impl StreamRewriter {
         if delta > 0 {
             return None;
         }
-        let shifted = u64::try_from(out_ext - src.seq_offset).ok()?;
+        let out_ext_u = u64::try_from(out_ext).ok()?;
+        let inserted_before = if src.inserted_out.is_empty() {
+            0
+        } else {
+            if src.inserted_out.contains(out_ext_u) {
+                return None; // a packet of the SFU's own (FEC), not of the source
+            }
+            i64::try_from(src.inserted_out.count_before(out_ext_u)?).ok()?
+        };
+        let shifted = u64::try_from(out_ext - inserted_before - src.seq_offset).ok()?;
         let in_ext = src.skipped.unshift(shifted)?;
         if in_ext < src.first_in_seq {
             return None;
@@ -226,6 +248,45 @@ impl StreamRewriter {
         }
         src.skipped.skip(in_ext);
         true
+    }
+
+    /// Output timestamp of the newest packet written (for a packet of the SFU's own that
+    /// should look current); `None` before the first.
+    pub fn newest_timestamp(&self) -> Option<u32> {
+        self.newest_out_ts
+    }
+
+    /// Whether output sequence number `out_seq` was taken by [`insert`](Self::insert)
+    /// for the current source (a FEC packet's, not a media packet's).
+    pub fn is_inserted(&self, out_seq: u16) -> bool {
+        let (Some(src), Some(highest)) = (self.source.as_ref(), self.highest_out_seq) else {
+            return false;
+        };
+        let delta = i64::from(out_seq.wrapping_sub(highest as u16) as i16);
+        u64::try_from(highest as i64 + delta)
+            .is_ok_and(|out_ext| src.inserted_out.contains(out_ext))
+    }
+
+    /// Takes the output sequence number right after the newest packet written for a
+    /// packet of the SFU's own (a FEC packet protecting what was just sent): every later
+    /// packet of the source is numbered one higher, so the subscriber sees no gap, and
+    /// [`source_sequence_number`](Self::source_sequence_number) maps a NACK for the
+    /// inserted number to nothing. Returns `None` (nothing taken) before any packet of the
+    /// current source was written, when the newest packet written is not the source's
+    /// newest (a late packet of a previous source), or when a packet was already inserted
+    /// after it.
+    pub fn insert(&mut self) -> Option<u16> {
+        let highest = self.highest_out_seq?;
+        let src = self.source.as_mut()?;
+        let newest = src.newest_in_seq;
+        if src.out_seq(newest)? != highest || src.inserted_after.contains(newest) {
+            return None;
+        }
+        let out_ext = highest + 1;
+        src.inserted_after.skip(newest);
+        src.inserted_out.skip(out_ext);
+        self.highest_out_seq = Some(out_ext);
+        Some(out_ext as u16)
     }
 
     /// Rewrites a copy of a packet of the current source that was already forwarded (a
@@ -275,6 +336,8 @@ impl StreamRewriter {
             ts_offset: out_ts.wrapping_sub(in_ts),
             newest_in_seq: in_ext,
             skipped: SkippedNumbers::new(),
+            inserted_after: SkippedNumbers::new(),
+            inserted_out: SkippedNumbers::new(),
         });
     }
 }
@@ -317,6 +380,51 @@ mod tests {
         assert_eq!(rw.source_sequence_number(b), Some(104));
         assert_eq!(rw.source_sequence_number(c), Some(106));
         assert_eq!(rw.rewrite_again(&mut pkt(1, 106, 12000)), Some((c, 12000)));
+    }
+
+    #[test]
+    fn inserted_numbers_keep_the_output_gap_free_and_map_to_no_source_packet() {
+        let mut rw = StreamRewriter::new(9, 90_000);
+        assert_eq!(rw.insert(), None, "nothing written yet");
+        rw.switch_source(1);
+        let (a, _) = rw.rewrite(&mut pkt(1, 100, 0)).unwrap();
+        let (b, _) = rw.rewrite(&mut pkt(1, 102, 3000)).unwrap();
+        let fec = rw.insert().unwrap();
+        assert_eq!(rw.insert(), None, "one inserted packet per position");
+        assert!(rw.skip(&pkt(1, 103, 6000)));
+        let (c, _) = rw.rewrite(&mut pkt(1, 104, 9000)).unwrap();
+        // 101 arrives late: it keeps its place before the inserted packet
+        let (late, _) = rw.rewrite(&mut pkt(1, 101, 0)).unwrap();
+        assert_eq!(
+            [late, b, fec, c],
+            [a + 1, a + 2, a + 3, a + 4],
+            "gap-free output around the inserted number"
+        );
+        let fec2 = rw.insert().unwrap();
+        assert_eq!(fec2, c + 1);
+        let (d, _) = rw.rewrite(&mut pkt(1, 105, 12000)).unwrap();
+        assert_eq!(d, c + 2);
+        assert_eq!(
+            rw.source_sequence_number(fec),
+            None,
+            "a FEC number is no media packet"
+        );
+        assert_eq!(rw.source_sequence_number(fec2), None);
+        assert!(rw.is_inserted(fec) && rw.is_inserted(fec2) && !rw.is_inserted(c));
+        for (out, input) in [(a, 100), (late, 101), (b, 102), (c, 104), (d, 105)] {
+            assert_eq!(rw.source_sequence_number(out), Some(input), "{out}");
+        }
+        // a retransmission is numbered as the first time
+        assert_eq!(rw.rewrite_again(&mut pkt(1, 104, 9000)).unwrap().0, c);
+        // a layer switch continues after the inserted numbers
+        rw.switch_source(2);
+        let (e, _) = rw.rewrite(&mut pkt(2, 7000, 50)).unwrap();
+        assert_eq!(e, d + 1);
+        let fec3 = rw.insert().unwrap();
+        let (f, _) = rw.rewrite(&mut pkt(2, 7001, 3050)).unwrap();
+        assert_eq!([fec3, f], [e + 1, e + 2]);
+        assert_eq!(rw.source_sequence_number(fec3), None);
+        assert_eq!(rw.source_sequence_number(f), Some(7001));
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub(crate) struct SubscriberLink {
     pub(crate) red_distance: u8,
     /// Since when its loss has been below the RED threshold while RED is on.
     pub(crate) red_quiet_since: Option<Instant>,
+    /// Media packets per FEC packet on its video that accepted FEC (see `fec`); 0: none.
+    pub(crate) fec_interval: u8,
+    /// Since when its loss has called for less FEC while FEC is on.
+    pub(crate) fec_quiet_since: Option<Instant>,
+    /// The packets its next FEC packets protect, as they left.
+    pub(crate) fec: crate::fec::FecEncoder,
     /// Paces its RTP once it has an estimate (see `pacing`).
     pub(crate) pacer: Option<sluice_bwe::pacer::Pacer<Vec<u8>>>,
 }
@@ -86,6 +92,9 @@ impl SubscriberLink {
             reduced_frame_rate_tracks: 0,
             red_distance: 0,
             red_quiet_since: None,
+            fec_interval: 0,
+            fec_quiet_since: None,
+            fec: crate::fec::FecEncoder::default(),
             pacer: None,
         }
     }
@@ -133,6 +142,9 @@ pub struct SubscriberReport {
     /// Earlier Opus frames repeated in each audio packet to it (RED, where its answer
     /// accepted it); 0: plain Opus.
     pub audio_redundancy: u8,
+    /// Video packets per ULPFEC packet added to its video (in RED, where its answer
+    /// accepted both) because its link loses packets; 0: no FEC.
+    pub video_fec_interval: u8,
 }
 
 /// What one subscription delivers now, for a debug endpoint.
@@ -317,6 +329,7 @@ impl Router {
             paused_tracks: p.link.paused_tracks,
             reduced_frame_rate_tracks: p.link.reduced_frame_rate_tracks,
             audio_redundancy: p.link.red_distance,
+            video_fec_interval: p.link.fec_interval,
         })
     }
 
@@ -372,7 +385,16 @@ impl Router {
             p.link.red_quiet_since,
             now,
         );
+        let (fec_interval, fec_quiet_since) = crate::fec::fec_decision(
+            self.config.video_fec_loss_threshold,
+            p_loss,
+            p.link.fec_interval,
+            p.link.fec_quiet_since,
+            now,
+        );
         let mut audio_bps = 0u64;
+        // whether any of its video gets FEC: the estimate left for video shrinks by it
+        let mut fec_on = false;
         let mut candidates: Vec<Candidate> = Vec::new();
         for track_id in &p.subscribed {
             let Some(t) = self.tracks.get(track_id) else {
@@ -402,6 +424,7 @@ impl Router {
                 audio_bps += plain * copies;
                 continue;
             }
+            fec_on |= sub.fec_accepted && fec_interval > 0;
             let live: Vec<usize> = (0..t.layers.len())
                 .filter(|&i| t.layers.get(i).is_some_and(|l| l.is_live(now, silence)))
                 .collect();
@@ -456,6 +479,19 @@ impl Router {
         let mut budget = estimate.map_or(u64::MAX, |e| {
             (e / 100 * ALLOCATED_SHARE_PERCENT).saturating_sub(audio_bps)
         });
+        // FEC adds one packet per `fec_interval` video packets: video gets the rest
+        let fec_share = |video_bps: u64| {
+            if fec_on {
+                video_bps / u64::from(fec_interval.max(1))
+            } else {
+                0
+            }
+        };
+        if fec_on && budget != u64::MAX {
+            let interval = u64::from(fec_interval);
+            budget = budget / (interval + 1) * interval;
+        }
+        let desired = desired + fec_share(desired.saturating_sub(audio_bps));
         let lossy = p_loss.is_some_and(|f| f >= PAUSE_LOSS_FRACTION);
         let mut choice: Vec<Option<Step>> = Vec::with_capacity(candidates.len());
         let mut shortfalls: Vec<bool> = Vec::with_capacity(candidates.len());
@@ -540,7 +576,7 @@ impl Router {
             }
         }
 
-        let mut allocated = audio_bps;
+        let mut allocated_video = 0u64;
         let mut paused = 0usize;
         let mut reduced = 0usize;
         let mut changes = Vec::new();
@@ -560,7 +596,7 @@ impl Router {
             match chosen {
                 Some(step) => {
                     let layer = &step.layer;
-                    allocated += c.cost(*step);
+                    allocated_video += c.cost(*step);
                     sub.temporal_cap = if estimate.is_some() {
                         step.temporal
                     } else {
@@ -641,7 +677,21 @@ impl Router {
                 reason: PauseReason::Bandwidth,
             });
         }
+        let allocated = audio_bps + allocated_video + fec_share(allocated_video);
         if let Some(p) = self.participants.get_mut(&id) {
+            if p.link.fec_interval != fec_interval {
+                debug!(
+                    subscriber = id.0,
+                    fec_interval,
+                    loss = p_loss,
+                    "video FEC changed"
+                );
+                if fec_interval == 0 {
+                    p.link.fec.clear();
+                }
+            }
+            p.link.fec_interval = fec_interval;
+            p.link.fec_quiet_since = fec_quiet_since;
             if p.link.allocated_bps != allocated
                 || p.link.paused_tracks != paused
                 || p.link.reduced_frame_rate_tracks != reduced

@@ -101,6 +101,11 @@ pub struct RouterConfig {
     /// share, on m-lines whose answer accepted RED. `Some(0.0)`: always where accepted;
     /// `None`: never.
     pub audio_red_loss_threshold: Option<f64>,
+    /// Add ULPFEC parity packets (RFC 5109, inside RED) to a subscriber's video while the
+    /// loss its transport-cc feedback reports is at least this share, on m-lines whose
+    /// answer accepted RED and ULPFEC: a lost packet is rebuilt at once instead of a
+    /// round trip later. `None`: never. See `fec` for the rate and the hysteresis.
+    pub video_fec_loss_threshold: Option<f64>,
     /// In a room with more camera publishers than this, each subscriber receives the
     /// cameras of this many most recent speakers only (0: every camera).
     pub last_n: usize,
@@ -151,6 +156,8 @@ impl Default for RouterConfig {
             bandwidth_allocation: true,
             publisher_bitrate_floor_bps: 150_000,
             audio_red_loss_threshold: Some(0.02),
+            // measured: it halves a lossy subscriber's video freezes (docs/congestion.md)
+            video_fec_loss_threshold: Some(0.03),
             last_n: 0,
             audio_last_n: 0,
         }

@@ -14,11 +14,13 @@ use crate::forward::maybe_send_pli;
 use crate::ids::ParticipantId;
 use crate::media::{
     abs_send_time, hide_extension, rewrite_mid, rtx_payload_type, EXT_ABS_SEND_TIME, EXT_RID,
+    PT_RED_VIDEO, PT_RED_VIDEO_RTX,
 };
 use crate::pacing::send_rtp;
 use crate::router::Router;
 use crate::state::{SenderReportMapping, StreamRole, Track};
 use crate::stats::RouterDrop;
+use sluice_rtp::red::wrap_in_red;
 
 impl Router {
     /// Handles one decrypted RTCP datagram (compound or reduced-size) from `from` at `now`.
@@ -152,7 +154,42 @@ impl Router {
                 .source_sequence_number(seq)
                 .and_then(|source_seq| cache?.get(source_seq));
             let Some(cached) = cached else {
-                stats.nacks_missed += 1;
+                if !sub.rewriter.is_inserted(seq) {
+                    stats.nacks_missed += 1;
+                    continue;
+                }
+                // A lost FEC packet (its group's media packets are NACKed on their own):
+                // an empty RTX packet of its number, so the receiver stops asking.
+                stats.nacks_for_fec += 1;
+                let Some(rtx_ssrc) = sub.rtx_ssrc.filter(|_| sub.red_rtx_accepted) else {
+                    continue;
+                };
+                let ts = sub.rewriter.newest_timestamp().unwrap_or(0);
+                crate::fec::write_empty(&mut rewritten, sub.ssrc, seq, ts);
+                let mut buf = outbox.buffer();
+                if write_rtx(
+                    &rewritten,
+                    rtx_ssrc,
+                    PT_RED_VIDEO_RTX,
+                    sub.rtx_seq,
+                    &mut buf,
+                )
+                .is_err()
+                {
+                    outbox.recycle(buf);
+                    continue;
+                }
+                sub.rtx_seq = sub.rtx_seq.wrapping_add(1);
+                send_rtp(
+                    from,
+                    subscriber,
+                    buf,
+                    Priority::Retransmission,
+                    now,
+                    &send_time,
+                    outbox,
+                    stats,
+                );
                 continue;
             };
             rewritten.clear();
@@ -174,11 +211,24 @@ impl Router {
                 hide_extension(&mut rewritten, EXT_RID);
             }
             set_extension(&mut rewritten, EXT_ABS_SEND_TIME, &send_time);
+            // while it gets FEC its video goes in RED, and so does a retransmission, as
+            // RTX of RED (what libwebrtc receivers expect); where RTX of RED was not
+            // accepted the plain packet goes as RTX of its codec, which they take too
+            if sub.fec_accepted
+                && sub.red_rtx_accepted
+                && sub.rtx_ssrc.is_some()
+                && subscriber.link.fec_interval > 0
+            {
+                wrap_in_red(&mut rewritten, PT_RED_VIDEO);
+            }
             let original = rewritten.as_slice();
             let mut buf = outbox.buffer();
             let rtx_pt = RtpHeader::parse(original)
                 .ok()
-                .and_then(|h| rtx_payload_type(h.payload_type()));
+                .and_then(|h| match h.payload_type() {
+                    PT_RED_VIDEO => Some(PT_RED_VIDEO_RTX),
+                    pt => rtx_payload_type(pt),
+                });
             match (sub.rtx_ssrc, rtx_pt) {
                 (Some(rtx_ssrc), Some(pt)) => {
                     if write_rtx(original, rtx_ssrc, pt, sub.rtx_seq, &mut buf).is_err() {

@@ -3,14 +3,16 @@
 
 use std::time::Instant;
 
-use sluice_rtp::red::write_red_payload;
+use sluice_rtp::red::{wrap_in_red, write_red_payload};
 use sluice_rtp::{is_keyframe, set_extension, set_payload_type, Codec, RtpHeader, Vp8Descriptor};
 use tracing::{debug, trace};
 
+use crate::fec::{placeholder, FEC_OVERHEAD_BYTES};
 use crate::ids::{Kind, ParticipantId, TrackId};
 use crate::media::{
     abs_send_time, codec_of, hide_extension, media_payload_type, rewrite_mid, unwrap_rtx,
     EXT_AUDIO_LEVEL, EXT_MID, EXT_REPAIRED_RID, EXT_RID, EXT_TRANSPORT_CC, PT_OPUS, PT_RED_AUDIO,
+    PT_RED_VIDEO, PT_ULPFEC,
 };
 use crate::output::OutputKind;
 use crate::pacing::send_rtp;
@@ -170,6 +172,11 @@ impl Router {
                 (config.nack.enabled && track.kind == Kind::Video).then_some(config.nack.generator);
             track.set_media_ssrc(layer, h.ssrc(), nack);
         }
+        if track.kind == Kind::Video && matches!(h.payload_type(), PT_RED_VIDEO | PT_ULPFEC) {
+            // never offered to publishers: the router adds these per subscriber itself
+            stats.dropped.add(RouterDrop::PayloadTypeNotAccepted);
+            return;
+        }
         let codec = codec_of(h.payload_type());
         if codec != Codec::Other {
             track.codec = codec;
@@ -270,6 +277,15 @@ impl Router {
             } else {
                 0
             };
+            // video to a subscriber whose link loses packets: in RED, with a ULPFEC
+            // packet after every `fec_interval` packets (see `fec`)
+            let fec_interval = if kind == Kind::Video && sub.fec_accepted {
+                participants
+                    .get(&sub.subscriber)
+                    .map_or(0, |p| p.link.fec_interval)
+            } else {
+                0
+            };
             let mut buf = outbox.buffer();
             if red_distance > 0 {
                 buf.extend_from_slice(pkt.get(..header_len).unwrap_or_default());
@@ -305,6 +321,26 @@ impl Router {
             if simulcast {
                 hide_extension(&mut buf, EXT_RID);
             }
+            let mut fec_placeholder = None;
+            if fec_interval > 0 && wrap_in_red(&mut buf, PT_RED_VIDEO) {
+                stats.red_video_packets_sent += 1;
+                sub.fec_pending = sub.fec_pending.saturating_add(1);
+                sub.fec_longest = sub.fec_longest.max(buf.len());
+                if sub.fec_pending >= fec_interval {
+                    // the next number is the FEC packet's; it leaves behind this one
+                    if let Some(seq) = sub.rewriter.insert() {
+                        let mut fec = outbox.buffer();
+                        let expected = sub.fec_longest + FEC_OVERHEAD_BYTES;
+                        if placeholder(&mut fec, &buf, seq, expected) {
+                            fec_placeholder = Some(fec);
+                        } else {
+                            outbox.recycle(fec);
+                        }
+                    }
+                    sub.fec_pending = 0;
+                    sub.fec_longest = 0;
+                }
+            }
             sub.sender.on_packet(ts, payload_len, now);
             sub.last_forwarded_at = Some(now);
             stats.forwarded_packets += 1;
@@ -331,6 +367,18 @@ impl Router {
                 outbox,
                 stats,
             );
+            if let Some(fec) = fec_placeholder {
+                send_rtp(
+                    sub.subscriber,
+                    subscriber,
+                    fec,
+                    Priority::Video,
+                    now,
+                    &send_time,
+                    outbox,
+                    stats,
+                );
+            }
         }
         if kind == Kind::Audio
             && payload_type == PT_OPUS
@@ -395,18 +443,9 @@ pub(crate) fn stamp_transport_seq(subscriber: &mut Participant, buf: &mut [u8]) 
 }
 
 /// Stamps the subscriber's transport-wide sequence number and tells its bandwidth
-/// estimator what left: the feedback about this packet will name that number.
-pub(crate) fn stamp_and_record(subscriber: &mut Participant, buf: &mut [u8], now: Instant) {
-    let Participant {
-        link,
-        next_transport_seq,
-        ..
-    } = subscriber;
-    stamp_parts(next_transport_seq, &mut link.bwe, buf, now);
-}
-
-/// [`stamp_and_record`] on the two fields it touches, for a caller that holds other
-/// fields of the participant (its pacer) at the same time.
+/// estimator what left (the feedback about this packet will name that number); takes
+/// the two fields it touches, for a caller that holds other fields of the participant
+/// (its pacer) at the same time.
 pub(crate) fn stamp_parts(
     next_transport_seq: &mut u16,
     bwe: &mut sluice_bwe::Bwe,

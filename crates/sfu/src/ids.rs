@@ -82,6 +82,11 @@ pub struct SubscriptionSpec {
     /// The media payload types the subscriber's answer accepted on the m-line. A packet
     /// of any other payload type is not forwarded: the subscriber could not decode it,
     /// and an independent receiver may treat it as a protocol error. Empty accepts all.
+    /// On video, RED ([`PT_RED_VIDEO`](crate::media::PT_RED_VIDEO)) and ULPFEC
+    /// ([`PT_ULPFEC`](crate::media::PT_ULPFEC)) among them let the router add FEC toward
+    /// a lossy subscriber, and the RTX payload type of RED
+    /// ([`PT_RED_VIDEO_RTX`](crate::media::PT_RED_VIDEO_RTX)) lets it retransmit a
+    /// packet sent in RED as it was sent.
     pub payload_types: Vec<u8>,
 }
 

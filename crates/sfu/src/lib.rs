@@ -50,6 +50,7 @@
 mod allocation;
 mod config;
 mod error;
+mod fec;
 mod feedback;
 mod forward;
 mod ids;

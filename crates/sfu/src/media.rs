@@ -30,6 +30,12 @@ pub const HIDDEN_EXTENSION_ID: u8 = 14;
 pub const PT_OPUS: u8 = 111;
 /// Opus with redundancy (RFC 2198 RED) in the server's fixed payload table.
 pub const PT_RED_AUDIO: u8 = 63;
+/// Video in RED (RFC 2198), the container ULPFEC needs, in the server's fixed table.
+pub const PT_RED_VIDEO: u8 = 116;
+/// Retransmissions (RTX) of video packets sent in RED.
+pub const PT_RED_VIDEO_RTX: u8 = 117;
+/// ULPFEC (RFC 5109), carried inside RED.
+pub const PT_ULPFEC: u8 = 118;
 /// VP8 payload type (RTX 97).
 pub const PT_VP8: u8 = 96;
 /// VP9 payload type (RTX 99).

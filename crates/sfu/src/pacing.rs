@@ -10,6 +10,7 @@ use std::time::Instant;
 use sluice_bwe::pacer::{Pacer, PacerConfig, PacerOutput, Priority};
 
 use crate::allocation::SubscriberLink;
+use crate::fec::Leaving;
 use crate::forward::SRTP_OVERHEAD_BYTES;
 use crate::ids::ParticipantId;
 use crate::media::EXT_ABS_SEND_TIME;
@@ -47,7 +48,21 @@ pub(crate) fn send_rtp(
         }
         None => {
             let mut buf = buf;
-            stamp(subscriber, &mut buf, now, send_time);
+            let Participant {
+                link,
+                next_transport_seq,
+                ..
+            } = subscriber;
+            let SubscriberLink { bwe, fec, .. } = link;
+            leave(
+                fec,
+                next_transport_seq,
+                bwe,
+                &mut buf,
+                now,
+                send_time,
+                stats,
+            );
             outbox.push(id, OutputKind::Rtp, buf, stats);
         }
     }
@@ -78,7 +93,9 @@ pub(crate) fn release(
         next_transport_seq,
         ..
     } = subscriber;
-    let SubscriberLink { pacer, bwe, .. } = link;
+    let SubscriberLink {
+        pacer, bwe, fec, ..
+    } = link;
     let Some(pacer) = pacer.as_mut() else {
         return;
     };
@@ -87,8 +104,15 @@ pub(crate) fn release(
     for _ in 0..MAX_RELEASED_PER_CALL {
         match pacer.poll_send(now) {
             Some(PacerOutput::Packet { mut packet, .. }) => {
-                sluice_rtp::set_extension(&mut packet, EXT_ABS_SEND_TIME, send_time);
-                crate::forward::stamp_parts(next_transport_seq, bwe, &mut packet, now);
+                leave(
+                    fec,
+                    next_transport_seq,
+                    bwe,
+                    &mut packet,
+                    now,
+                    send_time,
+                    stats,
+                );
                 outbox.push(id, OutputKind::Rtp, packet, stats);
             }
             // probes are sent as padding by the allocation's probe sender
@@ -124,9 +148,24 @@ impl crate::router::Router {
     }
 }
 
-/// Stamps the transport-wide sequence number and send time of a packet leaving now and
-/// tells the estimator.
-fn stamp(subscriber: &mut Participant, buf: &mut [u8], now: Instant, send_time: &[u8; 3]) {
-    sluice_rtp::set_extension(buf, EXT_ABS_SEND_TIME, send_time);
-    crate::forward::stamp_and_record(subscriber, buf, now);
+/// What happens to every RTP packet as it leaves toward a subscriber: a FEC placeholder
+/// gets its parity (over the packets as they left before it), the transport-wide sequence
+/// number and send time are stamped and the estimator told, and a video packet in RED is
+/// remembered, stamped, for the next FEC packet of its stream.
+#[allow(clippy::too_many_arguments)] // the participant's disjoint fields
+fn leave(
+    fec: &mut crate::fec::FecEncoder,
+    next_transport_seq: &mut u16,
+    bwe: &mut sluice_bwe::Bwe,
+    packet: &mut Vec<u8>,
+    now: Instant,
+    send_time: &[u8; 3],
+    stats: &mut RouterStats,
+) {
+    let leaving = fec.before_leaving(packet, stats);
+    sluice_rtp::set_extension(packet, EXT_ABS_SEND_TIME, send_time);
+    crate::forward::stamp_parts(next_transport_seq, bwe, packet, now);
+    if leaving == Leaving::Media {
+        fec.record(packet);
+    }
 }

@@ -431,6 +431,11 @@ impl Router {
         let target = now.map_or(top, |now| t.best_layer(top, now, self.config.layer_silence));
         let red_accepted =
             kind == Kind::Audio && spec.payload_types.contains(&crate::media::PT_RED_AUDIO);
+        let fec_accepted = kind == Kind::Video
+            && spec.payload_types.contains(&crate::media::PT_RED_VIDEO)
+            && spec.payload_types.contains(&crate::media::PT_ULPFEC);
+        let red_rtx_accepted =
+            fec_accepted && spec.payload_types.contains(&crate::media::PT_RED_VIDEO_RTX);
         let sub = Subscription {
             subscriber,
             ssrc: spec.ssrc,
@@ -453,6 +458,10 @@ impl Router {
             temporal_cap: crate::state::ALL_TEMPORAL_LAYERS,
             temporal: crate::state::ALL_TEMPORAL_LAYERS,
             red_accepted,
+            fec_accepted,
+            red_rtx_accepted,
+            fec_pending: 0,
+            fec_longest: 0,
             last_n_excluded: false,
         };
         if let Some(s) = self.participants.get_mut(&subscriber) {

@@ -160,6 +160,15 @@ pub(crate) struct Subscription {
     pub(crate) temporal: u8,
     /// Its answer accepted RED on this m-line (audio).
     pub(crate) red_accepted: bool,
+    /// Its answer accepted RED and ULPFEC on this m-line (video): FEC may be added.
+    pub(crate) fec_accepted: bool,
+    /// Its answer accepted the RTX payload type of RED: a packet sent in RED is
+    /// retransmitted in RED.
+    pub(crate) red_rtx_accepted: bool,
+    /// Media packets sent in RED since the last FEC packet of this stream.
+    pub(crate) fec_pending: u8,
+    /// The longest of them (for the expected size of the FEC packet).
+    pub(crate) fec_longest: usize,
     /// Not forwarded: the room has more cameras than last-N and this one's publisher is
     /// not among the most recent speakers.
     pub(crate) last_n_excluded: bool,
@@ -557,6 +566,10 @@ mod tests {
             temporal_cap: ALL_TEMPORAL_LAYERS,
             temporal: ALL_TEMPORAL_LAYERS,
             red_accepted: false,
+            fec_accepted: false,
+            red_rtx_accepted: false,
+            fec_pending: 0,
+            fec_longest: 0,
             last_n_excluded: false,
         }
     }

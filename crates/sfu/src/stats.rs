@@ -177,4 +177,15 @@ pub struct RouterStats {
     /// Audio packets sent as RED (Opus with earlier frames repeated) to lossy
     /// subscribers.
     pub red_packets_sent: u64,
+    /// ULPFEC packets (in RED) sent to lossy subscribers.
+    pub fec_packets_sent: u64,
+    /// Sequence numbers NACKed that were FEC packets' (a lost FEC packet): answered with
+    /// an empty RTX packet of the number, so the receiver stops asking (not counted in
+    /// `nacks_missed`).
+    pub nacks_for_fec: u64,
+    /// FEC positions that left as padding: the packets they were to protect never left
+    /// the pacer (dropped as late video), so only the sequence number was kept.
+    pub fec_padding_sent: u64,
+    /// Video packets sent in RED (because FEC may accompany them).
+    pub red_video_packets_sent: u64,
 }

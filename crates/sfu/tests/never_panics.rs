@@ -78,6 +78,8 @@ fn seeded_random_traffic_and_control_calls_never_panic_and_stay_bounded() {
     let config = RouterConfig {
         max_queued_outputs: 256,
         max_ssrcs_per_participant: 8,
+        // FEC on wherever a subscription accepted it
+        video_fec_loss_threshold: Some(0.0),
         ..RouterConfig::default()
     };
     for seed in 1..=20u64 {
@@ -116,10 +118,11 @@ fn seeded_random_traffic_and_control_calls_never_panic_and_stay_bounded() {
                         ssrc: 0xB0 + rng.below(4) as u32,
                         rtx_ssrc: (rng.below(2) == 0).then(|| 0xC0 + rng.below(4) as u32),
                         mid: (rng.below(2) == 0).then(|| "12".into()),
-                        payload_types: if rng.below(2) == 0 {
-                            vec![96 + rng.below(16) as u8]
-                        } else {
-                            Vec::new()
+                        payload_types: match rng.below(3) {
+                            0 => vec![96 + rng.below(16) as u8],
+                            // RED, its RTX and ULPFEC accepted: video goes with FEC
+                            1 => vec![96, 116, 117, 118],
+                            _ => Vec::new(),
                         },
                     };
                     let _ = r.subscribe(who, TrackId(rng.below(12)), spec);

@@ -539,16 +539,17 @@ fn check_answer(
         if !sends_ok || !receives_ok {
             return Err(NegotiationError::DirectionMismatch { media_index: index });
         }
-        let table = crate::sdp::codecs::codecs_for(offer.kind);
+        let table = crate::sdp::codecs::codecs_offered(offer.kind, offer.direction);
         let codecs_ok = answered.codecs.iter().all(|c| {
             table
-                .iter()
+                .clone()
                 .any(|t| t.pt == c.pt && t.name.eq_ignore_ascii_case(&c.name))
         });
-        let rtx_ok = answered
-            .rtx
-            .iter()
-            .all(|(rtx, apt)| table.iter().any(|t| t.rtx_pt == Some(*rtx) && t.pt == *apt));
+        let rtx_ok = answered.rtx.iter().all(|(rtx, apt)| {
+            table
+                .clone()
+                .any(|t| t.rtx_pt == Some(*rtx) && t.pt == *apt)
+        });
         if !codecs_ok || !rtx_ok {
             return Err(NegotiationError::UnofferedPayloadType { media_index: index });
         }

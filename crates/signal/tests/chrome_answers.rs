@@ -67,6 +67,14 @@ fn chromium_accepted_offers_are_still_what_we_write_and_its_answers_pass() {
             Direction::RecvOnly
         };
         assert_eq!(answer.media[2].direction, expected_remote);
+        // Chromium receives video in RED with ULPFEC (and RTX of RED) where offered:
+        // on the m-lines the server sends on (not while one is inactive)
+        let remote_video = &answer.media[if index == 2 { 5 } else { 3 }];
+        let pts: Vec<u8> = remote_video.codecs.iter().map(|c| c.pt).collect();
+        assert!(pts.contains(&116) && pts.contains(&118), "{pts:?}");
+        assert!(remote_video.rtx.contains(&(117, 116)));
+        let own_video: Vec<u8> = answer.media[1].codecs.iter().map(|c| c.pt).collect();
+        assert!(!own_video.contains(&116), "not where the browser sends");
         first_answer.get_or_insert(answer);
     }
     assert!(!first_answer.unwrap().media[0].ssrcs.is_empty());

@@ -247,6 +247,8 @@ async function pageSnapshot() {
           totalFreezesDuration: r.totalFreezesDuration,
           nackCount: r.nackCount,
           retransmittedPacketsReceived: r.retransmittedPacketsReceived,
+          fecPacketsReceived: r.fecPacketsReceived,
+          fecPacketsDiscarded: r.fecPacketsDiscarded,
           concealedSamples: r.concealedSamples,
           totalAudioEnergy: r.totalAudioEnergy,
           mimeType: codec ? codec.mimeType : undefined,

@@ -398,6 +398,12 @@ async function runCall(options) {
   return result;
 }
 
+/** Whether any inbound video entry of `snapshot` carries `field` at all. */
+function reported(snapshot, field) {
+  const inbound = (snapshot && snapshot.stats && snapshot.stats.inbound) || [];
+  return inbound.some((e) => e.kind === 'video' && e[field] !== undefined);
+}
+
 /**
  * The other participants of peers[i], split by what is asked of the media between them:
  * `strict` (clean path both ways: audio and video advance in every window) and `lossy`
@@ -446,6 +452,13 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
       freezeCount: last ? analysis.sumInbound(last, 'freezeCount', 'video') : null,
       freezesSeconds: last ? Number(analysis.sumInbound(last, 'totalFreezesDuration', 'video').toFixed(1)) : null,
       packetsLost: last ? analysis.sumInbound(last, 'packetsLost') : null,
+      videoPacketsLost: last ? analysis.sumInbound(last, 'packetsLost', 'video') : null,
+      // video FEC (ULPFEC in RED) the browser received and how much of it it did not need
+      // (null where the browser does not report them for video)
+      fecPacketsReceived: reported(last, 'fecPacketsReceived') ? analysis.sumInbound(last, 'fecPacketsReceived', 'video') : null,
+      fecPacketsDiscarded: reported(last, 'fecPacketsDiscarded') ? analysis.sumInbound(last, 'fecPacketsDiscarded', 'video') : null,
+      nackCount: last ? analysis.sumInbound(last, 'nackCount', 'video') : null,
+      retransmittedPacketsReceived: last ? analysis.sumInbound(last, 'retransmittedPacketsReceived', 'video') : null,
       audioSamples: last ? analysis.sumInbound(last, 'totalSamplesReceived', 'audio') : null,
       // audio the decoder had to invent for lost packets (percent of samples played)
       audioConcealedPercent: last
@@ -502,6 +515,7 @@ async function finish(state, { label, room, dtlsRole, leaveBy, say, impairment, 
     handshakesCompleted: analysis.metricValue(metrics, 'sluice_dtls_handshakes_completed_total'),
     handshakesFailed: analysis.metricValue(metrics, 'sluice_dtls_handshakes_failed_total'),
     retransmissions: analysis.metricValue(metrics, 'sluice_dtls_retransmissions_total'),
+    fecPacketsSent: analysis.metricValue(metrics, 'sluice_router_fec_packets_sent_total'),
   };
   // The join spread as the server saw it (authoritative); the pages' ws_open times otherwise.
   const serverSpread = state.server ? analysis.serverJoinSpread(state.server.log.text(), room) : null;

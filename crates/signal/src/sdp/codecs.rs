@@ -4,7 +4,7 @@
 //! so a packet forwarded from one participant to another never needs its payload
 //! type or extension ids rewritten: the SFU only rewrites SSRCs and sequence numbers.
 
-use super::types::Kind;
+use super::types::{Direction, Kind};
 
 /// One entry of the fixed payload-type table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,37 @@ pub const VIDEO_CODECS: &[CodecSpec] = &[
     },
 ];
 
+/// Video carried in RED (RFC 2198), the container of ULPFEC: payload type.
+pub const RED_VIDEO_PT: u8 = 116;
+/// Retransmissions (RFC 4588) of video sent in RED.
+pub const RED_VIDEO_RTX_PT: u8 = 117;
+/// ULPFEC (RFC 5109) parity packets, always sent inside RED.
+pub const ULPFEC_PT: u8 = 118;
+
+/// Codecs offered after [`VIDEO_CODECS`] on the video m-lines the server sends on only:
+/// RED and ULPFEC let the SFU add parity packets toward a subscriber whose link loses
+/// packets. They are not offered where the browser sends (its camera): a browser that
+/// negotiated them would wrap its own video in RED and add FEC, which the SFU forwards
+/// per encoding and would have to unpack first.
+pub const VIDEO_FEC_CODECS: &[CodecSpec] = &[
+    CodecSpec {
+        pt: RED_VIDEO_PT,
+        name: "red",
+        clock_rate_hz: 90_000,
+        channels: None,
+        fmtp: None,
+        rtx_pt: Some(RED_VIDEO_RTX_PT),
+    },
+    CodecSpec {
+        pt: ULPFEC_PT,
+        name: "ulpfec",
+        clock_rate_hz: 90_000,
+        channels: None,
+        fmtp: None,
+        rtx_pt: None,
+    },
+];
+
 /// RTCP feedback types offered for every video codec.
 pub const VIDEO_RTCP_FB: &[&str] = &["goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"];
 
@@ -136,6 +167,27 @@ pub fn codecs_for(kind: Kind) -> &'static [CodecSpec] {
     }
 }
 
+/// The codecs offered on an m-line of `kind` on which the server's direction is
+/// `direction`: [`codecs_for`], plus [`VIDEO_FEC_CODECS`] on video m-lines the server
+/// sends on.
+pub fn codecs_offered(
+    kind: Kind,
+    direction: Direction,
+) -> impl Iterator<Item = &'static CodecSpec> + Clone {
+    let fec: &'static [CodecSpec] = if kind == Kind::Video && direction == Direction::SendOnly {
+        VIDEO_FEC_CODECS
+    } else {
+        &[]
+    };
+    codecs_for(kind).iter().chain(fec)
+}
+
+/// Whether `spec` is one of the containers ([`VIDEO_FEC_CODECS`]) rather than a codec:
+/// no RTCP feedback is offered for it.
+pub fn is_fec_container(spec: &CodecSpec) -> bool {
+    VIDEO_FEC_CODECS.iter().any(|c| c.pt == spec.pt)
+}
+
 /// The RTCP feedback types offered for every codec of `kind`.
 pub fn rtcp_fb_for(kind: Kind) -> &'static [&'static str] {
     match kind {
@@ -166,11 +218,10 @@ pub fn extensions_for(kind: Kind) -> &'static [(u8, &'static str)] {
     }
 }
 
-/// Every payload type (media and RTX) offered for `kind`, in m-line order.
-pub fn payload_types_for(kind: Kind) -> impl Iterator<Item = u8> {
-    codecs_for(kind)
-        .iter()
-        .flat_map(|c| std::iter::once(c.pt).chain(c.rtx_pt))
+/// Every payload type (media and RTX) offered for `kind` in `direction` (see
+/// [`codecs_offered`]), in m-line order.
+pub fn payload_types_for(kind: Kind, direction: Direction) -> impl Iterator<Item = u8> {
+    codecs_offered(kind, direction).flat_map(|c| std::iter::once(c.pt).chain(c.rtx_pt))
 }
 
 /// Looks up the codec spec whose media payload type is `pt` on an m-line of `kind`.

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 
 use super::candidate::write_host_candidates;
 use super::codecs::{
-    codecs_for, extensions_for, payload_types_for, rtcp_fb_for, EXT_REPAIRED_RID_ID,
-    EXT_REPAIRED_RID_URI, EXT_RID_ID, EXT_RID_URI,
+    codecs_offered, extensions_for, is_fec_container, payload_types_for, rtcp_fb_for,
+    EXT_REPAIRED_RID_ID, EXT_REPAIRED_RID_URI, EXT_RID_ID, EXT_RID_URI,
 };
 use super::error::SdpError;
 use super::fingerprint::{format_sha256, SHA256_NAME};
@@ -265,7 +265,7 @@ fn write(params: &OfferParams) -> String {
 fn write_media(out: &mut String, params: &OfferParams, section: &MediaSection, fingerprint: &str) {
     let kind = section.kind;
     let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF");
-    for pt in payload_types_for(kind) {
+    for pt in payload_types_for(kind, section.direction) {
         let _ = write!(out, " {pt}");
     }
     out.push_str("\r\nc=IN IP4 0.0.0.0\r\n");
@@ -300,14 +300,19 @@ fn write_media(out: &mut String, params: &OfferParams, section: &MediaSection, f
         let _ = write!(out, "a=msid:{} {}\r\n", send.stream_id, send.track_id);
     }
     out.push_str("a=rtcp-mux\r\na=rtcp-rsize\r\n");
-    for codec in codecs_for(kind) {
+    for codec in codecs_offered(kind, section.direction) {
         let pt = codec.pt;
         let _ = write!(out, "a=rtpmap:{pt} {}/{}", codec.name, codec.clock_rate_hz);
         if let Some(channels) = codec.channels {
             let _ = write!(out, "/{channels}");
         }
         out.push_str("\r\n");
-        for fb in rtcp_fb_for(kind) {
+        let fb: &[&str] = if is_fec_container(codec) {
+            &[]
+        } else {
+            rtcp_fb_for(kind)
+        };
+        for fb in fb {
             let _ = write!(out, "a=rtcp-fb:{pt} {fb}\r\n");
         }
         if let Some(fmtp) = codec.fmtp {

@@ -326,6 +326,18 @@ fn offer_parses_back_into_the_same_media() {
                 assert!(got.rtx.is_empty());
                 assert_eq!(got.extmaps.len(), 4);
             }
+            Kind::Video if want.direction == Direction::SendOnly => {
+                // where the server sends: RED and ULPFEC for FEC toward lossy subscribers
+                assert_eq!(pts, vec![96, 98, 102, 116, 118]);
+                assert_eq!(got.rtx, vec![(97, 96), (99, 98), (103, 102), (117, 116)]);
+                assert_eq!(got.codecs[0].rtcp_fb.len(), 5);
+                assert!(got.codecs[3].rtcp_fb.is_empty() && got.codecs[4].rtcp_fb.is_empty());
+                assert_eq!(
+                    (got.codecs[3].name.as_str(), got.codecs[4].name.as_str()),
+                    ("red", "ulpfec")
+                );
+                assert_eq!(got.extmaps.len(), 3);
+            }
             Kind::Video => {
                 assert_eq!(pts, vec![96, 98, 102]);
                 assert_eq!(got.rtx, vec![(97, 96), (99, 98), (103, 102)]);
