@@ -2,8 +2,9 @@
 # One measured load run: the release server on CPU 0 with one media worker, the load
 # generator on CPU 1, loopback only. Prints forwarded packets/s, server CPU per forwarded
 # packet, memory per participant, the server's forwarding delay (sluice_forward_delay_seconds)
-# and the load generator's view (loss, one-way delay), measured over the steady part of
-# the run (from 40 % to 90 % of it).
+# and the load generator's view (loss, one-way delay, each joiner's time from the start of
+# its join to its first media packet), measured over the steady part of the run (from 40 %
+# to 90 % of it; time to first media over the whole run).
 #
 #   scripts/load.sh ROOMS PUBLISHERS_PER_ROOM [sluice-loadgen options...]
 #   e.g. scripts/load.sh 20 10 --decrypt-every 16
@@ -76,6 +77,7 @@ def within(limit):
     return round(100 * inside / total, 2) if total else None
 d = json.load(open(f'{work}/loadgen.json'))
 delay = d.get('delay_ms') or {}
+first = d.get('first_media_ms') or {}
 print(json.dumps({
     'participants': participants,
     'forwarded_pps': round(sent / dt),
@@ -89,6 +91,8 @@ print(json.dumps({
     'loadgen_failed': d.get('failed'), 'loss_percent': round(d.get('loss_percent', 0), 3),
     'decrypt_failures': d.get('decrypt_failures'),
     'loadgen_delay_p50_ms': delay.get('p50'), 'loadgen_delay_p99_ms': delay.get('p99'),
+    'first_media_joiners': first.get('joiners'),
+    'first_media_p50_ms': first.get('p50'), 'first_media_p99_ms': first.get('p99'),
 }))
 PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

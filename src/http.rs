@@ -137,7 +137,11 @@ pub fn client_ip(peer_addr: SocketAddr, headers: &HeaderMap, trust_forwarded_for
 /// Chunk in which a signalling WebSocket is read. The library default (128 KiB, allocated
 /// up front for every connection) was half of a participant's memory; signalling
 /// messages are a few KiB and arrive a few times per minute, so small reads cost nothing.
-const WEBSOCKET_READ_BUFFER_BYTES: usize = 4096;
+/// The buffer stays allocated for the connection's life and grows by doubling when a
+/// read fills it: 4 KiB chunks left 8 KiB per idle viewer, 1 KiB leaves 2 KiB. A large
+/// answer (70 KB from a publisher in a room of 50) takes more reads, a few per KiB of
+/// network buffer, which is nothing next to parsing it.
+const WEBSOCKET_READ_BUFFER_BYTES: usize = 1024;
 /// Largest messages' worth of unsent data kept for a client that does not read: beyond
 /// that the send fails and the connection ends, instead of memory growing without bound.
 const WEBSOCKET_QUEUED_MESSAGES: usize = 4;

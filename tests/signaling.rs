@@ -900,6 +900,117 @@ async fn offers_follow_subscriptions_and_never_grow_past_the_most_subscribed_at_
         .await;
 }
 
+/// The media sections of an SDP (each from its `m=` line to the next).
+fn sections(sdp: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = sdp.match_indices("\r\nm=").map(|(i, _)| i + 2).collect();
+    starts.push(sdp.len());
+    starts.windows(2).map(|w| &sdp[w[0]..w[1]]).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_unsubscribing_the_offer_shrinks_to_about_the_size_of_the_remaining_tracks() {
+    let server = start_with_media(
+        "  answer_timeout_ms: 60000",
+        "  max_video_subscriptions: 8\n",
+        "",
+    )
+    .await;
+    const PUBLISHERS: u32 = 6;
+    let mut publishers = Vec::new();
+    for i in 0..PUBLISHERS {
+        let mut publisher = Raw::join(&server, "shrink", &format!("pub-{i}")).await;
+        let video = LocalTrack {
+            rtx_ssrc: Some(0x2000 + i),
+            ..track(10 + i, 0x1000 + i)
+        };
+        publisher
+            .answer_next_offer_with(Some(track(i, 0x100 + i)), Some(video), false)
+            .await;
+        publishers.push(publisher);
+    }
+    let mut viewer = Raw::join(&server, "shrink", "viewer").await;
+    let all = viewer.answer_next_offer().await;
+    assert_eq!(
+        m_lines(&all).1.len(),
+        2 * PUBLISHERS as usize,
+        "all subscribed"
+    );
+
+    // Unsubscribe everything but the first publisher's two tracks.
+    let track_ids: Vec<String> = publishers[1..]
+        .iter()
+        .flat_map(|p| [format!("{}-audio", p.id), format!("{}-video", p.id)])
+        .collect();
+    let dropped = track_ids.len();
+    viewer.send(&ClientMessage::Unsubscribe { track_ids }).await;
+    let after = viewer.answer_next_offer().await;
+    let (lines, sent) = m_lines(&after);
+    assert_eq!(lines, 2 + 2 * PUBLISHERS as usize, "m-lines are kept");
+    assert_eq!(sent.len(), 2);
+
+    // Each inactive m-line keeps only what JSEP and BUNDLE require: its mid, its
+    // direction, rtcp-mux, the transport it shares, and one payload type.
+    let mut inactive_bytes = 0;
+    let mut inactive = 0;
+    for section in sections(&after) {
+        if !section.contains("a=inactive\r\n") {
+            continue;
+        }
+        inactive += 1;
+        inactive_bytes += section.len();
+        let m_line = section.lines().next().unwrap_or_default();
+        assert_eq!(m_line.split(' ').count(), 4, "one payload type: {m_line}");
+        assert!(section.contains("a=mid:") && section.contains("a=rtcp-mux\r\n"));
+        assert_eq!(section.matches("a=rtpmap:").count(), 1, "{section}");
+        for absent in ["a=rtcp-fb:", "a=fmtp:", "a=extmap:", "a=ssrc", "a=msid:"] {
+            assert!(!section.contains(absent), "{absent} in {section}");
+        }
+        assert!(section.len() < 512, "{} bytes: {section}", section.len());
+    }
+    assert_eq!(inactive, dropped);
+    // The rest (session, the viewer's own two m-lines, the two tracks still subscribed)
+    // is what the offer costs; the inactive m-lines add little to it.
+    let remaining = after.len() - inactive_bytes;
+    println!(
+        "offer bytes: {} with {} tracks, {} after unsubscribing {dropped} \
+         ({remaining} for the rest, {inactive_bytes} for {inactive} inactive m-lines)",
+        all.len(),
+        2 * PUBLISHERS,
+        after.len()
+    );
+    assert!(
+        after.len() < remaining + dropped * 512,
+        "{} bytes, {remaining} of them for what is still subscribed",
+        after.len()
+    );
+    assert!(
+        inactive_bytes * 2 < all.len() - remaining,
+        "{inactive_bytes} bytes of inactive m-lines for {dropped} tracks that took {}",
+        all.len() - remaining
+    );
+
+    // Subscribing again recycles the minimal m-lines into full ones.
+    let again: Vec<String> = publishers[1..]
+        .iter()
+        .map(|p| format!("{}-video", p.id))
+        .collect();
+    viewer
+        .send(&ClientMessage::Subscribe { track_ids: again })
+        .await;
+    let offer = viewer.answer_next_offer().await;
+    let (lines, sent) = m_lines(&offer);
+    assert_eq!(lines, 2 + 2 * PUBLISHERS as usize, "recycled, not appended");
+    assert_eq!(sent.len(), 2 + (PUBLISHERS as usize - 1));
+    for section in sections(&offer) {
+        if section.contains("a=sendonly\r\n") {
+            assert!(
+                section.contains("a=rtcp-fb:"),
+                "a full codec block: {section}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_and_unpublishing_a_screen_without_answering_stays_bounded() {
     let server = start("  answer_timeout_ms: 60000", "").await;

@@ -33,7 +33,8 @@ use crate::media::{
     WorkerHandle,
 };
 use crate::metrics::{AdmissionRefusal, Direction, SessionEnd, SignalingRejection};
-use crate::signaling::rooms::{track_info, Admission, Peer, Published, RoomEvent, Rooms};
+use crate::signaling::peers::{PeerState, PeerTable};
+use crate::signaling::rooms::{Admission, Peer, Published, RoomEvent, Rooms};
 use crate::signaling::Origin;
 
 /// Session events queued from the worker (it never blocks on signalling).
@@ -157,8 +158,9 @@ struct Joined {
     max_cameras: usize,
     /// The m-line the server added for this participant's screen share (`publish`).
     screen_mid: Option<String>,
-    /// Everyone else in the room as this connection last told its client.
-    peers: HashMap<ParticipantId, Peer>,
+    /// Everyone else in the room as this connection last told its client (what they
+    /// publish and their mute state; names are not kept).
+    peers: PeerTable,
     /// What this participant publishes, as last told to the room.
     published: Published,
     /// When the outstanding offer was sent (the answer deadline runs from it).
@@ -222,12 +224,18 @@ pub async fn run(socket: WebSocket, state: AppState, rooms: Arc<Rooms>, origin: 
     let end = connection.serve().await;
     if end == End::Bridged {
         if let Some((upstream, join)) = connection.bridge.take() {
-            bridge::relay(connection.socket, upstream, join, &connection.state).await;
+            Box::pin(bridge::relay(
+                connection.socket,
+                upstream,
+                join,
+                &connection.state,
+            ))
+            .await;
         }
         return;
     }
     connection.state.metrics.session_ended(end.metric());
-    connection.finish(end).await;
+    Box::pin(connection.finish(end)).await;
 }
 
 impl Connection {
@@ -306,8 +314,10 @@ impl Connection {
                 () = shutdown.begun() => Input::Shutdown,
                 timer = expire(deadline) => Input::Deadline(timer),
             };
+            // The handlers' futures are boxed: held inline, the largest of them would
+            // make every idle connection's task that large for its whole life.
             let end = match input {
-                Input::Frame(Some(Ok(message))) => self.on_frame(message).await,
+                Input::Frame(Some(Ok(message))) => Box::pin(self.on_frame(message)).await,
                 Input::Frame(Some(Err(error))) => {
                     // axum refuses a frame over limits.signaling_message_bytes before
                     // we see it; its error is the only trace.
@@ -322,8 +332,8 @@ impl Connection {
                     Some(End::SocketClosed)
                 }
                 Input::Frame(None) => Some(End::SocketClosed),
-                Input::Room(event) => self.on_room_event(event).await,
-                Input::Session(event) => self.on_session_event(event).await,
+                Input::Room(event) => Box::pin(self.on_room_event(event)).await,
+                Input::Session(event) => Box::pin(self.on_session_event(event)).await,
                 Input::Shutdown => Some(End::ShuttingDown),
                 Input::Deadline(Timer::Offer) => None,
                 Input::Deadline(Timer::End(end)) => {
@@ -339,10 +349,16 @@ impl Connection {
             if let Some(end) = end {
                 return end;
             }
-            if let Some(end) = self.resync_if_needed().await {
-                return end;
+            let resync = self
+                .joined
+                .as_ref()
+                .is_some_and(|j| j.resync.load(Ordering::Acquire));
+            if resync {
+                if let Some(end) = Box::pin(self.resync_if_needed()).await {
+                    return end;
+                }
             }
-            if let Err(end) = self.offer_if_needed().await {
+            if let Err(end) = Box::pin(self.offer_if_needed()).await {
                 return end;
             }
         }
@@ -580,7 +596,7 @@ impl Connection {
         };
         let span = admission.span.take();
         match self.start_session(room, admission) {
-            Ok(joined) => {
+            Ok((joined, participants)) => {
                 // The room's workers learn that it spans a new one before the
                 // participant's session opens there.
                 if let Some(change) = span {
@@ -591,7 +607,7 @@ impl Connection {
                     version: PROTOCOL_VERSION,
                     participant_id: participant_label(joined.id),
                     room: joined.room.clone(),
-                    participants: joined.peers.values().map(|p| p.info.clone()).collect(),
+                    participants,
                 };
                 // Before any offer: the worker answers the checks a browser may send
                 // before its answer has reached us.
@@ -664,7 +680,13 @@ impl Connection {
         }
     }
 
-    fn start_session(&mut self, room: String, admission: Admission) -> Result<Joined, ErrorCode> {
+    /// The connection's state in its room, and the other members as the `joined`
+    /// message lists them.
+    fn start_session(
+        &mut self,
+        room: String,
+        admission: Admission,
+    ) -> Result<(Joined, Vec<ParticipantInfo>), ErrorCode> {
         let Admission {
             id,
             worker,
@@ -734,18 +756,20 @@ impl Connection {
             wanted: BTreeSet::new(),
             max_cameras: config.media.max_video_subscriptions,
             screen_mid: None,
-            peers: HashMap::new(),
+            peers: PeerTable::default(),
             published: Published::default(),
             offer_sent_at: None,
             connecting_since: None,
             offer_due: None,
         };
+        let mut participants = Vec::with_capacity(others.len());
         for peer in others {
             auto_subscribe(&mut joined, peer.id, Published::default(), peer.published);
             sync_tracks(&mut joined, &self.rng, peer.id, peer.published);
-            joined.peers.insert(peer.id, peer);
+            joined.peers.insert(peer.id, PeerState::of(&peer));
+            participants.push(peer.info);
         }
-        Ok(joined)
+        Ok((joined, participants))
     }
 
     async fn on_answer(&mut self, revision: u64, sdp: &str) -> Option<End> {
@@ -874,7 +898,7 @@ impl Connection {
             };
             let published = joined
                 .peers
-                .get(&publisher)
+                .get(publisher)
                 .is_some_and(|peer| peer.published.has(source));
             if !published {
                 unknown = true;
@@ -901,7 +925,7 @@ impl Connection {
         for publisher in touched {
             let published = joined
                 .peers
-                .get(&publisher)
+                .get(publisher)
                 .map_or_else(Published::default, |p| p.published);
             changed |= sync_tracks(joined, &self.rng, publisher, published);
         }
@@ -963,13 +987,13 @@ impl Connection {
         // snapshot may repeat what it already said.
         let message = match event {
             RoomEvent::Joined(peer) => {
-                if joined.peers.contains_key(&peer.id) {
+                if joined.peers.contains(peer.id) {
                     return None;
                 }
-                let info = peer.info.clone();
                 auto_subscribe(joined, peer.id, Published::default(), peer.published);
                 sync_tracks(joined, &self.rng, peer.id, peer.published);
-                joined.peers.insert(peer.id, peer);
+                joined.peers.insert(peer.id, PeerState::of(&peer));
+                let info = peer.info;
                 ServerMessage::ParticipantJoined {
                     id: info.id,
                     name: info.name,
@@ -979,22 +1003,22 @@ impl Connection {
                 }
             }
             RoomEvent::Published { id, published } => {
-                let peer = joined.peers.get_mut(&id)?;
+                let peer = joined.peers.get_mut(id)?;
                 let before = peer.published;
                 peer.published = published;
-                peer.info.tracks = published.tracks(id, &peer.info);
+                let peer = *peer;
                 let announcements: Vec<ServerMessage> = Source::ALL
                     .into_iter()
                     .filter(|source| published.has(*source) != before.has(*source))
                     .map(|source| {
                         if published.has(source) {
                             ServerMessage::TrackPublished {
-                                participant_id: peer.info.id.clone(),
-                                track: track_info(id, source, &peer.info),
+                                participant_id: participant_label(id),
+                                track: peer.track(id, source),
                             }
                         } else {
                             ServerMessage::TrackUnpublished {
-                                participant_id: peer.info.id.clone(),
+                                participant_id: participant_label(id),
                                 track_id: track_label(id, source),
                             }
                         }
@@ -1013,24 +1037,25 @@ impl Connection {
                 return None;
             }
             RoomEvent::Muted { id, kind, muted } => {
-                let peer = joined.peers.get_mut(&id)?;
+                let peer = joined.peers.get_mut(id)?;
                 match kind {
-                    Kind::Audio => peer.info.audio_muted = muted,
-                    Kind::Video => peer.info.video_muted = muted,
+                    Kind::Audio => peer.audio_muted = muted,
+                    Kind::Video => peer.video_muted = muted,
                 }
-                peer.info.tracks = peer.published.tracks(id, &peer.info);
                 ServerMessage::ParticipantMuted {
-                    id: peer.info.id.clone(),
+                    id: participant_label(id),
                     kind,
                     muted,
                 }
             }
             RoomEvent::Left(id) => {
-                let peer = joined.peers.remove(&id)?;
+                let peer = joined.peers.remove(id)?;
                 auto_subscribe(joined, id, peer.published, Published::default());
                 sync_tracks(joined, &self.rng, id, Published::default());
                 if !self
-                    .send(&ServerMessage::ParticipantLeft { id: peer.info.id })
+                    .send(&ServerMessage::ParticipantLeft {
+                        id: participant_label(id),
+                    })
                     .await
                 {
                     return None;
@@ -1066,27 +1091,26 @@ impl Connection {
             .collect();
         let gone: Vec<ParticipantId> = joined
             .peers
-            .keys()
+            .ids()
             .filter(|id| !now.contains_key(id))
-            .copied()
             .collect();
         for id in gone {
-            if let Some(peer) = joined.peers.remove(&id) {
+            if let Some(peer) = joined.peers.remove(id) {
                 auto_subscribe(joined, id, peer.published, Published::default());
             }
             sync_tracks(joined, &self.rng, id, Published::default());
         }
+        let mut participants: Vec<ParticipantInfo> = Vec::with_capacity(now.len());
         for (id, peer) in now {
             let before = joined
                 .peers
-                .get(&id)
+                .get(id)
                 .map_or_else(Published::default, |p| p.published);
             auto_subscribe(joined, id, before, peer.published);
             sync_tracks(joined, &self.rng, id, peer.published);
-            joined.peers.insert(id, peer);
+            joined.peers.insert(id, PeerState::of(&peer));
+            participants.push(peer.info);
         }
-        let mut participants: Vec<ParticipantInfo> =
-            joined.peers.values().map(|p| p.info.clone()).collect();
         participants.sort_by(|a, b| a.id.cmp(&b.id));
         tracing::info!(participant = joined.id.0, room = %joined.room, peers = participants.len(), "room resynchronised");
         if !self.send(&ServerMessage::RoomState { participants }).await {

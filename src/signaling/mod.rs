@@ -6,6 +6,7 @@
 //! format, that media is unavailable: an `internal` error, `bye`, close.
 
 pub mod connection;
+pub mod peers;
 pub mod rooms;
 
 use std::net::{IpAddr, SocketAddr};

@@ -87,8 +87,9 @@ pub struct Peer {
 /// A change in a participant's room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
-    /// Someone joined (it publishes nothing yet).
-    Joined(Peer),
+    /// Someone joined (it publishes nothing yet). Boxed so that the event, and every
+    /// slot of each member's event queue, stays small.
+    Joined(Box<Peer>),
     /// Someone's published tracks changed (after its answer).
     Published {
         /// Who.
@@ -397,7 +398,11 @@ impl Rooms {
             resync: Arc::new(AtomicBool::new(false)),
         };
         let others = entry.members.iter().map(|(id, m)| m.peer(*id)).collect();
-        entry.broadcast(id, &RoomEvent::Joined(member.peer(id)), &self.metrics);
+        entry.broadcast(
+            id,
+            &RoomEvent::Joined(Box::new(member.peer(id))),
+            &self.metrics,
+        );
         let resync = Arc::clone(&member.resync);
         entry.members.insert(id, member);
         self.metrics.participant_joined();

@@ -92,7 +92,9 @@ pub struct BweConfig {
     /// on). Without probes the estimate only grows by AIMD.
     pub probing: bool,
     /// Sent packets remembered for feedback (default 4096: 4 s at 1000 packets/s, about
-    /// 8 Mbit/s of video; 24 bytes each); feedback about older packets is ignored.
+    /// 8 Mbit/s of video; 24 bytes each); feedback about older packets is ignored. This
+    /// is the bound: the history starts at 64 packets with the first one sent and grows
+    /// only while more recent packets await feedback than it holds.
     pub history_packets: usize,
 }
 

@@ -270,6 +270,7 @@ impl Client {
     /// when the server refuses the join.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.validate()?;
+        let join_started_at = Instant::now();
         let deadline = config.connect_timeout;
         let (mut ws, _) = tokio::time::timeout(
             deadline,
@@ -320,6 +321,7 @@ impl Client {
                 .iter()
                 .map(|p| (p.id.clone(), p.name.clone()))
                 .collect::<BTreeMap<_, _>>(),
+            join_started_at: Some(join_started_at),
             ..ClientStats::default()
         };
         stats.phase = Phase::Connecting;

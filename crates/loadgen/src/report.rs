@@ -20,6 +20,10 @@ pub struct Summary {
     pub handshake: Histogram,
     /// One-way media delay over every received packet.
     pub delay: Histogram,
+    /// Per client that received media: from the start of its join (WebSocket open,
+    /// `join`, offer, ICE, DTLS) to its first media packet from anyone. A joiner's wait
+    /// for the picture, so it is reported per joiner, not per packet.
+    pub first_media: Histogram,
     /// Media packets sent (audio + video + RTX).
     pub packets_sent: u64,
     /// Media packets received.
@@ -64,6 +68,9 @@ impl Summary {
             }
             s.packets_sent += c.sent.audio_packets + c.sent.video_packets + c.sent.rtx_packets;
             s.decrypt_failures += c.decrypt_failures;
+            if let Some(t) = c.time_to_first_media() {
+                s.first_media.record(t);
+            }
             s.dtls_retransmissions += c.dtls_retransmissions;
             for t in c.remote.values() {
                 s.packets_received += t.packets;
@@ -101,6 +108,7 @@ impl Summary {
             "failed": self.failed,
             "handshake_ms": { "p50": ms(&self.handshake, 0.5), "p95": ms(&self.handshake, 0.95), "p99": ms(&self.handshake, 0.99) },
             "delay_ms": { "p50": ms(&self.delay, 0.5), "p99": ms(&self.delay, 0.99) },
+            "first_media_ms": { "joiners": self.first_media.count(), "p50": ms(&self.first_media, 0.5), "p99": ms(&self.first_media, 0.99), "max": ms(&self.first_media, 1.0) },
             "packets_sent": self.packets_sent,
             "packets_received": self.packets_received,
             "packets_decrypted": self.packets_decrypted,
@@ -117,13 +125,22 @@ impl Summary {
     pub fn table(&self) -> String {
         let fmt = milliseconds_cell;
         let mut out = String::new();
-        let rows: [(&str, String); 14] = [
+        let rows: [(&str, String); 15] = [
             ("clients", self.clients.to_string()),
             (
                 "handshakes done / failed",
                 format!("{} / {}", self.handshakes_done, self.failed),
             ),
             ("handshake p50 / p95 / p99", tail_cell(&self.handshake)),
+            (
+                "first media p50 / p99",
+                format!(
+                    "{} / {} ({} joiners)",
+                    fmt(self.first_media.quantile(0.5)),
+                    fmt(self.first_media.quantile(0.99)),
+                    self.first_media.count()
+                ),
+            ),
             ("one-way delay p50", fmt(self.delay.quantile(0.5))),
             ("one-way delay p99", fmt(self.delay.quantile(0.99))),
             ("packets sent", self.packets_sent.to_string()),
@@ -333,6 +350,13 @@ mod tests {
             ..ClientStats::default()
         };
         let s = Summary::from_stats([&a, &b], 1);
+        // a has no join start: no time to first media
+        assert_eq!(s.first_media.count(), 0);
+        let b = ClientStats {
+            phase: Phase::Failed,
+            ..ClientStats::default()
+        };
+        let s = Summary::from_stats([&a, &b], 1);
         assert_eq!((s.clients, s.handshakes_done, s.failed), (3, 1, 2));
         assert_eq!(
             (s.packets_sent, s.packets_received, s.packets_lost),
@@ -343,6 +367,61 @@ mod tests {
         assert_eq!(json["clients"], 3);
         assert!(json["handshake_ms"]["p50"].as_f64().unwrap() >= 40.0);
         assert!(s.table().contains("packets lost"));
+    }
+
+    #[test]
+    fn time_to_first_media_is_per_joiner_from_join_to_the_first_packet_of_any_track() {
+        let start = Instant::now();
+        // joined at `start + join_ms`, connected 100 ms later, first packets 30 and
+        // 10 ms after that: 110 ms to first media whatever the join time
+        let joiner = |join_ms: u64| {
+            let mut c = ClientStats {
+                phase: Phase::Connected,
+                join_started_at: Some(start + Duration::from_millis(join_ms)),
+                connected_at: Some(start + Duration::from_millis(join_ms + 100)),
+                ..ClientStats::default()
+            };
+            for (who, after) in [("p-a", 30), ("p-b", 10)] {
+                c.remote.insert(
+                    (who.into(), MediaKind::Video),
+                    TrackStats {
+                        packets: 5,
+                        first_packet_after: Some(Duration::from_millis(after)),
+                        ..TrackStats::default()
+                    },
+                );
+            }
+            c
+        };
+        let slow = {
+            let mut c = joiner(0);
+            c.connected_at = Some(start + Duration::from_millis(900));
+            c
+        };
+        let silent = ClientStats {
+            phase: Phase::Connected,
+            join_started_at: Some(start),
+            connected_at: Some(start),
+            ..ClientStats::default()
+        };
+        let clients = [joiner(0), joiner(5000), slow, silent];
+        assert_eq!(
+            clients[1].time_to_first_media(),
+            Some(Duration::from_millis(110))
+        );
+        let s = Summary::from_stats(&clients, 0);
+        assert_eq!(
+            s.first_media.count(),
+            3,
+            "the client without media is not counted"
+        );
+        let json = s.to_json();
+        assert_eq!(json["first_media_ms"]["joiners"], 3);
+        let p50 = json["first_media_ms"]["p50"].as_f64().unwrap();
+        let p99 = json["first_media_ms"]["p99"].as_f64().unwrap();
+        assert!((100.0..130.0).contains(&p50), "{p50}");
+        assert!((850.0..1000.0).contains(&p99), "{p99}");
+        assert!(s.table().contains("first media p50 / p99"));
     }
 
     #[test]

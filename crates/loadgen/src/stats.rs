@@ -197,6 +197,9 @@ pub struct ClientStats {
     /// From the first ICE check (sent when the first offer is answered, or at
     /// release) to SRTP keys (ICE + DTLS).
     pub handshake_time: Option<Duration>,
+    /// When the client started to join (before opening its WebSocket), on this
+    /// process's clock: the start of its time to first media.
+    pub join_started_at: Option<Instant>,
     /// When ICE started (the first check), on this process's clock.
     pub transport_started_at: Option<Instant>,
     /// When DTLS completed and SRTP keys were ready.
@@ -229,6 +232,19 @@ impl ClientStats {
         self.remote
             .get(&(participant_id.to_owned(), kind))
             .map_or(0, |t| t.packets)
+    }
+
+    /// From the start of the join to the first media packet from anyone (the media
+    /// session starts when DTLS connects, and each remote track's first packet is timed
+    /// from there). `None` until something arrived.
+    pub fn time_to_first_media(&self) -> Option<Duration> {
+        let connected = self.connected_at?;
+        let first = self
+            .remote
+            .values()
+            .filter_map(|t| t.first_packet_after)
+            .min()?;
+        Some((connected + first).saturating_duration_since(self.join_started_at?))
     }
 
     /// Media packets received from everyone.

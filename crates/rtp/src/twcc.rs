@@ -36,14 +36,22 @@ struct Slot {
     arrival_us: u64,
 }
 
+/// Smallest ring allocated once a packet arrives.
+const INITIAL_SLOTS: usize = 32;
+
 /// Records arrivals by transport-wide sequence number and builds feedback packets.
 #[derive(Debug, Clone)]
 pub struct TwccRecorder {
     epoch: Option<Instant>,
     unwrapper: SeqUnwrapper,
     /// Ring indexed by extended sequence number modulo its length; a slot is valid only
-    /// for the sequence number it names, so stale entries never need clearing.
+    /// for the sequence number it names, so stale entries never need clearing. Empty
+    /// until the first packet (a participant that only receives never records one),
+    /// then as long as the unreported span needs: feedback every 50-100 ms keeps that
+    /// span at a few dozen packets per publisher, far below `limit`.
     slots: Vec<Slot>,
+    /// Longest the ring may grow: the configured window.
+    limit: usize,
     /// First extended sequence number not yet reported.
     next_base: Option<u64>,
     highest: Option<u64>,
@@ -63,18 +71,14 @@ impl Default for TwccRecorder {
 impl TwccRecorder {
     /// A recorder that keeps at most `window` sequence numbers between two feedbacks;
     /// older unreported ones are dropped from reporting when newer ones push them out.
+    /// Nothing is allocated until the first packet arrives; the ring then grows with
+    /// the unreported span up to `window`.
     pub fn new(window: usize) -> Self {
-        let window = window.clamp(16, 1 << 16);
         Self {
             epoch: None,
             unwrapper: SeqUnwrapper::new(),
-            slots: vec![
-                Slot {
-                    ext_seq: u64::MAX,
-                    arrival_us: 0
-                };
-                window
-            ],
+            slots: Vec::new(),
+            limit: window.clamp(16, 1 << 16),
             next_base: None,
             highest: None,
             feedback_count: 0,
@@ -84,12 +88,8 @@ impl TwccRecorder {
         }
     }
 
-    fn window(&self) -> u64 {
-        self.slots.len() as u64
-    }
-
     fn slot_index(&self, ext: u64) -> usize {
-        (ext % self.window()) as usize
+        (ext % (self.slots.len().max(1) as u64)) as usize
     }
 
     fn arrival_us(&self, ext: u64) -> Option<u64> {
@@ -99,6 +99,39 @@ impl TwccRecorder {
             .map(|s| s.arrival_us)
     }
 
+    /// Slots currently allocated (grows with the unreported span, at most the window).
+    pub fn allocated_slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Grows the ring (never beyond `limit`) so it holds `span` consecutive sequence
+    /// numbers, moving the recorded arrivals to their new slots.
+    fn reserve(&mut self, span: u64) {
+        let len = self.slots.len();
+        if span <= len as u64 || len >= self.limit {
+            return;
+        }
+        let wanted = usize::try_from(span)
+            .unwrap_or(usize::MAX)
+            .max(INITIAL_SLOTS)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX)
+            .min(self.limit);
+        let empty = Slot {
+            ext_seq: u64::MAX,
+            arrival_us: 0,
+        };
+        let old = std::mem::replace(&mut self.slots, vec![empty; wanted]);
+        for slot in old.into_iter().filter(|s| s.ext_seq != u64::MAX) {
+            let idx = self.slot_index(slot.ext_seq);
+            if let Some(new) = self.slots.get_mut(idx) {
+                if new.ext_seq == u64::MAX || new.ext_seq < slot.ext_seq {
+                    *new = slot;
+                }
+            }
+        }
+    }
+
     /// Records that the packet with `transport_seq` arrived at `arrival`. Returns false if
     /// it was ignored: a duplicate, or older than what was already reported.
     pub fn record(&mut self, transport_seq: u16, arrival: Instant) -> bool {
@@ -106,7 +139,7 @@ impl TwccRecorder {
         let arrival_us = u64::try_from(arrival.saturating_duration_since(epoch).as_micros())
             .unwrap_or(u64::MAX / 2);
         let ext = self.unwrapper.extend(transport_seq);
-        let window = self.window();
+        let window = self.limit as u64;
         match self.next_base {
             None => self.next_base = Some(ext),
             Some(base) if ext < base => {
@@ -127,9 +160,13 @@ impl TwccRecorder {
         }
         // Keep the unreported span within the ring.
         if let (Some(base), Some(high)) = (self.next_base, self.highest) {
-            if high - base >= window {
-                self.next_base = Some(high + 1 - window);
-            }
+            let base = if high.saturating_sub(base) >= window {
+                high + 1 - window
+            } else {
+                base
+            };
+            self.next_base = Some(base);
+            self.reserve((high + 1).saturating_sub(base));
         }
         let idx = self.slot_index(ext);
         if let Some(slot) = self.slots.get_mut(idx) {

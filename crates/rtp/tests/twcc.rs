@@ -428,3 +428,46 @@ fn crate_decoder_reads_the_hand_built_vector() {
         ]
     );
 }
+
+#[test]
+fn the_ring_is_allocated_on_the_first_packet_and_grows_with_the_unreported_span() {
+    let t0 = Instant::now();
+    let mut rec = TwccRecorder::new(512);
+    assert_eq!(
+        rec.allocated_slots(),
+        0,
+        "a receive-only participant records nothing"
+    );
+    // 20 packets between feedbacks, as a publisher with feedback every 50-100 ms has
+    for round in 0..50u16 {
+        for i in 0..20u16 {
+            rec.record(
+                round * 20 + i,
+                t0 + Duration::from_millis(u64::from(round * 20 + i)),
+            );
+        }
+        let fb = drain(&mut rec);
+        let d = decode(&fb[0]);
+        assert_eq!(d.base, round * 20);
+        assert_eq!(d.packets.len(), 20);
+    }
+    assert_eq!(rec.allocated_slots(), 32);
+    // 300 unreported packets (one of them lost): the ring grows and still reports them all
+    for i in 1000..1300u16 {
+        if i != 1100 {
+            rec.record(i, t0 + Duration::from_millis(u64::from(i)));
+        }
+    }
+    assert_eq!(rec.allocated_slots(), 512);
+    let packets: Vec<_> = drain(&mut rec)
+        .iter()
+        .flat_map(|p| decode(p).packets)
+        .collect();
+    assert_eq!(packets.len(), 300);
+    assert_eq!(packets.iter().filter(|p| p.1.is_none()).count(), 1);
+    // never beyond the configured window
+    for i in 0..5000u16 {
+        rec.record(1300 + i, t0 + Duration::from_secs(2));
+    }
+    assert_eq!(rec.allocated_slots(), 512);
+}

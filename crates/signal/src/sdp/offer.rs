@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use super::candidate::write_host_candidates;
 use super::codecs::{
-    codecs_offered, extensions_for, is_fec_container, payload_types_for, rtcp_fb_for,
+    codecs_for, codecs_offered, extensions_for, is_fec_container, payload_types_for, rtcp_fb_for,
     EXT_REPAIRED_RID_ID, EXT_REPAIRED_RID_URI, EXT_RID_ID, EXT_RID_URI,
 };
 use super::error::SdpError;
@@ -262,20 +262,62 @@ fn write(params: &OfferParams) -> String {
     out
 }
 
+/// The transport lines every m-line repeats (identical across the BUNDLE group, so
+/// the m-line that carries the group's transport may change without renegotiating it).
+fn write_transport(out: &mut String, params: &OfferParams, fingerprint: &str) {
+    write_host_candidates(out, &params.candidates);
+    out.push_str("a=end-of-candidates\r\n");
+    let _ = write!(
+        out,
+        "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:{SHA256_NAME} {fingerprint}\r\na=setup:{}\r\n",
+        params.ice.0, params.ice.1, params.setup
+    );
+}
+
+/// An inactive m-line (a track no longer sent or received, kept because m-lines are
+/// never removed and recycled later): nothing flows on it, so it carries only what an
+/// m-line of the BUNDLE group still needs (its mid, its direction, rtcp-mux, the shared
+/// transport) and a single payload type, since an m-line must list at least one. No
+/// feedback, fmtp, RTX, header extensions or SSRCs: the offer of a participant who
+/// unsubscribed from most of a large room costs about what its remaining tracks do.
+/// The full codec block comes back when the m-line is reused.
+fn write_inactive_media(
+    out: &mut String,
+    params: &OfferParams,
+    section: &MediaSection,
+    fingerprint: &str,
+) {
+    let kind = section.kind;
+    let codec = codecs_for(kind).first();
+    let pt = codec.map_or(0, |c| c.pt);
+    let _ = write!(
+        out,
+        "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\nc=IN IP4 0.0.0.0\r\n"
+    );
+    write_transport(out, params, fingerprint);
+    let _ = write!(out, "a=mid:{}\r\na=inactive\r\na=rtcp-mux\r\n", section.mid);
+    if let Some(codec) = codec {
+        let _ = write!(out, "a=rtpmap:{pt} {}/{}", codec.name, codec.clock_rate_hz);
+        if let Some(channels) = codec.channels {
+            let _ = write!(out, "/{channels}");
+        }
+        out.push_str("\r\n");
+    }
+}
+
 fn write_media(out: &mut String, params: &OfferParams, section: &MediaSection, fingerprint: &str) {
+    if section.direction == Direction::Inactive {
+        write_inactive_media(out, params, section, fingerprint);
+        return;
+    }
     let kind = section.kind;
     let _ = write!(out, "m={kind} 9 UDP/TLS/RTP/SAVPF");
     for pt in payload_types_for(kind, section.direction) {
         let _ = write!(out, " {pt}");
     }
     out.push_str("\r\nc=IN IP4 0.0.0.0\r\n");
-    write_host_candidates(out, &params.candidates);
-    out.push_str("a=end-of-candidates\r\n");
-    let _ = write!(
-        out,
-        "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:{SHA256_NAME} {fingerprint}\r\na=setup:{}\r\na=mid:{}\r\n",
-        params.ice.0, params.ice.1, params.setup, section.mid
-    );
+    write_transport(out, params, fingerprint);
+    let _ = write!(out, "a=mid:{}\r\n", section.mid);
     for (id, uri) in extensions_for(kind) {
         let _ = write!(out, "a=extmap:{id} {uri}\r\n");
     }
