@@ -87,7 +87,29 @@ pub struct WorkerCore {
     published: HashMap<ParticipantId, Vec<PublicationSpec>>,
     /// Messages for the other workers, sent at the next flush.
     relay: RelayOutbox,
+    /// REMB caps other workers' subscribers put on local publishers' streams, by
+    /// publisher and SSRC, with the worker and when.
+    remote_caps: HashMap<(ParticipantId, u32), Vec<RemoteCap>>,
+    /// What this worker's router last asked local publishers for, by publisher and SSRC
+    /// (kept while other workers cap them too).
+    own_rembs: HashMap<(ParticipantId, u32), (u64, Instant)>,
+    /// The time of the call being handled (for what `flush_router` does with caps).
+    now: Option<Instant>,
 }
+
+/// One worker's REMB cap on a stream.
+#[derive(Debug, Clone, Copy)]
+struct RemoteCap {
+    worker: usize,
+    bps: u64,
+    at: Instant,
+}
+
+/// How long a cap from another worker holds without being repeated (routers send REMB
+/// about once a second).
+const REMOTE_CAP_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3);
+/// Most streams with caps from other workers.
+const MAX_CAPPED_STREAMS: usize = 4096;
 
 /// This worker's view of a room that spans workers.
 #[derive(Debug, Clone)]
@@ -147,6 +169,9 @@ impl WorkerCore {
             mirrors: HashMap::new(),
             published: HashMap::new(),
             relay: RelayOutbox::default(),
+            remote_caps: HashMap::new(),
+            own_rembs: HashMap::new(),
+            now: None,
         }
     }
 
@@ -162,6 +187,7 @@ impl WorkerCore {
 
     /// Applies a command from signalling.
     pub fn handle_command(&mut self, now: Instant, command: Command) {
+        self.now = Some(now);
         match command {
             Command::Prepare(spec) => {
                 self.prepare(&spec);
@@ -253,6 +279,9 @@ impl WorkerCore {
             self.metrics.session_closed();
             self.by_ufrag.retain(|_, p| *p != id);
             self.by_addr.retain(|_, p| *p != id);
+            self.remote_caps
+                .retain(|(publisher, _), _| *publisher != id);
+            self.own_rembs.retain(|(publisher, _), _| *publisher != id);
             if self.published.remove(&id).is_some() {
                 for worker in self.others_of(&session.room) {
                     self.relay_push(worker, RelayMessage::Gone(id), None);
@@ -273,6 +302,7 @@ impl WorkerCore {
         from: SocketAddr,
         datagram: &[u8],
     ) -> usize {
+        self.now = Some(now);
         self.metrics.packet_received(datagram.len());
         match self.route(now, local, from, datagram) {
             Ok(forwarded) => forwarded,
@@ -450,7 +480,11 @@ impl WorkerCore {
         let mut rtp = 0;
         while let Some(output) = self.router.poll_output() {
             if self.sessions.contains_key(&output.to) {
-                if self.send_to_session(output.to, output.kind, &output.data)
+                let capped = (output.kind == OutputKind::Rtcp && !self.remote_caps.is_empty())
+                    .then(|| self.cap_remb(output.to, &output.data))
+                    .flatten();
+                let data = capped.as_deref().unwrap_or(&output.data);
+                if self.send_to_session(output.to, output.kind, data)
                     && output.kind == OutputKind::Rtp
                 {
                     rtp += 1;
@@ -469,6 +503,84 @@ impl WorkerCore {
             self.router.recycle(output.data);
         }
         rtp
+    }
+
+    /// The lowest fresh cap other workers put on `publisher`'s stream `ssrc`.
+    fn remote_cap(&self, publisher: ParticipantId, ssrc: u32) -> Option<u64> {
+        let now = self.now?;
+        self.remote_caps
+            .get(&(publisher, ssrc))?
+            .iter()
+            .filter(|c| now.saturating_duration_since(c.at) < REMOTE_CAP_LIFETIME)
+            .map(|c| c.bps)
+            .min()
+    }
+
+    /// A REMB of this worker's router toward local `publisher`, lowered to what the
+    /// subscribers on other workers can take, if they take less. What the router asked
+    /// for is remembered, so that a cap from another worker never raises it.
+    fn cap_remb(&mut self, publisher: ParticipantId, data: &[u8]) -> Option<Vec<u8>> {
+        if let Some(now) = self.now {
+            for item in sluice_rtp::RtcpIter::new(data) {
+                let Ok(sluice_rtp::RtcpPacket::Remb(remb)) = item else {
+                    continue;
+                };
+                for ssrc in remb.ssrcs() {
+                    if self.own_rembs.len() < MAX_CAPPED_STREAMS
+                        || self.own_rembs.contains_key(&(publisher, ssrc))
+                    {
+                        self.own_rembs
+                            .insert((publisher, ssrc), (remb.bitrate_bps, now));
+                    }
+                }
+            }
+        }
+        relay::capped_remb(data, |ssrc| self.remote_cap(publisher, ssrc))
+    }
+
+    /// What this worker's router last asked `publisher` for on `ssrc`, while fresh.
+    fn own_remb(&self, publisher: ParticipantId, ssrc: u32) -> Option<u64> {
+        let now = self.now?;
+        self.own_rembs
+            .get(&(publisher, ssrc))
+            .filter(|(_, at)| now.saturating_duration_since(*at) < REMOTE_CAP_LIFETIME)
+            .map(|(bps, _)| *bps)
+    }
+
+    /// Records another worker's REMB for local publisher `id` and passes the lowest cap
+    /// to the publisher at once when it lowers what it was told.
+    fn remote_remb(&mut self, from: usize, id: ParticipantId, remb: &sluice_rtp::rtcp::Remb<'_>) {
+        let Some(now) = self.now else {
+            return;
+        };
+        let mut lowest = None::<u64>;
+        for ssrc in remb.ssrcs() {
+            if !self.remote_caps.contains_key(&(id, ssrc))
+                && self.remote_caps.len() >= MAX_CAPPED_STREAMS
+            {
+                continue;
+            }
+            let caps = self.remote_caps.entry((id, ssrc)).or_default();
+            caps.retain(|c| {
+                c.worker != from && now.saturating_duration_since(c.at) < REMOTE_CAP_LIFETIME
+            });
+            caps.push(RemoteCap {
+                worker: from,
+                bps: remb.bitrate_bps,
+                at: now,
+            });
+            let cap = [self.remote_cap(id, ssrc), self.own_remb(id, ssrc)]
+                .into_iter()
+                .flatten()
+                .min();
+            lowest = [lowest, cap].into_iter().flatten().min();
+        }
+        if let Some(lowest) = lowest {
+            let ssrcs: Vec<u32> = remb.ssrcs().collect();
+            let mut out = Vec::new();
+            sluice_rtp::write_remb(remb.sender_ssrc, lowest, &ssrcs, &mut out);
+            self.send_to_session(id, OutputKind::Rtcp, &out);
+        }
     }
 
     /// SRTP-protects `data` for `id`'s session and queues it; false when the session
@@ -680,6 +792,7 @@ impl WorkerCore {
     /// Takes in what another worker of a shared room sent. Returns how many RTP packets
     /// it made this worker queue for its subscribers.
     pub fn handle_relay(&mut self, now: Instant, batch: RelayBatch) -> usize {
+        self.now = Some(now);
         let from = batch.from;
         let mut forwarded = 0;
         for message in batch.messages {
@@ -786,12 +899,14 @@ impl WorkerCore {
         self.metrics.relay_packets(RelayPath::FeedbackIn, 1);
         let mut to_publisher = Vec::new();
         let mut again = Vec::new();
+        let mut rembs = Vec::new();
         let mut packets = sluice_rtp::RtcpIter::new(data);
         while let Some(Ok((packet, range))) = packets.next_with_range() {
             match packet {
                 sluice_rtp::RtcpPacket::Pli { .. } | sluice_rtp::RtcpPacket::Fir(_) => {
                     to_publisher.extend_from_slice(data.get(range).unwrap_or_default());
                 }
+                sluice_rtp::RtcpPacket::Remb(remb) => rembs.push(remb),
                 sluice_rtp::RtcpPacket::Nack(nack) => {
                     for seq in nack.lost() {
                         if again.len() >= MAX_RELAYED_NACK_ANSWERS {
@@ -815,10 +930,14 @@ impl WorkerCore {
         if !to_publisher.is_empty() {
             self.send_to_session(id, OutputKind::Rtcp, &to_publisher);
         }
+        for remb in rembs {
+            self.remote_remb(from, id, &remb);
+        }
     }
 
     /// Lets time pass for every session whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
         let due: Vec<ParticipantId> = self
             .timers
             .iter()
@@ -1609,5 +1728,40 @@ mod tests {
             .collect();
         // 102 never arrived: the publisher's worker asks the publisher for it itself
         assert_eq!(again, [packet(101), packet(103)]);
+    }
+
+    #[test]
+    fn remb_of_subscribers_on_other_workers_caps_what_the_publisher_is_asked_for() {
+        let mut h = harness(Role::Server);
+        h.core.handle_command(h.now, span("r", &[0, 1, 2], 1));
+        let remb = |bps: u64| {
+            let mut out = Vec::new();
+            sluice_rtp::write_remb(1, bps, &[2222], &mut out);
+            out
+        };
+        let feedback = |from: usize, bps: u64| RelayBatch {
+            from,
+            messages: vec![RelayMessage::Feedback {
+                participant: ParticipantId(7),
+                data: remb(bps),
+            }],
+        };
+        h.core.handle_relay(h.now, feedback(1, 300_000));
+        h.core.handle_relay(h.now, feedback(2, 500_000));
+        assert_eq!(h.core.remote_cap(ParticipantId(7), 2222), Some(300_000));
+        // this worker's own router asks for more: lowered to the other workers' lowest
+        let lowered = h.core.cap_remb(ParticipantId(7), &remb(800_000));
+        assert_eq!(lowered, Some(remb(300_000)));
+        // asks for less: unchanged, and remembered
+        assert_eq!(h.core.cap_remb(ParticipantId(7), &remb(200_000)), None);
+        assert_eq!(h.core.own_remb(ParticipantId(7), 2222), Some(200_000));
+        // worker 1's subscribers recover: its newer cap replaces its older one
+        h.core.handle_relay(h.now, feedback(1, 900_000));
+        assert_eq!(h.core.remote_cap(ParticipantId(7), 2222), Some(500_000));
+        // caps expire unless repeated
+        h.now += REMOTE_CAP_LIFETIME;
+        h.core.handle_timeout(h.now);
+        assert_eq!(h.core.remote_cap(ParticipantId(7), 2222), None);
+        assert_eq!(h.core.cap_remb(ParticipantId(7), &remb(800_000)), None);
     }
 }

@@ -129,15 +129,45 @@ pub(crate) fn sender_reports(packet: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// What of a router's RTCP toward a mirrored publisher must reach the real one: its
-/// keyframe requests and NACKs. Receiver reports, REMB and transport-wide feedback
-/// describe the relay, not the publisher's link, and stay behind.
+/// keyframe requests, NACKs and REMB (the rate its subscribers there can take).
+/// Receiver reports and transport-wide feedback describe the relay, not the publisher's
+/// link, and stay behind.
 pub(crate) fn feedback(packet: &[u8]) -> Option<Vec<u8>> {
     keep_packets(packet, |p| {
         matches!(
             p,
-            RtcpPacket::Pli { .. } | RtcpPacket::Fir(_) | RtcpPacket::Nack(_)
+            RtcpPacket::Pli { .. } | RtcpPacket::Fir(_) | RtcpPacket::Nack(_) | RtcpPacket::Remb(_)
         )
     })
+}
+
+/// `packet` with every REMB lowered to what `cap` allows for its SSRCs (the lowest cap
+/// of any of them), or `None` when no REMB needed lowering. A publisher's own worker
+/// and the other workers of its room each ask it for what their subscribers can take;
+/// the publisher, which obeys the latest REMB it got, must get the lowest.
+pub(crate) fn capped_remb(packet: &[u8], cap: impl Fn(u32) -> Option<u64>) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(packet.len());
+    let mut changed = false;
+    let mut iter = RtcpIter::new(packet);
+    while let Some(Ok((rtcp, range))) = iter.next_with_range() {
+        let lowered = match &rtcp {
+            RtcpPacket::Remb(remb) => remb
+                .ssrcs()
+                .filter_map(&cap)
+                .min()
+                .filter(|limit| *limit < remb.bitrate_bps)
+                .map(|limit| (remb.sender_ssrc, limit, remb.ssrcs().collect::<Vec<u32>>())),
+            _ => None,
+        };
+        match lowered {
+            Some((sender, limit, ssrcs)) => {
+                sluice_rtp::write_remb(sender, limit, &ssrcs, &mut out);
+                changed = true;
+            }
+            None => out.extend_from_slice(packet.get(range)?),
+        }
+    }
+    changed.then_some(out)
 }
 
 #[cfg(test)]
@@ -165,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn only_keyframe_requests_and_nacks_cross_back() {
+    fn only_keyframe_requests_nacks_and_remb_cross_back() {
         let mut compound = Vec::new();
         compound.extend_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 1]); // empty RR
         let mut pli = Vec::new();
@@ -177,11 +207,33 @@ mod tests {
         compound.extend_from_slice(&pli);
         compound.extend_from_slice(&remb);
         compound.extend_from_slice(&nack);
-        let kept = feedback(&compound).expect("PLI and NACK");
+        let kept = feedback(&compound).expect("PLI, REMB and NACK");
         let mut expected = pli.clone();
+        expected.extend_from_slice(&remb);
         expected.extend_from_slice(&nack);
         assert_eq!(kept, expected);
-        assert!(feedback(&remb).is_none());
+        assert!(
+            feedback(&compound[..8]).is_none(),
+            "a receiver report stays behind"
+        );
+    }
+
+    #[test]
+    fn a_remb_is_lowered_to_the_lowest_cap_of_its_ssrcs_and_left_alone_otherwise() {
+        let mut compound = vec![0x80, 201, 0, 1, 0, 0, 0, 1]; // empty RR
+        let mut remb = Vec::new();
+        sluice_rtp::write_remb(9, 800_000, &[7, 8], &mut remb);
+        compound.extend_from_slice(&remb);
+        let cap = |ssrc: u32| (ssrc == 8).then_some(300_000);
+        let lowered = capped_remb(&compound, cap).expect("lowered");
+        let mut expected = vec![0x80, 201, 0, 1, 0, 0, 0, 1];
+        sluice_rtp::write_remb(9, 300_000, &[7, 8], &mut expected);
+        assert_eq!(lowered, expected);
+        assert!(
+            capped_remb(&compound, |_| Some(900_000)).is_none(),
+            "caps above: unchanged"
+        );
+        assert!(capped_remb(&compound, |_| None).is_none());
     }
 
     #[test]
