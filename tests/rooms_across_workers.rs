@@ -31,8 +31,19 @@ fn config(server: &Server, name: &str, publish: bool) -> ClientConfig {
 }
 
 fn keyframes_from(client: &Client, publisher: &str) -> u64 {
+    keyframe_count(&client.stats(), publisher)
+}
+
+/// Waits until `client` decoded a keyframe of `publisher`.
+async fn gets_keyframe_from(client: &Client, publisher: &str, what: &str) {
     client
-        .stats()
+        .wait_for(|s| keyframe_count(s, publisher) > 0, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+fn keyframe_count(stats: &sluice_loadgen::ClientStats, publisher: &str) -> u64 {
+    stats
         .remote
         .get(&(publisher.to_owned(), MediaKind::Video))
         .map_or(0, |t| t.keyframes)
@@ -73,17 +84,12 @@ async fn every_participant_receives_every_publisher_across_two_workers() {
     let first_id = first.participant_id().to_owned();
     let second_id = second.participant_id().to_owned();
     receives_from(&second, &first_id).await;
-    second
-        .wait_for(
-            |s| {
-                s.remote
-                    .get(&(first_id.clone(), MediaKind::Video))
-                    .is_some_and(|t| t.keyframes > 0)
-            },
-            WAIT,
-        )
-        .await
-        .expect("a keyframe on the publisher's own worker");
+    gets_keyframe_from(
+        &second,
+        &first_id,
+        "a keyframe on the publisher's own worker",
+    )
+    .await;
     let requests_before = first.stats().sent.keyframe_requests;
     assert_eq!(
         server.metric("sluice_relay_packets_total{path=\"media_out\"}"),
@@ -111,17 +117,12 @@ async fn every_participant_receives_every_publisher_across_two_workers() {
 
     // The publisher on worker 0 sends no keyframe unless asked: the viewer on worker 1
     // decodes it only because its request crossed.
-    viewer
-        .wait_for(
-            |s| {
-                s.remote
-                    .get(&(first_id.clone(), MediaKind::Video))
-                    .is_some_and(|t| t.keyframes > 0)
-            },
-            WAIT,
-        )
-        .await
-        .expect("a keyframe requested from the other worker");
+    gets_keyframe_from(
+        &viewer,
+        &first_id,
+        "a keyframe requested from the other worker",
+    )
+    .await;
     assert!(first.stats().sent.keyframe_requests > requests_before);
     assert!(keyframes_from(&third, &first_id) > 0);
     assert!(keyframes_from(&first, &third_id) > 0);

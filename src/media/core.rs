@@ -1120,20 +1120,24 @@ mod tests {
     impl Harness {
         /// Participant 7's answer reaches the worker: we play `role`.
         fn answer(&mut self, role: Role) {
-            self.core.handle_command(
-                self.now,
-                Command::Upsert(Box::new(SessionSpec {
-                    participant: ParticipantId(7),
-                    room: "r".into(),
-                    local_ice: self.server_creds.clone(),
-                    remote_ice: self.client_creds.clone(),
-                    remote_fingerprint: self.client_cert.fingerprint(),
-                    dtls_role: role,
-                    publications: Vec::new(),
-                    subscriptions: Vec::new(),
-                    events: self.events_tx.clone(),
-                })),
-            );
+            let spec = self.answer_spec(role, Vec::new());
+            self.core
+                .handle_command(self.now, Command::Upsert(Box::new(spec)));
+        }
+
+        /// Participant 7's answer, publishing `publications`.
+        fn answer_spec(&self, role: Role, publications: Vec<PublicationSpec>) -> SessionSpec {
+            SessionSpec {
+                participant: ParticipantId(7),
+                room: "r".into(),
+                local_ice: self.server_creds.clone(),
+                remote_ice: self.client_creds.clone(),
+                remote_fingerprint: self.client_cert.fingerprint(),
+                dtls_role: role,
+                publications,
+                subscriptions: Vec::new(),
+                events: self.events_tx.clone(),
+            }
         }
 
         fn dtls_client(&self) -> Connection {
@@ -1553,17 +1557,7 @@ mod tests {
         let mut h = harness(Role::Server);
         h.core.handle_command(h.now, span("r", &[0, 1], 1));
         assert!(relayed(&mut h.core).is_empty(), "nothing published yet");
-        let mut spec = SessionSpec {
-            participant: ParticipantId(7),
-            room: "r".into(),
-            local_ice: h.server_creds.clone(),
-            remote_ice: h.client_creds.clone(),
-            remote_fingerprint: h.client_cert.fingerprint(),
-            dtls_role: Role::Server,
-            publications: vec![microphone()],
-            subscriptions: Vec::new(),
-            events: h.events_tx.clone(),
-        };
+        let mut spec = h.answer_spec(Role::Server, vec![microphone()]);
         h.core
             .handle_command(h.now, Command::Upsert(Box::new(spec.clone())));
         let expected = RelayMessage::Publications {
@@ -1680,20 +1674,9 @@ mod tests {
             rtx_ssrc: None,
             rids: Vec::new(),
         };
-        h.core.handle_command(
-            h.now,
-            Command::Upsert(Box::new(SessionSpec {
-                participant: ParticipantId(7),
-                room: "r".into(),
-                local_ice: h.server_creds.clone(),
-                remote_ice: h.client_creds.clone(),
-                remote_fingerprint: h.client_cert.fingerprint(),
-                dtls_role: Role::Server,
-                publications: vec![camera],
-                subscriptions: Vec::new(),
-                events: h.events_tx.clone(),
-            })),
-        );
+        let spec = h.answer_spec(Role::Server, vec![camera]);
+        h.core
+            .handle_command(h.now, Command::Upsert(Box::new(spec)));
         relayed(&mut h.core);
         let packet = |seq: u16| {
             let mut p = vec![0x80, 96];
