@@ -62,7 +62,8 @@ function configYaml({ httpPort, mediaPort, dtlsRole, logLevel, httpHost = '127.0
     '  grace_period_ms: 2000',
     // `cluster`: { redisUrl, nodeId } makes this server a cluster node (docs/cluster.md).
     ...(cluster
-      ? ['cluster:', `  redis_url: "${cluster.redisUrl}"`, `  node_id: "${cluster.nodeId}"`, `  internal_url: "http://${httpHost}:${httpPort}"`]
+      // several nodes share this host: each relay socket on its own ephemeral port
+      ? ['cluster:', `  redis_url: "${cluster.redisUrl}"`, `  node_id: "${cluster.nodeId}"`, `  internal_url: "http://${httpHost}:${httpPort}"`, `  relay_listen: "${httpHost}:0"`]
       : []),
     '',
   ].join('\n');
