@@ -39,7 +39,7 @@ fn announced(to: ParticipantId) -> &'static [u32] {
     match to {
         ADA => &[0x0B01],
         BO => &[0x0A01, 0x0A02, 0x0A03, 0x0A04],
-        CY => &[0x0C02, 0x0C04],
+        CY => &[0x0C02, 0x0C03, 0x0C04],
         _ => &[],
     }
 }
