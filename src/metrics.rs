@@ -215,7 +215,7 @@ pub enum RelayPath {
     MediaOut,
     /// A relayed publisher's packet taken in and forwarded.
     MediaIn,
-    /// Feedback (keyframe request, NACK) sent back to the publisher's worker.
+    /// Feedback (keyframe request, NACK, REMB) sent back to the publisher's worker.
     FeedbackOut,
     /// Feedback taken in and passed to the publisher.
     FeedbackIn,

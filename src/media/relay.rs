@@ -66,11 +66,11 @@ pub enum RelayMessage {
         data: Vec<u8>,
     },
     /// Feedback for `participant` (whose session is on the receiving worker) from the
-    /// sender's router: keyframe requests and NACKs only.
+    /// sender's router: keyframe requests, NACKs and REMB only.
     Feedback {
         /// The publisher it is for.
         participant: ParticipantId,
-        /// Plaintext RTCP made of PLI, FIR and NACK packets only.
+        /// Plaintext RTCP made of PLI, FIR, NACK and REMB packets only.
         data: Vec<u8>,
     },
 }
