@@ -223,8 +223,22 @@ fn red_decision(
     if wanted >= current {
         return (wanted, None);
     }
+    step_down_after(RED_OFF_AFTER, current, wanted, quiet_since, now)
+}
+
+/// The second half of a redundancy decision that wants less protection than `current`:
+/// `wanted` once less has been wanted for `hold` (counted from `quiet_since`, or from
+/// `now` when this is the first time), `current` meanwhile. Returns the setting and since
+/// when less has been wanted.
+pub(crate) fn step_down_after(
+    hold: Duration,
+    current: u8,
+    wanted: u8,
+    quiet_since: Option<Instant>,
+    now: Instant,
+) -> (u8, Option<Instant>) {
     let since = quiet_since.unwrap_or(now);
-    if now.saturating_duration_since(since) >= RED_OFF_AFTER {
+    if now.saturating_duration_since(since) >= hold {
         (wanted, None)
     } else {
         (current, Some(since))

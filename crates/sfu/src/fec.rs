@@ -96,12 +96,7 @@ pub(crate) fn fec_decision(
         // within the band: keep what it has, and the off timer does not run
         return (current, None);
     }
-    let since = quiet_since.unwrap_or(now);
-    if now.saturating_duration_since(since) >= FEC_OFF_AFTER {
-        (wanted, None)
-    } else {
-        (current, Some(since))
-    }
+    crate::allocation::step_down_after(FEC_OFF_AFTER, current, wanted, quiet_since, now)
 }
 
 /// Builds the placeholder of a FEC packet from `media` (a video packet just sent in RED
